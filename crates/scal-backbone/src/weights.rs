@@ -1,0 +1,409 @@
+//! Loading torchvision state dicts (`.pth`, `.safetensors`) and saving/loading native Burn
+//! weights (`.bpk`), strictly: a file that does not fit the model is an error that lists the
+//! names, and the model is left untouched unless the caller asked for a partial load.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use burn::store::{
+    ApplyError, ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+
+use crate::arch::ResNetArch;
+use crate::resnet::ResNet;
+
+/// The weight file formats the backbone reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// `torch.save` output (`.pth`, `.pt`, `.bin`; ZIP or legacy pickle).
+    Pytorch,
+    /// A SafeTensors file with torchvision key names.
+    Safetensors,
+    /// Burn's native burnpack file (`.bpk`), as written by [`save_native`].
+    Native,
+}
+
+impl WeightFormat {
+    /// The format from the file's extension, or from its first bytes when the extension says
+    /// nothing (ZIP or pickle → PyTorch, burnpack magic → native, JSON header → SafeTensors).
+    pub fn detect(path: &Path) -> Result<WeightFormat, BackboneError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("pth" | "pt" | "bin" | "tar") => return Ok(WeightFormat::Pytorch),
+            Some("safetensors") => return Ok(WeightFormat::Safetensors),
+            Some("bpk" | "burnpack") => return Ok(WeightFormat::Native),
+            _ => {}
+        }
+        let mut head = [0u8; 9];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+            let mut n = 0;
+            while n < head.len() {
+                match f.read(&mut head[n..]).map_err(|e| read_error(path, e))? {
+                    0 => break,
+                    k => n += k,
+                }
+            }
+            n
+        };
+        let head = &head[..n];
+        if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
+            Ok(WeightFormat::Pytorch)
+        } else if head.len() >= 4
+            && u32::from_le_bytes([head[0], head[1], head[2], head[3]])
+                == burn::store::burn_pack::MAGIC_NUMBER
+        {
+            Ok(WeightFormat::Native)
+        } else if head.len() == 9 && head[8] == b'{' {
+            Ok(WeightFormat::Safetensors)
+        } else {
+            Err(BackboneError::UnknownFormat {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+}
+
+/// What went wrong while reading or writing backbone weights.
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    /// The weights file is not there.
+    #[error("weights file {} does not exist", path.display())]
+    WeightsNotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// Neither the extension nor the first bytes say which format the file is in.
+    #[error(
+        "cannot tell the format of weights file {}: expected .pth/.pt (PyTorch), .safetensors, or .bpk (native Burn)",
+        path.display()
+    )]
+    UnknownFormat {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file exists but could not be parsed.
+    #[error("cannot read weights file {}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        message: String,
+    },
+    /// The file holds a ResNet of another depth.
+    #[error(
+        "weights file {} holds a {found} but the model is a {expected}; pass the matching architecture (--arch {found})",
+        path.display()
+    )]
+    ArchitectureMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The model's architecture.
+        expected: ResNetArch,
+        /// The architecture recognised from the file's keys.
+        found: ResNetArch,
+    },
+    /// Keys or shapes do not fit the model; nothing was loaded.
+    #[error("weights file {} does not fit the {arch} backbone; nothing was loaded.{}", path.display(), Mismatch { missing, unexpected, mismatched })]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// The model's architecture.
+        arch: ResNetArch,
+        /// Model parameters the file lacks (Burn names).
+        missing: Vec<String>,
+        /// File entries the model has no place for (other than `fc.*` and
+        /// `num_batches_tracked`, which are expected and ignored).
+        unexpected: Vec<String>,
+        /// Entries present on both sides whose shape or type differ.
+        mismatched: Vec<String>,
+    },
+    /// The weights could not be written.
+    #[error("cannot write weights file {}: {message}", path.display())]
+    Write {
+        /// The destination.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Formats the three name lists of [`BackboneError::Incompatible`], at most 20 names each.
+struct Mismatch<'a> {
+    missing: &'a [String],
+    unexpected: &'a [String],
+    mismatched: &'a [String],
+}
+
+impl fmt::Display for Mismatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 20;
+        for (title, names) in [
+            ("missing from the file", self.missing),
+            ("unexpected in the file", self.unexpected),
+            ("shape or type mismatch", self.mismatched),
+        ] {
+            if names.is_empty() {
+                continue;
+            }
+            write!(f, "\n  {} {title}:", names.len())?;
+            for name in names.iter().take(SHOWN) {
+                write!(f, "\n    {name}")?;
+            }
+            if names.len() > SHOWN {
+                write!(f, "\n    … and {} more", names.len() - SHOWN)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_error(path: &Path, e: impl fmt::Display) -> BackboneError {
+    BackboneError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn write_error(path: &Path, e: impl fmt::Display) -> BackboneError {
+    BackboneError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// How strictly [`load_weights`] treats a file that does not fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Load what fits and report the rest instead of failing (parameters the file lacks keep
+    /// their current values). Off by default.
+    pub allow_partial: bool,
+}
+
+/// What [`load_weights`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The format the file was read as.
+    pub format: Option<WeightFormat>,
+    /// Number of tensors written into the model.
+    pub applied: usize,
+    /// File entries ignored on purpose (`fc.*`, `*.num_batches_tracked`).
+    pub ignored: Vec<String>,
+    /// Only with `allow_partial`: model parameters the file lacked.
+    pub missing: Vec<String>,
+    /// Only with `allow_partial`: file entries with no place in the model.
+    pub unexpected: Vec<String>,
+    /// Only with `allow_partial`: entries whose shape or type differ.
+    pub mismatched: Vec<String>,
+}
+
+/// File entries a torchvision checkpoint carries that a backbone has no use for.
+fn is_ignored_torchvision_key(key: &str) -> bool {
+    key.starts_with("fc.") || key.ends_with(".num_batches_tracked")
+}
+
+/// Key prefixes written by `nn.DataParallel` and by training scripts that wrap the state
+/// dict; removed before matching.
+const WRAPPER_PREFIXES: &str = r"^(?:module\.|state_dict\.|model\.|backbone\.|base\.)+";
+
+/// torchvision → Burn key renames beyond what `PyTorchToBurnAdapter` does.
+const TORCHVISION_TO_BURN: [(&str, &str); 2] = [
+    (r"\.downsample\.0\.", ".downsample.conv."),
+    (r"\.downsample\.1\.", ".downsample.bn."),
+];
+
+/// Burn → torchvision key renames, the inverse of [`TORCHVISION_TO_BURN`].
+const BURN_TO_TORCHVISION: [(&str, &str); 2] = [
+    (r"\.downsample\.conv\.", ".downsample.0."),
+    (r"\.downsample\.bn\.", ".downsample.1."),
+];
+
+/// Loads weights into `model` and returns the loaded model.
+///
+/// `.pth`/`.pt` and `.safetensors` files are read as torchvision state dicts (`fc` and
+/// `num_batches_tracked` ignored, `downsample.0/1` and batch-norm `weight/bias` mapped,
+/// `module.` and similar wrapper prefixes removed); `.bpk` files as native Burn weights.
+///
+/// Unless `options.allow_partial`, any missing key, unexpected key or shape mismatch is a
+/// [`BackboneError::Incompatible`] listing them, and `model` is dropped without change to
+/// the caller's copy (the load happens on a clone).
+pub fn load_weights(
+    model: &ResNet,
+    path: &Path,
+    options: LoadOptions,
+) -> Result<(ResNet, LoadReport), BackboneError> {
+    if !path.is_file() {
+        return Err(BackboneError::WeightsNotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let format = WeightFormat::detect(path)?;
+    let mut candidate = model.clone();
+    let result = match format {
+        WeightFormat::Pytorch => {
+            let mut store = TORCHVISION_TO_BURN.iter().fold(
+                PytorchStore::from_file(path)
+                    .with_key_remapping(WRAPPER_PREFIXES, "")
+                    .map_indices_contiguous(false)
+                    .allow_partial(true)
+                    .validate(false),
+                |s, (from, to)| s.with_key_remapping(from, *to),
+            );
+            check_arch(&mut store, model.arch(), path)?;
+            candidate
+                .load_from(&mut store)
+                .map_err(|e| read_error(path, e))?
+        }
+        WeightFormat::Safetensors => {
+            let mut store = TORCHVISION_TO_BURN.iter().fold(
+                SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .with_key_remapping(WRAPPER_PREFIXES, "")
+                    .allow_partial(true)
+                    .validate(false),
+                |s, (from, to)| s.with_key_remapping(from, *to),
+            );
+            check_arch(&mut store, model.arch(), path)?;
+            candidate
+                .load_from(&mut store)
+                .map_err(|e| read_error(path, e))?
+        }
+        WeightFormat::Native => {
+            let mut store = BurnpackStore::from_file(path)
+                .auto_extension(false)
+                .allow_partial(true)
+                .validate(false);
+            check_arch(&mut store, model.arch(), path)?;
+            candidate
+                .load_from(&mut store)
+                .map_err(|e| read_error(path, e))?
+        }
+    };
+    let report = report_from(format, result);
+    let clean =
+        report.missing.is_empty() && report.unexpected.is_empty() && report.mismatched.is_empty();
+    if !clean && !options.allow_partial {
+        return Err(BackboneError::Incompatible {
+            path: path.to_path_buf(),
+            arch: model.arch(),
+            missing: report.missing,
+            unexpected: report.unexpected,
+            mismatched: report.mismatched,
+        });
+    }
+    Ok((candidate, report))
+}
+
+fn check_arch<S: ModuleStore>(
+    store: &mut S,
+    expected: ResNetArch,
+    path: &Path,
+) -> Result<(), BackboneError>
+where
+    S::Error: fmt::Display,
+{
+    let keys = store.keys().map_err(|e| read_error(path, e))?;
+    match ResNetArch::detect_from_keys(keys.iter().map(String::as_str)) {
+        Some(found) if found != expected => Err(BackboneError::ArchitectureMismatch {
+            path: path.to_path_buf(),
+            expected,
+            found,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `layer1.0.conv1.weight: model [64, 64, 3, 3], file [4, 4, 3, 3]`.
+fn describe_apply_error(error: &ApplyError) -> String {
+    match error {
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => format!(
+            "{path}: model {:?}, file {:?}",
+            expected.as_slice(),
+            found.as_slice()
+        ),
+        ApplyError::DTypeMismatch {
+            path,
+            expected,
+            found,
+        } => format!("{path}: model {expected:?}, file {found:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn report_from(format: WeightFormat, result: ApplyResult) -> LoadReport {
+    let (ignored, unexpected): (Vec<String>, Vec<String>) = result
+        .unused
+        .into_iter()
+        .partition(|k| is_ignored_torchvision_key(k));
+    LoadReport {
+        format: Some(format),
+        applied: result.applied.len(),
+        ignored,
+        missing: result.missing.into_iter().map(|(path, _)| path).collect(),
+        unexpected,
+        mismatched: result.errors.iter().map(describe_apply_error).collect(),
+    }
+}
+
+/// Writes `model`'s weights as a native burnpack file, atomically: a temporary file beside
+/// `path` is renamed over it, so a failure leaves any previous file intact.
+pub fn save_native(model: &ResNet, path: &Path) -> Result<(), BackboneError> {
+    write_atomically(path, |tmp| {
+        let mut store = BurnpackStore::from_file(tmp)
+            .auto_extension(false)
+            .overwrite(true);
+        model.save_into(&mut store).map_err(|e| e.to_string())
+    })
+}
+
+/// Writes `model`'s weights as a SafeTensors file with torchvision's key names
+/// (`downsample.0/1`, batch-norm `weight/bias`), loadable in PyTorch with
+/// `resnet.load_state_dict(safetensors.torch.load_file(path), strict=False)` (only `fc` and
+/// `num_batches_tracked` are absent). Written atomically.
+pub fn save_torchvision_safetensors(model: &ResNet, path: &Path) -> Result<(), BackboneError> {
+    write_atomically(path, |tmp| {
+        let mut store = BURN_TO_TORCHVISION.iter().fold(
+            SafetensorsStore::from_file(tmp)
+                .with_to_adapter(BurnToPyTorchAdapter)
+                .overwrite(true),
+            |s, (from, to)| s.with_key_remapping(from, *to),
+        );
+        model.save_into(&mut store).map_err(|e| e.to_string())
+    })
+}
+
+/// Runs `write` on a temporary path in `path`'s folder, then renames it to `path`.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), BackboneError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".weights-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| write_error(path, e))?;
+    write(tmp.path()).map_err(|m| write_error(path, m))?;
+    tmp.persist(path).map_err(|e| write_error(path, e.error))?;
+    Ok(())
+}
+
+impl ResNet {
+    /// [`load_weights`] with strict checking, for any of the three formats: the loaded
+    /// model, or an error that lists what does not fit.
+    pub fn with_weights(self, path: &Path) -> Result<ResNet, BackboneError> {
+        load_weights(&self, path, LoadOptions::default()).map(|(m, _)| m)
+    }
+}

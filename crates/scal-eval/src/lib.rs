@@ -1,0 +1,28 @@
+//! # scal-eval
+//!
+//! Person re-identification evaluation, following the conventions of torchreid, FastReID and
+//! reid-strong-baseline (see `reid-protocols.md`):
+//!
+//! - [`pairwise_distances`]: query × gallery distance matrices (Euclidean, squared Euclidean,
+//!   cosine) in blocks, in parallel;
+//! - [`evaluate_market1501`]: CMC, mAP and mINP with same-identity-same-camera removal,
+//!   skipping queries without a valid match;
+//! - [`evaluate_cuhk03_classic`]: the single-gallery-shot CMC of the old CUHK03 protocol,
+//!   seeded;
+//! - [`re_rank`]: k-reciprocal re-ranking (Zhong et al., CVPR 2017) with sparse weight
+//!   vectors, never materialising the (Q+G)² matrices.
+//!
+//! Everything works on `ndarray` views and is independent of any deep-learning framework.
+
+mod distance;
+mod error;
+pub mod io;
+mod market;
+mod rerank;
+
+pub use distance::{DistanceMetric, pairwise_distances};
+pub use error::EvalError;
+pub use market::{
+    CUHK03_CLASSIC_REPEATS, Distance, Metrics, evaluate_cuhk03_classic, evaluate_market1501,
+};
+pub use rerank::{ReRankParams, re_rank};

@@ -1,0 +1,120 @@
+//! Choosing the compute backend at run time among those compiled in.
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+/// A backend named on the command line (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Pure-Rust CPU backend (cargo feature `flex`, on by default).
+    Flex,
+    /// Any GPU through wgpu: Vulkan, Metal or DX12 (cargo feature `wgpu`).
+    Wgpu,
+    /// NVIDIA GPUs through CUDA (cargo feature `cuda`).
+    Cuda,
+}
+
+impl Backend {
+    /// The cargo feature that compiles this backend in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this binary was built with the backend.
+    pub fn compiled(self) -> bool {
+        match self {
+            Backend::Flex => cfg!(feature = "flex"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
+            Backend::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// Backends compiled into this binary.
+    pub fn available() -> Vec<Backend> {
+        [Backend::Flex, Backend::Wgpu, Backend::Cuda]
+            .into_iter()
+            .filter(|b| b.compiled())
+            .collect()
+    }
+}
+
+/// The device for `backend`, checked to exist. Never `Device::default()`, which picks by
+/// compile-time priority.
+pub fn device(backend: Backend) -> Result<Device> {
+    if !backend.compiled() {
+        let names: Vec<&str> = Backend::available().iter().map(|b| b.feature()).collect();
+        bail!(
+            "--backend {0}: this binary was built without the `{0}` feature (compiled in: {1}). \
+             Rebuild with `cargo run --release -p xtask --features {0} -- …` \
+             (or `cargo xtask-{0} …`).",
+            backend.feature(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    match backend {
+        #[cfg(feature = "flex")]
+        Backend::Flex => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => first_device(
+            burn::tensor::DeviceType::Wgpu,
+            "wgpu",
+            "no GPU adapter was found (wgpu needs a Vulkan, Metal or DX12 driver; on Linux install the GPU's Vulkan driver, or Mesa's `mesa-vulkan-drivers` for a software one)",
+        ),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => first_device(
+            burn::tensor::DeviceType::Cuda,
+            "cuda",
+            "no CUDA device was found (is the NVIDIA driver installed and a GPU visible?)",
+        ),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("checked by Backend::compiled"),
+    }
+}
+
+/// The first device of a GPU backend, or a clear error when there is none. Enumeration
+/// runs under `catch_unwind` because a missing driver may panic inside the runtime.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn first_device(kind: burn::tensor::DeviceType, name: &str, hint: &str) -> Result<Device> {
+    let found = std::panic::catch_unwind(|| Device::enumerate(kind));
+    match found {
+        Ok(devices) => match devices.into_iter().next() {
+            Some(device) => Ok(device),
+            None => bail!("--backend {name}: {hint}"),
+        },
+        Err(_) => bail!("--backend {name}: probing for devices failed: {hint}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flex_is_the_default_build() {
+        assert!(Backend::Flex.compiled());
+        assert!(device(Backend::Flex).is_ok());
+    }
+
+    #[test]
+    fn a_backend_not_compiled_in_is_a_clear_error() {
+        for backend in [Backend::Wgpu, Backend::Cuda] {
+            if backend.compiled() {
+                continue;
+            }
+            let err = device(backend).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("--features {}", backend.feature())),
+                "{err}"
+            );
+            assert!(err.contains("compiled in: flex"), "{err}");
+        }
+    }
+}

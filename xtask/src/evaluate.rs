@@ -1,0 +1,272 @@
+//! `cargo xtask evaluate`: CMC / mAP / mINP from a distance matrix or from features, with
+//! optional k-reciprocal re-ranking.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ndarray::Array2;
+use scal_eval::io::{DistanceMatrix, Labels, check_dim, read_distance_matrix, read_features};
+use scal_eval::{
+    DistanceMetric, Metrics, ReRankParams, evaluate_cuhk03_classic, evaluate_market1501,
+    pairwise_distances, re_rank,
+};
+
+/// Evaluation protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Market-1501 / DukeMTMC / MSMT17 / CUHK03-NP: all gallery images, single query.
+    Market1501,
+    /// Old CUHK03 20-split protocol: single-gallery-shot CMC, averaged over 10 draws.
+    Cuhk03,
+}
+
+/// Distance between features (`--features` mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Distance {
+    /// Euclidean distance (equal in ranking to cosine on L2-normalised features).
+    Euclidean,
+    /// 1 - cosine similarity.
+    Cosine,
+}
+
+/// CMC, mAP and mINP of a query/gallery split.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["distmat", "features"])))]
+pub struct EvaluateArgs {
+    /// Folder with distmat.npy (Q x G, float32/float64), q_pids.npy, g_pids.npy,
+    /// q_camids.npy, g_camids.npy (int32/int64); distmat_qq.npy and distmat_gg.npy for --rerank.
+    #[arg(long, value_name = "DIR")]
+    pub distmat: Option<PathBuf>,
+    /// Folder with query.npy [Q, D] and gallery.npy [G, D] (float32) and the same id files;
+    /// distances are computed first.
+    #[arg(long, value_name = "DIR")]
+    pub features: Option<PathBuf>,
+    /// Distance between features (with --features).
+    #[arg(long, value_enum, default_value_t = Distance::Euclidean)]
+    pub distance: Distance,
+    /// Longest CMC computed (cut to the gallery size).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rank: u32,
+    /// Evaluation protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Market1501)]
+    pub metric: Protocol,
+    /// Seed of the gallery draws of --metric cuhk03.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Apply k-reciprocal re-ranking (Zhong et al. 2017) before evaluating.
+    #[arg(long)]
+    pub rerank: bool,
+    /// Re-ranking: k-reciprocal neighbourhood size.
+    #[arg(long, default_value_t = 20, requires = "rerank", value_parser = clap::value_parser!(u32).range(1..))]
+    pub k1: u32,
+    /// Re-ranking: neighbours averaged in local query expansion (1 = off).
+    #[arg(long, default_value_t = 6, requires = "rerank", value_parser = clap::value_parser!(u32).range(1..))]
+    pub k2: u32,
+    /// Re-ranking: weight of the original distance, in [0, 1].
+    #[arg(long, default_value_t = 0.3, requires = "rerank")]
+    pub lambda: f64,
+    /// Print one JSON object {"mAP","mINP","cmc","num_valid_queries"} instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the evaluation and prints the result.
+pub fn run(args: &EvaluateArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.lambda) {
+        bail!("--lambda must be in [0, 1], got {}", args.lambda);
+    }
+    let start = Instant::now();
+    let (dir, metrics) = match (&args.distmat, &args.features) {
+        (Some(dir), None) => (dir, from_distmat(dir, args)?),
+        (None, Some(dir)) => (dir, from_features(dir, args)?),
+        _ => unreachable!("clap requires exactly one of --distmat and --features"),
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "mAP": metrics.map,
+                "mINP": metrics.minp,
+                "cmc": metrics.cmc,
+                "num_valid_queries": metrics.num_valid_queries,
+            })
+        );
+    } else {
+        print_table(dir, args, &metrics, seconds);
+    }
+    Ok(())
+}
+
+fn folder(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    Ok(())
+}
+
+/// Reads a distance matrix and checks it is `rows x cols` (sizes set by the named files).
+fn read_matrix(
+    path: &Path,
+    (rows, rows_from): (usize, &str),
+    (cols, cols_from): (usize, &str),
+) -> Result<DistanceMatrix> {
+    let m = read_distance_matrix(path)?;
+    check_dim(path, m.dim(), (rows, cols), rows_from, cols_from)?;
+    Ok(m)
+}
+
+fn from_distmat(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    folder(dir)?;
+    let labels = Labels::read_dir(dir)?;
+    let (q, g) = (labels.q_pids.len(), labels.g_pids.len());
+    let path = dir.join("distmat.npy");
+    let distmat = read_matrix(&path, (q, "q_pids.npy"), (g, "g_pids.npy"))?;
+    if !args.rerank {
+        return match distmat {
+            DistanceMatrix::F32(m) => metrics(&m, &labels, args),
+            DistanceMatrix::F64(m) => metrics(&m, &labels, args),
+        }
+        .with_context(|| format!("evaluating {}", path.display()));
+    }
+    let qq_path = dir.join("distmat_qq.npy");
+    let gg_path = dir.join("distmat_gg.npy");
+    for p in [&qq_path, &gg_path] {
+        if !p.exists() {
+            bail!(
+                "--rerank needs {} (query-query and gallery-gallery distances beside distmat.npy)",
+                p.display()
+            );
+        }
+    }
+    let qq = read_matrix(&qq_path, (q, "q_pids.npy"), (q, "q_pids.npy"))?;
+    let gg = read_matrix(&gg_path, (g, "g_pids.npy"), (g, "g_pids.npy"))?;
+    let reranked = match (distmat, qq, gg) {
+        (DistanceMatrix::F32(a), DistanceMatrix::F32(b), DistanceMatrix::F32(c)) => {
+            re_rank(a.view(), b.view(), c.view(), rerank_params(args))
+        }
+        (a, b, c) => re_rank(
+            a.into_f64().view(),
+            b.into_f64().view(),
+            c.into_f64().view(),
+            rerank_params(args),
+        ),
+    }
+    .with_context(|| {
+        format!(
+            "re-ranking {} with {} and {}",
+            path.display(),
+            qq_path.display(),
+            gg_path.display()
+        )
+    })?;
+    metrics(&reranked, &labels, args).context("evaluating the re-ranked distances")
+}
+
+fn from_features(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    folder(dir)?;
+    let labels = Labels::read_dir(dir)?;
+    let (q_path, g_path) = (dir.join("query.npy"), dir.join("gallery.npy"));
+    let query = read_features(&q_path)?;
+    let gallery = read_features(&g_path)?;
+    if query.nrows() != labels.q_pids.len() {
+        bail!(
+            "{} has {} rows but q_pids.npy has {} entries",
+            q_path.display(),
+            query.nrows(),
+            labels.q_pids.len()
+        );
+    }
+    if gallery.nrows() != labels.g_pids.len() {
+        bail!(
+            "{} has {} rows but g_pids.npy has {} entries",
+            g_path.display(),
+            gallery.nrows(),
+            labels.g_pids.len()
+        );
+    }
+    if query.ncols() != gallery.ncols() {
+        bail!(
+            "{} has {}-d features but {} has {}-d features",
+            q_path.display(),
+            query.ncols(),
+            g_path.display(),
+            gallery.ncols()
+        );
+    }
+    let metric = match args.distance {
+        Distance::Euclidean => DistanceMetric::Euclidean,
+        Distance::Cosine => DistanceMetric::Cosine,
+    };
+    let q_g = pairwise_distances(query.view(), gallery.view(), metric)
+        .with_context(|| format!("features in {}", dir.display()))?;
+    if !args.rerank {
+        return metrics(&q_g, &labels, args);
+    }
+    let q_q = pairwise_distances(query.view(), query.view(), metric)?;
+    let g_g = pairwise_distances(gallery.view(), gallery.view(), metric)?;
+    let reranked = re_rank(q_g.view(), q_q.view(), g_g.view(), rerank_params(args))?;
+    metrics(&reranked, &labels, args)
+}
+
+fn rerank_params(args: &EvaluateArgs) -> ReRankParams {
+    ReRankParams {
+        k1: args.k1 as usize,
+        k2: args.k2 as usize,
+        lambda: args.lambda,
+    }
+}
+
+fn metrics<T: scal_eval::Distance>(
+    distmat: &Array2<T>,
+    l: &Labels,
+    args: &EvaluateArgs,
+) -> Result<Metrics> {
+    let max_rank = args.max_rank as usize;
+    Ok(match args.metric {
+        Protocol::Market1501 => evaluate_market1501(
+            distmat.view(),
+            &l.q_pids,
+            &l.g_pids,
+            &l.q_camids,
+            &l.g_camids,
+            max_rank,
+        )?,
+        Protocol::Cuhk03 => evaluate_cuhk03_classic(
+            distmat.view(),
+            &l.q_pids,
+            &l.g_pids,
+            &l.q_camids,
+            &l.g_camids,
+            max_rank,
+            args.seed,
+        )?,
+    })
+}
+
+fn print_table(dir: &Path, args: &EvaluateArgs, m: &Metrics, seconds: f64) {
+    let source = if args.distmat.is_some() {
+        "distances"
+    } else {
+        "features"
+    };
+    println!(
+        "{} ({source}, {} protocol{}): {} valid queries, {seconds:.2} s",
+        dir.display(),
+        match args.metric {
+            Protocol::Market1501 => "market1501",
+            Protocol::Cuhk03 => "cuhk03 single-gallery-shot",
+        },
+        if args.rerank { ", re-ranked" } else { "" },
+        m.num_valid_queries,
+    );
+    println!("  {:<8} {:>7}", "metric", "value");
+    for k in [1, 5, 10, 20] {
+        if let Some(v) = m.rank(k) {
+            println!("  {:<8} {:>6.2}%", format!("Rank-{k}"), 100.0 * v);
+        }
+    }
+    println!("  {:<8} {:>6.2}%", "mAP", 100.0 * m.map);
+    println!("  {:<8} {:>6.2}%", "mINP", 100.0 * m.minp);
+}

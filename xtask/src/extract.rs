@@ -1,0 +1,205 @@
+//! `cargo xtask extract`: pooled backbone features of a folder of images, as `.npy`.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
+use ndarray_npy::WriteNpyExt;
+use rayon::prelude::*;
+use scal_backbone::{ResNetArch, ResNetConfig};
+use scal_data::TestTransform;
+use tempfile::NamedTempFile;
+
+use crate::backend::{self, Backend};
+
+/// Pooled features of every image in a folder, written as a float32 `.npy` of shape
+/// [N, D] with the file names beside it.
+#[derive(Debug, clap::Args)]
+pub struct ExtractArgs {
+    /// Backbone architecture: resnet18, resnet34, resnet50 or resnet101.
+    #[arg(long, default_value = "resnet50", value_parser = parse_arch)]
+    pub arch: ResNetArch,
+    /// Weights: a torchvision state dict (.pth/.pt or .safetensors) or native Burn weights (.bpk).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Folder of images (.jpg/.jpeg/.png/.bmp/.webp; other files are skipped and counted).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Output .npy file; the file names go to the same path with `.names.txt` for `.npy`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Stride of the last stage: 1 (ReID convention, 16x8 maps at 256x128) or 2 (torchvision).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub last_stride: u8,
+    /// Input height in pixels (images are resized bilinearly unless they already have it).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub height: u32,
+    /// Input width in pixels.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub width: u32,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Average each feature with that of the horizontally mirrored image.
+    #[arg(long)]
+    pub flip: bool,
+    /// Compute backend (among those compiled in).
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+    /// Base width of the ResNet (64 for torchvision's models; smaller for test models).
+    #[arg(long, default_value_t = 64, hide = true)]
+    pub base_width: usize,
+}
+
+fn parse_arch(s: &str) -> Result<ResNetArch, String> {
+    s.parse()
+        .map_err(|e: scal_backbone::UnknownArch| e.to_string())
+}
+
+/// `FEATS.npy` → `FEATS.names.txt`; any other name gets `.names.txt` appended.
+pub fn names_path(out: &Path) -> PathBuf {
+    let s = out.as_os_str().to_string_lossy();
+    match s.strip_suffix(".npy") {
+        Some(stem) => PathBuf::from(format!("{stem}.names.txt")),
+        None => PathBuf::from(format!("{s}.names.txt")),
+    }
+}
+
+/// A temporary file in `path`'s folder, to be renamed onto `path` once complete. Made before
+/// any work so that an unwritable destination fails at once.
+fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        bail!("{flag} {} is a folder; give a file name", path.display());
+    }
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {flag} {}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    tempfile::Builder::new()
+        .prefix(".scal-extract-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {flag} {}", path.display()))
+}
+
+/// What [`run`] wrote.
+#[derive(Debug)]
+pub struct Summary {
+    /// Number of feature rows (images).
+    pub rows: usize,
+    /// Feature width.
+    pub dim: usize,
+    /// Entries of the folder that were not images.
+    pub skipped: usize,
+    /// The names file.
+    pub names: PathBuf,
+}
+
+/// Runs the extraction described by `args`.
+pub fn run(args: &ExtractArgs) -> Result<Summary> {
+    let listing = scal_data::list_images(&args.images)?;
+    let names_file = names_path(&args.out);
+    let features_tmp = temporary_beside(&args.out, "--out")?;
+    let names_tmp = temporary_beside(&names_file, "--out")?;
+
+    let device = backend::device(args.backend)?;
+    let model = ResNetConfig::new(args.arch)
+        .with_last_stride(args.last_stride as usize)
+        .with_base_width(args.base_width)
+        .init(&device)
+        .with_weights(&args.weights)?;
+
+    let transform = TestTransform::new(args.height, args.width);
+    let (h, w) = (args.height as usize, args.width as usize);
+    let n = listing.images.len();
+    let dim = model.feature_dim();
+    let mut features: Vec<f32> = Vec::with_capacity(n * dim);
+    let bar = ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} extracting [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    for chunk in listing.images.chunks(args.batch as usize) {
+        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
+        pixels
+            .par_chunks_mut(transform.len())
+            .zip(chunk.par_iter())
+            .try_for_each(|(slot, path)| transform.load_into(path, slot))?;
+        let images =
+            Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), &device);
+        let mut pooled = model.forward_pooled(images.clone());
+        if args.flip {
+            pooled = (pooled + model.forward_pooled(images.flip([3]))).div_scalar(2.0);
+        }
+        let values = pooled
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading features back from the device: {e:?}"))?;
+        features.extend(values);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    let array = Array2::from_shape_vec((n, dim), features).expect("n x dim features");
+    let mut writer = BufWriter::new(features_tmp.as_file());
+    array
+        .write_npy(&mut writer)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    writer
+        .flush()
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    drop(writer);
+
+    let mut writer = BufWriter::new(names_tmp.as_file());
+    for path in &listing.images {
+        let name = path.file_name().expect("listed files have names");
+        writeln!(writer, "{}", name.to_string_lossy())
+            .with_context(|| format!("writing {}", names_file.display()))?;
+    }
+    writer
+        .flush()
+        .with_context(|| format!("writing {}", names_file.display()))?;
+    drop(writer);
+
+    features_tmp
+        .persist(&args.out)
+        .with_context(|| format!("cannot write --out {}", args.out.display()))?;
+    names_tmp
+        .persist(&names_file)
+        .with_context(|| format!("cannot write {}", names_file.display()))?;
+    Ok(Summary {
+        rows: n,
+        dim,
+        skipped: listing.skipped.len(),
+        names: names_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_file_sits_beside_the_features() {
+        assert_eq!(
+            names_path(Path::new("out/feats.npy")),
+            PathBuf::from("out/feats.names.txt")
+        );
+        assert_eq!(
+            names_path(Path::new("feats")),
+            PathBuf::from("feats.names.txt")
+        );
+    }
+}

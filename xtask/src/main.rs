@@ -1,0 +1,58 @@
+//! `cargo xtask`: the project's command line.
+//!
+//! - `extract`: pooled ResNet features of a folder of images, from torchvision or native
+//!   weights, as a `.npy` file.
+//! - `evaluate`: CMC / mAP / mINP from a distance matrix or features, with optional
+//!   k-reciprocal re-ranking.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod backend;
+mod evaluate;
+mod extract;
+
+/// SCAL person re-identification toolkit.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pooled backbone features of every image in a folder → FEATS.npy [N, D] + FEATS.names.txt.
+    Extract(extract::ExtractArgs),
+    /// CMC / mAP / mINP from a distance matrix or features (Market-1501 or CUHK03 protocol), optionally re-ranked.
+    Evaluate(evaluate::EvaluateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Extract(args) => extract::run(args).map(|s| {
+            println!(
+                "wrote {} x {} features to {} and the file names to {}{}",
+                s.rows,
+                s.dim,
+                args.out.display(),
+                s.names.display(),
+                if s.skipped > 0 {
+                    format!(" ({} non-image entries skipped)", s.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }),
+        Command::Evaluate(args) => evaluate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
