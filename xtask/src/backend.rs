@@ -66,7 +66,7 @@ pub fn device(backend: Backend) -> Result<Device> {
         Backend::Wgpu => first_device(
             burn::tensor::DeviceType::Wgpu,
             "wgpu",
-            "no GPU adapter was found (wgpu needs a Vulkan, Metal or DX12 driver; on Linux install the GPU's Vulkan driver, or Mesa's `mesa-vulkan-drivers` for a software one)",
+            "no GPU adapter was found (wgpu needs a Vulkan, Metal, DX12 or OpenGL/EGL driver: on Linux the GPU vendor's Vulkan driver, or Mesa's `mesa-vulkan-drivers`/`libegl-mesa0` for a software one)",
         ),
         #[cfg(feature = "cuda")]
         Backend::Cuda => first_device(
