@@ -31,5 +31,5 @@ pub use arch::{BlockKind, ResNetArch, UnknownArch};
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock, global_average_pool};
 pub use weights::{
     BackboneError, LoadOptions, LoadReport, WeightFormat, load_weights, save_native,
-    save_torchvision_safetensors,
+    save_torchvision_safetensors, write_atomically,
 };

@@ -243,6 +243,43 @@ impl ResNet {
         conv.stride[0]
     }
 
+    /// `[height, width]` of the stem's and each stage's output for an input of
+    /// `height × width` (`[[64, 32], [64, 32], [32, 16], [16, 8], [16, 8]]` for 256 × 128 at
+    /// last stride 1).
+    pub fn stage_sizes(&self, height: usize, width: usize) -> [[usize; 2]; 5] {
+        // k x k convolution or pooling with stride s and padding p: (x + 2p - k) / s + 1.
+        let down = |x: usize, k: usize, s: usize, p: usize| (x + 2 * p - k) / s + 1;
+        let stem = |x: usize| down(down(x, 7, 2, 3), 3, 2, 1);
+        let half = |x: usize| down(x, 3, 2, 1);
+        let last = |x: usize| if self.last_stride() == 2 { half(x) } else { x };
+        let (h0, w0) = (stem(height), stem(width));
+        let (h2, w2) = (half(h0), half(w0));
+        let (h3, w3) = (half(h2), half(w2));
+        [[h0, w0], [h0, w0], [h2, w2], [h3, w3], [last(h3), last(w3)]]
+    }
+
+    /// Sets the momentum of every batch norm. Momentum 0 makes a training-mode pass leave
+    /// the running statistics as they are (SCAL's second, no-attention pass).
+    pub fn set_batch_norm_momentum(&mut self, momentum: f64) {
+        self.bn1.momentum = momentum;
+        for block in self
+            .layer1
+            .iter_mut()
+            .chain(&mut self.layer2)
+            .chain(&mut self.layer3)
+            .chain(&mut self.layer4)
+        {
+            block.bn1.momentum = momentum;
+            block.bn2.momentum = momentum;
+            if let Some(bn3) = &mut block.bn3 {
+                bn3.momentum = momentum;
+            }
+            if let Some(d) = &mut block.downsample {
+                d.bn.momentum = momentum;
+            }
+        }
+    }
+
     /// conv1 → bn1 → (ReLU) → maxpool.
     ///
     /// # Shapes
@@ -365,6 +402,36 @@ mod tests {
             );
             assert_eq!(out.dims(), [2, 128, h4, w4]);
             assert_eq!(model.last_stride(), last_stride);
+            let predicted = model.stage_sizes(64, 32);
+            for (i, dims) in shapes.iter().map(|(_, d)| d).enumerate() {
+                assert_eq!(predicted[i], [dims[2], dims[3]], "stage {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn stage_sizes_at_reid_input_sizes() {
+        let dev = device();
+        let model = ResNetConfig::new(ResNetArch::ResNet18)
+            .with_base_width(2)
+            .with_last_stride(1)
+            .init(&dev);
+        assert_eq!(
+            model.stage_sizes(256, 128),
+            [[64, 32], [64, 32], [32, 16], [16, 8], [16, 8]]
+        );
+        assert_eq!(
+            model.stage_sizes(384, 128),
+            [[96, 32], [96, 32], [48, 16], [24, 8], [24, 8]]
+        );
+        for (h, w) in [(256, 128), (384, 128), (65, 33)] {
+            let mut sizes = Vec::new();
+            model.forward_staged(Tensor::<4>::zeros([1, 3, h, w], &dev), |_, x| {
+                let [_, _, a, b] = x.dims();
+                sizes.push([a, b]);
+                x
+            });
+            assert_eq!(sizes, model.stage_sizes(h, w).to_vec(), "{h}x{w}");
         }
     }
 

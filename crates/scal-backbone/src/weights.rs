@@ -381,8 +381,10 @@ pub fn save_torchvision_safetensors(model: &ResNet, path: &Path) -> Result<(), B
     })
 }
 
-/// Runs `write` on a temporary path in `path`'s folder, then renames it to `path`.
-fn write_atomically(
+/// Runs `write` on a temporary path in `path`'s folder, then renames it to `path`: a failure
+/// (or a killed process) never leaves a half-written `path`, and any previous file at `path`
+/// survives it. The temporary file is removed on failure.
+pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), BackboneError> {

@@ -1,0 +1,311 @@
+//! # scal-attention
+//!
+//! The attention agent of SCAL (`scal-method.md`): a channel module (squeeze-and-excitation:
+//! `sigmoid(W2 relu(W1 GAP(X)))`, no biases, hidden width 8) or a spatial module
+//! (`sigmoid(W2 relu(W1 mean_c(X)))` over the flattened H × W map, reduction 16, with
+//! biases), and [`StackedAttention`]: one module after each of the five backbone stages,
+//! gating `X ← X ⊙ A` and returning the maps, or passing `X` through unchanged (every map
+//! replaced by ones) for SCAL's no-attention pass.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Which attention module sits after each stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    /// No attention: the plain backbone.
+    None,
+    /// Spatial attention over the H × W map, broadcast over channels.
+    Spatial,
+    /// Channel attention (squeeze-and-excitation), broadcast over H × W.
+    Channel,
+}
+
+impl std::str::FromStr for AttentionKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(AttentionKind::None),
+            "spatial" => Ok(AttentionKind::Spatial),
+            "channel" => Ok(AttentionKind::Channel),
+            _ => Err(format!(
+                "unknown attention `{s}`: expected none, spatial or channel"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AttentionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttentionKind::None => "none",
+            AttentionKind::Spatial => "spatial",
+            AttentionKind::Channel => "channel",
+        })
+    }
+}
+
+/// Configuration of a [`ChannelAttention`].
+#[derive(Config, Debug)]
+pub struct ChannelAttentionConfig {
+    /// Channels of the feature map it gates.
+    pub channels: usize,
+    /// Width of the hidden layer (8 at every stage in the reference code).
+    #[config(default = 8)]
+    pub hidden: usize,
+}
+
+impl ChannelAttentionConfig {
+    /// Builds the module.
+    ///
+    /// # Panics
+    /// If `channels` or `hidden` is 0.
+    pub fn init(&self, device: &Device) -> ChannelAttention {
+        assert!(
+            self.channels > 0 && self.hidden > 0,
+            "ChannelAttentionConfig: channels and hidden must be > 0, got {} and {}",
+            self.channels,
+            self.hidden
+        );
+        ChannelAttention {
+            fc1: LinearConfig::new(self.channels, self.hidden)
+                .with_bias(false)
+                .init(device),
+            fc2: LinearConfig::new(self.hidden, self.channels)
+                .with_bias(false)
+                .init(device),
+        }
+    }
+}
+
+/// Channel attention: `A = sigmoid(W2 relu(W1 GAP(X)))`, one weight per channel.
+#[derive(Module, Debug)]
+pub struct ChannelAttention {
+    /// `C → hidden`, no bias.
+    pub fc1: Linear,
+    /// `hidden → C`, no bias.
+    pub fc2: Linear,
+}
+
+impl ChannelAttention {
+    /// The attention map.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`
+    /// - output: `[N, C, 1, 1]`, values in (0, 1)
+    ///
+    /// # Panics
+    /// If `C` is not the configured channel count.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let expected = self.fc1.weight.dims()[0];
+        assert_eq!(
+            c, expected,
+            "ChannelAttention built for {expected} channels got a [{n}, {c}, {h}, {w}] map"
+        );
+        let pooled = x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        let a = sigmoid(self.fc2.forward(relu(self.fc1.forward(pooled))));
+        a.reshape([n, c, 1, 1])
+    }
+}
+
+/// Configuration of a [`SpatialAttention`].
+#[derive(Config, Debug)]
+pub struct SpatialAttentionConfig {
+    /// Height of the feature map it gates (fixed: the layers are sized by H × W).
+    pub height: usize,
+    /// Width of the feature map it gates.
+    pub width: usize,
+    /// Hidden width = H·W / reduction (at least 1).
+    #[config(default = 16)]
+    pub reduction: usize,
+}
+
+impl SpatialAttentionConfig {
+    /// Builds the module.
+    ///
+    /// # Panics
+    /// If a size or the reduction is 0.
+    pub fn init(&self, device: &Device) -> SpatialAttention {
+        assert!(
+            self.height > 0 && self.width > 0 && self.reduction > 0,
+            "SpatialAttentionConfig: height, width and reduction must be > 0, got {}, {}, {}",
+            self.height,
+            self.width,
+            self.reduction
+        );
+        let hw = self.height * self.width;
+        let hidden = (hw / self.reduction).max(1);
+        SpatialAttention {
+            fc1: LinearConfig::new(hw, hidden).init(device),
+            fc2: LinearConfig::new(hidden, hw).init(device),
+            height: self.height,
+            width: self.width,
+        }
+    }
+}
+
+/// Spatial attention: `A = sigmoid(W2 relu(W1 mean_c(X)))` over the flattened map, one
+/// weight per position.
+#[derive(Module, Debug)]
+pub struct SpatialAttention {
+    /// `H·W → H·W / r`, with bias.
+    pub fc1: Linear,
+    /// `H·W / r → H·W`, with bias.
+    pub fc2: Linear,
+    /// Map height it was built for.
+    pub height: usize,
+    /// Map width it was built for.
+    pub width: usize,
+}
+
+impl SpatialAttention {
+    /// The attention map.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]` with the configured `H × W`
+    /// - output: `[N, 1, H, W]`, values in (0, 1)
+    ///
+    /// # Panics
+    /// If the map is not the configured size (the module's layers are sized by it: build the
+    /// model for the input size you train and test at).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        assert!(
+            h == self.height && w == self.width,
+            "SpatialAttention built for {}x{} maps got a [{n}, {c}, {h}, {w}] map: its layers are \
+             sized by the input size, so build the model for the height and width it is run at",
+            self.height,
+            self.width
+        );
+        let mean = x.mean_dim(1).reshape([n, h * w]);
+        let a = sigmoid(self.fc2.forward(relu(self.fc1.forward(mean))));
+        a.reshape([n, 1, h, w])
+    }
+}
+
+/// One attention module.
+#[derive(Module, Debug)]
+pub enum Agent {
+    /// Spatial attention.
+    Spatial(SpatialAttention),
+    /// Channel attention.
+    Channel(ChannelAttention),
+}
+
+impl Agent {
+    /// The attention map (`[N, 1, H, W]` spatial, `[N, C, 1, 1]` channel).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Agent::Spatial(m) => m.forward(x),
+            Agent::Channel(m) => m.forward(x),
+        }
+    }
+}
+
+/// Configuration of a [`StackedAttention`].
+#[derive(Config, Debug)]
+pub struct StackedAttentionConfig {
+    /// Module kind at every stage.
+    pub kind: AttentionKind,
+    /// Channels of the five gated maps (stem, layer1..layer4).
+    pub channels: [usize; 5],
+    /// `[height, width]` of the five gated maps.
+    pub sizes: [[usize; 2]; 5],
+    /// Hidden width of channel modules.
+    #[config(default = 8)]
+    pub channel_hidden: usize,
+    /// Reduction of spatial modules.
+    #[config(default = 16)]
+    pub spatial_reduction: usize,
+}
+
+impl StackedAttentionConfig {
+    /// Builds the five modules (none for [`AttentionKind::None`]).
+    pub fn init(&self, device: &Device) -> StackedAttention {
+        let agents = match self.kind {
+            AttentionKind::None => Vec::new(),
+            AttentionKind::Spatial => self
+                .sizes
+                .iter()
+                .map(|[h, w]| {
+                    Agent::Spatial(
+                        SpatialAttentionConfig::new(*h, *w)
+                            .with_reduction(self.spatial_reduction)
+                            .init(device),
+                    )
+                })
+                .collect(),
+            AttentionKind::Channel => self
+                .channels
+                .iter()
+                .map(|c| {
+                    Agent::Channel(
+                        ChannelAttentionConfig::new(*c)
+                            .with_hidden(self.channel_hidden)
+                            .init(device),
+                    )
+                })
+                .collect(),
+        };
+        StackedAttention { agents }
+    }
+}
+
+/// Five attention modules, one after each backbone stage (none when the kind is `none`).
+#[derive(Module, Debug)]
+pub struct StackedAttention {
+    /// The modules, stage 0 (stem) to 4 (layer4); empty without attention.
+    pub agents: Vec<Agent>,
+}
+
+/// Whether a forward pass gates the maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gating {
+    /// `X ← X ⊙ A`.
+    On,
+    /// Every map replaced by ones: `X` passes unchanged (SCAL's no-attention pass).
+    Ones,
+}
+
+impl StackedAttention {
+    /// Whether there are modules at all.
+    pub fn is_active(&self) -> bool {
+        !self.agents.is_empty()
+    }
+
+    /// The map of stage `stage` for `x`, or `None` without attention.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_l, H_l, W_l]`
+    /// - output: `[N, 1, H_l, W_l]` (spatial) or `[N, C_l, 1, 1]` (channel)
+    pub fn attention_map(&self, stage: usize, x: Tensor<4>) -> Option<Tensor<4>> {
+        self.agents.get(stage).map(|agent| agent.forward(x))
+    }
+
+    /// Gates `x` with stage `stage`'s map: returns `(X ⊙ A, A)`, or `(X, None)` when gating is
+    /// [`Gating::Ones`] or there is no attention.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_l, H_l, W_l]`; output: the same, and the map as in [`StackedAttention::attention_map`]
+    pub fn gate(
+        &self,
+        stage: usize,
+        x: Tensor<4>,
+        gating: Gating,
+    ) -> (Tensor<4>, Option<Tensor<4>>) {
+        if gating == Gating::Ones {
+            return (x, None);
+        }
+        match self.attention_map(stage, x.clone()) {
+            Some(a) => (x * a.clone(), Some(a)),
+            None => (x, None),
+        }
+    }
+}

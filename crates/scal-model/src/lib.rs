@@ -1,0 +1,332 @@
+//! # scal-model
+//!
+//! The SCAL network (`scal-method.md`): a torchvision ResNet (last stride 1) with an attention
+//! module after each of its five stages (`X ← X ⊙ A`), global average pooling, a BN neck
+//! with a frozen shift, a bias-free classifier (normal init, std 0.001), and one critic per
+//! attention module.
+//!
+//! [`ScalModel::forward`] returns the pooled feature (for the triplet loss), the post-BN
+//! feature, the logits, the attention maps, the feature maps the modules read, and the
+//! critics' estimates; [`Gating::Ones`] runs the same network with every map replaced by
+//! ones (the no-attention pass of the reward `R_a`). [`ScalModel::embed`] gives the
+//! L2-normalised post-BN ReID feature, flip-averaged on request.
+
+use std::path::{Path, PathBuf};
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Device, Tensor};
+pub use scal_attention::{AttentionKind, Gating, StackedAttention, StackedAttentionConfig};
+use scal_backbone::{BackboneError, ResNet, ResNetArch, ResNetConfig, global_average_pool};
+pub use scal_critic::{CriticInput, Critics};
+
+/// How to build a [`ScalModel`].
+#[derive(Config, Debug)]
+pub struct ScalConfig {
+    /// Training identities (classifier outputs).
+    pub num_classes: usize,
+    /// Backbone depth.
+    #[config(default = "ResNetArch::ResNet50")]
+    pub arch: ResNetArch,
+    /// Backbone base width (64 = torchvision; smaller for tests).
+    #[config(default = 64)]
+    pub base_width: usize,
+    /// Stride of the last stage (1 in SCAL and ReID baselines).
+    #[config(default = 1)]
+    pub last_stride: usize,
+    /// ReLU after the stem's batch norm (torchvision: yes).
+    #[config(default = true)]
+    pub stem_relu: bool,
+    /// Input height the model is built for (spatial attention is sized by it).
+    #[config(default = 256)]
+    pub height: usize,
+    /// Input width.
+    #[config(default = 128)]
+    pub width: usize,
+    /// Attention modules after the five stages.
+    #[config(default = "AttentionKind::Channel")]
+    pub attention: AttentionKind,
+    /// Hidden width of channel attention modules.
+    #[config(default = 8)]
+    pub channel_hidden: usize,
+    /// Reduction of spatial attention modules.
+    #[config(default = 16)]
+    pub spatial_reduction: usize,
+    /// Hidden width of the critics.
+    #[config(default = 256)]
+    pub critic_hidden: usize,
+}
+
+impl ScalConfig {
+    /// Builds the network.
+    ///
+    /// # Panics
+    /// If `num_classes` is 0 or the backbone configuration is invalid.
+    pub fn init(&self, device: &Device) -> ScalModel {
+        assert!(self.num_classes > 0, "ScalConfig.num_classes must be > 0");
+        let backbone = ResNetConfig::new(self.arch)
+            .with_base_width(self.base_width)
+            .with_last_stride(self.last_stride)
+            .with_stem_relu(self.stem_relu)
+            .init(device);
+        let channels = backbone.stage_channels();
+        let sizes = backbone.stage_sizes(self.height, self.width);
+        let attention = StackedAttentionConfig::new(self.attention, channels, sizes)
+            .with_channel_hidden(self.channel_hidden)
+            .with_spatial_reduction(self.spatial_reduction)
+            .init(device);
+        let inputs: Vec<CriticInput> = match self.attention {
+            AttentionKind::None => Vec::new(),
+            AttentionKind::Channel => channels
+                .iter()
+                .map(|&channels| CriticInput::Channel { channels })
+                .collect(),
+            AttentionKind::Spatial => sizes
+                .iter()
+                .map(|&[height, width]| CriticInput::Spatial { height, width })
+                .collect(),
+        };
+        let critics = Critics::new(&inputs, self.critic_hidden, device);
+        let dim = backbone.feature_dim();
+        let mut neck = BatchNormConfig::new(dim).init(device);
+        neck.beta = neck.beta.set_require_grad(false);
+        let classifier = LinearConfig::new(dim, self.num_classes)
+            .with_bias(false)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.001,
+            })
+            .init(device);
+        ScalModel {
+            backbone,
+            attention,
+            neck,
+            classifier,
+            critics,
+        }
+    }
+}
+
+/// The SCAL network.
+#[derive(Module, Debug)]
+pub struct ScalModel {
+    /// ResNet ψ.
+    pub backbone: ResNet,
+    /// Attention agents θ (empty without attention).
+    pub attention: StackedAttention,
+    /// BN neck on the pooled feature; its shift β is frozen.
+    pub neck: BatchNorm,
+    /// Identity classifier on the post-BN feature, no bias.
+    pub classifier: Linear,
+    /// Critics φ, one per attention module (empty without attention).
+    pub critics: Critics,
+}
+
+/// Everything one forward pass produces.
+#[derive(Debug, Clone)]
+pub struct ScalOutput {
+    /// Globally pooled last feature map (`f`, for the triplet loss). `[N, D]`
+    pub global: Tensor<2>,
+    /// `f` after the BN neck (the ReID feature before normalisation). `[N, D]`
+    pub feature: Tensor<2>,
+    /// Classifier logits. `[N, K]`
+    pub logits: Tensor<2>,
+    /// The five attention maps `A_l` (empty without attention or with [`Gating::Ones`]).
+    pub maps: Vec<Tensor<4>>,
+    /// The five feature maps `X_l` the modules read, before gating (empty when `maps` is).
+    pub stage_inputs: Vec<Tensor<4>>,
+    /// The critics' estimates `V_l = C_l(X_l, A_l)` on detached inputs, one `[N]` per module
+    /// (empty when `maps` is). They train the critics and estimate `R`.
+    pub values: Vec<Tensor<1>>,
+}
+
+/// Errors of whole-model checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading or writing backbone weights failed.
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
+    /// The checkpoint file is not there.
+    #[error("checkpoint {} does not exist", path.display())]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The checkpoint does not fit this model (another configuration); nothing was loaded.
+    #[error(
+        "checkpoint {} does not fit this model (was it saved with another configuration?): {details}",
+        path.display()
+    )]
+    Incompatible {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Missing, unexpected and mis-shaped tensors.
+        details: String,
+    },
+    /// The checkpoint could not be read or written.
+    #[error("checkpoint {}: {message}", path.display())]
+    Io {
+        /// The checkpoint.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ScalModel {
+    /// Whether the network has attention modules.
+    pub fn has_attention(&self) -> bool {
+        self.attention.is_active()
+    }
+
+    /// The forward pass.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, 3, H, W]` at the configured input size (spatial attention is sized
+    ///   by it)
+    /// - see [`ScalOutput`] for the outputs
+    pub fn forward(&self, images: Tensor<4>, gating: Gating) -> ScalOutput {
+        let mut maps = Vec::new();
+        let mut stage_inputs = Vec::new();
+        let last = self.backbone.forward_staged(images, |stage, x| {
+            let (gated, map) = self.attention.gate(stage, x.clone(), gating);
+            if let Some(a) = map {
+                maps.push(a);
+                stage_inputs.push(x);
+            }
+            gated
+        });
+        let global = global_average_pool(last);
+        let feature = self.neck.forward(global.clone());
+        let logits = self.classifier.forward(feature.clone());
+        let values = if maps.is_empty() {
+            Vec::new()
+        } else {
+            self.critics.forward(
+                stage_inputs.iter().map(|x| x.clone().detach()).collect(),
+                maps.iter().map(|a| a.clone().detach()).collect(),
+            )
+        };
+        ScalOutput {
+            global,
+            feature,
+            logits,
+            maps,
+            stage_inputs,
+            values,
+        }
+    }
+
+    /// The ReID feature: post-BN, L2-normalised; with `flip`, the mean of the image's and its
+    /// mirror's post-BN features, then normalised.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, 3, H, W]`; output: `[N, D]`
+    pub fn embed(&self, images: Tensor<4>, flip: bool) -> Tensor<2> {
+        let mut feature = self.forward(images.clone(), Gating::On).feature;
+        if flip {
+            feature =
+                (feature + self.forward(images.flip([3]), Gating::On).feature).div_scalar(2.0);
+        }
+        let norm = feature
+            .clone()
+            .powi_scalar(2)
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-12);
+        feature / norm
+    }
+
+    /// A copy for SCAL's no-attention pass: no parameter tracks gradients, and its batch
+    /// norms keep their batch-statistics mode but leave the running statistics unchanged
+    /// (momentum 0), so the second pass neither trains nor moves them.
+    pub fn no_attention_copy(&self) -> ScalModel {
+        let mut copy = self.clone().no_grad();
+        copy.backbone.set_batch_norm_momentum(0.0);
+        copy.neck.momentum = 0.0;
+        copy
+    }
+
+    /// Loads torchvision (or native) weights into the backbone, strictly.
+    pub fn with_backbone_weights(mut self, path: &Path) -> Result<ScalModel, ModelError> {
+        self.backbone = self.backbone.with_weights(path)?;
+        Ok(self)
+    }
+
+    /// Writes every parameter and running statistic as a burnpack file, atomically.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<(), ModelError> {
+        scal_backbone::write_atomically(path, |tmp| {
+            let mut store = BurnpackStore::from_file(tmp)
+                .auto_extension(false)
+                .overwrite(true);
+            self.save_into(&mut store).map_err(|e| e.to_string())
+        })?;
+        Ok(())
+    }
+
+    /// Loads a checkpoint written by [`ScalModel::save_checkpoint`] into a model of the same
+    /// configuration. Strict: any missing, unexpected or mis-shaped tensor is an error and
+    /// `self` is returned unchanged to nobody (the load happens on a clone).
+    pub fn load_checkpoint(&self, path: &Path) -> Result<ScalModel, ModelError> {
+        if !path.is_file() {
+            return Err(ModelError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut store = BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .allow_partial(true)
+            .validate(false);
+        let mut loaded = self.clone();
+        let result = loaded.load_from(&mut store).map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+            let mut details = Vec::new();
+            if !result.missing.is_empty() {
+                let names: Vec<&str> = result
+                    .missing
+                    .iter()
+                    .map(|(p, _)| p.as_str())
+                    .take(10)
+                    .collect();
+                details.push(format!(
+                    "{} missing ({}…)",
+                    result.missing.len(),
+                    names.join(", ")
+                ));
+            }
+            if !result.unused.is_empty() {
+                let names: Vec<&str> = result.unused.iter().map(String::as_str).take(10).collect();
+                details.push(format!(
+                    "{} unexpected ({}…)",
+                    result.unused.len(),
+                    names.join(", ")
+                ));
+            }
+            if !result.errors.is_empty() {
+                let names: Vec<String> = result
+                    .errors
+                    .iter()
+                    .take(10)
+                    .map(|e| e.to_string())
+                    .collect();
+                details.push(format!(
+                    "{} mismatched ({}…)",
+                    result.errors.len(),
+                    names.join("; ")
+                ));
+            }
+            return Err(ModelError::Incompatible {
+                path: path.to_path_buf(),
+                details: details.join("; "),
+            });
+        }
+        // The neck's shift stays frozen after a load.
+        loaded.neck.beta = loaded.neck.beta.set_require_grad(false);
+        Ok(loaded)
+    }
+}
