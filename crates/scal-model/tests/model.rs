@@ -198,3 +198,35 @@ fn checkpoints_round_trip_and_refuse_another_configuration() {
         .to_string();
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn torchvision_weights_load_into_the_backbone() {
+    let device = Device::flex();
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scal-backbone/tests/fixtures/tiny_resnet50.pth");
+    let model = small(AttentionKind::Channel, 64, 32, &device)
+        .with_backbone_weights(&weights)
+        .unwrap();
+    let direct = scal_backbone::ResNetConfig::new(scal_backbone::ResNetArch::ResNet50)
+        .with_base_width(4)
+        .with_last_stride(1)
+        .init(&device)
+        .with_weights(&weights)
+        .unwrap();
+    let x = images(2, 64, 32, &device);
+    let diff: f32 = (model.backbone.forward_pooled(x.clone()) - direct.forward_pooled(x))
+        .abs()
+        .max()
+        .into_scalar();
+    assert_eq!(diff, 0.0);
+    // Weights of another depth are refused with the file named.
+    let other = weights.with_file_name("tiny_resnet18.pth");
+    let err = small(AttentionKind::Channel, 64, 32, &device)
+        .with_backbone_weights(&other)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tiny_resnet18.pth") && err.contains("resnet18"),
+        "{err}"
+    );
+}
