@@ -4,12 +4,14 @@
 //!   weights, as a `.npy` file.
 //! - `evaluate`: CMC / mAP / mINP from a distance matrix or features, with optional
 //!   k-reciprocal re-ranking.
+//! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod backend;
+mod datasets;
 mod evaluate;
 mod extract;
 
@@ -27,6 +29,10 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// CMC / mAP / mINP from a distance matrix or features (Market-1501 or CUHK03 protocol), optionally re-ranked.
     Evaluate(evaluate::EvaluateArgs),
+    /// Split summary of a dataset (identities, images, cameras), as torchreid prints it.
+    Datasets(datasets::DatasetsArgs),
+    /// Generate the synthetic dataset (Market-1501 layout).
+    Synth(datasets::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
             );
         }),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Datasets(args) => datasets::run(args),
+        Command::Synth(args) => datasets::synth(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,54 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// A dataset name the readers do not know.
+    #[error(
+        "unknown dataset `{name}`: expected market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17 or custom"
+    )]
+    UnknownDataset {
+        /// The name given.
+        name: String,
+    },
+    /// A split folder or list file of a dataset is missing.
+    #[error(
+        "{} not found; expected layout: {layout}. Get the dataset with `cargo xtask download`, or generate the synthetic one with `cargo xtask synth`",
+        path.display()
+    )]
+    MissingSplit {
+        /// The expected path.
+        path: PathBuf,
+        /// A description of the layout.
+        layout: String,
+    },
+    /// A split has no image.
+    #[error("the {split} split ({}) has no images", path.display())]
+    EmptySplit {
+        /// train, query or gallery.
+        split: String,
+        /// Where it was read from.
+        path: PathBuf,
+    },
+    /// A file name does not carry identity and camera.
+    #[error("cannot parse identity and camera from {}: {reason}", path.display())]
+    BadFileName {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A line of an MSMT17 list file is malformed.
+    #[error("{} line {line}: {reason}", path.display())]
+    BadListLine {
+        /// The list file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The synthetic dataset cannot be generated with these settings.
+    #[error("{0}")]
+    InvalidSynth(String),
     /// A file with an image extension could not be decoded.
     #[error("cannot decode image {}: {message}", path.display())]
     Decode {

@@ -1,14 +1,21 @@
 //! # scal-data
 //!
-//! What a ReID model reads: image folders listed in a fixed order, and the test-time
-//! transform users know from torchvision (decode → RGB → bilinear resize → [0, 1] →
-//! ImageNet mean/std), producing channel-first `f32` buffers ready to become a tensor.
-//! Free of Burn: the caller makes tensors.
+//! What a ReID model reads: the datasets in their distributed layouts ([`read_dataset`]:
+//! Market-1501, DukeMTMC-reID, CUHK03-NP, MSMT17, a custom layout), the synthetic dataset
+//! ([`synth::generate`]), image folders listed in a fixed order, and the test-time transform
+//! users know from torchvision (decode → RGB → bilinear resize → [0, 1] → ImageNet
+//! mean/std), producing channel-first `f32` buffers ready to become a tensor.
 
+pub mod datasets;
 mod error;
 mod folder;
+pub mod synth;
 mod transform;
 
+pub use datasets::{
+    DatasetName, DatasetSummary, ImageRecord, ReadOptions, ReidDataset, SplitSummary,
+    parse_market_name, read_dataset,
+};
 pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images};
 pub use transform::{IMAGENET_MEAN, IMAGENET_STD, TestTransform};

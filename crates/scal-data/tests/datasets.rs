@@ -1,0 +1,338 @@
+//! The readers on miniature trees with the real naming schemes, and the synthetic dataset.
+
+use std::path::Path;
+
+use scal_data::synth::{SynthConfig, generate};
+use scal_data::{DataError, DatasetName, ReadOptions, read_dataset};
+
+fn touch(dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for n in names {
+        std::fs::write(dir.join(n), b"not decoded by the readers").unwrap();
+    }
+}
+
+fn market_tree(base: &Path) {
+    touch(
+        &base.join("bounding_box_train"),
+        &[
+            "0002_c1s1_000451_03.jpg",
+            "0002_c2s1_000551_01.jpg",
+            "0007_c3s1_000101_02.jpg",
+            "0010_c6s4_001234_05.jpg",
+            "-1_c1s1_000001_00.jpg",
+            "Thumbs.db",
+        ],
+    );
+    touch(
+        &base.join("query"),
+        &["0003_c1s1_000101_00.jpg", "0005_c4s2_000101_00.jpg"],
+    );
+    touch(
+        &base.join("bounding_box_test"),
+        &[
+            "0003_c2s1_000201_00.jpg",
+            "0005_c1s1_000301_00.jpg",
+            "0000_c1s1_000001_00.jpg",
+            "0000_c5s1_000002_00.jpg",
+            "-1_c2s1_000003_00.jpg",
+            "Thumbs.db",
+        ],
+    );
+}
+
+#[test]
+fn market1501_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("Market-1501-v15.09.15");
+    market_tree(&base);
+    // The root may be the dataset folder or the folder above it.
+    for root in [dir.path(), base.as_path()] {
+        let d = read_dataset(DatasetName::Market1501, root, ReadOptions::default()).unwrap();
+        assert_eq!(d.root, base);
+        // Junk dropped, Thumbs.db ignored, train relabelled 0..N-1 in raw-id order.
+        let train: Vec<(i64, i64)> = d.train.iter().map(|r| (r.pid, r.camid)).collect();
+        assert_eq!(train, vec![(0, 0), (0, 1), (1, 2), (2, 5)]);
+        assert_eq!(d.num_train_ids(), 3);
+        // Query and gallery keep raw ids; distractors stay in the gallery.
+        let query: Vec<(i64, i64)> = d.query.iter().map(|r| (r.pid, r.camid)).collect();
+        assert_eq!(query, vec![(3, 0), (5, 3)]);
+        assert_eq!(d.gallery.iter().filter(|r| r.pid == 0).count(), 2);
+        assert!(d.gallery.iter().all(|r| r.pid >= 0));
+        let s = d.summary();
+        assert_eq!((s.train.ids, s.train.images, s.train.cameras), (3, 4, 4));
+        assert_eq!(
+            (s.gallery.ids, s.gallery.images),
+            (3, 4),
+            "distractor 0 counts as one identity"
+        );
+        // A trimmed copy under the official name is reported against the official counts.
+        let diffs = d.check_known_counts();
+        assert!(
+            diffs
+                .iter()
+                .any(|(what, want, got)| *what == "train images" && *want == 12_936 && *got == 4)
+        );
+        assert!(
+            d.table()
+                .contains("train    |     3 |        4 |         4"),
+            "{}",
+            d.table()
+        );
+    }
+}
+
+#[test]
+fn dukemtmc_and_cuhk03_np_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let duke = dir.path().join("DukeMTMC-reID");
+    touch(
+        &duke.join("bounding_box_train"),
+        &["0001_c2_f0046182.jpg", "0001_c5_f0051341.jpg"],
+    );
+    touch(&duke.join("query"), &["0005_c2_f0046985.jpg"]);
+    touch(
+        &duke.join("bounding_box_test"),
+        &["0005_c8_f0061234.jpg", "0000_c1_f0000001.jpg"],
+    );
+    let d = read_dataset(DatasetName::Dukemtmc, dir.path(), ReadOptions::default()).unwrap();
+    assert_eq!(d.train.len(), 2);
+    assert_eq!(d.gallery[1].camid, 7);
+
+    let cuhk = dir.path().join("cuhk03-np");
+    for kind in ["labeled", "detected"] {
+        touch(
+            &cuhk.join(kind).join("bounding_box_train"),
+            &["0001_c1_1.png", "0001_c2_6.png"],
+        );
+        touch(&cuhk.join(kind).join("query"), &["0010_c1_1.png"]);
+        touch(
+            &cuhk.join(kind).join("bounding_box_test"),
+            &["0010_c2_7.png"],
+        );
+    }
+    touch(
+        &cuhk.join("detected").join("bounding_box_train"),
+        &["0002_c1_2.png"],
+    );
+    let labeled = read_dataset(
+        DatasetName::Cuhk03Labeled,
+        dir.path(),
+        ReadOptions::default(),
+    )
+    .unwrap();
+    let detected = read_dataset(
+        DatasetName::Cuhk03Detected,
+        dir.path(),
+        ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(labeled.train.len(), 2);
+    assert_eq!(detected.train.len(), 3);
+    assert!(detected.root.ends_with("cuhk03-np/detected"));
+}
+
+#[test]
+fn msmt17_v1_lists_and_v2_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    for (top, train, test) in [
+        ("MSMT17_V1", "train", "test"),
+        ("MSMT17_V2", "mask_train_v2", "mask_test_v2"),
+    ] {
+        let base = dir.path().join(top);
+        touch(
+            &base.join(train).join("0000"),
+            &["0000_000_01_0303morning_0015_0.jpg"],
+        );
+        std::fs::write(base.join("list_train.txt"), "0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_000_14_0303morning_0015_1.jpg 1\n").unwrap();
+        std::fs::write(
+            base.join("list_val.txt"),
+            "0002/0002_003_15_0303noon_0005_0.jpg 2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("list_query.txt"),
+            "0000/0000_010_03_0303afternoon_0020_0.jpg 0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("list_gallery.txt"),
+            "0000/0000_011_05_0303afternoon_0030_0.jpg 0\n\n",
+        )
+        .unwrap();
+        touch(&base.join(test), &[]);
+        let d = read_dataset(DatasetName::Msmt17, &base, ReadOptions::default()).unwrap();
+        assert_eq!(d.train.len(), 2);
+        assert_eq!(
+            (d.train[1].pid, d.train[1].camid),
+            (1, 13),
+            "camera = third field - 1"
+        );
+        assert_eq!(
+            d.query[0].path,
+            base.join(test)
+                .join("0000/0000_010_03_0303afternoon_0020_0.jpg")
+        );
+        assert_eq!(d.gallery[0].camid, 4);
+        let combined = read_dataset(
+            DatasetName::Msmt17,
+            &base,
+            ReadOptions {
+                msmt17_combine_val: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(combined.train.len(), 3);
+        assert_eq!(combined.num_train_ids(), 3);
+        std::fs::write(base.join("list_query.txt"), "0000/0000_010_03.jpg\n").unwrap();
+        let err = read_dataset(DatasetName::Msmt17, &base, ReadOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, DataError::BadListLine { line: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("list_query.txt"));
+    }
+}
+
+#[test]
+fn custom_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(
+        &dir.path().join("train"),
+        &["0100_c1_a.jpg", "0200_c2_b.jpg"],
+    );
+    touch(&dir.path().join("query"), &["0300_c1_x.jpg"]);
+    touch(&dir.path().join("gallery"), &["0300_c3_y.jpg"]);
+    let d = read_dataset(DatasetName::Custom, dir.path(), ReadOptions::default()).unwrap();
+    assert_eq!(
+        d.train.iter().map(|r| r.pid).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert!(d.check_known_counts().is_empty());
+}
+
+#[test]
+fn bad_trees_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing folder: names the expected path and the layout.
+    let err =
+        read_dataset(DatasetName::Market1501, dir.path(), ReadOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::MissingSplit { .. }), "{msg}");
+    assert!(
+        msg.contains("bounding_box_train") && msg.contains("cargo xtask download"),
+        "{msg}"
+    );
+    // Root that does not exist.
+    let err = read_dataset(
+        DatasetName::Market1501,
+        &dir.path().join("nope"),
+        ReadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, DataError::FolderNotFound { .. }));
+    // A name that does not parse: the file is named.
+    market_tree(dir.path());
+    touch(&dir.path().join("query"), &["person.jpg"]);
+    let err =
+        read_dataset(DatasetName::Market1501, dir.path(), ReadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("person.jpg"), "{err}");
+    std::fs::remove_file(dir.path().join("query/person.jpg")).unwrap();
+    // An empty split.
+    for f in std::fs::read_dir(dir.path().join("query")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let err =
+        read_dataset(DatasetName::Market1501, dir.path(), ReadOptions::default()).unwrap_err();
+    assert!(matches!(err, DataError::EmptySplit { .. }), "{err}");
+}
+
+#[test]
+fn synthetic_dataset_is_market_readable_and_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SynthConfig {
+        train_ids: 12,
+        test_ids: 10,
+        cameras: 4,
+        seed: 3,
+    };
+    let out = dir.path().join("synth");
+    let s = generate(&config, &out).unwrap();
+    let d = read_dataset(DatasetName::Market1501, &out, ReadOptions::default()).unwrap();
+    let summary = d.summary();
+    assert_eq!(summary.train.ids, 12);
+    assert_eq!(summary.train.images, s.train_images);
+    assert_eq!(summary.query.images, s.query_images);
+    assert_eq!(
+        summary.gallery.images,
+        s.gallery_images - s.junk,
+        "junk is dropped"
+    );
+    assert_eq!(
+        summary.gallery.ids, 11,
+        "10 test identities + the distractor id"
+    );
+    assert!(s.distractors > 0 && s.junk > 0);
+    assert!(
+        d.check_known_counts().is_empty(),
+        "not the official folder: no count check"
+    );
+    // Every query has a correct match in another camera.
+    for q in &d.query {
+        assert!(
+            d.gallery
+                .iter()
+                .any(|g| g.pid == q.pid && g.camid != q.camid),
+            "{q:?}"
+        );
+    }
+    // 128 x 64 JPEGs that decode.
+    let img = image::open(&d.train[0].path).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 128));
+
+    // Same seed, same bytes; another seed, other images.
+    let again = dir.path().join("again");
+    generate(&config, &again).unwrap();
+    let other = dir.path().join("other");
+    generate(
+        &SynthConfig {
+            seed: 4,
+            ..config.clone()
+        },
+        &other,
+    )
+    .unwrap();
+    let first = std::fs::read(&d.train[0].path).unwrap();
+    let name = d.train[0].path.file_name().unwrap();
+    assert_eq!(
+        first,
+        std::fs::read(again.join("bounding_box_train").join(name)).unwrap()
+    );
+    let other_files: Vec<_> = std::fs::read_dir(other.join("bounding_box_train"))
+        .unwrap()
+        .collect();
+    assert!(!other_files.is_empty());
+    assert_ne!(
+        first,
+        std::fs::read(other_files[0].as_ref().unwrap().path()).unwrap_or_default()
+    );
+    // An existing folder is refused; no temporary folders are left behind.
+    assert!(generate(&config, &out).is_err());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".synth-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Bad settings.
+    assert!(
+        generate(
+            &SynthConfig {
+                cameras: 1,
+                ..config.clone()
+            },
+            &dir.path().join("x")
+        )
+        .is_err()
+    );
+}

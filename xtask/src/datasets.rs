@@ -1,0 +1,92 @@
+//! `cargo xtask datasets` and `cargo xtask synth`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use scal_data::synth::{SynthConfig, generate};
+use scal_data::{DatasetName, ReadOptions, read_dataset};
+
+/// Split summary of a dataset, as torchreid prints it.
+#[derive(Debug, clap::Args)]
+pub struct DatasetsArgs {
+    /// market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17 or custom.
+    #[arg(long, value_parser = parse_name)]
+    pub name: DatasetName,
+    /// The dataset's folder (or a folder above it; see docs/datasets.md).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// MSMT17: add list_val.txt to the training split.
+    #[arg(long)]
+    pub combine_val: bool,
+    /// End with one JSON line {"train":{"ids","images","cameras"},"query":{…},"gallery":{…}}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_name(s: &str) -> Result<DatasetName, String> {
+    s.parse().map_err(|e: scal_data::DataError| e.to_string())
+}
+
+/// Prints the summary.
+pub fn run(args: &DatasetsArgs) -> Result<()> {
+    let dataset = read_dataset(
+        args.name,
+        &args.root,
+        ReadOptions {
+            msmt17_combine_val: args.combine_val,
+        },
+    )?;
+    println!("{}", dataset.table());
+    for (what, expected, found) in dataset.check_known_counts() {
+        eprintln!(
+            "warning: {} has {found} {what}; the official release has {expected} (incomplete or modified copy?)",
+            dataset.root.display()
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&dataset.summary())?);
+    }
+    Ok(())
+}
+
+/// Writes the synthetic dataset (Market-1501 layout, 128 x 64 JPEGs).
+#[derive(Debug, clap::Args)]
+pub struct SynthArgs {
+    /// Training identities.
+    #[arg(long, default_value_t = 100)]
+    pub train_ids: usize,
+    /// Query/gallery identities.
+    #[arg(long, default_value_t = 100)]
+    pub test_ids: usize,
+    /// Cameras (2..=9).
+    #[arg(long, default_value_t = 6)]
+    pub cameras: usize,
+    /// Seed: the same seed writes the same images.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (must not exist).
+    #[arg(long, default_value = "datasets/synth")]
+    pub out: PathBuf,
+}
+
+/// Generates the dataset.
+pub fn synth(args: &SynthArgs) -> Result<()> {
+    let config = SynthConfig {
+        train_ids: args.train_ids,
+        test_ids: args.test_ids,
+        cameras: args.cameras,
+        seed: args.seed,
+    };
+    let s = generate(&config, &args.out)?;
+    println!(
+        "wrote {}: {} train, {} query, {} gallery images ({} distractors, {} junk); read it with --name market1501 --root {}",
+        args.out.display(),
+        s.train_images,
+        s.query_images,
+        s.gallery_images,
+        s.distractors,
+        s.junk,
+        args.out.display()
+    );
+    Ok(())
+}
