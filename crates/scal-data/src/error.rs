@@ -80,6 +80,9 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// The P x K sampler cannot be built.
+    #[error("{0}")]
+    InvalidSampler(String),
     /// The synthetic dataset cannot be generated with these settings.
     #[error("{0}")]
     InvalidSynth(String),

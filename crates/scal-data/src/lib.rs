@@ -4,18 +4,26 @@
 //! Market-1501, DukeMTMC-reID, CUHK03-NP, MSMT17, a custom layout), the synthetic dataset
 //! ([`synth::generate`]), image folders listed in a fixed order, and the test-time transform
 //! users know from torchvision (decode → RGB → bilinear resize → [0, 1] → ImageNet
-//! mean/std), producing channel-first `f32` buffers ready to become a tensor.
+//! mean/std), producing channel-first `f32` buffers ready to become a tensor; and for
+//! training, the augmentation of reid-strong-baseline ([`TrainTransform`]), the P × K
+//! sampler ([`PkSampler`]) and a prefetching loader ([`TrainLoader`]).
 
+pub mod augment;
 pub mod datasets;
 mod error;
 mod folder;
+pub mod loader;
+pub mod sampler;
 pub mod synth;
 mod transform;
 
+pub use augment::{RandomErasing, TrainTransform};
 pub use datasets::{
     DatasetName, DatasetSummary, ImageRecord, ReadOptions, ReidDataset, SplitSummary,
     parse_market_name, read_dataset,
 };
 pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images};
-pub use transform::{IMAGENET_MEAN, IMAGENET_STD, TestTransform};
+pub use loader::{BatchIter, HostBatch, LoaderOptions, TrainLoader};
+pub use sampler::{PkSampler, SamplerPosition};
+pub use transform::{IMAGENET_MEAN, IMAGENET_STD, TestTransform, resize_rgb};
