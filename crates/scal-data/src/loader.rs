@@ -170,10 +170,8 @@ impl TrainLoader {
         let mut first_error = None;
         for offset in 0..group.len() {
             let i = group[(start + offset) % group.len()];
-            if let Some(cache) = &self.cache {
-                if let Some(img) = cache[i].get() {
-                    return Ok(img.clone());
-                }
+            if let Some(img) = self.cache.as_ref().and_then(|c| c[i].get()) {
+                return Ok(img.clone());
             }
             match decode(&self.records[i].path) {
                 Ok(img) => {
