@@ -90,3 +90,88 @@ pub fn synth(args: &SynthArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Gets a dataset: downloads it where a public address exists, or installs an archive you
+/// obtained; verifies it and extracts it safely under --root.
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// market1501, dukemtmc, cuhk03 or msmt17.
+    #[arg(value_parser = parse_name)]
+    pub name: DatasetName,
+    /// An archive you obtained (required for datasets released on request).
+    #[arg(long)]
+    pub archive: Option<PathBuf>,
+    /// Where datasets live; the dataset goes into ROOT/<name>.
+    #[arg(long, default_value = "datasets")]
+    pub root: PathBuf,
+}
+
+/// Runs the download or installation.
+pub fn download(args: &DownloadArgs) -> Result<()> {
+    use scal_data::download::{Verification, install, source};
+    let src = source(args.name);
+    let dest = args.root.join(src.folder);
+    if dest.exists() {
+        println!(
+            "{} already exists; read it with `cargo xtask datasets --name {} --root {}` (remove it to install again)",
+            dest.display(),
+            args.name,
+            dest.display()
+        );
+        return Ok(());
+    }
+    let archive = match (&args.archive, src.url) {
+        (Some(path), _) => path.clone(),
+        (None, Some(url)) => {
+            let downloads = args.root.join(".downloads");
+            std::fs::create_dir_all(&downloads)?;
+            let path = downloads.join(src.archive);
+            if !path.exists() {
+                eprintln!("downloading {url}");
+                let bar = indicatif::ProgressBar::new(0).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "[{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, eta {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                let result = scal_data::download::download(url, &path, |done, total| {
+                    if let Some(t) = total {
+                        bar.set_length(t);
+                    }
+                    bar.set_position(done);
+                });
+                bar.finish_and_clear();
+                if let Err(e) = result {
+                    anyhow::bail!(
+                        "{e}\n{}\nWith the archive in hand: cargo xtask download {} --archive FILE",
+                        src.how_to_get,
+                        args.name
+                    );
+                }
+            }
+            path
+        }
+        (None, None) => anyhow::bail!(
+            "{} cannot be downloaded automatically. {}\nThen: cargo xtask download {} --archive FILE",
+            args.name,
+            src.how_to_get,
+            args.name
+        ),
+    };
+    eprintln!("verifying and extracting {}", archive.display());
+    let (verification, files) = install(&archive, &dest, src.sha256, src.md5)?;
+    match verification {
+        Verification::Matched(algorithm) => eprintln!("{algorithm} matches the recorded digest"),
+        Verification::Unrecorded { sha256 } => {
+            eprintln!("warning: no digest is recorded for this archive; its SHA-256 is {sha256}")
+        }
+    }
+    println!(
+        "extracted {files} files into {}; next: cargo xtask datasets --name {} --root {}",
+        dest.display(),
+        args.name,
+        dest.display()
+    );
+    Ok(())
+}

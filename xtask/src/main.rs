@@ -4,7 +4,8 @@
 //!   weights, as a `.npy` file.
 //! - `evaluate`: CMC / mAP / mINP from a distance matrix or features, with optional
 //!   k-reciprocal re-ranking.
-//! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset.
+//! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
+//!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     Datasets(datasets::DatasetsArgs),
     /// Generate the synthetic dataset (Market-1501 layout).
     Synth(datasets::SynthArgs),
+    /// Download a dataset, or install an archive you obtained, verified and safely extracted.
+    Download(datasets::DownloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Datasets(args) => datasets::run(args),
         Command::Synth(args) => datasets::synth(args),
+        Command::Download(args) => datasets::download(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,6 +80,56 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// An archive to install is not there.
+    #[error("archive {} does not exist", path.display())]
+    ArchiveNotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The destination of an installation exists already.
+    #[error("{} already exists; remove it to install again", path.display())]
+    AlreadyExists {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// An archive's digest differs from the one recorded.
+    #[error("{} has {algorithm} {found}, expected {expected}: a corrupt or different archive", path.display())]
+    ChecksumMismatch {
+        /// The archive.
+        path: PathBuf,
+        /// SHA-256 or MD5.
+        algorithm: &'static str,
+        /// The recorded digest.
+        expected: String,
+        /// The archive's digest.
+        found: String,
+    },
+    /// An archive entry would be written outside the target folder.
+    #[error("{} contains an unsafe entry `{entry}`: {reason}; nothing was extracted", path.display())]
+    UnsafeArchive {
+        /// The archive.
+        path: PathBuf,
+        /// The entry's name.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An archive could not be read.
+    #[error("cannot read archive {}: {message}", path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A download failed.
+    #[error("downloading {url} failed: {message}")]
+    Download {
+        /// The address.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The P x K sampler cannot be built.
     #[error("{0}")]
     InvalidSampler(String),

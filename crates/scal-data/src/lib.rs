@@ -10,6 +10,7 @@
 
 pub mod augment;
 pub mod datasets;
+pub mod download;
 mod error;
 mod folder;
 pub mod loader;
