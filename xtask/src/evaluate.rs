@@ -32,7 +32,7 @@ pub enum Distance {
 
 /// CMC, mAP and mINP of a query/gallery split.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["distmat", "features"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["distmat", "features", "checkpoint"])))]
 pub struct EvaluateArgs {
     /// Folder with distmat.npy (Q x G, float32/float64), q_pids.npy, g_pids.npy,
     /// q_camids.npy, g_camids.npy (int32/int64); distmat_qq.npy and distmat_gg.npy for --rerank.
@@ -42,7 +42,28 @@ pub struct EvaluateArgs {
     /// distances are computed first.
     #[arg(long, value_name = "DIR")]
     pub features: Option<PathBuf>,
-    /// Distance between features (with --features).
+    /// A trained checkpoint folder (runs/<name>/best or last): its post-BN features of the
+    /// query and gallery of --dataset are computed first.
+    #[arg(long, value_name = "DIR", requires = "dataset")]
+    pub checkpoint: Option<PathBuf>,
+    /// With --checkpoint: the dataset reader (market1501, dukemtmc, cuhk03-labeled,
+    /// cuhk03-detected, msmt17, custom).
+    #[arg(long, requires = "checkpoint")]
+    pub dataset: Option<String>,
+    /// With --checkpoint: the dataset folder (default datasets/<name>; datasets/synth for the
+    /// synthetic dataset, which is read as market1501).
+    #[arg(long, requires = "checkpoint")]
+    pub root: Option<PathBuf>,
+    /// With --checkpoint: do not average features with the mirrored images'.
+    #[arg(long, requires = "checkpoint")]
+    pub no_flip: bool,
+    /// With --checkpoint: images per forward pass.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// With --checkpoint: compute backend among those compiled in (flex, wgpu, cuda).
+    #[arg(long, default_value = "flex")]
+    pub backend: scal_trainer::Backend,
+    /// Distance between features (with --features or --checkpoint).
     #[arg(long, value_enum, default_value_t = Distance::Euclidean)]
     pub distance: Distance,
     /// Longest CMC computed (cut to the gallery size).
@@ -77,10 +98,11 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         bail!("--lambda must be in [0, 1], got {}", args.lambda);
     }
     let start = Instant::now();
-    let (dir, metrics) = match (&args.distmat, &args.features) {
-        (Some(dir), None) => (dir, from_distmat(dir, args)?),
-        (None, Some(dir)) => (dir, from_features(dir, args)?),
-        _ => unreachable!("clap requires exactly one of --distmat and --features"),
+    let (dir, metrics) = match (&args.distmat, &args.features, &args.checkpoint) {
+        (Some(dir), None, None) => (dir, from_distmat(dir, args)?),
+        (None, Some(dir), None) => (dir, from_features(dir, args)?),
+        (None, None, Some(dir)) => (dir, from_checkpoint(dir, args)?),
+        _ => unreachable!("clap requires exactly one of --distmat, --features and --checkpoint"),
     };
     let seconds = start.elapsed().as_secs_f64();
     if args.json {
@@ -195,19 +217,69 @@ fn from_features(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
             gallery.ncols()
         );
     }
+    from_feature_arrays(&query, &gallery, &labels, args)
+        .with_context(|| format!("features in {}", dir.display()))
+}
+
+/// Distances (re-ranked on request) and metrics of query and gallery features.
+fn from_feature_arrays(
+    query: &Array2<f32>,
+    gallery: &Array2<f32>,
+    labels: &Labels,
+    args: &EvaluateArgs,
+) -> Result<Metrics> {
     let metric = match args.distance {
         Distance::Euclidean => DistanceMetric::Euclidean,
         Distance::Cosine => DistanceMetric::Cosine,
     };
-    let q_g = pairwise_distances(query.view(), gallery.view(), metric)
-        .with_context(|| format!("features in {}", dir.display()))?;
+    let q_g = pairwise_distances(query.view(), gallery.view(), metric)?;
     if !args.rerank {
-        return metrics(&q_g, &labels, args);
+        return metrics(&q_g, labels, args);
     }
     let q_q = pairwise_distances(query.view(), query.view(), metric)?;
     let g_g = pairwise_distances(gallery.view(), gallery.view(), metric)?;
     let reranked = re_rank(q_g.view(), q_q.view(), g_g.view(), rerank_params(args))?;
-    metrics(&reranked, &labels, args)
+    metrics(&reranked, labels, args)
+}
+
+/// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
+fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    let name = args.dataset.as_deref().expect("clap requires --dataset");
+    let (reader, default_root) = match name {
+        "synth" => ("market1501", PathBuf::from("datasets/synth")),
+        other => (other, Path::new("datasets").join(other)),
+    };
+    let reader: scal_data::DatasetName = reader.parse()?;
+    let root = args.root.clone().unwrap_or(default_root);
+    let dataset = scal_data::read_dataset(reader, &root, scal_data::ReadOptions::default())?;
+    let device = scal_trainer::backend::device(args.backend)?;
+    let (model, config) = scal_trainer::checkpoint::load_model(dir, &device)?;
+    let size = (config.height, config.width);
+    let flip = !args.no_flip;
+    let paths = |r: &[scal_data::ImageRecord]| -> Vec<PathBuf> {
+        r.iter().map(|x| x.path.clone()).collect()
+    };
+    let batch = args.batch as usize;
+    let query =
+        scal_trainer::eval::features(&model, &paths(&dataset.query), size, batch, flip, &device)?;
+    let gallery =
+        scal_trainer::eval::features(&model, &paths(&dataset.gallery), size, batch, flip, &device)?;
+    let ids = |r: &[scal_data::ImageRecord]| -> (Vec<i64>, Vec<i64>) {
+        (
+            r.iter().map(|x| x.pid).collect(),
+            r.iter().map(|x| x.camid).collect(),
+        )
+    };
+    let (q_pids, q_camids) = ids(&dataset.query);
+    let (g_pids, g_camids) = ids(&dataset.gallery);
+    let labels = Labels {
+        q_pids,
+        g_pids,
+        q_camids,
+        g_camids,
+    };
+    from_feature_arrays(&query, &gallery, &labels, args)
+        .with_context(|| format!("evaluating {} on {}", dir.display(), root.display()))
 }
 
 fn rerank_params(args: &EvaluateArgs) -> ReRankParams {
@@ -248,6 +320,8 @@ fn metrics<T: scal_eval::Distance>(
 fn print_table(dir: &Path, args: &EvaluateArgs, m: &Metrics, seconds: f64) {
     let source = if args.distmat.is_some() {
         "distances"
+    } else if args.checkpoint.is_some() {
+        "checkpoint"
     } else {
         "features"
     };

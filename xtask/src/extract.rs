@@ -13,7 +13,7 @@ use scal_backbone::{ResNetArch, ResNetConfig};
 use scal_data::TestTransform;
 use tempfile::NamedTempFile;
 
-use crate::backend::{self, Backend};
+use scal_trainer::backend::{self, Backend};
 
 /// Pooled features of every image in a folder, written as a float32 `.npy` of shape
 /// [N, D] with the file names beside it.
@@ -23,8 +23,16 @@ pub struct ExtractArgs {
     #[arg(long, default_value = "resnet50", value_parser = parse_arch)]
     pub arch: ResNetArch,
     /// Weights: a torchvision state dict (.pth/.pt or .safetensors) or native Burn weights (.bpk).
-    #[arg(long)]
-    pub weights: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "checkpoint",
+        conflicts_with = "checkpoint"
+    )]
+    pub weights: Option<PathBuf>,
+    /// A trained SCAL checkpoint folder (runs/<name>/best or last) instead of --weights: writes
+    /// its ReID feature (post-BN, L2-normalised) at the checkpoint's input size.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
     /// Folder of images (.jpg/.jpeg/.png/.bmp/.webp; other files are skipped and counted).
     #[arg(long)]
     pub images: PathBuf,
@@ -34,20 +42,21 @@ pub struct ExtractArgs {
     /// Stride of the last stage: 1 (ReID convention, 16x8 maps at 256x128) or 2 (torchvision).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub last_stride: u8,
-    /// Input height in pixels (images are resized bilinearly unless they already have it).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
-    pub height: u32,
-    /// Input width in pixels.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
-    pub width: u32,
+    /// Input height in pixels (images are resized bilinearly unless they already have it);
+    /// default 256, or the checkpoint's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub height: Option<u32>,
+    /// Input width in pixels; default 128, or the checkpoint's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub width: Option<u32>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
     /// Average each feature with that of the horizontally mirrored image.
     #[arg(long)]
     pub flip: bool,
-    /// Compute backend (among those compiled in).
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    #[arg(long, default_value = "flex")]
     pub backend: Backend,
     /// Base width of the ResNet (64 for torchvision's models; smaller for test models).
     #[arg(long, default_value_t = 64, hide = true)]
@@ -113,45 +122,11 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     let names_tmp = temporary_beside(&names_file, "--out")?;
 
     let device = backend::device(args.backend)?;
-    let model = ResNetConfig::new(args.arch)
-        .with_last_stride(args.last_stride as usize)
-        .with_base_width(args.base_width)
-        .init(&device)
-        .with_weights(&args.weights)?;
-
-    let transform = TestTransform::new(args.height, args.width);
-    let (h, w) = (args.height as usize, args.width as usize);
+    let (features, dim) = match &args.checkpoint {
+        Some(checkpoint) => checkpoint_features(args, checkpoint, &listing.images, &device)?,
+        None => backbone_features(args, &listing.images, &device)?,
+    };
     let n = listing.images.len();
-    let dim = model.feature_dim();
-    let mut features: Vec<f32> = Vec::with_capacity(n * dim);
-    let bar = ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template(
-            "{spinner} extracting [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    for chunk in listing.images.chunks(args.batch as usize) {
-        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
-        pixels
-            .par_chunks_mut(transform.len())
-            .zip(chunk.par_iter())
-            .try_for_each(|(slot, path)| transform.load_into(path, slot))?;
-        let images =
-            Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), &device);
-        let mut pooled = model.forward_pooled(images.clone());
-        if args.flip {
-            pooled = (pooled + model.forward_pooled(images.flip([3]))).div_scalar(2.0);
-        }
-        let values = pooled
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading features back from the device: {e:?}"))?;
-        features.extend(values);
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-
     let array = Array2::from_shape_vec((n, dim), features).expect("n x dim features");
     let mut writer = BufWriter::new(features_tmp.as_file());
     array
@@ -185,6 +160,101 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
         skipped: listing.skipped.len(),
         names: names_file,
     })
+}
+
+fn progress_bar(n: usize) -> ProgressBar {
+    ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} extracting [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    )
+}
+
+/// The post-BN ReID features of a trained checkpoint (flip-averaged with `--flip`).
+fn checkpoint_features(
+    args: &ExtractArgs,
+    checkpoint: &Path,
+    images: &[PathBuf],
+    device: &burn::tensor::Device,
+) -> Result<(Vec<f32>, usize)> {
+    let (model, config) = scal_trainer::checkpoint::load_model(checkpoint, device)?;
+    let height = args.height.map_or(config.height, |h| h as usize);
+    let width = args.width.map_or(config.width, |w| w as usize);
+    if (height, width) != (config.height, config.width)
+        && config.attention == scal_model::AttentionKind::Spatial
+    {
+        bail!(
+            "{} has spatial attention sized for {} x {} inputs; --height/--width must match (or be left out)",
+            checkpoint.display(),
+            config.height,
+            config.width
+        );
+    }
+    let bar = progress_bar(images.len());
+    let mut rows = Vec::new();
+    let mut dim = 0;
+    for chunk in images.chunks(args.batch as usize) {
+        let f = scal_trainer::eval::features(
+            &model,
+            chunk,
+            (height, width),
+            chunk.len(),
+            args.flip,
+            device,
+        )?;
+        dim = f.ncols();
+        rows.extend(f.iter().copied());
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok((rows, dim))
+}
+
+/// Globally average-pooled backbone features of torchvision or native weights.
+fn backbone_features(
+    args: &ExtractArgs,
+    images: &[PathBuf],
+    device: &burn::tensor::Device,
+) -> Result<(Vec<f32>, usize)> {
+    let weights = args
+        .weights
+        .as_ref()
+        .expect("clap requires --weights or --checkpoint");
+    let model = ResNetConfig::new(args.arch)
+        .with_last_stride(args.last_stride as usize)
+        .with_base_width(args.base_width)
+        .init(device)
+        .with_weights(weights)?;
+    let (height, width) = (args.height.unwrap_or(256), args.width.unwrap_or(128));
+    let transform = TestTransform::new(height, width);
+    let (h, w) = (height as usize, width as usize);
+    let n = images.len();
+    let dim = model.feature_dim();
+    let mut features: Vec<f32> = Vec::with_capacity(n * dim);
+    let bar = progress_bar(n);
+    for chunk in images.chunks(args.batch as usize) {
+        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
+        pixels
+            .par_chunks_mut(transform.len())
+            .zip(chunk.par_iter())
+            .try_for_each(|(slot, path)| transform.load_into(path, slot))?;
+        let images =
+            Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), device);
+        let mut pooled = model.forward_pooled(images.clone());
+        if args.flip {
+            pooled = (pooled + model.forward_pooled(images.flip([3]))).div_scalar(2.0);
+        }
+        let values = pooled
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading features back from the device: {e:?}"))?;
+        features.extend(values);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok((features, dim))
 }
 
 #[cfg(test)]

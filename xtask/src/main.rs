@@ -6,15 +6,19 @@
 //!   k-reciprocal re-ranking.
 //! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
 //!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
+//! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
+//!   ablation set over several seeds.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod backend;
+mod ablate;
 mod datasets;
 mod evaluate;
+mod export;
 mod extract;
+mod train;
 
 /// SCAL person re-identification toolkit.
 #[derive(Debug, Parser)]
@@ -36,6 +40,12 @@ enum Command {
     Synth(datasets::SynthArgs),
     /// Download a dataset, or install an archive you obtained, verified and safely extracted.
     Download(datasets::DownloadArgs),
+    /// Train SCAL (default: the quick profile on the synthetic dataset, on the CPU).
+    Train(train::TrainArgs),
+    /// A trained checkpoint's weights as safetensors with PyTorch (torchvision) names.
+    Export(export::ExportArgs),
+    /// Ablation: attention kind, critic and reward variants over several seeds, as a table.
+    Ablate(ablate::AblateArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +69,12 @@ fn main() -> ExitCode {
         Command::Datasets(args) => datasets::run(args),
         Command::Synth(args) => datasets::synth(args),
         Command::Download(args) => datasets::download(args),
+        Command::Train(args) => train::run(args).map(|_| ()),
+        Command::Export(args) => export::run(args),
+        Command::Ablate(args) => {
+            train::install_ctrl_c();
+            ablate::run(args, &train::STOP)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

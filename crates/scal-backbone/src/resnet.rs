@@ -258,6 +258,26 @@ impl ResNet {
         [[h0, w0], [h0, w0], [h2, w2], [h3, w3], [last(h3), last(w3)]]
     }
 
+    /// Every batch norm, stem first.
+    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut out = vec![&self.bn1];
+        for block in self.blocks() {
+            out.push(&block.bn1);
+            out.push(&block.bn2);
+            out.extend(block.bn3.as_ref());
+            out.extend(block.downsample.as_ref().map(|d| &d.bn));
+        }
+        out
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = &ResidualBlock> {
+        self.layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+    }
+
     /// Sets the momentum of every batch norm. Momentum 0 makes a training-mode pass leave
     /// the running statistics as they are (SCAL's second, no-attention pass).
     pub fn set_batch_norm_momentum(&mut self, momentum: f64) {

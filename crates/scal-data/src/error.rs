@@ -9,6 +9,14 @@ pub enum DataError {
         /// The path given.
         path: PathBuf,
     },
+    /// The dataset folder does not exist.
+    #[error("dataset folder {} does not exist. {hint}", path.display())]
+    DatasetNotFound {
+        /// The path given.
+        path: PathBuf,
+        /// How to get the dataset there.
+        hint: String,
+    },
     /// The path exists but is a file.
     #[error("{} is not a folder", path.display())]
     NotAFolder {

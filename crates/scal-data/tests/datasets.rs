@@ -230,7 +230,14 @@ fn bad_trees_are_clear_errors() {
         ReadOptions::default(),
     )
     .unwrap_err();
-    assert!(matches!(err, DataError::FolderNotFound { .. }));
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::DatasetNotFound { .. }), "{msg}");
+    assert!(
+        msg.contains("nope")
+            && msg.contains("cargo xtask download market1501")
+            && msg.contains("cargo xtask synth"),
+        "{msg}"
+    );
     // A name that does not parse: the file is named.
     market_tree(dir.path());
     touch(&dir.path().join("query"), &["person.jpg"]);

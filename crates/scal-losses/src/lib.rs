@@ -28,7 +28,7 @@ pub enum TripletDistance {
 }
 
 /// Configuration of [`batch_hard_triplet`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct TripletLossConfig {
     /// Margin `m` of `max(0, d(a, p) − d(a, n) + m)`.
     #[config(default = 0.3)]

@@ -249,6 +249,30 @@ impl ScalModel {
         copy
     }
 
+    /// Applies the pending running-statistics updates of every batch norm (Burn records a
+    /// training pass's update and applies it at the next read), so that what is saved is
+    /// what the next pass would use.
+    pub fn sync_running_statistics(&self) {
+        for bn in self.backbone.batch_norms().into_iter().chain([&self.neck]) {
+            bn.running_mean.value_sync();
+            bn.running_var.value_sync();
+        }
+    }
+
+    /// Draws every lazily initialised parameter now, in module order. Burn initialises a
+    /// parameter on first use; the device's random generator is global, so a caller that
+    /// seeds it and wants the weights to depend on the seed alone calls this right after
+    /// [`ScalConfig::init`], before another thread can draw from the generator.
+    pub fn initialize_parameters(&self) {
+        struct Touch;
+        impl burn::module::ModuleVisitor for Touch {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut Touch);
+    }
+
     /// Loads torchvision (or native) weights into the backbone, strictly.
     pub fn with_backbone_weights(mut self, path: &Path) -> Result<ScalModel, ModelError> {
         self.backbone = self.backbone.with_weights(path)?;
@@ -257,10 +281,31 @@ impl ScalModel {
 
     /// Writes every parameter and running statistic as a burnpack file, atomically.
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), ModelError> {
+        self.sync_running_statistics();
         scal_backbone::write_atomically(path, |tmp| {
             let mut store = BurnpackStore::from_file(tmp)
                 .auto_extension(false)
                 .overwrite(true);
+            self.save_into(&mut store).map_err(|e| e.to_string())
+        })?;
+        Ok(())
+    }
+
+    /// Writes every parameter and running statistic as safetensors with PyTorch names and
+    /// layouts, atomically: the backbone under torchvision's own keys (`conv1.weight`,
+    /// `layer1.0.downsample.0.weight`, …, so `torchvision.models.resnet50().load_state_dict(
+    /// sd, strict=False)` takes it), then `neck.{weight,bias,running_mean,running_var}` (the
+    /// BN neck), `classifier.weight` (`[K, D]`), `attention.modules.<l>.*` and
+    /// `critics.critics.<l>.*` (linear weights `[out, in]` as in `torch.nn.Linear`).
+    pub fn save_torchvision_safetensors(&self, path: &Path) -> Result<(), ModelError> {
+        self.sync_running_statistics();
+        scal_backbone::write_atomically(path, |tmp| {
+            let mut store = burn::store::SafetensorsStore::from_file(tmp)
+                .with_to_adapter(burn::store::BurnToPyTorchAdapter)
+                .overwrite(true)
+                .with_key_remapping(r"^backbone\.", "")
+                .with_key_remapping(r"\.downsample\.conv\.", ".downsample.0.")
+                .with_key_remapping(r"\.downsample\.bn\.", ".downsample.1.");
             self.save_into(&mut store).map_err(|e| e.to_string())
         })?;
         Ok(())

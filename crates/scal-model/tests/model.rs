@@ -230,3 +230,57 @@ fn torchvision_weights_load_into_the_backbone() {
         "{err}"
     );
 }
+
+#[test]
+fn torchvision_safetensors_export_holds_the_backbone_under_torchvision_names() {
+    let device = Device::flex();
+    let model = small(AttentionKind::Channel, 64, 32, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scal.safetensors");
+    model.save_torchvision_safetensors(&path).unwrap();
+    let fresh = scal_backbone::ResNetConfig::new(scal_backbone::ResNetArch::ResNet50)
+        .with_base_width(4)
+        .with_last_stride(1)
+        .init(&device);
+    let (loaded, report) = scal_backbone::load_weights(
+        &fresh,
+        &path,
+        scal_backbone::LoadOptions {
+            allow_partial: true,
+        },
+    )
+    .unwrap();
+    assert!(
+        report.missing.is_empty(),
+        "backbone keys missing: {:?}",
+        report.missing
+    );
+    assert!(report.mismatched.is_empty(), "{:?}", report.mismatched);
+    for key in [
+        "neck.weight",
+        "neck.bias",
+        "neck.running_mean",
+        "neck.running_var",
+        "classifier.weight",
+    ] {
+        assert!(
+            report.unexpected.iter().any(|k| k == key),
+            "{key} not in {:?}",
+            report.unexpected
+        );
+    }
+    for key in &report.unexpected {
+        assert!(
+            ["neck.", "classifier.", "attention.", "critics."]
+                .iter()
+                .any(|p| key.starts_with(p)),
+            "a backbone key was not recognised: {key}"
+        );
+    }
+    let x = images(2, 64, 32, &device);
+    let diff: f32 = (model.backbone.forward_pooled(x.clone()) - loaded.forward_pooled(x))
+        .abs()
+        .max()
+        .into_scalar();
+    assert_eq!(diff, 0.0);
+}

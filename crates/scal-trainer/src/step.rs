@@ -24,7 +24,7 @@ use scal_model::ScalModel;
 use scal_rewards::{RewardKind, Rewards, rewards};
 
 /// The losses of a step.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct StepConfig {
     /// Weight λ of the critic objective `J_cri` for the agents.
     #[config(default = 1.0)]

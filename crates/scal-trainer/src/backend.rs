@@ -1,10 +1,12 @@
 //! Choosing the compute backend at run time among those compiled in.
 
-use anyhow::{Result, bail};
 use burn::tensor::Device;
 
+use crate::TrainError;
+
 /// A backend named on the command line (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Pure-Rust CPU backend (cargo feature `flex`, on by default).
     Flex,
@@ -44,10 +46,10 @@ impl Backend {
 
 /// The device for `backend`, checked to exist. Never `Device::default()`, which picks by
 /// compile-time priority.
-pub fn device(backend: Backend) -> Result<Device> {
+pub fn device(backend: Backend) -> Result<Device, TrainError> {
     if !backend.compiled() {
         let names: Vec<&str> = Backend::available().iter().map(|b| b.feature()).collect();
-        bail!(
+        return Err(TrainError::Backend(format!(
             "--backend {0}: this binary was built without the `{0}` feature (compiled in: {1}). \
              Rebuild with `cargo run --release -p xtask --features {0} -- …` \
              (or `cargo xtask-{0} …`).",
@@ -57,7 +59,7 @@ pub fn device(backend: Backend) -> Result<Device> {
             } else {
                 names.join(", ")
             }
-        );
+        )));
     }
     match backend {
         #[cfg(feature = "flex")]
@@ -82,14 +84,41 @@ pub fn device(backend: Backend) -> Result<Device> {
 /// The first device of a GPU backend, or a clear error when there is none. Enumeration
 /// runs under `catch_unwind` because a missing driver may panic inside the runtime.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn first_device(kind: burn::tensor::DeviceType, name: &str, hint: &str) -> Result<Device> {
+fn first_device(
+    kind: burn::tensor::DeviceType,
+    name: &str,
+    hint: &str,
+) -> Result<Device, TrainError> {
     let found = std::panic::catch_unwind(|| Device::enumerate(kind));
     match found {
         Ok(devices) => match devices.into_iter().next() {
             Some(device) => Ok(device),
-            None => bail!("--backend {name}: {hint}"),
+            None => Err(TrainError::Backend(format!("--backend {name}: {hint}"))),
         },
-        Err(_) => bail!("--backend {name}: probing for devices failed: {hint}"),
+        Err(_) => Err(TrainError::Backend(format!(
+            "--backend {name}: probing for devices failed: {hint}"
+        ))),
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "flex" => Ok(Backend::Flex),
+            "wgpu" => Ok(Backend::Wgpu),
+            "cuda" => Ok(Backend::Cuda),
+            other => Err(TrainError::Backend(format!(
+                "unknown backend `{other}`: expected flex, wgpu or cuda"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.feature())
     }
 }
 

@@ -1,0 +1,561 @@
+//! The training configuration: profiles, JSON files and command-line overrides, checked
+//! field by field.
+
+use std::path::Path;
+
+use burn::config::Config;
+use scal_attention::AttentionKind;
+use scal_backbone::ResNetArch;
+use scal_data::DatasetName;
+use serde_json::Value;
+
+use crate::TrainError;
+use crate::backend::Backend;
+use crate::step::StepConfig;
+
+/// The network.
+#[derive(Config, Debug, PartialEq)]
+pub struct ModelOptions {
+    /// Backbone depth.
+    #[config(default = "ResNetArch::ResNet50")]
+    pub arch: ResNetArch,
+    /// Backbone base width (64 = torchvision).
+    #[config(default = 64)]
+    pub base_width: usize,
+    /// Stride of the last stage.
+    #[config(default = 1)]
+    pub last_stride: usize,
+    /// ReLU after the stem's batch norm.
+    #[config(default = true)]
+    pub stem_relu: bool,
+    /// Attention modules: none, spatial or channel.
+    #[config(default = "AttentionKind::Channel")]
+    pub attention: AttentionKind,
+    /// Hidden width of channel modules.
+    #[config(default = 8)]
+    pub channel_hidden: usize,
+    /// Reduction of spatial modules.
+    #[config(default = 16)]
+    pub spatial_reduction: usize,
+    /// Hidden width of the critics.
+    #[config(default = 256)]
+    pub critic_hidden: usize,
+    /// torchvision weights for the backbone (.pth/.safetensors), or none (from scratch).
+    #[config(default = "None")]
+    pub pretrained: Option<String>,
+}
+
+/// The data.
+#[derive(Config, Debug, PartialEq)]
+pub struct DataOptions {
+    /// Dataset reader.
+    #[config(default = "DatasetName::Market1501")]
+    pub dataset: DatasetName,
+    /// Dataset folder.
+    #[config(default = "String::from(\"datasets/synth\")")]
+    pub root: String,
+    /// Generate the synthetic dataset at `root` when it is missing (quick profile).
+    #[config(default = false)]
+    pub synthesize_if_missing: bool,
+    /// Model input height.
+    #[config(default = 256)]
+    pub height: usize,
+    /// Model input width.
+    #[config(default = 128)]
+    pub width: usize,
+    /// Identities per batch.
+    #[config(default = 16)]
+    pub p: usize,
+    /// Images per identity per batch.
+    #[config(default = 4)]
+    pub k: usize,
+    /// Zero padding before the random crop.
+    #[config(default = 10)]
+    pub padding: usize,
+    /// Probability of a horizontal flip.
+    #[config(default = 0.5)]
+    pub flip_probability: f64,
+    /// Probability of random erasing.
+    #[config(default = 0.5)]
+    pub erasing_probability: f64,
+    /// Keep decoded, resized images in memory.
+    #[config(default = false)]
+    pub cache: bool,
+    /// Batches prepared ahead.
+    #[config(default = 2)]
+    pub prefetch: usize,
+    /// Stop on an undecodable image instead of replacing it.
+    #[config(default = false)]
+    pub strict: bool,
+    /// MSMT17: train on list_train + list_val.
+    #[config(default = false)]
+    pub msmt17_combine_val: bool,
+}
+
+/// Adam and the learning-rate schedule (epoch-based, as reid-strong-baseline's
+/// `WarmupMultiStepLR`).
+#[derive(Config, Debug, PartialEq)]
+pub struct OptimOptions {
+    /// Base learning rate.
+    #[config(default = 3.5e-4)]
+    pub lr: f64,
+    /// L2 weight decay (Adam's, as in PyTorch).
+    #[config(default = 5e-4)]
+    pub weight_decay: f64,
+    /// Adam's epsilon (PyTorch's default).
+    #[config(default = 1e-8)]
+    pub epsilon: f64,
+    /// Epochs of linear warm-up.
+    #[config(default = 10)]
+    pub warmup_epochs: usize,
+    /// Learning-rate factor at the start of the warm-up.
+    #[config(default = 0.01)]
+    pub warmup_factor: f64,
+    /// Epochs after which the rate is multiplied by `gamma`.
+    #[config(default = "vec![40, 70]")]
+    pub milestones: Vec<usize>,
+    /// Decay factor at each milestone.
+    #[config(default = 0.1)]
+    pub gamma: f64,
+    /// Training epochs.
+    #[config(default = 120)]
+    pub epochs: usize,
+}
+
+impl OptimOptions {
+    /// The learning rate of `epoch` (0-based): linear warm-up from `warmup_factor`, then ×`gamma`
+    /// at each milestone passed. A pure function of the epoch, so a resumed run needs no
+    /// scheduler state.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let warmup = if epoch < self.warmup_epochs {
+            let alpha = epoch as f64 / self.warmup_epochs as f64;
+            self.warmup_factor * (1.0 - alpha) + alpha
+        } else {
+            1.0
+        };
+        let decays = self.milestones.iter().filter(|&&m| m <= epoch).count();
+        self.lr * warmup * self.gamma.powi(decays as i32)
+    }
+}
+
+/// Evaluation during and after training.
+#[derive(Config, Debug, PartialEq)]
+pub struct EvalOptions {
+    /// Evaluate every this many epochs (0: only at the end). The last epoch is always
+    /// evaluated.
+    #[config(default = 10)]
+    pub every_epochs: usize,
+    /// Average each feature with its mirror's.
+    #[config(default = true)]
+    pub flip: bool,
+    /// Also report k-reciprocal re-ranking (k1 20, k2 6, λ 0.3).
+    #[config(default = true)]
+    pub rerank: bool,
+    /// Images per forward pass.
+    #[config(default = 64)]
+    pub batch: usize,
+}
+
+/// Everything a training run needs; saved as `config.json` in the run folder.
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainingConfig {
+    /// The profile this configuration started from.
+    #[config(default = "String::from(\"quick\")")]
+    pub profile: String,
+    /// Seed of the model initialisation, the sampler and the augmentation.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Compute backend.
+    #[config(default = "Backend::Flex")]
+    pub backend: Backend,
+    /// The network.
+    #[config(default = "ModelOptions::new()")]
+    pub model: ModelOptions,
+    /// The data.
+    #[config(default = "DataOptions::new()")]
+    pub data: DataOptions,
+    /// Optimizer and schedule.
+    #[config(default = "OptimOptions::new()")]
+    pub optim: OptimOptions,
+    /// The losses of a step (λ, critic on/off, reward kind, triplet, smoothing).
+    #[config(default = "StepConfig::new()")]
+    pub step: StepConfig,
+    /// Epochs with the critic objective off (the critics learn first).
+    #[config(default = 0)]
+    pub critic_warmup_epochs: usize,
+    /// Evaluation.
+    #[config(default = "EvalOptions::new()")]
+    pub eval: EvalOptions,
+    /// Also save the last checkpoint every this many iterations (0: only at epoch ends).
+    #[config(default = 0)]
+    pub checkpoint_every: usize,
+}
+
+/// Where the `paper` profile expects torchvision's ImageNet ResNet-50 weights.
+pub const PAPER_WEIGHTS: &str = "weights/resnet50-0676ba61.pth";
+
+/// torchvision's download address of the ImageNet weights of `arch`.
+pub fn torchvision_weights_url(arch: ResNetArch) -> &'static str {
+    match arch {
+        ResNetArch::ResNet18 => "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        ResNetArch::ResNet34 => "https://download.pytorch.org/models/resnet34-b627a593.pth",
+        ResNetArch::ResNet50 => "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        ResNetArch::ResNet101 => "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+    }
+}
+
+/// The named starting points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The default: the synthetic dataset on the CPU, finished within 15 minutes on 2 cores.
+    Quick,
+    /// The paper's recipe for Market-1501 on a GPU (`scal-method.md`).
+    Paper,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "quick" => Ok(Profile::Quick),
+            "paper" => Ok(Profile::Paper),
+            other => Err(TrainError::Config(format!(
+                "unknown profile `{other}`: expected quick or paper"
+            ))),
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// The configuration of a profile.
+    pub fn profile(profile: Profile) -> TrainingConfig {
+        match profile {
+            Profile::Paper => TrainingConfig::new()
+                .with_profile("paper".into())
+                .with_model(ModelOptions::new().with_pretrained(Some(PAPER_WEIGHTS.into())))
+                .with_data(
+                    DataOptions::new()
+                        .with_root("datasets/market1501".into())
+                        .with_cache(false),
+                ),
+            Profile::Quick => TrainingConfig::new()
+                .with_profile("quick".into())
+                .with_model(
+                    ModelOptions::new()
+                        .with_arch(ResNetArch::ResNet18)
+                        .with_base_width(32)
+                        .with_critic_hidden(64),
+                )
+                .with_data(
+                    DataOptions::new()
+                        .with_synthesize_if_missing(true)
+                        .with_height(128)
+                        .with_width(64)
+                        .with_p(16)
+                        .with_k(4)
+                        .with_padding(5)
+                        .with_cache(true),
+                )
+                .with_optim(
+                    OptimOptions::new()
+                        .with_lr(1e-3)
+                        .with_warmup_epochs(3)
+                        .with_milestones(vec![24, 32])
+                        .with_epochs(36),
+                )
+                .with_eval(EvalOptions::new().with_every_epochs(12)),
+        }
+    }
+
+    /// Checks values that serde cannot: sizes, probabilities, schedule.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |field: &str, why: String| Err(TrainError::Config(format!("{field}: {why}")));
+        let d = &self.data;
+        if d.p < 2 {
+            return bad(
+                "data.p",
+                format!(
+                    "the triplet loss needs at least 2 identities per batch, got {}",
+                    d.p
+                ),
+            );
+        }
+        if d.k < 2 {
+            return bad(
+                "data.k",
+                format!(
+                    "the triplet loss needs at least 2 images per identity, got {}",
+                    d.k
+                ),
+            );
+        }
+        if d.height < 32 || d.width < 16 {
+            return bad(
+                "data.height/width",
+                format!("at least 32 x 16, got {} x {}", d.height, d.width),
+            );
+        }
+        for (field, v) in [
+            ("data.flip_probability", d.flip_probability),
+            ("data.erasing_probability", d.erasing_probability),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(field, format!("a probability in [0, 1], got {v}"));
+            }
+        }
+        let o = &self.optim;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return bad("optim.lr", format!("must be positive, got {}", o.lr));
+        }
+        if o.epochs == 0 {
+            return bad("optim.epochs", "must be at least 1".into());
+        }
+        if o.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(
+                "optim.milestones",
+                format!("must increase, got {:?}", o.milestones),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.step.label_smoothing) {
+            return bad(
+                "step.label_smoothing",
+                format!("in [0, 1], got {}", self.step.label_smoothing),
+            );
+        }
+        if !(self.step.lambda >= 0.0 && self.step.lambda.is_finite()) {
+            return bad(
+                "step.lambda",
+                format!("must be >= 0, got {}", self.step.lambda),
+            );
+        }
+        if !matches!(self.model.last_stride, 1 | 2) {
+            return bad(
+                "model.last_stride",
+                format!("1 or 2, got {}", self.model.last_stride),
+            );
+        }
+        if self.eval.batch == 0 {
+            return bad("eval.batch", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Loads a configuration: the profile's, overlaid with a JSON file (partial: only the
+    /// fields it names) and then with `path=value` overrides (`model.attention=spatial`,
+    /// `optim.epochs=5`). Unknown fields and ill-typed values are errors that name them.
+    pub fn resolve(
+        profile: Profile,
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<TrainingConfig, TrainError> {
+        TrainingConfig::profile(profile).overlaid(file, overrides)
+    }
+
+    /// This configuration overlaid with a JSON file and `path=value` overrides (see
+    /// [`TrainingConfig::resolve`]).
+    pub fn overlaid(
+        &self,
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<TrainingConfig, TrainError> {
+        let mut value = serde_json::to_value(self).expect("serialisable");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                TrainError::Config(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let patch: Value = serde_json::from_str(&text).map_err(|e| {
+                TrainError::Config(format!(
+                    "config file {} is not valid JSON: {e}",
+                    path.display()
+                ))
+            })?;
+            overlay(&mut value, &patch, "", &path.display().to_string())?;
+        }
+        for (key, raw) in overrides {
+            let parsed = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()));
+            let mut patch = parsed;
+            for part in key.split('.').rev() {
+                patch = Value::Object([(part.to_string(), patch)].into_iter().collect());
+            }
+            overlay(&mut value, &patch, "", "the command line")?;
+        }
+        let config: TrainingConfig = serde_path_to_error::deserialize(value)
+            .map_err(|e| TrainError::Config(format!("field `{}`: {}", e.path(), e.inner())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a configuration saved by a run (`config.json`), naming the file on error.
+    pub fn load_json(path: &Path) -> Result<TrainingConfig, TrainError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let mut de = serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            TrainError::Config(format!(
+                "{}: field `{}`: {}",
+                path.display(),
+                e.path(),
+                e.inner()
+            ))
+        })
+    }
+
+    /// Lines `field: old -> new` for the fields that differ.
+    pub fn differences(&self, other: &TrainingConfig) -> Vec<String> {
+        let a = serde_json::to_value(self).expect("serialisable");
+        let b = serde_json::to_value(other).expect("serialisable");
+        let mut out = Vec::new();
+        diff(&a, &b, "", &mut out);
+        out
+    }
+}
+
+/// Writes `patch` into `base`, refusing keys `base` does not have.
+fn overlay(base: &mut Value, patch: &Value, path: &str, source: &str) -> Result<(), TrainError> {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get_mut(k) {
+                    Some(slot) if slot.is_object() && v.is_object() => {
+                        overlay(slot, v, &here, source)?
+                    }
+                    Some(slot) => *slot = v.clone(),
+                    None => {
+                        let known: Vec<&str> = b.keys().map(String::as_str).collect();
+                        return Err(TrainError::Config(format!(
+                            "unknown field `{here}` in {source}; known fields here: {}",
+                            known.join(", ")
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+        (slot, v) => {
+            *slot = v.clone();
+            Ok(())
+        }
+    }
+}
+
+fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match y.get(k) {
+                    Some(vb) => diff(va, vb, &here, out),
+                    None => out.push(format!("{here}: {va} -> (absent)")),
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_follows_warmup_multistep() {
+        let o = OptimOptions::new();
+        assert!((o.lr_at(0) - 3.5e-6).abs() < 1e-12);
+        assert!((o.lr_at(5) - 3.5e-4 * (0.01 * 0.5 + 0.5)).abs() < 1e-12);
+        assert!((o.lr_at(10) - 3.5e-4).abs() < 1e-12);
+        assert!((o.lr_at(40) - 3.5e-5).abs() < 1e-12);
+        assert!((o.lr_at(70) - 3.5e-6).abs() < 1e-12);
+        assert!((o.lr_at(119) - 3.5e-6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn profiles_are_valid_and_round_trip() {
+        for p in [Profile::Quick, Profile::Paper] {
+            let c = TrainingConfig::profile(p);
+            c.validate().unwrap();
+            let json = serde_json::to_string(&c).unwrap();
+            let back: TrainingConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, c);
+        }
+        assert_eq!(TrainingConfig::profile(Profile::Paper).optim.epochs, 120);
+    }
+
+    #[test]
+    fn files_and_overrides_overlay_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.json");
+        std::fs::write(
+            &file,
+            r#"{"optim": {"epochs": 3}, "model": {"attention": "spatial"}}"#,
+        )
+        .unwrap();
+        let c = TrainingConfig::resolve(
+            Profile::Quick,
+            Some(&file),
+            &[
+                ("step.lambda".into(), "0.5".into()),
+                ("data.root".into(), "somewhere".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.optim.epochs, 3);
+        assert_eq!(c.model.attention, AttentionKind::Spatial);
+        assert_eq!(c.step.lambda, 0.5);
+        assert_eq!(c.data.root, "somewhere");
+        assert_eq!(
+            c.model.arch,
+            ResNetArch::ResNet18,
+            "the rest stays the profile's"
+        );
+        let d = TrainingConfig::profile(Profile::Quick).differences(&c);
+        assert!(
+            d.iter().any(|l| l.starts_with("optim.epochs: 36 -> 3")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_names_and_values_are_named() {
+        let err =
+            TrainingConfig::resolve(Profile::Quick, None, &[("optim.epoch".into(), "3".into())])
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `optim.epoch`")
+                && err.to_string().contains("epochs"),
+            "{err}"
+        );
+        let err = TrainingConfig::resolve(
+            Profile::Quick,
+            None,
+            &[("optim.epochs".into(), "many".into())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("optim.epochs"), "{err}");
+        let err = TrainingConfig::resolve(
+            Profile::Quick,
+            None,
+            &[("model.attention".into(), "both".into())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("model.attention"), "{err}");
+        let err = TrainingConfig::resolve(Profile::Quick, None, &[("data.p".into(), "1".into())])
+            .unwrap_err();
+        assert!(err.to_string().contains("data.p"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, "{ not json").unwrap();
+        let err = TrainingConfig::resolve(Profile::Quick, Some(&file), &[]).unwrap_err();
+        assert!(err.to_string().contains("bad.json"), "{err}");
+    }
+}

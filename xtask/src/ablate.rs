@@ -1,0 +1,318 @@
+//! `cargo xtask ablate`: the ablation set (attention kind, critic, reward) over several seeds,
+//! one training run each, summarised as mean ± standard deviation.
+//!
+//! Each run lives in `RUNS/<variant>-seed<N>`; a run that finished earlier is read back
+//! instead of retrained, and an interrupted one is resumed, so an ablation stopped half-way
+//! continues where it was. The table also goes to `RUNS/ablation.md` and `RUNS/ablation.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use scal_trainer::config::Profile;
+use scal_trainer::eval::Evaluation;
+use scal_trainer::{RunOutcome, TrainingConfig, train};
+use serde::Serialize;
+
+/// One ablation variant: a name and the configuration fields it sets.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Name used in the table and the run folders.
+    pub name: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// `field=value` overrides.
+    pub overrides: &'static [(&'static str, &'static str)],
+}
+
+/// The variants `--variants` can name.
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "none",
+        description: "no attention (the BN-neck baseline)",
+        overrides: &[("model.attention", "none"), ("step.critic", "false")],
+    },
+    Variant {
+        name: "channel-nocritic",
+        description: "channel attention trained by the ReID losses only",
+        overrides: &[("model.attention", "channel"), ("step.critic", "false")],
+    },
+    Variant {
+        name: "channel",
+        description: "SCAL: channel attention with the critic, reward R_c + R_a",
+        overrides: &[
+            ("model.attention", "channel"),
+            ("step.critic", "true"),
+            ("step.reward", "both"),
+        ],
+    },
+    Variant {
+        name: "channel-rc",
+        description: "SCAL channel, reward R_c only",
+        overrides: &[
+            ("model.attention", "channel"),
+            ("step.critic", "true"),
+            ("step.reward", "rc"),
+        ],
+    },
+    Variant {
+        name: "channel-ra",
+        description: "SCAL channel, reward R_a only",
+        overrides: &[
+            ("model.attention", "channel"),
+            ("step.critic", "true"),
+            ("step.reward", "ra"),
+        ],
+    },
+    Variant {
+        name: "spatial-nocritic",
+        description: "spatial attention trained by the ReID losses only",
+        overrides: &[("model.attention", "spatial"), ("step.critic", "false")],
+    },
+    Variant {
+        name: "spatial",
+        description: "SCAL: spatial attention with the critic, reward R_c + R_a",
+        overrides: &[
+            ("model.attention", "spatial"),
+            ("step.critic", "true"),
+            ("step.reward", "both"),
+        ],
+    },
+];
+
+/// Runs the ablation set.
+#[derive(Debug, clap::Args)]
+pub struct AblateArgs {
+    /// Variants, comma-separated (none, channel-nocritic, channel, channel-rc, channel-ra,
+    /// spatial-nocritic, spatial).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,channel-nocritic,channel"
+    )]
+    pub variants: Vec<String>,
+    /// Seeds 0..N.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: u64,
+    /// Starting configuration (quick: the synthetic dataset on the CPU).
+    #[arg(long, default_value = "quick")]
+    pub profile: String,
+    /// JSON file overriding fields of the profile, for every run.
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
+    /// Folder of the ablation's runs.
+    #[arg(long, default_value = "runs/ablate")]
+    pub runs: PathBuf,
+    /// Training epochs of every run.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Weight of the critic objective, for the variants with a critic.
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// Any field, for every run: --set optim.lr=0.001 (repeatable).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// The final scores of one run.
+#[derive(Debug, Clone, Serialize)]
+struct RunResult {
+    variant: String,
+    seed: u64,
+    run: PathBuf,
+    #[serde(flatten)]
+    evaluation: Evaluation,
+}
+
+/// Mean and (sample) standard deviation.
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// The last evaluation logged in a run's `metrics.jsonl`, if the run finished.
+fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> {
+    let log = run.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&log) else {
+        return Ok(None);
+    };
+    for line in text.lines().rev() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not JSON", log.display()))?;
+        if value["kind"] == "eval" {
+            if value["epoch"].as_u64() == Some(epochs as u64) {
+                let e: Evaluation = serde_json::from_value(value)
+                    .with_context(|| format!("{}: evaluation line", log.display()))?;
+                return Ok(Some(e));
+            }
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Runs every variant with every seed and prints the table.
+pub fn run(args: &AblateArgs, stop: &AtomicBool) -> Result<()> {
+    let profile: Profile = args.profile.parse()?;
+    let mut variants = Vec::new();
+    for name in &args.variants {
+        match VARIANTS.iter().find(|v| v.name == name.trim()) {
+            Some(v) => variants.push(v),
+            None => bail!(
+                "--variants: unknown variant `{name}`; known: {}",
+                VARIANTS
+                    .iter()
+                    .map(|v| v.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let mut common: Vec<(String, String)> = Vec::new();
+    if let Some(e) = args.epochs {
+        common.push(("optim.epochs".into(), e.to_string()));
+    }
+    if let Some(l) = args.lambda {
+        common.push(("step.lambda".into(), l.to_string()));
+    }
+    for s in &args.set {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected FIELD=VALUE"))?;
+        common.push((k.trim().into(), v.trim().into()));
+    }
+
+    let mut results = Vec::new();
+    for variant in &variants {
+        for seed in 0..args.seeds {
+            let mut overrides = common.clone();
+            overrides.extend(
+                variant
+                    .overrides
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+            overrides.push(("seed".into(), seed.to_string()));
+            let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
+            let run_dir = args.runs.join(format!("{}-seed{seed}", variant.name));
+            let evaluation = match finished_evaluation(&run_dir, config.optim.epochs)? {
+                Some(e) => {
+                    println!("{}: finished earlier, read back", run_dir.display());
+                    e
+                }
+                None => {
+                    let resume = run_dir.join("config.json").exists();
+                    println!(
+                        "{} {} ({}, seed {seed})",
+                        if resume { "resuming" } else { "training" },
+                        run_dir.display(),
+                        variant.description
+                    );
+                    match train(&config, &run_dir, resume, stop, !args.no_progress)? {
+                        RunOutcome::Finished { last, .. } => last,
+                        RunOutcome::Interrupted { .. } => {
+                            println!("stopped; run the same command again to continue");
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            println!(
+                "  {} seed {seed}: mAP {:.2}%  Rank-1 {:.2}%",
+                variant.name,
+                100.0 * evaluation.plain.map,
+                100.0 * evaluation.plain.rank1
+            );
+            results.push(RunResult {
+                variant: variant.name.to_string(),
+                seed,
+                run: run_dir,
+                evaluation,
+            });
+        }
+    }
+
+    let table = table(&variants, &results, args.seeds);
+    println!("\n{table}");
+    std::fs::create_dir_all(&args.runs)
+        .with_context(|| format!("creating {}", args.runs.display()))?;
+    let md = args.runs.join("ablation.md");
+    std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
+    let json = args.runs.join("ablation.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!(
+        "table: {}, per-run results: {}",
+        md.display(),
+        json.display()
+    );
+    Ok(())
+}
+
+/// The Markdown table: one row per variant, mean ± standard deviation over the seeds.
+fn table(variants: &[&Variant], results: &[RunResult], seeds: u64) -> String {
+    let mut out = String::from(
+        "| variant | runs | mAP (%) | Rank-1 (%) | Rank-5 (%) | mINP (%) | mAP re-ranked (%) |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let cell = |values: Vec<f64>| {
+        if values.is_empty() {
+            return "–".to_string();
+        }
+        let (m, s) = mean_std(&values);
+        format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
+    };
+    for v in variants {
+        let rows: Vec<&RunResult> = results.iter().filter(|r| r.variant == v.name).collect();
+        let pick = |f: &dyn Fn(&Evaluation) -> Option<f64>| -> Vec<f64> {
+            rows.iter().filter_map(|r| f(&r.evaluation)).collect()
+        };
+        out.push_str(&format!(
+            "| {} | {}/{seeds} | {} | {} | {} | {} | {} |\n",
+            v.name,
+            rows.len(),
+            cell(pick(&|e| Some(e.plain.map))),
+            cell(pick(&|e| Some(e.plain.rank1))),
+            cell(pick(&|e| Some(e.plain.rank5))),
+            cell(pick(&|e| Some(e.plain.minp))),
+            cell(pick(&|e| e.reranked.map(|r| r.map))),
+        ));
+    }
+    out.push_str("\nmean ± sample standard deviation over seeds; plain Euclidean ranking with flip TTA unless marked re-ranked.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_spread() {
+        let (m, s) = mean_std(&[0.5, 0.7, 0.9]);
+        assert!((m - 0.7).abs() < 1e-12);
+        assert!((s - 0.2).abs() < 1e-12);
+        assert_eq!(mean_std(&[0.3]), (0.3, 0.0));
+    }
+
+    #[test]
+    fn every_variant_resolves_to_a_valid_configuration() {
+        for v in VARIANTS {
+            let overrides: Vec<(String, String)> = v
+                .overrides
+                .iter()
+                .map(|(k, val)| (k.to_string(), val.to_string()))
+                .collect();
+            TrainingConfig::resolve(Profile::Quick, None, &overrides)
+                .unwrap_or_else(|e| panic!("variant {}: {e}", v.name));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `cargo xtask train`: the main job.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use scal_trainer::config::Profile;
+use scal_trainer::eval::Scores;
+use scal_trainer::{RunOutcome, TrainingConfig, train};
+
+/// Set by Ctrl-C: finish the iteration, save, exit.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// On/off for `--critic`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// Train SCAL. Without arguments: the `quick` profile, on the synthetic dataset (generated
+/// if absent), on the CPU.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Starting configuration: quick (synthetic data, CPU, minutes) or paper (Market-1501, GPU).
+    #[arg(long, default_value = "quick")]
+    pub profile: String,
+    /// JSON file overriding fields of the profile (only the fields it names).
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
+    /// Run name: the run folder is RUNS/NAME.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder of the runs.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Continue the run in this folder exactly where its last checkpoint left it.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Compute backend: flex, wgpu or cuda.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Dataset reader (market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17, custom).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Dataset folder (read as it is: the synthetic dataset is only generated for the
+    /// profile's own folder, datasets/synth).
+    #[arg(long)]
+    pub root: Option<String>,
+    /// Training epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seed of initialisation, sampling and augmentation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Attention modules: none, spatial or channel.
+    #[arg(long)]
+    pub attention: Option<String>,
+    /// Train the critics and the agents through them.
+    #[arg(long, value_enum)]
+    pub critic: Option<Switch>,
+    /// Reward: rc, ra or both.
+    #[arg(long)]
+    pub reward: Option<String>,
+    /// Weight of the critic objective for the agents.
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// torchvision weights for the backbone.
+    #[arg(long)]
+    pub pretrained: Option<String>,
+    /// Any field: --set optim.lr=0.001 --set data.p=8 (repeatable).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl TrainArgs {
+    /// The `field=value` overrides of the named flags and `--set`.
+    pub fn overrides(&self) -> Result<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((k.to_string(), v));
+            }
+        };
+        // A dataset named on the command line is read, never generated in its place.
+        if self.root.is_some() || self.dataset.is_some() {
+            push("data.synthesize_if_missing", Some("false".into()));
+        }
+        push("backend", self.backend.clone());
+        push("data.dataset", self.dataset.clone());
+        push("data.root", self.root.clone());
+        push("optim.epochs", self.epochs.map(|e| e.to_string()));
+        push("seed", self.seed.map(|s| s.to_string()));
+        push("model.attention", self.attention.clone());
+        push(
+            "step.critic",
+            self.critic.map(|c| (c == Switch::On).to_string()),
+        );
+        push("step.reward", self.reward.clone());
+        push("step.lambda", self.lambda.map(|l| l.to_string()));
+        push("model.pretrained", self.pretrained.clone());
+        for s in &self.set {
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("--set {s}: expected FIELD=VALUE"))?;
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Ok(out)
+    }
+}
+
+fn print_scores(name: &str, s: &Scores) {
+    println!(
+        "  {name:<10} Rank-1 {:>6.2}%  Rank-5 {:>6.2}%  Rank-10 {:>6.2}%  mAP {:>6.2}%  mINP {:>6.2}%",
+        100.0 * s.rank1,
+        100.0 * s.rank5,
+        100.0 * s.rank10,
+        100.0 * s.map,
+        100.0 * s.minp
+    );
+}
+
+/// Installs the Ctrl-C handler: the first request finishes the iteration, saves and exits;
+/// a second one exits at once.
+pub fn install_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstopping after this iteration (checkpoint will be saved); Ctrl-C again to quit now"
+        );
+    });
+}
+
+/// Runs the training; returns the run folder and its outcome.
+pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
+    let overrides = args.overrides()?;
+    let (config, run_dir, resume) = match &args.resume {
+        Some(dir) => {
+            let saved = TrainingConfig::load_json(&dir.join("config.json"))
+                .with_context(|| format!("--resume {}: not a run folder", dir.display()))?;
+            let config = saved.overlaid(args.config.as_deref(), &overrides)?;
+            (config, dir.clone(), true)
+        }
+        None => {
+            let profile: Profile = args.profile.parse()?;
+            let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
+            let name = args.name.clone().unwrap_or_else(|| {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                format!(
+                    "{}-{}-seed{}-{secs}",
+                    config.profile, config.model.attention, config.seed
+                )
+            });
+            (config, args.runs.join(name), false)
+        }
+    };
+    println!("run folder: {}", run_dir.display());
+    install_ctrl_c();
+    let outcome = train(&config, &run_dir, resume, &STOP, !args.no_progress)?;
+    match &outcome {
+        RunOutcome::Finished {
+            last,
+            best,
+            iterations,
+        } => {
+            println!(
+                "finished {} epochs ({iterations} iterations); run folder: {}",
+                config.optim.epochs,
+                run_dir.display()
+            );
+            println!(
+                "final evaluation (flip {}):",
+                if config.eval.flip { "on" } else { "off" }
+            );
+            print_scores("plain", &last.plain);
+            if let Some(r) = &last.reranked {
+                print_scores("re-ranked", r);
+            }
+            println!(
+                "best mAP {:.2}% after epoch {}; checkpoints: {}/best, {}/last",
+                100.0 * best.0,
+                best.1,
+                run_dir.display(),
+                run_dir.display()
+            );
+        }
+        RunOutcome::Interrupted { iterations } => {
+            println!(
+                "stopped after {iterations} iterations; continue with: cargo xtask train --resume {}",
+                run_dir.display()
+            );
+        }
+    }
+    Ok((run_dir, outcome))
+}

@@ -1,0 +1,395 @@
+//! `cargo xtask train`, `evaluate --checkpoint`, `extract --checkpoint`, `export` and
+//! `ablate` end to end on a tiny configuration.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn fails(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A synthetic dataset and a configuration file that trains on it in seconds.
+fn setup(dir: &Path) -> (String, String) {
+    let data = dir.join("synth");
+    ok(&xtask(&[
+        "synth",
+        "--train-ids",
+        "8",
+        "--test-ids",
+        "6",
+        "--cameras",
+        "3",
+        "--out",
+        data.to_str().unwrap(),
+    ]));
+    let config = dir.join("tiny.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "data": {"root": data, "synthesize_if_missing": false, "height": 64, "width": 32,
+                     "p": 4, "k": 2, "padding": 3},
+            "model": {"base_width": 4, "critic_hidden": 8},
+            "optim": {"epochs": 2, "warmup_epochs": 1, "milestones": [1]},
+            "eval": {"every_epochs": 1, "batch": 16}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    (
+        data.to_str().unwrap().to_string(),
+        config.to_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn train_then_use_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = setup(dir.path());
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let stdout = ok(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs_s,
+        "--name",
+        "tiny",
+        "--no-progress",
+    ]));
+    let run = runs.join("tiny");
+    assert!(
+        stdout.contains(&format!("run folder: {}", run.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("final evaluation")
+            && stdout.contains("mAP")
+            && stdout.contains("re-ranked"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("evaluation after epoch 1"),
+        "evaluations are printed as they happen: {stdout}"
+    );
+    for file in [
+        "config.json",
+        "metrics.jsonl",
+        "best/model.bpk",
+        "best/model.json",
+        "last/optimizer.bpk",
+        "last/state.json",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["optim"]["epochs"], 2,
+        "the resolved configuration is saved"
+    );
+    assert_eq!(
+        saved["model"]["arch"], "resnet18",
+        "profile fields not in the file stay the profile's"
+    );
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last_eval: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|v| v["kind"] == "eval")
+        .unwrap();
+    assert_eq!(last_eval["epoch"], 2);
+    let train_line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    for key in [
+        "loss",
+        "triplet",
+        "classification",
+        "critic_mse",
+        "correct_rate",
+        "amelioration_rate",
+        "mean_value",
+        "critic_error",
+        "lr",
+        "images_per_s",
+    ] {
+        assert!(
+            train_line[key].is_number(),
+            "{key} missing from {train_line}"
+        );
+    }
+
+    // The best checkpoint evaluated again from the command line gives the logged numbers.
+    let best = run.join("best");
+    let best_s = best.to_str().unwrap();
+    let out = ok(&xtask(&[
+        "evaluate",
+        "--checkpoint",
+        best_s,
+        "--dataset",
+        "market1501",
+        "--root",
+        &data,
+        "--json",
+    ]));
+    let scores: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let best_epoch = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(best.join("state.json")).unwrap(),
+    )
+    .unwrap()["best"][1]
+        .as_u64()
+        .unwrap();
+    let logged = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["kind"] == "eval" && v["epoch"] == best_epoch)
+        .unwrap();
+    let (a, b) = (
+        scores["mAP"].as_f64().unwrap(),
+        logged["plain"]["mAP"].as_f64().unwrap(),
+    );
+    assert!(
+        (a - b).abs() < 1e-3,
+        "evaluate --checkpoint mAP {a} vs logged {b}"
+    );
+    assert!(
+        (scores["cmc"][0].as_f64().unwrap() - logged["plain"]["rank1"].as_f64().unwrap()).abs()
+            < 1e-3
+    );
+
+    // Features of a folder: one unit-length row per image, in file-name order.
+    let feats = dir.path().join("q.npy");
+    let query = Path::new(&data).join("query");
+    ok(&xtask(&[
+        "extract",
+        "--checkpoint",
+        best_s,
+        "--images",
+        query.to_str().unwrap(),
+        "--out",
+        feats.to_str().unwrap(),
+        "--flip",
+    ]));
+    let array: ndarray::Array2<f32> = ndarray_npy::read_npy(&feats).unwrap();
+    let images = std::fs::read_dir(&query).unwrap().count();
+    assert_eq!(array.nrows(), images);
+    assert_eq!(
+        array.ncols(),
+        32,
+        "ResNet-18 of base width 4: 8 x 4 channels"
+    );
+    for row in array.rows() {
+        let norm = row.dot(&row).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "row norm {norm}");
+    }
+    let names = std::fs::read_to_string(dir.path().join("q.names.txt")).unwrap();
+    assert_eq!(names.lines().count(), images);
+
+    // Export for PyTorch.
+    let exported = dir.path().join("scal.safetensors");
+    let out = ok(&xtask(&[
+        "export",
+        "--checkpoint",
+        best_s,
+        "--out",
+        exported.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("load_state_dict") && exported.is_file(),
+        "{out}"
+    );
+    let err = fails(&xtask(&[
+        "export",
+        "--checkpoint",
+        best_s,
+        "--out",
+        dir.path().join("x.pth").to_str().unwrap(),
+    ]));
+    assert!(err.contains(".safetensors"), "{err}");
+
+    // Resuming a finished run, a run folder in use, a folder that is not a checkpoint.
+    let run_s = run.to_str().unwrap();
+    let err = fails(&xtask(&["train", "--resume", run_s, "--no-progress"]));
+    assert!(err.contains("finished all 2 epochs"), "{err}");
+    let err = fails(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs_s,
+        "--name",
+        "tiny",
+        "--no-progress",
+    ]));
+    assert!(err.contains("--resume"), "{err}");
+    let err = fails(&xtask(&[
+        "train",
+        "--resume",
+        run_s,
+        "--epochs",
+        "3",
+        "--lambda",
+        "0.5",
+        "--no-progress",
+    ]));
+    assert!(
+        err.contains("refusing to resume")
+            && err.contains("step.lambda: 1.0 -> 0.5")
+            && err.contains("optim.epochs: 2 -> 3"),
+        "{err}"
+    );
+    let err = fails(&xtask(&[
+        "evaluate",
+        "--checkpoint",
+        run_s,
+        "--dataset",
+        "market1501",
+        "--root",
+        &data,
+    ]));
+    assert!(err.contains("not a checkpoint folder"), "{err}");
+}
+
+#[test]
+fn bad_configurations_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let err = fails(&xtask(&[
+        "train",
+        "--runs",
+        runs_s,
+        "--set",
+        "optim.epoch=3",
+    ]));
+    assert!(err.contains("unknown field `optim.epoch`"), "{err}");
+    let err = fails(&xtask(&["train", "--runs", runs_s, "--attention", "both"]));
+    assert!(err.contains("model.attention"), "{err}");
+    let err = fails(&xtask(&["train", "--runs", runs_s, "--profile", "fast"]));
+    assert!(err.contains("unknown profile `fast`"), "{err}");
+    let err = fails(&xtask(&[
+        "train",
+        "--runs",
+        runs_s,
+        "--dataset",
+        "imagenet",
+    ]));
+    assert!(err.contains("data.dataset"), "{err}");
+    let missing = dir.path().join("market");
+    let err = fails(&xtask(&[
+        "train",
+        "--runs",
+        runs_s,
+        "--dataset",
+        "market1501",
+        "--root",
+        missing.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("cargo xtask download market1501") && err.contains("cargo xtask synth"),
+        "{err}"
+    );
+    let file = dir.path().join("bad.json");
+    std::fs::write(&file, r#"{"data": {"p": "sixteen"}}"#).unwrap();
+    let err = fails(&xtask(&[
+        "train",
+        "--runs",
+        runs_s,
+        "--config",
+        file.to_str().unwrap(),
+    ]));
+    assert!(err.contains("data.p"), "{err}");
+    let err = fails(&xtask(&["train", "--runs", runs_s, "--backend", "cuda"]));
+    assert!(err.contains("--features cuda"), "{err}");
+    assert!(
+        !runs.exists(),
+        "no run folder is created for a configuration that fails"
+    );
+}
+
+#[test]
+fn ablate_prints_mean_and_spread_per_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = setup(dir.path());
+    let runs = dir.path().join("ablate");
+    let args = [
+        "ablate",
+        "--config",
+        &config,
+        "--variants",
+        "none,channel",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--no-progress",
+    ];
+    let stdout = ok(&xtask(&args));
+    for name in ["none-seed0", "none-seed1", "channel-seed0", "channel-seed1"] {
+        assert!(runs.join(name).join("best/model.bpk").is_file(), "{name}");
+    }
+    let table = std::fs::read_to_string(runs.join("ablation.md")).unwrap();
+    assert!(stdout.contains(&table), "the table is printed");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row("none").contains("| 2/2 |") && row("channel").contains("| 2/2 |"),
+        "{table}"
+    );
+    assert!(row("none").contains(" ± "), "{table}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("ablation.json")).unwrap())
+            .unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 4);
+    // The mean in the table is the mean of the runs.
+    let maps: Vec<f64> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["variant"] == "channel")
+        .map(|r| r["plain"]["mAP"].as_f64().unwrap())
+        .collect();
+    let mean = 100.0 * (maps[0] + maps[1]) / 2.0;
+    assert!(
+        row("channel").contains(&format!("| {mean:.2} ± ")),
+        "{mean:.2} not in {}",
+        row("channel")
+    );
+    // Again: every run is read back, none retrained.
+    let stdout = ok(&xtask(&args));
+    assert_eq!(
+        stdout.matches("finished earlier, read back").count(),
+        4,
+        "{stdout}"
+    );
+    let err = fails(&xtask(&["ablate", "--variants", "none,attention"]));
+    assert!(err.contains("unknown variant `attention`"), "{err}");
+}
