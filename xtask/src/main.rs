@@ -7,7 +7,8 @@
 //! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
 //!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
 //! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
-//!   ablation set over several seeds.
+//!   ablation set over several seeds; `export`: weights for PyTorch.
+//! - `report`: the run report (HTML); `visualize`: attention maps of any images.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ mod datasets;
 mod evaluate;
 mod export;
 mod extract;
+mod report;
 mod train;
 
 /// SCAL person re-identification toolkit.
@@ -44,6 +46,10 @@ enum Command {
     Train(train::TrainArgs),
     /// A trained checkpoint's weights as safetensors with PyTorch (torchvision) names.
     Export(export::ExportArgs),
+    /// The run report: curves, attention maps, ranked lists, attention quality (RUN/report/index.html).
+    Report(report::ReportArgs),
+    /// Attention maps of the five modules over every image of a folder.
+    Visualize(report::VisualizeArgs),
     /// Ablation: attention kind, critic and reward variants over several seeds, as a table.
     Ablate(ablate::AblateArgs),
 }
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
         Command::Download(args) => datasets::download(args),
         Command::Train(args) => train::run(args).map(|_| ()),
         Command::Export(args) => export::run(args),
+        Command::Report(args) => report::report(args),
+        Command::Visualize(args) => report::visualize(args),
         Command::Ablate(args) => {
             train::install_ctrl_c();
             ablate::run(args, &train::STOP)

@@ -193,6 +193,13 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
                 run_dir.display(),
                 run_dir.display()
             );
+            match scal_trainer::report::build_report(&run_dir, &Default::default()) {
+                Ok(index) => println!("report: {}", index.display()),
+                Err(e) => eprintln!(
+                    "warning: the report could not be built ({e}); try `cargo xtask report {}`",
+                    run_dir.display()
+                ),
+            }
         }
         RunOutcome::Interrupted { iterations } => {
             println!(

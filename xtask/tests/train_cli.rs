@@ -206,6 +206,46 @@ fn train_then_use_the_checkpoint() {
     let names = std::fs::read_to_string(dir.path().join("q.names.txt")).unwrap();
     assert_eq!(names.lines().count(), images);
 
+    // Attention maps of any folder; the report rebuilt from the command line.
+    let maps = dir.path().join("maps");
+    let out = ok(&xtask(&[
+        "visualize",
+        "--checkpoint",
+        best_s,
+        "--images",
+        query.to_str().unwrap(),
+        "--out",
+        maps.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains(&format!("wrote {images} attention figures")),
+        "{out}"
+    );
+    let first = std::fs::read_dir(&query)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let figure = image::open(maps.join(format!(
+        "{}.png",
+        first.file_stem().unwrap().to_string_lossy()
+    )))
+    .unwrap();
+    assert_eq!(
+        (figure.width(), figure.height()),
+        (6 * (64 + 4) + 4, 128 + 8),
+        "the image and five modules"
+    );
+    let out = ok(&xtask(&[
+        "report",
+        run.to_str().unwrap(),
+        "--checkpoint",
+        "last",
+    ]));
+    assert!(out.contains("report:"), "{out}");
+    let err = fails(&xtask(&["report", dir.path().to_str().unwrap()]));
+    assert!(err.contains("not a run folder"), "{err}");
+
     // Export for PyTorch.
     let exported = dir.path().join("scal.safetensors");
     let out = ok(&xtask(&[

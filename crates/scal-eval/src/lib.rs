@@ -23,6 +23,7 @@ mod rerank;
 pub use distance::{DistanceMetric, pairwise_distances};
 pub use error::EvalError;
 pub use market::{
-    CUHK03_CLASSIC_REPEATS, Distance, Metrics, evaluate_cuhk03_classic, evaluate_market1501,
+    CUHK03_CLASSIC_REPEATS, Distance, Metrics, average_precision_per_query,
+    evaluate_cuhk03_classic, evaluate_market1501, top_k_gallery,
 };
 pub use rerank::{ReRankParams, re_rank};

@@ -232,6 +232,63 @@ pub fn evaluate_market1501<T: Distance>(
     summarise(per_query.into_iter().flatten(), max_rank)
 }
 
+/// Each query's average precision under the Market-1501 protocol (as
+/// [`evaluate_market1501`] computes it), `None` for a query without a valid match. For
+/// picking the best and worst queries of a report.
+///
+/// # Shapes
+/// - `distmat`: `[Q, G]`; `q_pids`, `q_camids`: `[Q]`; `g_pids`, `g_camids`: `[G]`
+///
+/// # Errors
+/// As [`evaluate_market1501`], except that no valid query is not an error.
+pub fn average_precision_per_query<T: Distance>(
+    distmat: ArrayView2<'_, T>,
+    q_pids: &[i64],
+    g_pids: &[i64],
+    q_camids: &[i64],
+    g_camids: &[i64],
+) -> Result<Vec<Option<f64>>, EvalError> {
+    validate(
+        distmat,
+        "distance matrix",
+        q_pids,
+        g_pids,
+        q_camids,
+        g_camids,
+    )?;
+    Ok(distmat
+        .axis_iter(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .map(|(q, row)| {
+            let positions = hit_positions(row, q_pids[q], q_camids[q], g_pids, g_camids);
+            (!positions.is_empty()).then(|| ap_and_inp(&positions).0)
+        })
+        .collect())
+}
+
+/// The indices of the `k` nearest gallery items of one query, nearest first, after removing
+/// the items with the query's identity and camera (the ranking the metric scores).
+///
+/// # Shapes
+/// - `row`: `[G]`; `g_pids`, `g_camids`: `[G]`
+pub fn top_k_gallery<T: Distance>(
+    row: ArrayView1<'_, T>,
+    q_pid: i64,
+    q_cam: i64,
+    g_pids: &[i64],
+    g_camids: &[i64],
+    k: usize,
+) -> Vec<usize> {
+    assert_eq!(row.len(), g_pids.len(), "one distance per gallery item");
+    let mut kept: Vec<usize> = (0..row.len())
+        .filter(|&j| !(g_pids[j] == q_pid && g_camids[j] == q_cam))
+        .collect();
+    kept.sort_by(|&a, &b| row[a].partial_cmp(&row[b]).expect("finite distances"));
+    kept.truncate(k);
+    kept
+}
+
 /// Sums per-query results in query order (deterministic whatever the thread count).
 fn summarise(
     per_query: impl Iterator<Item = (usize, f64, f64)>,

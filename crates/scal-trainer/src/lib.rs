@@ -10,6 +10,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod report;
 pub mod run;
 pub mod step;
 

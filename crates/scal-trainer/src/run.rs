@@ -65,6 +65,10 @@ struct TrainLine<'a> {
     amelioration_rate: Option<f32>,
     mean_value: Option<f32>,
     critic_error: Option<f32>,
+    /// Per module: mean V_l over the samples with realised reward 0, 1, 2.
+    value_by_reward: &'a [[Option<f32>; 3]],
+    /// Samples with realised reward 0, 1, 2.
+    reward_counts: &'a [usize],
     lambda: f64,
     images_per_s: f64,
     replaced_images: &'a [PathBuf],
@@ -379,6 +383,8 @@ pub fn train(
             amelioration_rate: report.amelioration_rate,
             mean_value: report.mean_value,
             critic_error: report.critic_error,
+            value_by_reward: &report.value_by_reward,
+            reward_counts: &report.reward_counts,
             lambda: step.lambda,
             images_per_s: batch.labels.len() as f64 / elapsed.max(1e-9),
             replaced_images: &batch.replaced,

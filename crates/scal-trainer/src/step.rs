@@ -141,6 +141,45 @@ pub struct StepReport {
     pub mean_value: Option<f32>,
     /// Mean |V − R| over modules and samples.
     pub critic_error: Option<f32>,
+    /// The critics' calibration: for each module `l`, the mean `V_l` over the samples whose
+    /// realised reward `R` was 0, 1 and 2 (`None` where no sample had that reward).
+    pub value_by_reward: Vec<[Option<f32>; 3]>,
+    /// Samples with realised reward 0, 1 and 2 (empty without the critic).
+    pub reward_counts: Vec<usize>,
+}
+
+/// Mean `V_l` per realised reward, per module, and the counts per reward.
+///
+/// # Shapes
+/// - `values`: `[modules, N]`, `rewards`: `[N]` (values in {0, 1, 2})
+fn calibration(values: &Tensor<2>, rewards: &Tensor<1>) -> (Vec<[Option<f32>; 3]>, Vec<usize>) {
+    let [modules, n] = values.dims();
+    let v: Vec<f32> = values
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float values");
+    let r: Vec<f32> = rewards
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float rewards");
+    assert_eq!(r.len(), n, "one reward per sample");
+    let class = |x: f32| (x.round().clamp(0.0, 2.0)) as usize;
+    let mut counts = vec![0usize; 3];
+    for &x in &r {
+        counts[class(x)] += 1;
+    }
+    let per_module = (0..modules)
+        .map(|l| {
+            let mut sums = [0.0f64; 3];
+            for (i, &x) in r.iter().enumerate() {
+                sums[class(x)] += v[l * n + i] as f64;
+            }
+            std::array::from_fn(|k| (counts[k] > 0).then(|| (sums[k] / counts[k] as f64) as f32))
+        })
+        .collect();
+    (per_module, counts)
 }
 
 fn scalar(t: Tensor<1>) -> f32 {
@@ -152,9 +191,11 @@ impl StepReport {
     pub fn from_loss(loss: &ScalLoss) -> StepReport {
         let values =
             (!loss.values.is_empty()).then(|| Tensor::stack::<2>(loss.values.clone(), 0).detach());
+        let (mut value_by_reward, mut reward_counts) = (Vec::new(), Vec::new());
         let (mean_value, critic_error) = match (&values, &loss.rewards) {
             (Some(v), Some(r)) => {
                 let [modules, n] = v.dims();
+                (value_by_reward, reward_counts) = calibration(v, &r.total);
                 let r = r.total.clone().reshape([1, n]).expand([modules, n]);
                 (
                     Some(v.clone().mean().into_scalar()),
@@ -180,6 +221,8 @@ impl StepReport {
                 .map(|r| scalar(r.amelioration.clone().mean())),
             mean_value,
             critic_error,
+            value_by_reward,
+            reward_counts,
         }
     }
 }
@@ -197,4 +240,44 @@ pub fn scal_step(
     let report = StepReport::from_loss(&loss);
     let grads = GradientsParams::from_grads(loss.total.backward(), &model);
     (optimizer.step(lr, model, grads), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn calibration_groups_values_by_realised_reward() {
+        let device = Device::flex();
+        // 2 modules, 5 samples with rewards 0, 2, 2, 1, 0.
+        let values = Tensor::<2>::from_data(
+            TensorData::new(
+                vec![0.1f32, 1.9, 1.7, 1.0, 0.3, 0.5, 1.5, 2.5, 0.8, -0.1],
+                [2, 5],
+            ),
+            &device,
+        );
+        let rewards = Tensor::<1>::from_data(
+            TensorData::new(vec![0.0f32, 2.0, 2.0, 1.0, 0.0], [5]),
+            &device,
+        );
+        let (per_module, counts) = calibration(&values, &rewards);
+        assert_eq!(counts, vec![2, 1, 2]);
+        let close = |a: Option<f32>, b: f32| (a.unwrap() - b).abs() < 1e-6;
+        assert!(
+            close(per_module[0][0], 0.2)
+                && close(per_module[0][1], 1.0)
+                && close(per_module[0][2], 1.8)
+        );
+        assert!(
+            close(per_module[1][0], 0.2)
+                && close(per_module[1][1], 0.8)
+                && close(per_module[1][2], 2.0)
+        );
+        let rewards = Tensor::<1>::from_data(TensorData::new(vec![1.0f32; 5], [5]), &device);
+        let (per_module, counts) = calibration(&values, &rewards);
+        assert_eq!(counts, vec![0, 5, 0]);
+        assert!(per_module[0][0].is_none() && per_module[0][2].is_none());
+    }
 }
