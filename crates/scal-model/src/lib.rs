@@ -219,6 +219,32 @@ impl ScalModel {
         }
     }
 
+    /// Logits with module `module`'s map replaced by ones and the other modules applied:
+    /// comparing them with [`ScalModel::forward`]'s logits measures what that one module
+    /// adds.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, 3, H, W]`; output: `[N, K]`
+    ///
+    /// # Panics
+    /// If `module` is not below [`scal_backbone`]'s five stages.
+    pub fn logits_without_module(&self, images: Tensor<4>, module: usize) -> Tensor<2> {
+        assert!(
+            module < 5,
+            "module {module}: there are five modules (0..=4)"
+        );
+        let last = self.backbone.forward_staged(images, |stage, x| {
+            let gating = if stage == module {
+                Gating::Ones
+            } else {
+                Gating::On
+            };
+            self.attention.gate(stage, x, gating).0
+        });
+        self.classifier
+            .forward(self.neck.forward(global_average_pool(last)))
+    }
+
     /// The ReID feature: post-BN, L2-normalised; with `flip`, the mean of the image's and its
     /// mirror's post-BN features, then normalised.
     ///

@@ -154,6 +154,10 @@ pub struct EvalOptions {
     /// Images per forward pass.
     #[config(default = 64)]
     pub batch: usize,
+    /// Training images on which each attention module's amelioration rate is measured at
+    /// every evaluation (0: not measured).
+    #[config(default = 256)]
+    pub amelioration_samples: usize,
 }
 
 /// Everything a training run needs; saved as `config.json` in the run folder.

@@ -151,3 +151,74 @@ pub fn evaluate(
         seconds: start.elapsed().as_secs_f64(),
     })
 }
+
+/// What each attention module adds, measured on fixed training images in inference mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleAmelioration {
+    /// Images measured.
+    pub samples: usize,
+    /// Share of images where all modules together raised the true class's probability over
+    /// the no-attention pass (the evaluation-time R_a rate).
+    pub all_modules: f64,
+    /// Per module `l`: share of images where the true class's probability with every module
+    /// is higher than with module `l`'s map replaced by ones.
+    pub per_module: Vec<f64>,
+}
+
+/// [`ModuleAmelioration`] of `model` (inference mode, non-autodiff `device`) on up to
+/// `samples` training images spread evenly over `train` (labels = relabelled pids). `None`
+/// for a model without attention.
+pub fn module_amelioration(
+    model: &ScalModel,
+    train: &[ImageRecord],
+    (height, width): (usize, usize),
+    samples: usize,
+    batch: usize,
+    device: &Device,
+) -> Result<Option<ModuleAmelioration>, TrainError> {
+    use burn::tensor::activation::softmax;
+    use scal_model::Gating;
+    if !model.has_attention() || train.is_empty() || samples == 0 {
+        return Ok(None);
+    }
+    let n = samples.min(train.len());
+    let picks: Vec<&ImageRecord> = (0..n).map(|i| &train[i * train.len() / n]).collect();
+    let transform = TestTransform::new(height as u32, width as u32);
+    let true_class = |logits: Tensor<2>, labels: &[i64]| -> Vec<f32> {
+        let p: Vec<f32> = softmax(logits, 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("float probabilities");
+        let k = p.len() / labels.len();
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| p[i * k + y as usize])
+            .collect()
+    };
+    let (mut all, mut per_module) = (0usize, [0usize; 5]);
+    for chunk in picks.chunks(batch.max(1)) {
+        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
+        pixels
+            .par_chunks_mut(transform.len())
+            .zip(chunk.par_iter())
+            .try_for_each(|(slot, r)| transform.load_into(&r.path, slot))?;
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [chunk.len(), 3, height, width]),
+            device,
+        );
+        let labels: Vec<i64> = chunk.iter().map(|r| r.pid).collect();
+        let full = true_class(model.forward(images.clone(), Gating::On).logits, &labels);
+        let none = true_class(model.forward(images.clone(), Gating::Ones).logits, &labels);
+        all += full.iter().zip(&none).filter(|(a, b)| a > b).count();
+        for (l, count) in per_module.iter_mut().enumerate() {
+            let without = true_class(model.logits_without_module(images.clone(), l), &labels);
+            *count += full.iter().zip(&without).filter(|(a, b)| a > b).count();
+        }
+    }
+    Ok(Some(ModuleAmelioration {
+        samples: n,
+        all_modules: all as f64 / n as f64,
+        per_module: per_module.iter().map(|&c| c as f64 / n as f64).collect(),
+    }))
+}

@@ -128,6 +128,8 @@ struct RunLog {
     epochs: BTreeMap<u64, EpochMeans>,
     evals: Vec<EvalPoint>,
     last_eval: Option<Value>,
+    /// Per evaluated epoch (1-based): (all modules, per module) amelioration rates.
+    amelioration: BTreeMap<u64, (f64, Vec<f64>)>,
 }
 
 fn read_log(path: &Path) -> Result<RunLog, TrainError> {
@@ -156,6 +158,14 @@ fn read_log(path: &Path) -> Result<RunLog, TrainError> {
                     rank1: v["plain"]["rank1"].as_f64().unwrap_or(f64::NAN),
                     reranked_map: v["reranked"]["mAP"].as_f64(),
                 });
+                if let (Some(all), Some(per)) = (
+                    v["module_amelioration"]["all_modules"].as_f64(),
+                    v["module_amelioration"]["per_module"].as_array(),
+                ) {
+                    let per = per.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+                    log.amelioration
+                        .insert(v["epoch"].as_u64().unwrap_or(0), (all, per));
+                }
                 log.last_eval = Some(v);
             }
             _ => {}
@@ -800,23 +810,33 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         .epochs
         .values()
         .map(|m| m.calibration.len())
+        .chain(log.amelioration.values().map(|(_, p)| p.len()))
         .max()
         .unwrap_or(0);
     if modules == 0 {
-        html.push_str("<p>No critic in this run: no attention-quality measure.</p>\n");
+        html.push_str(
+            "<p>No attention or no critic in this run: no attention-quality measure.</p>\n",
+        );
     } else {
-        html.push_str("<p>Per epoch: R_c rate (correct with attention) and R_a rate, the amelioration rate (share of samples where attention raised the true class's probability over the no-attention pass). Per module l: the critic's calibration, mean V<sub>l</sub> over the samples whose realised reward R was 0 / 1 / 2. A critic that measures attention quality gives increasing values from left to right, close to 0, 1, 2.</p>\n<table id=\"attention-quality\"><tr><th>epoch</th><th>R_c rate</th><th>R_a rate</th>");
+        html.push_str("<p>Per epoch, from training: the R_c rate (correct with attention) and the R_a rate (attention raised the true class's probability over the no-attention pass). At each evaluation, on fixed training images in inference mode: the amelioration rate of all modules together and of each module l (its map replaced by ones against all modules applied). Per module, the critic's calibration: mean V<sub>l</sub> over the training samples whose realised reward R was 0 / 1 / 2; a critic that measures attention quality gives values that rise from left to right, near 0, 1, 2.</p>\n<table id=\"attention-quality\"><tr><th>epoch</th><th>R_c rate</th><th>R_a rate</th><th>amelioration, all modules</th>");
         for l in 0..modules {
-            let _ = write!(html, "<th>module {} V | R=0 / 1 / 2</th>", l + 1);
+            let _ = write!(
+                html,
+                "<th>module {} amelioration</th><th>module {} V | R=0 / 1 / 2</th>",
+                l + 1,
+                l + 1
+            );
         }
         html.push_str("</tr>\n");
         for (epoch, m) in &log.epochs {
+            let evaluated = log.amelioration.get(&(epoch + 1));
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
                 epoch + 1,
                 pct(m.mean("correct_rate")),
-                pct(m.mean("amelioration_rate"))
+                pct(m.mean("amelioration_rate")),
+                pct(evaluated.map(|(all, _)| *all))
             );
             for l in 0..modules {
                 let cell: Vec<String> = (0..3)
@@ -825,11 +845,16 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
                         _ => "–".into(),
                     })
                     .collect();
-                let _ = write!(html, "<td>{}</td>", cell.join(" / "));
+                let _ = write!(
+                    html,
+                    "<td>{}</td><td>{}</td>",
+                    pct(evaluated.and_then(|(_, p)| p.get(l).copied())),
+                    cell.join(" / ")
+                );
             }
             html.push_str("</tr>\n");
         }
-        html.push_str("</table>\n");
+        html.push_str("</table>\n<p>Rates in percent.</p>\n");
     }
 
     if let Some((_, attention)) = &dataset_for_figures

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::TrainingConfig;
-use crate::eval::{Evaluation, Scores, evaluate};
+use crate::eval::{Evaluation, ModuleAmelioration, Scores, evaluate, module_amelioration};
 use crate::step::{StepReport, scal_step};
 use crate::{TrainError, backend};
 
@@ -83,6 +83,8 @@ struct EvalLine {
     iteration: u64,
     #[serde(flatten)]
     evaluation: Evaluation,
+    /// What each attention module adds (on fixed training images), with attention.
+    module_amelioration: Option<ModuleAmelioration>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
@@ -411,11 +413,23 @@ pub fn train(
                     &device,
                 )?;
                 print_scores(&bar, finished, &e);
+                let amelioration = {
+                    use burn::module::Module;
+                    module_amelioration(
+                        &model.valid(),
+                        &dataset.train,
+                        (config.data.height, config.data.width),
+                        config.eval.amelioration_samples,
+                        config.eval.batch,
+                        &device.clone().without_autodiff(),
+                    )?
+                };
                 write_line(&EvalLine {
                     kind: "eval",
                     epoch: finished,
                     iteration: state.iteration,
                     evaluation: e,
+                    module_amelioration: amelioration,
                 })?;
                 if state.best.is_none_or(|(best, _)| e.plain.map > best) {
                     state.best = Some((e.plain.map, finished));
