@@ -274,10 +274,12 @@ pub fn load_weights(
                 .map_err(|e| read_error(path, e))?
         }
         WeightFormat::Native => {
-            let mut store = BurnpackStore::from_file(path)
-                .auto_extension(false)
-                .allow_partial(true)
-                .validate(false);
+            // In memory: a file-backed store reads tensor data lazily, after the file may be gone.
+            let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
+            let mut store =
+                BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)))
+                    .allow_partial(true)
+                    .validate(false);
             check_arch(&mut store, model.arch(), path)?;
             candidate
                 .load_from(&mut store)

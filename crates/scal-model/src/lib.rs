@@ -346,8 +346,13 @@ impl ScalModel {
                 path: path.to_path_buf(),
             });
         }
-        let mut store = BurnpackStore::from_file(path)
-            .auto_extension(false)
+        // Read into memory: a file-backed store reads tensor data lazily, and a checkpoint
+        // folder may be replaced (or deleted) while the model lives on.
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)))
             .allow_partial(true)
             .validate(false);
         let mut loaded = self.clone();

@@ -284,3 +284,23 @@ fn torchvision_safetensors_export_holds_the_backbone_under_torchvision_names() {
         .into_scalar();
     assert_eq!(diff, 0.0);
 }
+
+#[test]
+fn a_loaded_checkpoint_does_not_need_its_file_any_more() {
+    let device = Device::flex();
+    let model = small(AttentionKind::Channel, 64, 32, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.bpk");
+    model.save_checkpoint(&path).unwrap();
+    let loaded = small(AttentionKind::Channel, 64, 32, &device)
+        .load_checkpoint(&path)
+        .unwrap();
+    drop(dir); // the checkpoint folder is replaced or deleted while the model lives on
+    let x = images(2, 64, 32, &device);
+    let diff: f32 = (model.forward(x.clone(), Gating::On).logits
+        - loaded.forward(x, Gating::On).logits)
+        .abs()
+        .max()
+        .into_scalar();
+    assert_eq!(diff, 0.0);
+}
