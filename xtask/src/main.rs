@@ -9,12 +9,14 @@
 //! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
 //!   ablation set over several seeds; `export`: weights for PyTorch.
 //! - `report`: the run report (HTML); `visualize`: attention maps of any images.
+//! - `bench`: the benchmark set on one backend; `parity`: flex against another backend.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod ablate;
+mod bench;
 mod datasets;
 mod evaluate;
 mod export;
@@ -52,6 +54,12 @@ enum Command {
     Visualize(report::VisualizeArgs),
     /// Ablation: attention kind, critic and reward variants over several seeds, as a table.
     Ablate(ablate::AblateArgs),
+    /// Benchmarks: backbone inference and training step, SCAL step, evaluation, re-ranking, data pipeline.
+    Bench(bench::BenchArgs),
+    /// The SCAL model on flex and on another backend: forward pass and one training step compared.
+    Parity(bench::ParityArgs),
+    /// The devices of a backend with their indices (for train --devices).
+    Devices(bench::DevicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +87,9 @@ fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::report(args),
         Command::Visualize(args) => report::visualize(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Parity(args) => bench::parity(args),
+        Command::Devices(args) => bench::devices(args),
         Command::Ablate(args) => {
             train::install_ctrl_c();
             ablate::run(args, &train::STOP)

@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// Reward: rc, ra or both.
     #[arg(long)]
     pub reward: Option<String>,
+    /// Data-parallel training on these devices of the backend (indices as `cargo xtask
+    /// devices` lists them), e.g. --devices 0,1,2,3; data.p must be a multiple of their number.
+    #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
+    pub devices: Option<Vec<usize>>,
     /// Weight of the critic objective for the agents.
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -103,6 +107,12 @@ impl TrainArgs {
         );
         push("step.reward", self.reward.clone());
         push("step.lambda", self.lambda.map(|l| l.to_string()));
+        push(
+            "devices",
+            self.devices
+                .as_ref()
+                .map(|d| serde_json::to_string(d).expect("indices serialise")),
+        );
         push("model.pretrained", self.pretrained.clone());
         for s in &self.set {
             let (k, v) = s

@@ -49,6 +49,37 @@ impl HostBatch {
         );
         (images, labels)
     }
+
+    /// Shard `index` of `count` equal, contiguous slices of the batch as tensors on `device`
+    /// (data-parallel training: one shard per device). The sampler puts the K images of an
+    /// identity next to each other, so with P divisible by `count` every shard holds P/count
+    /// whole identities.
+    ///
+    /// # Shapes
+    /// - images `[N / count, 3, H, W]`, labels `[N / count]`
+    ///
+    /// # Panics
+    /// If `count` is 0, does not divide N, or `index >= count`.
+    pub fn shard_to_tensors(
+        &self,
+        index: usize,
+        count: usize,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
+        let n = self.shape[0];
+        assert!(
+            count > 0 && n.is_multiple_of(count) && index < count,
+            "shard {index} of {count}: the batch of {n} images must split into equal shards"
+        );
+        let rows = n / count;
+        let per_image = self.shape[1] * self.shape[2] * self.shape[3];
+        let pixels = self.images[index * rows * per_image..(index + 1) * rows * per_image].to_vec();
+        let [_, c, h, w] = self.shape;
+        let images = Tensor::from_data(TensorData::new(pixels, [rows, c, h, w]), device);
+        let labels = self.labels[index * rows..(index + 1) * rows].to_vec();
+        let labels = Tensor::from_data(TensorData::new(labels, [rows]), device);
+        (images, labels)
+    }
 }
 
 /// How the loader behaves.

@@ -58,6 +58,30 @@ fn batches_have_the_right_shape_and_labels() {
     let (images, labels) = batches[0].to_tensors(&burn::tensor::Device::flex());
     assert_eq!(images.dims(), [8, 3, 64, 32]);
     assert_eq!(labels.dims(), [8]);
+    // Data-parallel shards: two halves of whole identities that concatenate to the batch.
+    let device = burn::tensor::Device::flex();
+    let halves: Vec<_> = (0..2)
+        .map(|i| batches[0].shard_to_tensors(i, 2, &device))
+        .collect();
+    let mut shard_labels = Vec::new();
+    for (i, s) in halves.iter().enumerate() {
+        assert_eq!(s.0.dims(), [4, 3, 64, 32]);
+        let l: Vec<i64> =
+            s.1.clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .unwrap();
+        assert!(l.chunks(2).all(|c| c[0] == c[1]), "shard {i}: {l:?}");
+        shard_labels.extend(l);
+    }
+    assert_eq!(shard_labels, batches[0].labels);
+    let whole: Vec<f32> =
+        burn::tensor::Tensor::cat(vec![halves[0].0.clone(), halves[1].0.clone()], 0)
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+    assert_eq!(whole, batches[0].images);
 }
 
 #[test]

@@ -14,65 +14,10 @@
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
 use ndarray_npy::write_npy;
+use scal_eval::synthetic::market_sized_split;
 use scal_eval::{DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank};
-
-const QUERIES: usize = 3368;
-const GALLERY: usize = 15913;
-const IDS: usize = 751;
-const CAMERAS: i64 = 6;
-const DIM: usize = 2048;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
-struct Split {
-    query: Array2<f32>,
-    gallery: Array2<f32>,
-    q_pids: Vec<i64>,
-    g_pids: Vec<i64>,
-    q_cams: Vec<i64>,
-    g_cams: Vec<i64>,
-}
-
-fn market_sized() -> Split {
-    let mut rng = Rng(0x5CA1_AB1E);
-    let centres = Array2::from_shape_fn((IDS, DIM), |_| 0.3 * rng.normal());
-    let mut make = |n: usize| {
-        let pids: Vec<i64> = (0..n).map(|i| (i % IDS) as i64 + 1).collect();
-        let cams: Vec<i64> = (0..n)
-            .map(|_| (rng.next() % CAMERAS as u64) as i64)
-            .collect();
-        let feats = Array2::from_shape_fn((n, DIM), |(i, d)| centres[[i % IDS, d]] + rng.normal());
-        (feats, pids, cams)
-    };
-    let (query, q_pids, q_cams) = make(QUERIES);
-    let (gallery, g_pids, g_cams) = make(GALLERY);
-    Split {
-        query,
-        gallery,
-        q_pids,
-        g_pids,
-        q_cams,
-        g_cams,
-    }
-}
 
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -85,7 +30,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn evaluation(c: &mut Criterion) {
-    let s = market_sized();
+    let s = market_sized_split();
     let q_g =
         pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean).unwrap();
     let q_q =

@@ -10,7 +10,8 @@
 //! - [`evaluate_cuhk03_classic`]: the single-gallery-shot CMC of the old CUHK03 protocol,
 //!   seeded;
 //! - [`re_rank`]: k-reciprocal re-ranking (Zhong et al., CVPR 2017) with sparse weight
-//!   vectors, never materialising the (Q+G)² matrices.
+//!   vectors, never materialising the (Q+G)² matrices;
+//! - [`synthetic`]: a seeded Market-1501-sized split for benchmarks.
 //!
 //! Everything works on `ndarray` views and is independent of any deep-learning framework.
 
@@ -19,6 +20,7 @@ mod error;
 pub mod io;
 mod market;
 mod rerank;
+pub mod synthetic;
 
 pub use distance::{DistanceMetric, pairwise_distances};
 pub use error::EvalError;

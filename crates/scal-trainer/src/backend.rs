@@ -81,6 +81,51 @@ pub fn device(backend: Backend) -> Result<Device, TrainError> {
     }
 }
 
+/// The devices of `backend` at `indices` (data-parallel training), in that order. Flex has
+/// one device, index 0. Repeated indices give the same device again.
+pub fn devices(backend: Backend, indices: &[usize]) -> Result<Vec<Device>, TrainError> {
+    let first = device(backend)?;
+    let all = list(backend, first);
+    indices
+        .iter()
+        .map(|&i| {
+            all.get(i).cloned().ok_or_else(|| {
+                TrainError::Backend(format!(
+                    "--devices: {backend} has no device {i}; it has {} (indices 0..{}){}",
+                    all.len(),
+                    all.len(),
+                    if backend == Backend::Flex {
+                        " (flex is one CPU device; it uses every core)"
+                    } else {
+                        ""
+                    }
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Every device of a backend whose first device is `first`.
+pub fn list(backend: Backend, first: Device) -> Vec<Device> {
+    match backend {
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => {
+            let all: Vec<Device> = Device::enumerate(burn::tensor::DeviceType::Wgpu)
+                .into_iter()
+                .collect();
+            if all.is_empty() { vec![first] } else { all }
+        }
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => {
+            let all: Vec<Device> = Device::enumerate(burn::tensor::DeviceType::Cuda)
+                .into_iter()
+                .collect();
+            if all.is_empty() { vec![first] } else { all }
+        }
+        _ => vec![first],
+    }
+}
+
 /// The first device of a GPU backend, or a clear error when there is none. Enumeration
 /// runs under `catch_unwind` because a missing driver may panic inside the runtime.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]

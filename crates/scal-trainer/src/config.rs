@@ -193,6 +193,14 @@ pub struct TrainingConfig {
     /// Also save the last checkpoint every this many iterations (0: only at epoch ends).
     #[config(default = 0)]
     pub checkpoint_every: usize,
+    /// Data-parallel training (`--devices 0,1`): indices into the backend's devices, in the
+    /// order `cargo xtask devices` lists them. Each step's P × K batch is split into equal
+    /// shards of whole identities, one per device; the gradients are averaged on the first
+    /// device, which holds the model and the optimizer. `[0]`: one device. An index may
+    /// repeat (several replicas on one device: only useful to exercise the path on a
+    /// one-device machine).
+    #[config(default = "vec![0]")]
+    pub devices: Vec<usize>,
 }
 
 /// Where the `paper` profile expects torchvision's ImageNet ResNet-50 weights.
@@ -341,6 +349,19 @@ impl TrainingConfig {
         }
         if self.eval.batch == 0 {
             return bad("eval.batch", "must be at least 1".into());
+        }
+        if self.devices.is_empty() {
+            return bad("devices", "name at least one device, e.g. [0]".into());
+        }
+        if !d.p.is_multiple_of(self.devices.len()) {
+            return bad(
+                "devices",
+                format!(
+                    "{} devices cannot share {} identities per batch equally: data.p must be a multiple of the number of devices",
+                    self.devices.len(),
+                    d.p
+                ),
+            );
         }
         Ok(())
     }

@@ -4,12 +4,15 @@
 //! [`backend`] (the compute device from `--backend`), [`step`] (one SCAL step with its
 //! gradient routing), [`run`] (the loop: P × K loader, schedule, logs, evaluation,
 //! checkpoints, exact resume, Ctrl-C), [`checkpoint`] and [`eval`] (features, CMC / mAP /
-//! mINP, re-ranking).
+//! mINP, re-ranking), [`bench`] (the benchmark set of `cargo xtask bench`) and [`parity`]
+//! (the same model on two backends, compared).
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod parity;
 pub mod report;
 pub mod run;
 pub mod step;
@@ -19,7 +22,7 @@ use std::path::PathBuf;
 pub use backend::Backend;
 pub use config::{Profile, TrainingConfig};
 pub use run::{RunOutcome, train};
-pub use step::{ScalLoss, StepConfig, StepReport, scal_loss, scal_step};
+pub use step::{ScalLoss, StepConfig, StepReport, scal_loss, scal_step, scal_step_data_parallel};
 
 /// Why training (or loading a trained run) failed.
 #[derive(Debug, thiserror::Error)]

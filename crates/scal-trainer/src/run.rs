@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::checkpoint::{self, TrainState};
 use crate::config::TrainingConfig;
 use crate::eval::{Evaluation, ModuleAmelioration, Scores, evaluate, module_amelioration};
-use crate::step::{StepReport, scal_step};
+use crate::step::{StepReport, scal_step, scal_step_data_parallel};
 use crate::{TrainError, backend};
 
 /// How a run ended.
@@ -241,7 +241,11 @@ pub fn train(
             crate::config::torchvision_weights_url(config.model.arch)
         )));
     }
-    let device = backend::device(config.backend)?.autodiff();
+    let devices: Vec<burn::tensor::Device> = backend::devices(config.backend, &config.devices)?
+        .into_iter()
+        .map(|d| d.autodiff())
+        .collect();
+    let device = devices[0].clone();
     let config_path = run_dir.join("config.json");
     let dataset = load_dataset(config)?;
     if resume {
@@ -356,9 +360,17 @@ pub fn train(
         if (epoch as usize) < config.critic_warmup_epochs {
             step.lambda = 0.0;
         }
-        let (images, labels) = batch.to_tensors(&device);
-        let (next_model, report): (ScalModel, StepReport) =
-            scal_step(model, &mut optim, lr, images, labels, &step);
+        let (next_model, report): (ScalModel, StepReport) = if devices.len() == 1 {
+            let (images, labels) = batch.to_tensors(&device);
+            scal_step(model, &mut optim, lr, images, labels, &step)
+        } else {
+            let shards = devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| batch.shard_to_tensors(i, devices.len(), d))
+                .collect();
+            scal_step_data_parallel(model, &mut optim, lr, shards, &devices, &step)
+        };
         if !report.loss.is_finite() {
             return Err(TrainError::NonFiniteLoss {
                 iteration: state.iteration + 1,

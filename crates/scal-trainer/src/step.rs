@@ -13,8 +13,8 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Int, Tensor};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor};
 use scal_attention::Gating;
 use scal_losses::{
     TripletLossConfig, batch_hard_triplet, critic_mse, critic_objective,
@@ -240,6 +240,128 @@ pub fn scal_step(
     let report = StepReport::from_loss(&loss);
     let grads = GradientsParams::from_grads(loss.total.backward(), &model);
     (optimizer.step(lr, model, grads), report)
+}
+
+/// One data-parallel step over several devices: shard `i` (already on `devices[i]`) runs
+/// the forward passes, the rewards and one backward pass on a replica of the model forked to
+/// `devices[i]`; the gradients are brought to the model's device and summed with Burn's
+/// `GradientsParams::to_device` and `GradientsAccumulator` (what burn-train's multi-device
+/// strategy does), and one optimizer step updates the model.
+///
+/// Each shard's loss is scaled by 1/n before its backward pass, so with equal shards the
+/// summed gradient is the mean of the shards' gradients, as in PyTorch's
+/// DistributedDataParallel. Batch-hard mining and batch-norm batch statistics are per shard
+/// (as in DDP without SyncBN); batch-norm running statistics take one momentum update per
+/// shard, in shard order. The devices' work is enqueued before any result is read back, so
+/// asynchronous GPU backends overlap; the report is the mean over shards (calibration
+/// weighted by counts).
+///
+/// With one shard this is exactly [`scal_step`].
+///
+/// # Shapes
+/// - `shards[i]`: images `[N_i, 3, H, W]` and labels `[N_i]` on `devices[i]`
+///
+/// # Panics
+/// If `shards` is empty or its length differs from `devices`'.
+pub fn scal_step_data_parallel(
+    model: ScalModel,
+    optimizer: &mut ModuleOptimizer,
+    lr: f64,
+    shards: Vec<(Tensor<4>, Tensor<1, Int>)>,
+    devices: &[Device],
+    config: &StepConfig,
+) -> (ScalModel, StepReport) {
+    assert!(
+        !shards.is_empty() && shards.len() == devices.len(),
+        "{} shards for {} devices: one shard per device",
+        shards.len(),
+        devices.len()
+    );
+    let n = shards.len();
+    if n == 1 {
+        let (images, labels) = shards.into_iter().next().expect("one shard");
+        return scal_step(model, optimizer, lr, images, labels, config);
+    }
+    let main = model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("the model has a device");
+    // Replicas first (copying the weights out of the main device), then every device's
+    // forward and backward queued before anything is read back.
+    let replicas: Vec<ScalModel> = devices.iter().map(|d| model.clone().fork(d)).collect();
+    let mut pending = Vec::with_capacity(n);
+    for ((images, labels), replica) in shards.into_iter().zip(replicas) {
+        let loss = scal_loss(&replica, images, labels, config);
+        let grads = loss.total.clone().mul_scalar(1.0 / n as f64).backward();
+        let grads = GradientsParams::from_grads(grads, &replica);
+        pending.push((replica, loss, grads));
+    }
+    let mut accumulator = GradientsAccumulator::new();
+    let mut reports = Vec::with_capacity(n);
+    for (replica, loss, grads) in pending {
+        accumulator.accumulate(&model, grads.to_device(&main, &replica));
+        reports.push(StepReport::from_loss(&loss));
+    }
+    let grads = accumulator.grads();
+    (optimizer.step(lr, model, grads), StepReport::mean(&reports))
+}
+
+impl StepReport {
+    /// The mean of equal shards' reports: losses and rates averaged, calibration averaged
+    /// with the shards' reward counts as weights, counts summed.
+    ///
+    /// # Panics
+    /// If `reports` is empty.
+    pub fn mean(reports: &[StepReport]) -> StepReport {
+        assert!(!reports.is_empty(), "no reports to average");
+        let n = reports.len() as f32;
+        let mean = |f: &dyn Fn(&StepReport) -> f32| reports.iter().map(f).sum::<f32>() / n;
+        let mean_opt = |f: &dyn Fn(&StepReport) -> Option<f32>| {
+            reports
+                .iter()
+                .map(f)
+                .collect::<Option<Vec<f32>>>()
+                .map(|v| v.iter().sum::<f32>() / n)
+        };
+        let first = &reports[0];
+        let mut reward_counts = first.reward_counts.clone();
+        for r in &reports[1..] {
+            for (total, c) in reward_counts.iter_mut().zip(&r.reward_counts) {
+                *total += c;
+            }
+        }
+        let value_by_reward = (0..first.value_by_reward.len())
+            .map(|l| {
+                std::array::from_fn(|k| {
+                    let (mut sum, mut count) = (0.0f64, 0usize);
+                    for r in reports {
+                        if let (Some(v), Some(&c)) = (
+                            r.value_by_reward.get(l).and_then(|m| m[k]),
+                            r.reward_counts.get(k),
+                        ) {
+                            sum += v as f64 * c as f64;
+                            count += c;
+                        }
+                    }
+                    (count > 0).then(|| (sum / count as f64) as f32)
+                })
+            })
+            .collect();
+        StepReport {
+            loss: mean(&|r| r.loss),
+            triplet: mean(&|r| r.triplet),
+            classification: mean(&|r| r.classification),
+            critic_objective: mean_opt(&|r| r.critic_objective),
+            critic_mse: mean_opt(&|r| r.critic_mse),
+            correct_rate: mean_opt(&|r| r.correct_rate),
+            amelioration_rate: mean_opt(&|r| r.amelioration_rate),
+            mean_value: mean_opt(&|r| r.mean_value),
+            critic_error: mean_opt(&|r| r.critic_error),
+            value_by_reward,
+            reward_counts,
+        }
+    }
 }
 
 #[cfg(test)]

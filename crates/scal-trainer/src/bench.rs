@@ -1,0 +1,572 @@
+//! The benchmark set behind `cargo xtask bench`: one [`BenchRow`] per measure, with the
+//! backend, the device, the batch, the throughput and the peak memory.
+//!
+//! Measures ([`Measure`]):
+//! - `backbone_inference`: ResNet-50 (last stride 1) pooled features, eval mode;
+//! - `backbone_train_step`: the no-attention BN-neck baseline step (ResNet-50, batch-hard
+//!   triplet + label-smoothed cross-entropy over 751 classes, one backward, Adam);
+//! - `scal_train_step`: the SCAL step (channel attention, critics, both passes, Adam);
+//! - `evaluation`: 2048-d features → Euclidean distances → CMC / mAP / mINP at Market-1501
+//!   size (3,368 × 15,913), on the CPU;
+//! - `rerank`: k-reciprocal re-ranking (k1 20, k2 6, λ 0.3) at Market-1501 size, on the CPU;
+//! - `data_pipeline`: JPEG decoding and training augmentation (128 × 64 synthetic images
+//!   → 256 × 128, flip, pad-crop, erasing) in P × K batches of 64, on all cores.
+//!
+//! Timing: `warmup` untimed iterations (on a GPU they include kernel compilation and
+//! autotuning), then the mean wall time of `iterations`, the device synchronised at the end
+//! of each. Memory: the process's peak resident set size during the measure (Linux `VmHWM`,
+//! reset before it; `None` elsewhere) and, on GPU backends, the most memory the device's
+//! allocator had reserved after any iteration.
+
+use std::time::Instant;
+
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use scal_backbone::{ResNetArch, ResNetConfig};
+use scal_data::synth::{SynthConfig, generate};
+use scal_data::{
+    DatasetName, LoaderOptions, ReadOptions, SamplerPosition, TrainLoader, TrainTransform,
+    read_dataset,
+};
+use scal_eval::synthetic::market_sized_split;
+use scal_eval::{DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank};
+use scal_model::{AttentionKind, ScalConfig};
+
+use crate::{Backend, StepConfig, TrainError, scal_step};
+
+/// One benchmark of the set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// ResNet-50 pooled features, eval mode.
+    BackboneInference,
+    /// The BN-neck baseline training step (no attention).
+    BackboneTrainStep,
+    /// The SCAL training step (channel attention and critics).
+    ScalTrainStep,
+    /// Features → distances → metrics at Market-1501 size (CPU).
+    Evaluation,
+    /// k-reciprocal re-ranking at Market-1501 size (CPU).
+    Rerank,
+    /// Decoding and augmentation (CPU).
+    DataPipeline,
+}
+
+impl Measure {
+    /// Every measure, in the order `cargo xtask bench` runs them.
+    pub const ALL: [Measure; 6] = [
+        Measure::BackboneInference,
+        Measure::BackboneTrainStep,
+        Measure::ScalTrainStep,
+        Measure::Evaluation,
+        Measure::Rerank,
+        Measure::DataPipeline,
+    ];
+
+    /// The measure's name on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::BackboneInference => "backbone_inference",
+            Measure::BackboneTrainStep => "backbone_train_step",
+            Measure::ScalTrainStep => "scal_train_step",
+            Measure::Evaluation => "evaluation",
+            Measure::Rerank => "rerank",
+            Measure::DataPipeline => "data_pipeline",
+        }
+    }
+
+    /// Whether the measure runs on the chosen backend (otherwise on the CPU, without Burn).
+    pub fn uses_backend(self) -> bool {
+        matches!(
+            self,
+            Measure::BackboneInference | Measure::BackboneTrainStep | Measure::ScalTrainStep
+        )
+    }
+}
+
+impl std::str::FromStr for Measure {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Measure::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "unknown measure `{s}`: expected one of {}",
+                    Measure::ALL.map(Measure::name).join(", ")
+                ))
+            })
+    }
+}
+
+/// Sizes and repetitions.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Batch of the inference measure.
+    pub inference_batch: usize,
+    /// Batch of the training steps (a multiple of 4: P identities × K = 4 images).
+    pub train_batch: usize,
+    /// Input height and width.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Untimed iterations before timing.
+    pub warmup: usize,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Which measures to run.
+    pub measures: Vec<Measure>,
+}
+
+impl BenchOptions {
+    /// Defaults for a backend: batch 64 (inference and training), 3 warm-up and 10 timed
+    /// iterations on a GPU; batch 16, 1 + 3 iterations on the CPU.
+    pub fn defaults_for(backend: Backend) -> BenchOptions {
+        let gpu = backend != Backend::Flex;
+        BenchOptions {
+            inference_batch: if gpu { 64 } else { 16 },
+            train_batch: if gpu { 64 } else { 16 },
+            height: 256,
+            width: 128,
+            warmup: if gpu { 3 } else { 1 },
+            iterations: if gpu { 10 } else { 3 },
+            measures: Measure::ALL.to_vec(),
+        }
+    }
+}
+
+/// One measure's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchRow {
+    /// The measure's name.
+    pub measure: &'static str,
+    /// `flex`, `wgpu` or `cuda`, or `cpu` for measures that do not use Burn.
+    pub backend: String,
+    /// The device as it names itself (the GPU and its shader compiler), or `cpu`.
+    pub device: String,
+    /// Items per iteration (images, or queries for the evaluation measures).
+    pub batch: usize,
+    /// Input size, e.g. `256x128`, or the evaluation's sizes.
+    pub input: String,
+    /// Items per second.
+    pub throughput: f64,
+    /// What the items are: `img/s` or `queries/s`.
+    pub unit: &'static str,
+    /// Mean seconds per iteration.
+    pub seconds_per_iteration: f64,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Peak resident set size of the process during the measure, MiB (Linux).
+    pub peak_rss_mib: Option<f64>,
+    /// Most memory reserved by the device's allocator after an iteration, MiB (GPU backends).
+    pub device_memory_mib: Option<f64>,
+    /// When the measure ran (UTC, RFC 3339).
+    pub date: String,
+}
+
+/// Resets the peak resident set size of this process (Linux `clear_refs` 5).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The device's name for the output.
+pub fn device_name(backend: Backend, device: &Device) -> String {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if backend != Backend::Flex
+        && let Some(id) = device.identity()
+    {
+        return format!("{} ({})", id.name, id.fingerprint);
+    }
+    let _ = (backend, device);
+    format!("cpu ({} threads)", rayon::current_num_threads())
+}
+
+fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Times `iteration` after `warmup` untimed calls; returns the mean seconds and the most
+/// device memory reserved after any call.
+fn time<F: FnMut()>(
+    device: Option<&Device>,
+    warmup: usize,
+    iterations: usize,
+    mut iteration: F,
+) -> (f64, Option<f64>) {
+    let sync = |d: Option<&Device>| {
+        if let Some(d) = d {
+            let _ = d.sync();
+        }
+    };
+    let mut reserved: Option<u64> = None;
+    let mut observe = |d: Option<&Device>| {
+        if let Some(usage) = d.and_then(|d| d.memory_pool_usage()) {
+            reserved = Some(reserved.unwrap_or(0).max(usage.bytes_reserved));
+        }
+    };
+    for _ in 0..warmup {
+        iteration();
+        sync(device);
+        observe(device);
+    }
+    let start = Instant::now();
+    for _ in 0..iterations.max(1) {
+        iteration();
+        sync(device);
+        observe(device);
+    }
+    let seconds = start.elapsed().as_secs_f64() / iterations.max(1) as f64;
+    (seconds, reserved.map(|b| b as f64 / (1024.0 * 1024.0)))
+}
+
+/// Runs the chosen measures on `backend`, calling `on_row` after each (for progress).
+pub fn run_bench(
+    backend: Backend,
+    options: &BenchOptions,
+    mut on_row: impl FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>, TrainError> {
+    if options.train_batch == 0 || !options.train_batch.is_multiple_of(4) {
+        return Err(TrainError::Config(format!(
+            "--batch {}: the training batch must be a positive multiple of 4 (P identities × K = 4 images)",
+            options.train_batch
+        )));
+    }
+    if options.inference_batch == 0 || options.iterations == 0 {
+        return Err(TrainError::Config(
+            "--inference-batch and --iterations must be positive".into(),
+        ));
+    }
+    let needs_device = options.measures.iter().any(|m| m.uses_backend());
+    let device = if needs_device {
+        Some(crate::backend::device(backend)?)
+    } else {
+        None
+    };
+    let mut rows = Vec::new();
+    for &measure in &options.measures {
+        reset_peak_rss();
+        let row = match measure {
+            Measure::BackboneInference => {
+                let device = device.as_ref().expect("device");
+                backbone_inference(backend, device, options)
+            }
+            Measure::BackboneTrainStep | Measure::ScalTrainStep => {
+                let device = device.as_ref().expect("device");
+                train_step(backend, device, options, measure)
+            }
+            Measure::Evaluation | Measure::Rerank => evaluation(options, measure)?,
+            Measure::DataPipeline => data_pipeline(options)?,
+        };
+        if let Some(device) = &device {
+            device.memory_cleanup();
+        }
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    measure: Measure,
+    backend: String,
+    device: String,
+    batch: usize,
+    input: String,
+    unit: &'static str,
+    seconds: f64,
+    iterations: usize,
+    device_memory_mib: Option<f64>,
+) -> BenchRow {
+    BenchRow {
+        measure: measure.name(),
+        backend,
+        device,
+        batch,
+        input,
+        throughput: batch as f64 / seconds,
+        unit,
+        seconds_per_iteration: seconds,
+        iterations,
+        peak_rss_mib: peak_rss_mib(),
+        device_memory_mib,
+        date: now_utc(),
+    }
+}
+
+fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> BenchRow {
+    let model = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_last_stride(1)
+        .init(device);
+    let images = Tensor::<4>::random(
+        [o.inference_batch, 3, o.height, o.width],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let (seconds, mem) = time(Some(device), o.warmup, o.iterations, || {
+        let _ = model.forward_pooled(images.clone());
+    });
+    row(
+        Measure::BackboneInference,
+        backend.to_string(),
+        device_name(backend, device),
+        o.inference_batch,
+        format!("{}x{}", o.height, o.width),
+        "img/s",
+        seconds,
+        o.iterations,
+        mem,
+    )
+}
+
+fn train_step(backend: Backend, device: &Device, o: &BenchOptions, measure: Measure) -> BenchRow {
+    let attention = if measure == Measure::ScalTrainStep {
+        AttentionKind::Channel
+    } else {
+        AttentionKind::None
+    };
+    let autodiff = device.clone().autodiff();
+    let batch = o.train_batch;
+    let images = Tensor::<4>::random(
+        [batch, 3, o.height, o.width],
+        Distribution::Normal(0.0, 1.0),
+        &autodiff,
+    );
+    let labels: Vec<i64> = (0..batch).map(|i| (i / 4 * 7 % 751) as i64).collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
+    let mut slot = Some(
+        ScalConfig::new(751)
+            .with_attention(attention)
+            .with_height(o.height)
+            .with_width(o.width)
+            .init(&autodiff),
+    );
+    let mut optimizer = AdamConfig::new().init();
+    let step = StepConfig::new().with_critic(attention != AttentionKind::None);
+    let (seconds, mem) = time(Some(device), o.warmup, o.iterations, || {
+        let model = slot.take().expect("model");
+        let (model, _report) = scal_step(
+            model,
+            &mut optimizer,
+            3.5e-4,
+            images.clone(),
+            labels.clone(),
+            &step,
+        );
+        slot = Some(model);
+    });
+    row(
+        measure,
+        backend.to_string(),
+        device_name(backend, device),
+        batch,
+        format!("{}x{}", o.height, o.width),
+        "img/s",
+        seconds,
+        o.iterations,
+        mem,
+    )
+}
+
+fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError> {
+    let s = market_sized_split();
+    let input = format!("{}x{} 2048-d", s.query.nrows(), s.gallery.nrows());
+    let iterations = o.iterations.min(3);
+    let seconds = if measure == Measure::Evaluation {
+        let mut failure = None;
+        let (seconds, _) = time(None, 0, iterations, || {
+            let result =
+                pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)
+                    .and_then(|d| {
+                        evaluate_market1501(
+                            d.view(),
+                            &s.q_pids,
+                            &s.g_pids,
+                            &s.q_cams,
+                            &s.g_cams,
+                            50,
+                        )
+                    });
+            if let Err(e) = result {
+                failure = Some(e);
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        seconds
+    } else {
+        let q_g = pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)?;
+        let q_q = pairwise_distances(s.query.view(), s.query.view(), DistanceMetric::Euclidean)?;
+        let g_g = pairwise_distances(
+            s.gallery.view(),
+            s.gallery.view(),
+            DistanceMetric::Euclidean,
+        )?;
+        let mut failure = None;
+        let (seconds, _) = time(None, 0, iterations, || {
+            if let Err(e) = re_rank(q_g.view(), q_q.view(), g_g.view(), ReRankParams::default()) {
+                failure = Some(e);
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        seconds
+    };
+    Ok(row(
+        measure,
+        "cpu".into(),
+        format!("cpu ({} threads)", rayon::current_num_threads()),
+        s.query.nrows(),
+        input,
+        "queries/s",
+        seconds,
+        iterations,
+        None,
+    ))
+}
+
+fn data_pipeline(o: &BenchOptions) -> Result<BenchRow, TrainError> {
+    let tmp = tempfile::tempdir().map_err(|e| TrainError::Io {
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
+    let root = tmp.path().join("synth");
+    generate(&SynthConfig::default(), &root)?;
+    let train = read_dataset(DatasetName::Market1501, &root, ReadOptions::default())?.train;
+    let loader = TrainLoader::new(
+        train,
+        TrainTransform::new(o.height as u32, o.width as u32),
+        LoaderOptions {
+            p: 16,
+            k: 4,
+            ..LoaderOptions::default()
+        },
+    )?;
+    let batches = loader.sampler().epoch(0);
+    let iterations = (o.iterations * 4).clamp(8, batches.len().max(1));
+    let mut i = 0;
+    let mut failure = None;
+    reset_peak_rss();
+    let (seconds, _) = time(None, 1, iterations, || {
+        let position = SamplerPosition {
+            epoch: 0,
+            batch: i % batches.len(),
+        };
+        if let Err(e) = loader.load(&batches[i % batches.len()], position, position) {
+            failure = Some(e);
+        }
+        i += 1;
+    });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    Ok(row(
+        Measure::DataPipeline,
+        "cpu".into(),
+        format!("cpu ({} threads)", rayon::current_num_threads()),
+        64,
+        format!("128x64 JPEG -> {}x{}", o.height, o.width),
+        "img/s",
+        seconds,
+        iterations,
+        None,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_parse_by_name_and_unknown_ones_are_named() {
+        for m in Measure::ALL {
+            assert_eq!(m.name().parse::<Measure>().unwrap(), m);
+        }
+        let err = "scal_step".parse::<Measure>().unwrap_err().to_string();
+        assert!(
+            err.contains("`scal_step`") && err.contains("scal_train_step"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        let d = now_utc();
+        assert_eq!(d.len(), 20, "{d}");
+        assert!(
+            d.starts_with("20") && d.ends_with('Z') && d.as_bytes()[10] == b'T',
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn a_batch_that_is_not_p_times_4_is_refused() {
+        let mut o = BenchOptions::defaults_for(Backend::Flex);
+        o.train_batch = 6;
+        let err = run_bench(Backend::Flex, &o, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--batch 6"), "{err}");
+    }
+
+    /// A tiny inference run: the throughput is the batch over the measured time, and the
+    /// peak RSS is reported on Linux.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn a_measure_reports_batch_over_time() {
+        let o = BenchOptions {
+            inference_batch: 2,
+            train_batch: 4,
+            height: 64,
+            width: 32,
+            warmup: 0,
+            iterations: 1,
+            measures: vec![Measure::BackboneInference],
+        };
+        let mut seen = 0;
+        let rows = run_bench(Backend::Flex, &o, |_| seen += 1).unwrap();
+        assert_eq!((rows.len(), seen), (1, 1));
+        let r = &rows[0];
+        assert_eq!(
+            (r.measure, r.backend.as_str(), r.batch),
+            ("backbone_inference", "flex", 2)
+        );
+        assert!((r.throughput * r.seconds_per_iteration - 2.0).abs() < 1e-9);
+        assert!(r.device.starts_with("cpu"), "{}", r.device);
+        if cfg!(target_os = "linux") {
+            assert!(r.peak_rss_mib.unwrap() > 1.0);
+        }
+        assert!(r.device_memory_mib.is_none());
+    }
+}

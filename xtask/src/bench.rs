@@ -1,0 +1,204 @@
+//! `cargo xtask bench`: the benchmark set on one backend (backbone inference and training
+//! step, SCAL step, evaluation and re-ranking at Market-1501 size, data pipeline), one row per
+//! measure; `cargo xtask parity`: the same model on flex and on another backend, compared.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use scal_trainer::Backend;
+use scal_trainer::bench::{BenchOptions, BenchRow, Measure, run_bench};
+
+/// Runs the benchmark set and prints one row per measure.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+    /// Print one JSON object per measure (one per line) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Measures to run, comma-separated: backbone_inference, backbone_train_step,
+    /// scal_train_step, evaluation, rerank, data_pipeline (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub measures: Option<Vec<String>>,
+    /// Training batch (P × 4; default 64 on a GPU, 16 on flex).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Inference batch (default 64 on a GPU, 16 on flex).
+    #[arg(long)]
+    pub inference_batch: Option<usize>,
+    /// Timed iterations (default 10 on a GPU, 3 on flex).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Untimed warm-up iterations (default 3 on a GPU, 1 on flex).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Input height.
+    #[arg(long, default_value_t = 256)]
+    pub height: usize,
+    /// Input width.
+    #[arg(long, default_value_t = 128)]
+    pub width: usize,
+    /// Also append the JSON rows to this file.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: Option<PathBuf>,
+}
+
+fn options(args: &BenchArgs) -> Result<BenchOptions> {
+    let mut o = BenchOptions::defaults_for(args.backend);
+    if let Some(list) = &args.measures {
+        o.measures = list
+            .iter()
+            .map(|m| m.trim().parse::<Measure>())
+            .collect::<Result<_, _>>()
+            .context("--measures")?;
+    }
+    if let Some(b) = args.batch {
+        o.train_batch = b;
+    }
+    if let Some(b) = args.inference_batch {
+        o.inference_batch = b;
+    }
+    if let Some(n) = args.iterations {
+        o.iterations = n;
+    }
+    if let Some(n) = args.warmup {
+        o.warmup = n;
+    }
+    if args.height == 0 || args.width == 0 {
+        bail!("--height and --width must be positive");
+    }
+    o.height = args.height;
+    o.width = args.width;
+    Ok(o)
+}
+
+fn table_line(r: &BenchRow) -> String {
+    let mib = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    format!(
+        "{:<20} {:<5} {:>6} {:>10.2} {:<9} {:>9.3} {:>9} {:>9}  {}",
+        r.measure,
+        r.backend,
+        r.batch,
+        r.throughput,
+        r.unit,
+        r.seconds_per_iteration,
+        mib(r.peak_rss_mib),
+        mib(r.device_memory_mib),
+        r.device
+    )
+}
+
+/// Runs `cargo xtask bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let options = options(args)?;
+    let mut out = match &args.out {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--out {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if !args.json {
+        println!(
+            "{:<20} {:<5} {:>6} {:>10} {:<9} {:>9} {:>9} {:>9}  device",
+            "measure", "back", "batch", "throughput", "unit", "s/iter", "RSS MiB", "dev MiB"
+        );
+    }
+    let mut write_error = None;
+    run_bench(args.backend, &options, |row| {
+        let json = serde_json::to_string(row).expect("a row serialises");
+        if args.json {
+            println!("{json}");
+        } else {
+            println!("{}", table_line(row));
+        }
+        if let Some(file) = out.as_mut()
+            && let Err(e) = writeln!(file, "{json}")
+        {
+            write_error.get_or_insert(e);
+        }
+    })?;
+    if let (Some(e), Some(path)) = (write_error, &args.out) {
+        bail!("--out {}: {e}", path.display());
+    }
+    Ok(())
+}
+
+/// Compares the SCAL model's forward pass and one training step on flex and on another
+/// backend (`scal_trainer::parity`), one line per check; fails if any check fails.
+#[derive(Debug, clap::Args)]
+pub struct ParityArgs {
+    /// The backend compared against flex.
+    #[arg(long)]
+    pub backend: Backend,
+    /// Print one JSON object per check (one per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cargo xtask parity`.
+pub fn parity(args: &ParityArgs) -> Result<()> {
+    let reference = scal_trainer::backend::device(Backend::Flex)?;
+    let other = scal_trainer::backend::device(args.backend)?;
+    let device = scal_trainer::bench::device_name(args.backend, &other);
+    let checks = scal_trainer::parity::parity(&reference, &other)?;
+    for c in &checks {
+        if args.json {
+            let mut v = serde_json::to_value(c)?;
+            v["reference"] = "flex".into();
+            v["backend"] = args.backend.to_string().into();
+            v["device"] = device.clone().into();
+            println!("{v}");
+        } else {
+            println!(
+                "{:<4} {:<38} {:>12.3e}  ({:?} {:e})",
+                if c.passed { "ok" } else { "FAIL" },
+                c.name,
+                c.value,
+                c.criterion,
+                c.limit
+            );
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} parity checks failed between flex and {} ({device})",
+            checks.len(),
+            args.backend
+        );
+    }
+    if !args.json {
+        println!(
+            "all {} checks passed: flex and {} ({device}) agree",
+            checks.len(),
+            args.backend
+        );
+    }
+    Ok(())
+}
+
+/// Lists the devices of a backend with their indices (for `--devices`).
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+}
+
+/// Runs `cargo xtask devices`.
+pub fn devices(args: &DevicesArgs) -> Result<()> {
+    let first = scal_trainer::backend::device(args.backend)?;
+    for (i, d) in scal_trainer::backend::list(args.backend, first)
+        .iter()
+        .enumerate()
+    {
+        println!("{i}: {}", scal_trainer::bench::device_name(args.backend, d));
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `cargo xtask bench`, `parity` and `devices` through the command line.
+
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("xtask runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `--json` prints one object per measure with the fields users' scripts read, and
+/// `--out` appends the same rows to a file.
+#[test]
+fn bench_json_rows_have_backend_batch_throughput_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rows.jsonl");
+    let o = xtask(&[
+        "bench",
+        "--json",
+        "--measures",
+        "backbone_inference,data_pipeline",
+        "--inference-batch",
+        "2",
+        "--height",
+        "64",
+        "--width",
+        "32",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows[0]["measure"], "backbone_inference");
+    assert_eq!(rows[0]["backend"], "flex");
+    assert_eq!(rows[0]["batch"], 2);
+    assert_eq!(rows[0]["input"], "64x32");
+    assert_eq!(rows[1]["measure"], "data_pipeline");
+    assert_eq!(rows[1]["batch"], 64);
+    for r in &rows {
+        let t = r["throughput"].as_f64().unwrap();
+        let s = r["seconds_per_iteration"].as_f64().unwrap();
+        assert!(
+            t > 0.0 && (t * s - r["batch"].as_f64().unwrap()).abs() < 1e-6,
+            "{r}"
+        );
+        assert_eq!(r["unit"], "img/s");
+        if cfg!(target_os = "linux") {
+            assert!(r["peak_rss_mib"].as_f64().unwrap() > 1.0, "{r}");
+        }
+        assert!(r["date"].as_str().unwrap().ends_with('Z'));
+    }
+    let saved = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(saved.lines().count(), 2);
+}
+
+#[test]
+fn bench_refuses_unknown_measures_and_bad_batches() {
+    let o = xtask(&["bench", "--measures", "backbone_inference,warp_speed"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("warp_speed") && e.contains("scal_train_step"),
+        "{e}"
+    );
+    let o = xtask(&["bench", "--measures", "scal_train_step", "--batch", "6"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--batch 6"), "{}", stderr(&o));
+}
+
+/// Without the wgpu feature, parity and devices say which feature to build with.
+#[test]
+fn parity_and_devices_name_the_missing_feature() {
+    if cfg!(feature = "wgpu") {
+        return;
+    }
+    for args in [
+        &["parity", "--backend", "wgpu"][..],
+        &["devices", "--backend", "wgpu"][..],
+    ] {
+        let o = xtask(args);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--features wgpu"), "{}", stderr(&o));
+    }
+    let o = xtask(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("0: cpu"));
+}
