@@ -109,21 +109,18 @@ pub fn devices(backend: Backend, indices: &[usize]) -> Result<Vec<Device>, Train
 pub fn list(backend: Backend, first: Device) -> Vec<Device> {
     match backend {
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => {
-            let all: Vec<Device> = Device::enumerate(burn::tensor::DeviceType::Wgpu)
-                .into_iter()
-                .collect();
-            if all.is_empty() { vec![first] } else { all }
-        }
+        Backend::Wgpu => enumerated(burn::tensor::DeviceType::Wgpu, first),
         #[cfg(feature = "cuda")]
-        Backend::Cuda => {
-            let all: Vec<Device> = Device::enumerate(burn::tensor::DeviceType::Cuda)
-                .into_iter()
-                .collect();
-            if all.is_empty() { vec![first] } else { all }
-        }
+        Backend::Cuda => enumerated(burn::tensor::DeviceType::Cuda, first),
         _ => vec![first],
     }
+}
+
+/// The devices of one GPU runtime, or `first` alone when enumeration finds none.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn enumerated(kind: burn::tensor::DeviceType, first: Device) -> Vec<Device> {
+    let all: Vec<Device> = Device::enumerate(kind).into_iter().collect();
+    if all.is_empty() { vec![first] } else { all }
 }
 
 /// The first device of a GPU backend, or a clear error when there is none. Enumeration

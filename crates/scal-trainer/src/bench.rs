@@ -191,37 +191,17 @@ pub fn device_name(backend: Backend, device: &Device) -> String {
 }
 
 fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Times `iteration` after `warmup` untimed calls; returns the mean seconds and the most
-/// device memory reserved after any call.
-fn time<F: FnMut()>(
+/// device memory reserved after any call. The first error stops the measure.
+fn time<E, F: FnMut() -> Result<(), E>>(
     device: Option<&Device>,
     warmup: usize,
     iterations: usize,
     mut iteration: F,
-) -> (f64, Option<f64>) {
+) -> Result<(f64, Option<f64>), E> {
     let sync = |d: Option<&Device>| {
         if let Some(d) = d {
             let _ = d.sync();
@@ -234,18 +214,18 @@ fn time<F: FnMut()>(
         }
     };
     for _ in 0..warmup {
-        iteration();
+        iteration()?;
         sync(device);
         observe(device);
     }
     let start = Instant::now();
     for _ in 0..iterations.max(1) {
-        iteration();
+        iteration()?;
         sync(device);
         observe(device);
     }
     let seconds = start.elapsed().as_secs_f64() / iterations.max(1) as f64;
-    (seconds, reserved.map(|b| b as f64 / (1024.0 * 1024.0)))
+    Ok((seconds, reserved.map(|b| b as f64 / (1024.0 * 1024.0))))
 }
 
 /// Runs the chosen measures on `backend`, calling `on_row` after each (for progress).
@@ -277,11 +257,11 @@ pub fn run_bench(
         let row = match measure {
             Measure::BackboneInference => {
                 let device = device.as_ref().expect("device");
-                backbone_inference(backend, device, options)
+                backbone_inference(backend, device, options)?
             }
             Measure::BackboneTrainStep | Measure::ScalTrainStep => {
                 let device = device.as_ref().expect("device");
-                train_step(backend, device, options, measure)
+                train_step(backend, device, options, measure)?
             }
             Measure::Evaluation | Measure::Rerank => evaluation(options, measure)?,
             Measure::DataPipeline => data_pipeline(options)?,
@@ -323,7 +303,11 @@ fn row(
     }
 }
 
-fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> BenchRow {
+fn backbone_inference(
+    backend: Backend,
+    device: &Device,
+    o: &BenchOptions,
+) -> Result<BenchRow, TrainError> {
     let model = ResNetConfig::new(ResNetArch::ResNet50)
         .with_last_stride(1)
         .init(device);
@@ -334,8 +318,9 @@ fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Be
     );
     let (seconds, mem) = time(Some(device), o.warmup, o.iterations, || {
         let _ = model.forward_pooled(images.clone());
-    });
-    row(
+        Ok::<(), TrainError>(())
+    })?;
+    Ok(row(
         Measure::BackboneInference,
         backend.to_string(),
         device_name(backend, device),
@@ -345,10 +330,15 @@ fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Be
         seconds,
         o.iterations,
         mem,
-    )
+    ))
 }
 
-fn train_step(backend: Backend, device: &Device, o: &BenchOptions, measure: Measure) -> BenchRow {
+fn train_step(
+    backend: Backend,
+    device: &Device,
+    o: &BenchOptions,
+    measure: Measure,
+) -> Result<BenchRow, TrainError> {
     let attention = if measure == Measure::ScalTrainStep {
         AttentionKind::Channel
     } else {
@@ -383,8 +373,9 @@ fn train_step(backend: Backend, device: &Device, o: &BenchOptions, measure: Meas
             &step,
         );
         slot = Some(model);
-    });
-    row(
+        Ok::<(), TrainError>(())
+    })?;
+    Ok(row(
         measure,
         backend.to_string(),
         device_name(backend, device),
@@ -394,7 +385,7 @@ fn train_step(backend: Backend, device: &Device, o: &BenchOptions, measure: Meas
         seconds,
         o.iterations,
         mem,
-    )
+    ))
 }
 
 fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError> {
@@ -402,28 +393,13 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError
     let input = format!("{}x{} 2048-d", s.query.nrows(), s.gallery.nrows());
     let iterations = o.iterations.min(3);
     let seconds = if measure == Measure::Evaluation {
-        let mut failure = None;
-        let (seconds, _) = time(None, 0, iterations, || {
-            let result =
-                pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)
-                    .and_then(|d| {
-                        evaluate_market1501(
-                            d.view(),
-                            &s.q_pids,
-                            &s.g_pids,
-                            &s.q_cams,
-                            &s.g_cams,
-                            50,
-                        )
-                    });
-            if let Err(e) = result {
-                failure = Some(e);
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        seconds
+        time(None, 0, iterations, || {
+            let d =
+                pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)?;
+            evaluate_market1501(d.view(), &s.q_pids, &s.g_pids, &s.q_cams, &s.g_cams, 50)?;
+            Ok::<(), TrainError>(())
+        })?
+        .0
     } else {
         let q_g = pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)?;
         let q_q = pairwise_distances(s.query.view(), s.query.view(), DistanceMetric::Euclidean)?;
@@ -432,16 +408,11 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError
             s.gallery.view(),
             DistanceMetric::Euclidean,
         )?;
-        let mut failure = None;
-        let (seconds, _) = time(None, 0, iterations, || {
-            if let Err(e) = re_rank(q_g.view(), q_q.view(), g_g.view(), ReRankParams::default()) {
-                failure = Some(e);
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        seconds
+        time(None, 0, iterations, || {
+            re_rank(q_g.view(), q_q.view(), g_g.view(), ReRankParams::default())?;
+            Ok::<(), TrainError>(())
+        })?
+        .0
     };
     Ok(row(
         measure,
@@ -476,21 +447,16 @@ fn data_pipeline(o: &BenchOptions) -> Result<BenchRow, TrainError> {
     let batches = loader.sampler().epoch(0);
     let iterations = (o.iterations * 4).clamp(8, batches.len().max(1));
     let mut i = 0;
-    let mut failure = None;
     reset_peak_rss();
     let (seconds, _) = time(None, 1, iterations, || {
         let position = SamplerPosition {
             epoch: 0,
             batch: i % batches.len(),
         };
-        if let Err(e) = loader.load(&batches[i % batches.len()], position, position) {
-            failure = Some(e);
-        }
+        loader.load(&batches[i % batches.len()], position, position)?;
         i += 1;
-    });
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
+        Ok::<(), TrainError>(())
+    })?;
     Ok(row(
         Measure::DataPipeline,
         "cpu".into(),

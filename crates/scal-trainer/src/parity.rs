@@ -142,8 +142,9 @@ pub fn max_relative_difference(a: &[f32], b: &[f32]) -> f64 {
         / scale
 }
 
-/// Every float parameter and buffer of a model, by name.
-fn weights(model: &ScalModel) -> Vec<(String, Vec<f32>)> {
+/// Every float parameter and buffer of a model (batch-norm running statistics included),
+/// as `f32` values by name, sorted by name.
+pub fn float_tensors(model: &ScalModel) -> Vec<(String, Vec<f32>)> {
     let mut out: Vec<(String, Vec<f32>)> = model
         .collect(None, None, false)
         .into_iter()
@@ -214,7 +215,7 @@ pub fn step_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck
     let tol = FORWARD_TOLERANCE;
     for attention in [AttentionKind::Channel, AttentionKind::Spatial] {
         let (a, b) = same_model_on(attention, &ref_dev, &other_dev)?;
-        let before = weights(&a);
+        let before = float_tensors(&a);
         let step = StepConfig::new();
         let (x_a, y_a) = parity_batch(&ref_dev);
         let (x_b, y_b) = parity_batch(&other_dev);
@@ -256,7 +257,7 @@ pub fn step_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck
             };
             checks.push(ParityCheck::new(name(what), value, 0.0, Criterion::Equal));
         }
-        let (wa, wb) = (weights(&a), weights(&b));
+        let (wa, wb) = (float_tensors(&a), float_tensors(&b));
         let delta = |w: &[(String, Vec<f32>)]| -> Vec<f64> {
             w.iter()
                 .zip(&before)

@@ -4,16 +4,16 @@
 //! main device and summed, one optimizer step) is the one several GPUs take.
 #![cfg(feature = "flex")]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use burn::optim::{AdamConfig, SgdConfig};
-use burn::store::ModuleSnapshot;
 use burn::tensor::{Device, Int, Tensor};
-use scal_data::synth::{SynthConfig, generate};
 use scal_model::{AttentionKind, ScalModel};
 use scal_trainer::config::Profile;
-use scal_trainer::parity::parity_model_config;
+use scal_trainer::parity::{float_tensors, parity_model_config};
 use scal_trainer::{RunOutcome, StepConfig, TrainingConfig, scal_step, scal_step_data_parallel};
 
 /// Shard `i` of the fixed 8-image batch (4 identities × 2): rows `4i..4i+4`.
@@ -25,18 +25,10 @@ fn shard(i: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
 /// Trainable parameters by name (batch-norm running statistics left out: they are buffers,
 /// updated once per shard by design).
 fn parameters(model: &ScalModel) -> Vec<(String, Vec<f32>)> {
-    let mut out: Vec<(String, Vec<f32>)> = model
-        .collect(None, None, false)
+    float_tensors(model)
         .into_iter()
-        .filter(|t| t.dtype.is_float() && !t.name.contains("running_"))
-        .map(|t| {
-            let name = t.name.clone();
-            let data = burn::store::bridge::into_data(t).unwrap();
-            (name, data.convert::<f32>().try_into_vec::<f32>().unwrap())
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+        .filter(|(name, _)| !name.contains("running_"))
+        .collect()
 }
 
 fn model(device: &Device) -> ScalModel {
@@ -138,23 +130,6 @@ fn two_shards_average_their_gradients() {
     );
 }
 
-fn dataset() -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scal-trainer-dp-synth-8x6");
-    if !root.exists() {
-        generate(
-            &SynthConfig {
-                train_ids: 8,
-                test_ids: 6,
-                cameras: 3,
-                seed: 1,
-            },
-            &root,
-        )
-        .unwrap();
-    }
-    root
-}
-
 fn config(root: &Path, devices: &str) -> Result<TrainingConfig, scal_trainer::TrainError> {
     TrainingConfig::resolve(
         Profile::Quick,
@@ -182,7 +157,7 @@ fn config(root: &Path, devices: &str) -> Result<TrainingConfig, scal_trainer::Tr
 /// its devices; a third device for 4 identities per batch is refused, naming the field.
 #[test]
 fn a_data_parallel_run_trains_and_uneven_shards_are_refused() {
-    let root = dataset();
+    let root = common::tiny_dataset();
     let runs = tempfile::tempdir().unwrap();
     let run = runs.path().join("dp");
     let stop = AtomicBool::new(false);

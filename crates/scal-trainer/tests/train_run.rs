@@ -1,38 +1,17 @@
 //! The training loop end to end on a tiny configuration: exact resume after SIGKILL,
 //! NaN handling, configuration mismatch on resume, missing dataset.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use scal_backbone::ResNetArch;
-use scal_data::synth::{SynthConfig, generate};
 use scal_trainer::config::Profile;
 use scal_trainer::{RunOutcome, TrainError, TrainingConfig, train};
 use serde_json::Value;
 
-/// The synthetic dataset of these tests, generated once per test process.
-fn dataset() -> PathBuf {
-    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scal-trainer-synth-8x6");
-        if !root.exists() {
-            generate(
-                &SynthConfig {
-                    train_ids: 8,
-                    test_ids: 6,
-                    cameras: 3,
-                    seed: 1,
-                },
-                &root,
-            )
-            .unwrap();
-        }
-        root
-    })
-    .clone()
-}
+mod common;
 
 /// A configuration small enough to train in a second or two.
 fn tiny_config(root: &Path) -> TrainingConfig {
@@ -110,7 +89,7 @@ fn child_training_process() {
 
 #[test]
 fn killed_and_resumed_run_matches_an_uninterrupted_one() {
-    let root = dataset();
+    let root = common::tiny_dataset();
     let config = tiny_config(&root);
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
@@ -196,7 +175,7 @@ fn weights(checkpoint: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint() {
-    let root = dataset();
+    let root = common::tiny_dataset();
     let config = tiny_config(&root)
         .overlaid(
             None,
@@ -230,7 +209,7 @@ fn nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn resume_refuses_another_configuration_and_a_run_folder_is_not_overwritten() {
-    let root = dataset();
+    let root = common::tiny_dataset();
     let config = tiny_config(&root)
         .overlaid(None, &[("optim.epochs".into(), "1".into())])
         .unwrap();
@@ -288,7 +267,7 @@ fn a_missing_dataset_suggests_download_or_synth() {
 #[test]
 fn missing_pretrained_weights_say_where_to_get_them() {
     let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(&dataset())
+    let config = tiny_config(&common::tiny_dataset())
         .overlaid(
             None,
             &[(
@@ -372,7 +351,7 @@ fn figures_loaded_in_chromium(index: &Path) -> Option<String> {
 
 #[test]
 fn report_of_a_tiny_run_has_every_figure() {
-    let root = dataset();
+    let root = common::tiny_dataset();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let config = tiny_config(&root);
