@@ -12,9 +12,12 @@ use scal_trainer::bench::{BenchOptions, BenchRow, Measure, run_bench};
 /// Runs the benchmark set and prints one row per measure.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    /// Compute backend among those compiled in: flex, wgpu, cuda or remote.
     #[arg(long, default_value = "flex")]
     pub backend: Backend,
+    /// With --backend remote: the `cargo xtask serve` server to measure (its device 0).
+    #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT")]
+    pub hosts: Vec<String>,
     /// Print one JSON object per measure (one per line) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -71,13 +74,14 @@ fn options(args: &BenchArgs) -> Result<BenchOptions> {
     }
     o.height = args.height;
     o.width = args.width;
+    o.hosts = args.hosts.clone();
     Ok(o)
 }
 
 fn table_line(r: &BenchRow) -> String {
     let mib = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     format!(
-        "{:<20} {:<5} {:>6} {:>10.2} {:<9} {:>9.3} {:>9} {:>9}  {}",
+        "{:<20} {:<6} {:>6} {:>10.2} {:<9} {:>9.3} {:>9} {:>9}  {}",
         r.measure,
         r.backend,
         r.batch,
@@ -105,7 +109,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     if !args.json {
         println!(
-            "{:<20} {:<5} {:>6} {:>10} {:<9} {:>9} {:>9} {:>9}  device",
+            "{:<20} {:<6} {:>6} {:>10} {:<9} {:>9} {:>9} {:>9}  device",
             "measure", "back", "batch", "throughput", "unit", "s/iter", "RSS MiB", "dev MiB"
         );
     }
@@ -136,6 +140,9 @@ pub struct ParityArgs {
     /// The backend compared against flex.
     #[arg(long)]
     pub backend: Backend,
+    /// With --backend remote: the `cargo xtask serve` server to compare (its device 0).
+    #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT")]
+    pub hosts: Vec<String>,
     /// Print one JSON object per check (one per line).
     #[arg(long)]
     pub json: bool,
@@ -144,7 +151,7 @@ pub struct ParityArgs {
 /// Runs `cargo xtask parity`.
 pub fn parity(args: &ParityArgs) -> Result<()> {
     let reference = scal_trainer::backend::device(Backend::Flex)?;
-    let other = scal_trainer::backend::device(args.backend)?;
+    let other = scal_trainer::backend::device_on(args.backend, &args.hosts)?;
     let device = scal_trainer::bench::device_name(args.backend, &other);
     let checks = scal_trainer::parity::parity(&reference, &other)?;
     for c in &checks {
@@ -186,15 +193,17 @@ pub fn parity(args: &ParityArgs) -> Result<()> {
 /// Lists the devices of a backend with their indices (for `--devices`).
 #[derive(Debug, clap::Args)]
 pub struct DevicesArgs {
-    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    /// Compute backend among those compiled in: flex, wgpu, cuda or remote.
     #[arg(long, default_value = "flex")]
     pub backend: Backend,
+    /// With --backend remote: the servers, in the order `train --hosts` will name them.
+    #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT,...")]
+    pub hosts: Vec<String>,
 }
 
 /// Runs `cargo xtask devices`.
 pub fn devices(args: &DevicesArgs) -> Result<()> {
-    let first = scal_trainer::backend::device(args.backend)?;
-    for (i, d) in scal_trainer::backend::list(args.backend, first)
+    for (i, d) in scal_trainer::backend::all_devices(args.backend, &args.hosts)?
         .iter()
         .enumerate()
     {

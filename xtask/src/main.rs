@@ -10,6 +10,7 @@
 //!   ablation set over several seeds; `export`: weights for PyTorch.
 //! - `report`: the run report (HTML); `visualize`: attention maps of any images.
 //! - `bench`: the benchmark set on one backend; `parity`: flex against another backend.
+//! - `devices`: a backend's devices; `serve`: this machine's devices for `--backend remote`.
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ mod evaluate;
 mod export;
 mod extract;
 mod report;
+mod serve;
 mod train;
 
 /// SCAL person re-identification toolkit.
@@ -32,6 +34,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Pooled backbone features of every image in a folder → FEATS.npy [N, D] + FEATS.names.txt.
@@ -60,6 +64,8 @@ enum Command {
     Parity(bench::ParityArgs),
     /// The devices of a backend with their indices (for train --devices).
     Devices(bench::DevicesArgs),
+    /// Serve this machine's devices to `train --backend remote --hosts ws://THIS_HOST:PORT` (multi-machine training).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Parity(args) => bench::parity(args),
         Command::Devices(args) => bench::devices(args),
+        Command::Serve(args) => serve::run(args),
         Command::Ablate(args) => {
             train::install_ctrl_c();
             ablate::run(args, &train::STOP)

@@ -39,9 +39,13 @@ pub struct TrainArgs {
     /// Continue the run in this folder exactly where its last checkpoint left it.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
-    /// Compute backend: flex, wgpu or cuda.
+    /// Compute backend: flex, wgpu, cuda, or remote (devices of `cargo xtask serve` servers, with --hosts).
     #[arg(long)]
     pub backend: Option<String>,
+    /// With --backend remote: the servers, ws://HOST:PORT (or HOST:PORT), comma-separated;
+    /// --devices indexes all their devices in this order. Token: SCAL_REMOTE_TOKEN.
+    #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT,...")]
+    pub hosts: Option<Vec<String>>,
     /// Dataset reader (market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17, custom).
     #[arg(long)]
     pub dataset: Option<String>,
@@ -112,6 +116,12 @@ impl TrainArgs {
             self.devices
                 .as_ref()
                 .map(|d| serde_json::to_string(d).expect("indices serialise")),
+        );
+        push(
+            "hosts",
+            self.hosts
+                .as_ref()
+                .map(|h| serde_json::to_string(h).expect("hosts serialise")),
         );
         push("model.pretrained", self.pretrained.clone());
         for s in &self.set {

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`, `parity` and `devices` through the command line.
+//! `cargo xtask bench`, `parity`, `devices` and (without its feature) `serve` through the
+//! command line.
 
 use std::process::{Command, Output};
 
@@ -98,4 +99,21 @@ fn parity_and_devices_name_the_missing_feature() {
     let o = xtask(&["devices"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("0: cpu"));
+}
+
+/// Without the `remote` feature, `serve` and `--backend remote` say how to get it.
+#[test]
+fn serve_and_remote_name_the_missing_feature() {
+    if cfg!(feature = "remote") {
+        return;
+    }
+    for args in [
+        &["serve", "--port", "0", "--bind", "127.0.0.1"][..],
+        &["devices", "--backend", "remote", "--hosts", "127.0.0.1:1"][..],
+        &["parity", "--backend", "remote", "--hosts", "127.0.0.1:1"][..],
+    ] {
+        let o = xtask(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr(&o).contains("--features remote"), "{}", stderr(&o));
+    }
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask train`, `evaluate --checkpoint`, `extract --checkpoint`, `export` and
 //! `ablate` end to end on a tiny configuration.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -32,34 +34,13 @@ fn fails(o: &Output) -> String {
 
 /// A synthetic dataset and a configuration file that trains on it in seconds.
 fn setup(dir: &Path) -> (String, String) {
-    let data = dir.join("synth");
-    ok(&xtask(&[
-        "synth",
-        "--train-ids",
-        "8",
-        "--test-ids",
-        "6",
-        "--cameras",
-        "3",
-        "--out",
-        data.to_str().unwrap(),
-    ]));
-    let config = dir.join("tiny.json");
-    std::fs::write(
-        &config,
+    common::tiny_setup(
+        dir,
         serde_json::json!({
-            "data": {"root": data, "synthesize_if_missing": false, "height": 64, "width": 32,
-                     "p": 4, "k": 2, "padding": 3},
-            "model": {"base_width": 4, "critic_hidden": 8},
-            "optim": {"epochs": 2, "warmup_epochs": 1, "milestones": [1]},
-            "eval": {"every_epochs": 1, "batch": 16}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    (
-        data.to_str().unwrap().to_string(),
-        config.to_str().unwrap().to_string(),
+            "data": {"padding": 3},
+            "optim": {"epochs": 2, "milestones": [1]},
+            "eval": {"every_epochs": 1}
+        }),
     )
 }
 

@@ -14,6 +14,9 @@ pub enum Backend {
     Wgpu,
     /// NVIDIA GPUs through CUDA (cargo feature `cuda`).
     Cuda,
+    /// Devices served by other processes or machines (`cargo xtask serve`), reached over
+    /// WebSocket at `--hosts` (cargo feature `remote`). The servers pick the real backend.
+    Remote,
 }
 
 impl Backend {
@@ -23,6 +26,7 @@ impl Backend {
             Backend::Flex => "flex",
             Backend::Wgpu => "wgpu",
             Backend::Cuda => "cuda",
+            Backend::Remote => "remote",
         }
     }
 
@@ -32,12 +36,13 @@ impl Backend {
             Backend::Flex => cfg!(feature = "flex"),
             Backend::Wgpu => cfg!(feature = "wgpu"),
             Backend::Cuda => cfg!(feature = "cuda"),
+            Backend::Remote => cfg!(feature = "remote"),
         }
     }
 
     /// Backends compiled into this binary.
     pub fn available() -> Vec<Backend> {
-        [Backend::Flex, Backend::Wgpu, Backend::Cuda]
+        [Backend::Flex, Backend::Wgpu, Backend::Cuda, Backend::Remote]
             .into_iter()
             .filter(|b| b.compiled())
             .collect()
@@ -45,8 +50,31 @@ impl Backend {
 }
 
 /// The device for `backend`, checked to exist. Never `Device::default()`, which picks by
-/// compile-time priority.
+/// compile-time priority. A remote backend needs its hosts: use [`device_on`].
 pub fn device(backend: Backend) -> Result<Device, TrainError> {
+    device_on(backend, &[])
+}
+
+/// The first device of `backend`; for [`Backend::Remote`], device 0 of the first of `hosts`.
+pub fn device_on(backend: Backend, hosts: &[String]) -> Result<Device, TrainError> {
+    if backend == Backend::Remote {
+        ensure_compiled(backend)?;
+        let Some(first) = hosts.first() else {
+            return Err(TrainError::Backend(NO_HOSTS.into()));
+        };
+        return remote_devices(first)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TrainError::Backend(format!("--hosts {first}: serves no device")));
+    }
+    ensure_compiled(backend)?;
+    local_device(backend)
+}
+
+const NO_HOSTS: &str = "--backend remote needs --hosts ws://HOST:PORT[,ws://HOST:PORT…]: the \
+     servers started with `cargo xtask serve` on each machine";
+
+fn ensure_compiled(backend: Backend) -> Result<(), TrainError> {
     if !backend.compiled() {
         let names: Vec<&str> = Backend::available().iter().map(|b| b.feature()).collect();
         return Err(TrainError::Backend(format!(
@@ -61,6 +89,10 @@ pub fn device(backend: Backend) -> Result<Device, TrainError> {
             }
         )));
     }
+    Ok(())
+}
+
+fn local_device(backend: Backend) -> Result<Device, TrainError> {
     match backend {
         #[cfg(feature = "flex")]
         Backend::Flex => Ok(Device::flex()),
@@ -82,10 +114,15 @@ pub fn device(backend: Backend) -> Result<Device, TrainError> {
 }
 
 /// The devices of `backend` at `indices` (data-parallel training), in that order. Flex has
-/// one device, index 0. Repeated indices give the same device again.
-pub fn devices(backend: Backend, indices: &[usize]) -> Result<Vec<Device>, TrainError> {
-    let first = device(backend)?;
-    let all = list(backend, first);
+/// one device, index 0. Repeated indices give the same device again. For
+/// [`Backend::Remote`], the indices run over every device of every host, in the order of
+/// `hosts` (as `cargo xtask devices --backend remote --hosts …` lists them).
+pub fn devices(
+    backend: Backend,
+    hosts: &[String],
+    indices: &[usize],
+) -> Result<Vec<Device>, TrainError> {
+    let all = all_devices(backend, hosts)?;
     indices
         .iter()
         .map(|&i| {
@@ -94,10 +131,10 @@ pub fn devices(backend: Backend, indices: &[usize]) -> Result<Vec<Device>, Train
                     "--devices: {backend} has no device {i}; it has {} (indices 0..{}){}",
                     all.len(),
                     all.len(),
-                    if backend == Backend::Flex {
-                        " (flex is one CPU device; it uses every core)"
-                    } else {
-                        ""
+                    match backend {
+                        Backend::Flex => " (flex is one CPU device; it uses every core)",
+                        Backend::Remote => " over all its --hosts",
+                        _ => "",
                     }
                 ))
             })
@@ -105,15 +142,81 @@ pub fn devices(backend: Backend, indices: &[usize]) -> Result<Vec<Device>, Train
         .collect()
 }
 
-/// Every device of a backend whose first device is `first`.
-pub fn list(backend: Backend, first: Device) -> Vec<Device> {
-    match backend {
+/// Every device of `backend`, in index order (`hosts`: only read for [`Backend::Remote`]).
+pub fn all_devices(backend: Backend, hosts: &[String]) -> Result<Vec<Device>, TrainError> {
+    if backend == Backend::Remote {
+        ensure_compiled(backend)?;
+        if hosts.is_empty() {
+            return Err(TrainError::Backend(NO_HOSTS.into()));
+        }
+        let mut all = Vec::new();
+        for host in hosts {
+            all.extend(remote_devices(host)?);
+        }
+        return Ok(all);
+    }
+    let first = device(backend)?;
+    Ok(match backend {
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => enumerated(burn::tensor::DeviceType::Wgpu, first),
         #[cfg(feature = "cuda")]
         Backend::Cuda => enumerated(burn::tensor::DeviceType::Cuda, first),
         _ => vec![first],
+    })
+}
+
+/// The environment variable holding the token shared by `cargo xtask serve` and its
+/// clients (unset: servers admit every client; set it on both sides).
+pub const TOKEN_VAR: &str = "SCAL_REMOTE_TOKEN";
+
+/// A `--hosts` entry as a WebSocket URL: `HOST:PORT` gains `ws://`; other schemes are refused.
+pub fn host_url(host: &str) -> Result<String, TrainError> {
+    let host = host.trim();
+    if host.starts_with("ws://") {
+        Ok(host.to_string())
+    } else if host.contains("://") {
+        Err(TrainError::Backend(format!(
+            "--hosts {host}: expected ws://HOST:PORT (the servers speak unencrypted WebSocket; \
+             use them on a trusted network or through an SSH tunnel)"
+        )))
+    } else if host.is_empty() {
+        Err(TrainError::Backend("--hosts: an empty host".into()))
+    } else {
+        Ok(format!("ws://{host}"))
     }
+}
+
+/// Every device served at `host`, connected with the token of [`TOKEN_VAR`] if set.
+#[cfg(feature = "remote")]
+fn remote_devices(host: &str) -> Result<Vec<Device>, TrainError> {
+    use burn::remote::{ConnectError, RemoteHost};
+    let url = host_url(host)?;
+    let mut remote = RemoteHost::websocket(&url);
+    if let Ok(token) = std::env::var(TOKEN_VAR) {
+        remote = remote.with_credential(token);
+    }
+    let devices = remote.devices().map_err(|e| {
+        TrainError::Backend(match e {
+            ConnectError::Unauthorized => format!(
+                "--hosts {url}: the server refused the token: set {TOKEN_VAR} to the token \
+                 `cargo xtask serve` was started with"
+            ),
+            ConnectError::IncompatibleProtocol { .. } => {
+                format!("--hosts {url}: {e}; build the server and this client from the same commit")
+            }
+            other => format!(
+                "--hosts {url}: cannot connect ({other}); is `cargo xtask serve --port …` \
+                 running there and the port reachable from this machine?"
+            ),
+        })
+    })?;
+    Ok(devices.into_iter().collect())
+}
+
+#[cfg(not(feature = "remote"))]
+fn remote_devices(host: &str) -> Result<Vec<Device>, TrainError> {
+    let _ = host;
+    ensure_compiled(Backend::Remote).map(|()| Vec::new())
 }
 
 /// The devices of one GPU runtime, or `first` alone when enumeration finds none.
@@ -131,7 +234,7 @@ fn first_device(
     name: &str,
     hint: &str,
 ) -> Result<Device, TrainError> {
-    let found = std::panic::catch_unwind(|| Device::enumerate(kind));
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Device::enumerate(kind)));
     match found {
         Ok(devices) => match devices.into_iter().next() {
             Some(device) => Ok(device),
@@ -151,8 +254,9 @@ impl std::str::FromStr for Backend {
             "flex" => Ok(Backend::Flex),
             "wgpu" => Ok(Backend::Wgpu),
             "cuda" => Ok(Backend::Cuda),
+            "remote" => Ok(Backend::Remote),
             other => Err(TrainError::Backend(format!(
-                "unknown backend `{other}`: expected flex, wgpu or cuda"
+                "unknown backend `{other}`: expected flex, wgpu, cuda or remote"
             ))),
         }
     }
@@ -176,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_backend_not_compiled_in_is_a_clear_error() {
-        for backend in [Backend::Wgpu, Backend::Cuda] {
+        for backend in [Backend::Wgpu, Backend::Cuda, Backend::Remote] {
             if backend.compiled() {
                 continue;
             }
@@ -187,5 +291,32 @@ mod tests {
             );
             assert!(err.contains("compiled in: flex"), "{err}");
         }
+    }
+
+    #[test]
+    fn hosts_become_websocket_urls_and_other_schemes_are_refused() {
+        assert_eq!(host_url("gpu1:3000").unwrap(), "ws://gpu1:3000");
+        assert_eq!(
+            host_url(" ws://10.0.0.2:3000 ").unwrap(),
+            "ws://10.0.0.2:3000"
+        );
+        let err = host_url("https://gpu1:3000").unwrap_err().to_string();
+        assert!(
+            err.contains("https://gpu1:3000") && err.contains("ws://"),
+            "{err}"
+        );
+        assert!(host_url("").is_err());
+    }
+
+    #[test]
+    fn remote_without_hosts_says_how_to_give_them() {
+        if !Backend::Remote.compiled() {
+            return;
+        }
+        let err = device(Backend::Remote).unwrap_err().to_string();
+        assert!(
+            err.contains("--hosts") && err.contains("cargo xtask serve"),
+            "{err}"
+        );
     }
 }

@@ -117,6 +117,8 @@ pub struct BenchOptions {
     pub iterations: usize,
     /// Which measures to run.
     pub measures: Vec<Measure>,
+    /// `Backend::Remote` only: the server measured (its device 0 is used).
+    pub hosts: Vec<String>,
 }
 
 impl BenchOptions {
@@ -132,6 +134,7 @@ impl BenchOptions {
             warmup: if gpu { 3 } else { 1 },
             iterations: if gpu { 10 } else { 3 },
             measures: Measure::ALL.to_vec(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -186,8 +189,35 @@ pub fn device_name(backend: Backend, device: &Device) -> String {
     {
         return format!("{} ({})", id.name, id.fingerprint);
     }
+    if backend == Backend::Remote {
+        return remote_label(&format!("{device:?}"));
+    }
     let _ = (backend, device);
     format!("cpu ({} threads)", rayon::current_num_threads())
+}
+
+/// `ws://HOST:PORT device I` from a remote device's debug text (Burn gives remote devices no
+/// name); the debug text itself when its shape is not the expected one.
+fn remote_label(debug: &str) -> String {
+    let after = |key: &str| {
+        debug.split_once(key).map(|(_, rest)| {
+            rest.trim_start_matches(['"', ' '])
+                .split(['"', ')', ',', ' ', '}'])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+    };
+    match (
+        after("host: "),
+        after("port: Some("),
+        after("device_index: "),
+    ) {
+        (Some(host), Some(port), Some(index)) if !host.is_empty() && !port.is_empty() => {
+            format!("remote ws://{host}:{port} device {index}")
+        }
+        _ => format!("remote {debug}"),
+    }
 }
 
 fn now_utc() -> String {
@@ -247,7 +277,7 @@ pub fn run_bench(
     }
     let needs_device = options.measures.iter().any(|m| m.uses_backend());
     let device = if needs_device {
-        Some(crate::backend::device(backend)?)
+        Some(crate::backend::device_on(backend, &options.hosts)?)
     } else {
         None
     };
@@ -506,6 +536,13 @@ mod tests {
         assert!(err.contains("--batch 6"), "{err}");
     }
 
+    #[test]
+    fn a_remote_device_is_named_by_its_server_and_index() {
+        let debug = r#"Device<Remote(RemoteDevice { endpoint: WebSocket { address: Address { scheme: "ws", host: "127.0.0.1", port: Some(3110) }, .. }, device_index: 2, id: 0 })>"#;
+        assert_eq!(remote_label(debug), "remote ws://127.0.0.1:3110 device 2");
+        assert_eq!(remote_label("Device<Other>"), "remote Device<Other>");
+    }
+
     /// A tiny inference run: the throughput is the batch over the measured time, and the
     /// peak RSS is reported on Linux.
     #[cfg(feature = "flex")]
@@ -519,6 +556,7 @@ mod tests {
             warmup: 0,
             iterations: 1,
             measures: vec![Measure::BackboneInference],
+            hosts: Vec::new(),
         };
         let mut seen = 0;
         let rows = run_bench(Backend::Flex, &o, |_| seen += 1).unwrap();

@@ -201,6 +201,11 @@ pub struct TrainingConfig {
     /// one-device machine).
     #[config(default = "vec![0]")]
     pub devices: Vec<usize>,
+    /// `backend: remote` only: the `cargo xtask serve` servers, `ws://HOST:PORT` (or
+    /// `HOST:PORT`), whose devices `devices` indexes in this order. Where the run computes,
+    /// not what: a resumed run may name other hosts.
+    #[config(default = "Vec::new()")]
+    pub hosts: Vec<String>,
 }
 
 /// Where the `paper` profile expects torchvision's ImageNet ResNet-50 weights.
@@ -363,6 +368,26 @@ impl TrainingConfig {
                 ),
             );
         }
+        if self.backend == Backend::Remote && self.hosts.is_empty() {
+            return bad(
+                "hosts",
+                "backend remote needs the servers: --hosts ws://HOST:PORT,… (started with `cargo xtask serve`)".into(),
+            );
+        }
+        if self.backend != Backend::Remote && !self.hosts.is_empty() {
+            return bad(
+                "hosts",
+                format!(
+                    "only read by backend remote, but backend is {}: add --backend remote or drop --hosts",
+                    self.backend
+                ),
+            );
+        }
+        for host in &self.hosts {
+            if let Err(e) = crate::backend::host_url(host) {
+                return bad("hosts", e.to_string());
+            }
+        }
         Ok(())
     }
 
@@ -428,8 +453,14 @@ impl TrainingConfig {
 
     /// Lines `field: old -> new` for the fields that differ.
     pub fn differences(&self, other: &TrainingConfig) -> Vec<String> {
-        let a = serde_json::to_value(self).expect("serialisable");
-        let b = serde_json::to_value(other).expect("serialisable");
+        let mut a = serde_json::to_value(self).expect("serialisable");
+        let mut b = serde_json::to_value(other).expect("serialisable");
+        // Where a run computes is not what it computes: a resumed run may reach other servers.
+        for v in [&mut a, &mut b] {
+            if let Some(map) = v.as_object_mut() {
+                map.remove("hosts");
+            }
+        }
         let mut out = Vec::new();
         diff(&a, &b, "", &mut out);
         out
@@ -582,5 +613,46 @@ mod tests {
         std::fs::write(&file, "{ not json").unwrap();
         let err = TrainingConfig::resolve(Profile::Quick, Some(&file), &[]).unwrap_err();
         assert!(err.to_string().contains("bad.json"), "{err}");
+    }
+
+    #[test]
+    fn hosts_go_with_the_remote_backend_and_are_not_a_resume_difference() {
+        let set = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            TrainingConfig::resolve(Profile::Quick, None, &pairs)
+        };
+        let err = set(&[("backend", "remote")]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("configuration: hosts:") && err.contains("cargo xtask serve"),
+            "{err}"
+        );
+        let err = set(&[("hosts", r#"["ws://a:3000"]"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("configuration: hosts:") && err.contains("backend is flex"),
+            "{err}"
+        );
+        let err = set(&[("backend", "remote"), ("hosts", r#"["http://a:3000"]"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("configuration: hosts:") && err.contains("http://a:3000"),
+            "{err}"
+        );
+        let a = set(&[("backend", "remote"), ("hosts", r#"["ws://a:3000"]"#)]).unwrap();
+        let b = set(&[("backend", "remote"), ("hosts", r#"["b:3000","c:3000"]"#)]).unwrap();
+        assert_eq!(b.hosts, ["b:3000", "c:3000"]);
+        assert!(a.differences(&b).is_empty(), "{:?}", a.differences(&b));
+        let flex = TrainingConfig::profile(Profile::Quick);
+        assert!(
+            a.differences(&flex)
+                .iter()
+                .any(|l| l.starts_with("backend:")),
+            "the backend itself still counts"
+        );
     }
 }

@@ -83,4 +83,17 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
+    /// A device stopped working during training (a remote server stopped or became
+    /// unreachable, a GPU was lost); the last checkpoint is kept.
+    #[error(
+        "a device failed at iteration {iteration}: {message}. Training stopped; the last checkpoint is kept. {hint}"
+    )]
+    DeviceFailed {
+        /// 1-based iteration that failed.
+        iteration: u64,
+        /// What the backend reported.
+        message: String,
+        /// What to do next (restart the server, resume).
+        hint: String,
+    },
 }

@@ -28,7 +28,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::TrainingConfig;
 use crate::eval::{Evaluation, ModuleAmelioration, Scores, evaluate, module_amelioration};
 use crate::step::{StepReport, scal_step, scal_step_data_parallel};
-use crate::{TrainError, backend};
+use crate::{Backend, TrainError, backend};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +213,39 @@ fn print_scores(bar: &ProgressBar, epoch: u64, e: &Evaluation) {
     }
 }
 
+/// The text of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the backend panicked".into());
+    // Burn's read errors say how to catch them first; what failed comes after "Caused by:".
+    let text = match text.split_once("Caused by:") {
+        Some((_, cause)) => cause.to_string(),
+        None => text,
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How to go on after a device failure.
+fn resume_hint(config: &TrainingConfig, run_dir: &Path) -> String {
+    let resume = format!("cargo xtask train --resume {}", run_dir.display());
+    if config.backend == Backend::Remote {
+        format!(
+            "Check that `cargo xtask serve` still runs at {} (restart it if not), then continue \
+             with `{resume}` (add --hosts ws://… to use other servers)",
+            config.hosts.join(", ")
+        )
+    } else {
+        format!("Continue with `{resume}`")
+    }
+}
+
 /// Trains (or, with `resume`, continues) the run in `run_dir`.
 ///
 /// `stop` is polled after every iteration: when set, the last checkpoint is written and
@@ -241,10 +274,11 @@ pub fn train(
             crate::config::torchvision_weights_url(config.model.arch)
         )));
     }
-    let devices: Vec<burn::tensor::Device> = backend::devices(config.backend, &config.devices)?
-        .into_iter()
-        .map(|d| d.autodiff())
-        .collect();
+    let devices: Vec<burn::tensor::Device> =
+        backend::devices(config.backend, &config.hosts, &config.devices)?
+            .into_iter()
+            .map(|d| d.autodiff())
+            .collect();
     let device = devices[0].clone();
     let config_path = run_dir.join("config.json");
     let dataset = load_dataset(config)?;
@@ -350,6 +384,29 @@ pub fn train(
         log.flush().map_err(io(&log_path))
     };
 
+    // Saving reads every tensor back: with a remote server gone, that is where it shows.
+    let save = |run_dir: &Path,
+                name: &str,
+                model: &ScalModel,
+                model_config: &ScalConfig,
+                optim: Option<&ModuleOptimizer>,
+                state: &TrainState| {
+        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            checkpoint::save(run_dir, name, model, model_config, optim, state)
+        }));
+        let failed = |message: String| TrainError::Checkpoint {
+            path: run_dir.join(name),
+            message: format!(
+                "{message}; the previous checkpoint is kept. {}",
+                resume_hint(config, run_dir)
+            ),
+        };
+        match saved {
+            Ok(Err(e)) if config.backend == Backend::Remote => Err(failed(e.to_string())),
+            Ok(result) => result,
+            Err(payload) => Err(failed(panic_message(payload.as_ref()))),
+        }
+    };
     let mut last_eval: Option<Evaluation> = None;
     let mut tick = Instant::now();
     for batch in loader.iter_from(state.position, epochs - start_epoch) {
@@ -360,16 +417,30 @@ pub fn train(
         if (epoch as usize) < config.critic_warmup_epochs {
             step.lambda = 0.0;
         }
-        let (next_model, report): (ScalModel, StepReport) = if devices.len() == 1 {
-            let (images, labels) = batch.to_tensors(&device);
-            scal_step(model, &mut optim, lr, images, labels, &step)
-        } else {
-            let shards = devices
-                .iter()
-                .enumerate()
-                .map(|(i, d)| batch.shard_to_tensors(i, devices.len(), d))
-                .collect();
-            scal_step_data_parallel(model, &mut optim, lr, shards, &devices, &step)
+        // A device that stops answering (a remote server gone, a lost GPU) panics inside the
+        // backend: stop with an error that keeps the last checkpoint and says how to go on.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if devices.len() == 1 {
+                let (images, labels) = batch.to_tensors(&device);
+                scal_step(model, &mut optim, lr, images, labels, &step)
+            } else {
+                let shards = devices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| batch.shard_to_tensors(i, devices.len(), d))
+                    .collect();
+                scal_step_data_parallel(model, &mut optim, lr, shards, &devices, &step)
+            }
+        }));
+        let (next_model, report): (ScalModel, StepReport) = match stepped {
+            Ok(stepped) => stepped,
+            Err(payload) => {
+                return Err(TrainError::DeviceFailed {
+                    iteration: state.iteration + 1,
+                    message: panic_message(payload.as_ref()),
+                    hint: resume_hint(config, run_dir),
+                });
+            }
         };
         if !report.loss.is_finite() {
             return Err(TrainError::NonFiniteLoss {
@@ -445,21 +516,21 @@ pub fn train(
                 })?;
                 if state.best.is_none_or(|(best, _)| e.plain.map > best) {
                     state.best = Some((e.plain.map, finished));
-                    checkpoint::save(run_dir, "best", &model, &model_config, None, &state)?;
+                    save(run_dir, "best", &model, &model_config, None, &state)?;
                 }
                 last_eval = Some(e);
             }
-            checkpoint::save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
+            save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
             saved = true;
         } else if config.checkpoint_every > 0
             && state.iteration % config.checkpoint_every as u64 == 0
         {
-            checkpoint::save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
+            save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
             saved = true;
         }
         if stop.load(Ordering::SeqCst) {
             if !saved {
-                checkpoint::save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
+                save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
             }
             bar.abandon_with_message(format!("stopped at iteration {}", state.iteration));
             return Ok(RunOutcome::Interrupted {
@@ -486,5 +557,37 @@ mod erased {
         fn json(&self) -> String {
             serde_json::to_string(self).expect("serialisable")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_panic_becomes_its_cause_and_a_resume_command() {
+        let burn_read_error: Box<dyn std::any::Any + Send> = Box::new(String::from(
+            "Error while reading data: use `try_into_data` instead\nCaused by:\n  Failed to read tensor: RecvError(())",
+        ));
+        assert_eq!(
+            panic_message(burn_read_error.as_ref()),
+            "Failed to read tensor: RecvError(())"
+        );
+        let plain: Box<dyn std::any::Any + Send> = Box::new("device lost");
+        assert_eq!(panic_message(plain.as_ref()), "device lost");
+
+        let mut config = TrainingConfig::profile(crate::Profile::Quick);
+        let hint = resume_hint(&config, Path::new("runs/a"));
+        assert!(
+            hint.contains("--resume runs/a") && !hint.contains("serve"),
+            "{hint}"
+        );
+        config.backend = Backend::Remote;
+        config.hosts = vec!["ws://gpu1:3000".into()];
+        let hint = resume_hint(&config, Path::new("runs/a"));
+        assert!(
+            hint.contains("cargo xtask serve") && hint.contains("ws://gpu1:3000"),
+            "{hint}"
+        );
     }
 }

@@ -10,17 +10,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use burn::optim::{AdamConfig, SgdConfig};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::Device;
+use common::shard;
 use scal_model::{AttentionKind, ScalModel};
 use scal_trainer::config::Profile;
 use scal_trainer::parity::{float_tensors, parity_model_config};
 use scal_trainer::{RunOutcome, StepConfig, TrainingConfig, scal_step, scal_step_data_parallel};
-
-/// Shard `i` of the fixed 8-image batch (4 identities × 2): rows `4i..4i+4`.
-fn shard(i: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let (images, labels) = scal_trainer::parity::parity_batch(device);
-    (images.narrow(0, 4 * i, 4), labels.narrow(0, 4 * i, 4))
-}
 
 /// Trainable parameters by name (batch-norm running statistics left out: they are buffers,
 /// updated once per shard by design).
@@ -134,22 +129,15 @@ fn config(root: &Path, devices: &str) -> Result<TrainingConfig, scal_trainer::Tr
     TrainingConfig::resolve(
         Profile::Quick,
         None,
-        &[
-            ("data.root".into(), root.display().to_string()),
-            ("data.synthesize_if_missing".into(), "false".into()),
-            ("data.height".into(), "64".into()),
-            ("data.width".into(), "32".into()),
-            ("data.p".into(), "4".into()),
-            ("data.k".into(), "2".into()),
-            ("model.base_width".into(), "4".into()),
-            ("model.critic_hidden".into(), "8".into()),
-            ("optim.epochs".into(), "2".into()),
-            ("optim.warmup_epochs".into(), "1".into()),
-            ("optim.milestones".into(), "[]".into()),
-            ("eval.every_epochs".into(), "2".into()),
-            ("eval.batch".into(), "16".into()),
-            ("devices".into(), devices.into()),
-        ],
+        &common::tiny_overrides(
+            root,
+            &[
+                ("optim.epochs", "2"),
+                ("optim.milestones", "[]"),
+                ("eval.every_epochs", "2"),
+                ("devices", devices),
+            ],
+        ),
     )
 }
 

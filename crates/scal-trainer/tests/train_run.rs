@@ -18,23 +18,16 @@ fn tiny_config(root: &Path) -> TrainingConfig {
     TrainingConfig::resolve(
         Profile::Quick,
         None,
-        &[
-            ("data.root".into(), root.display().to_string()),
-            ("data.synthesize_if_missing".into(), "false".into()),
-            ("data.height".into(), "64".into()),
-            ("data.width".into(), "32".into()),
-            ("data.p".into(), "4".into()),
-            ("data.k".into(), "2".into()),
-            ("data.padding".into(), "3".into()),
-            ("model.base_width".into(), "4".into()),
-            ("model.critic_hidden".into(), "8".into()),
-            ("optim.epochs".into(), "3".into()),
-            ("optim.warmup_epochs".into(), "1".into()),
-            ("optim.milestones".into(), "[2]".into()),
-            ("eval.every_epochs".into(), "2".into()),
-            ("eval.batch".into(), "16".into()),
-            ("checkpoint_every".into(), "4".into()),
-        ],
+        &common::tiny_overrides(
+            root,
+            &[
+                ("data.padding", "3"),
+                ("optim.epochs", "3"),
+                ("optim.milestones", "[2]"),
+                ("eval.every_epochs", "2"),
+                ("checkpoint_every", "4"),
+            ],
+        ),
     )
     .unwrap()
 }

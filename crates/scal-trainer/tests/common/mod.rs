@@ -1,7 +1,9 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test binary uses some of them).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Device, Int, Tensor};
 use scal_data::synth::{SynthConfig, generate};
 
 /// The tests' synthetic dataset (8 training and 6 test identities, 3 cameras), generated
@@ -25,4 +27,34 @@ pub fn tiny_dataset() -> PathBuf {
         root
     })
     .clone()
+}
+
+/// `field=value` overrides of the quick profile that train on [`tiny_dataset`] in a second or
+/// two (64 × 32 inputs, P × K = 4 × 2, width-4 backbone), followed by `extra` (later
+/// overrides win).
+pub fn tiny_overrides(root: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let base = [
+        ("data.synthesize_if_missing", "false"),
+        ("data.height", "64"),
+        ("data.width", "32"),
+        ("data.p", "4"),
+        ("data.k", "2"),
+        ("model.base_width", "4"),
+        ("model.critic_hidden", "8"),
+        ("optim.warmup_epochs", "1"),
+        ("eval.batch", "16"),
+    ];
+    std::iter::once(("data.root".to_string(), root.display().to_string()))
+        .chain(
+            base.iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect()
+}
+
+/// Shard `i` of the fixed 8-image parity batch (4 identities × 2): rows `4i..4i+4`.
+pub fn shard(i: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let (images, labels) = scal_trainer::parity::parity_batch(device);
+    (images.narrow(0, 4 * i, 4), labels.narrow(0, 4 * i, 4))
 }
