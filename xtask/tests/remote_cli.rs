@@ -283,4 +283,11 @@ fn a_run_whose_server_dies_resumes_on_a_new_server() {
         (1..=total).collect::<Vec<_>>(),
         "one line per iteration"
     );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["hosts"],
+        serde_json::json!([new_server.url]),
+        "config.json names the servers the run continued on"
+    );
 }

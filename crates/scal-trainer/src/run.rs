@@ -295,6 +295,12 @@ pub fn train(
                 differences,
             });
         }
+        if saved.hosts != config.hosts {
+            // Resumed on other servers: the next `--resume` without --hosts goes there too.
+            let staged = run_dir.join(".config.json.tmp");
+            config.save(&staged).map_err(io(&staged))?;
+            std::fs::rename(&staged, &config_path).map_err(io(&config_path))?;
+        }
     } else {
         if config_path.exists() {
             return Err(TrainError::Config(format!(
