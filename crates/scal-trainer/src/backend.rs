@@ -58,14 +58,11 @@ pub fn device(backend: Backend) -> Result<Device, TrainError> {
 /// The first device of `backend`; for [`Backend::Remote`], device 0 of the first of `hosts`.
 pub fn device_on(backend: Backend, hosts: &[String]) -> Result<Device, TrainError> {
     if backend == Backend::Remote {
-        ensure_compiled(backend)?;
-        let Some(first) = hosts.first() else {
-            return Err(TrainError::Backend(NO_HOSTS.into()));
-        };
-        return remote_devices(first)?
+        let first = &hosts[..hosts.len().min(1)];
+        return all_devices(backend, first)?
             .into_iter()
             .next()
-            .ok_or_else(|| TrainError::Backend(format!("--hosts {first}: serves no device")));
+            .ok_or_else(|| TrainError::Backend(format!("--hosts {}: serves no device", first[0])));
     }
     ensure_compiled(backend)?;
     local_device(backend)

@@ -391,28 +391,24 @@ pub fn train(
     };
 
     // Saving reads every tensor back: with a remote server gone, that is where it shows.
-    let save = |run_dir: &Path,
-                name: &str,
-                model: &ScalModel,
-                model_config: &ScalConfig,
-                optim: Option<&ModuleOptimizer>,
-                state: &TrainState| {
-        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            checkpoint::save(run_dir, name, model, model_config, optim, state)
-        }));
-        let failed = |message: String| TrainError::Checkpoint {
-            path: run_dir.join(name),
-            message: format!(
-                "{message}; the previous checkpoint is kept. {}",
-                resume_hint(config, run_dir)
-            ),
+    let save =
+        |name: &str, model: &ScalModel, optim: Option<&ModuleOptimizer>, state: &TrainState| {
+            let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                checkpoint::save(run_dir, name, model, &model_config, optim, state)
+            }));
+            let failed = |message: String| TrainError::Checkpoint {
+                path: run_dir.join(name),
+                message: format!(
+                    "{message}; the previous checkpoint is kept. {}",
+                    resume_hint(config, run_dir)
+                ),
+            };
+            match saved {
+                Ok(Err(e)) if config.backend == Backend::Remote => Err(failed(e.to_string())),
+                Ok(result) => result,
+                Err(payload) => Err(failed(panic_message(payload.as_ref()))),
+            }
         };
-        match saved {
-            Ok(Err(e)) if config.backend == Backend::Remote => Err(failed(e.to_string())),
-            Ok(result) => result,
-            Err(payload) => Err(failed(panic_message(payload.as_ref()))),
-        }
-    };
     let mut last_eval: Option<Evaluation> = None;
     let mut tick = Instant::now();
     for batch in loader.iter_from(state.position, epochs - start_epoch) {
@@ -522,21 +518,21 @@ pub fn train(
                 })?;
                 if state.best.is_none_or(|(best, _)| e.plain.map > best) {
                     state.best = Some((e.plain.map, finished));
-                    save(run_dir, "best", &model, &model_config, None, &state)?;
+                    save("best", &model, None, &state)?;
                 }
                 last_eval = Some(e);
             }
-            save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
+            save("last", &model, Some(&optim), &state)?;
             saved = true;
         } else if config.checkpoint_every > 0
             && state.iteration % config.checkpoint_every as u64 == 0
         {
-            save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
+            save("last", &model, Some(&optim), &state)?;
             saved = true;
         }
         if stop.load(Ordering::SeqCst) {
             if !saved {
-                save(run_dir, "last", &model, &model_config, Some(&optim), &state)?;
+                save("last", &model, Some(&optim), &state)?;
             }
             bar.abandon_with_message(format!("stopped at iteration {}", state.iteration));
             return Ok(RunOutcome::Interrupted {
