@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 use scal_trainer::config::Profile;
 use scal_trainer::eval::Evaluation;
+use scal_trainer::log::Record;
 use scal_trainer::{RunOutcome, TrainingConfig, train};
 use serde::Serialize;
 
@@ -141,23 +142,14 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 
 /// The last evaluation logged in a run's `metrics.jsonl`, if the run finished.
 fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> {
-    let log = run.join("metrics.jsonl");
-    let Ok(text) = std::fs::read_to_string(&log) else {
-        return Ok(None);
-    };
-    for line in text.lines().rev() {
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}: not JSON", log.display()))?;
-        if value["kind"] == "eval" {
-            if value["epoch"].as_u64() == Some(epochs as u64) {
-                let e: Evaluation = serde_json::from_value(value)
-                    .with_context(|| format!("{}: evaluation line", log.display()))?;
-                return Ok(Some(e));
-            }
-            return Ok(None);
-        }
-    }
-    Ok(None)
+    let records = scal_trainer::log::read(&run.join("metrics.jsonl"))?;
+    let last_eval = records.into_iter().rev().find_map(|r| match r {
+        Record::Eval(e) => Some(e),
+        Record::Train(_) => None,
+    });
+    Ok(last_eval
+        .filter(|e| e.epoch == epochs as u64)
+        .map(|e| e.evaluation))
 }
 
 /// Runs every variant with every seed and prints the table.

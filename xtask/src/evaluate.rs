@@ -253,7 +253,7 @@ fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let root = args.root.clone().unwrap_or(default_root);
     let dataset = scal_data::read_dataset(reader, &root, scal_data::ReadOptions::default())?;
     let device = scal_trainer::backend::device(args.backend)?;
-    let (model, config) = scal_trainer::checkpoint::load_model(dir, &device)?;
+    let (model, config) = scal_model::ScalModel::load_dir(dir, &device)?;
     let size = (config.height, config.width);
     let flip = !args.no_flip;
     let paths = |r: &[scal_data::ImageRecord]| -> Vec<PathBuf> {

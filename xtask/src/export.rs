@@ -24,7 +24,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         );
     }
     let device = scal_trainer::backend::device(scal_trainer::Backend::Flex)?;
-    let (model, config) = scal_trainer::checkpoint::load_model(&args.checkpoint, &device)?;
+    let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
     model.save_torchvision_safetensors(&args.out)?;
     println!(
         "wrote {} ({} backbone under torchvision names; neck.*, classifier.weight [{} x D], attention.*, critics.*)",

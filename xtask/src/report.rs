@@ -67,7 +67,7 @@ pub struct VisualizeArgs {
 pub fn visualize(args: &VisualizeArgs) -> Result<()> {
     let listing = scal_data::list_images(&args.images)?;
     let device = scal_trainer::backend::device(args.backend)?;
-    let (model, config) = scal_trainer::checkpoint::load_model(&args.checkpoint, &device)?;
+    let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
     if config.attention == scal_model::AttentionKind::None {
         bail!(
             "{} has no attention modules: nothing to draw",

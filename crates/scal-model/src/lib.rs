@@ -10,6 +10,15 @@
 //! critics' estimates; [`Gating::Ones`] runs the same network with every map replaced by
 //! ones (the no-attention pass of the reward `R_a`). [`ScalModel::embed`] gives the
 //! L2-normalised post-BN ReID feature, flip-averaged on request.
+//!
+//! [`objective`] is SCAL's loss (`scal_loss`: the rewards, the four terms and their gradient
+//! routing) and what a step measured; [`ScalModel::save_dir`] and [`ScalModel::load_dir`]
+//! write and read a model folder (`model.json` + `model.bpk`).
+
+mod folder;
+pub mod objective;
+
+pub use folder::{CONFIG_FILE, WEIGHTS_FILE};
 
 use std::path::{Path, PathBuf};
 
@@ -142,9 +151,27 @@ pub struct ScalOutput {
     pub values: Vec<Tensor<1>>,
 }
 
-/// Errors of whole-model checkpoints.
+/// Errors of whole-model checkpoints and model folders.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
+    /// A folder without `model.json`.
+    #[error(
+        "{} is not a checkpoint folder (no model.json): expected a model folder such as runs/<name>/best or runs/<name>/last",
+        path.display()
+    )]
+    NotAModelFolder {
+        /// The folder given.
+        path: PathBuf,
+    },
+    /// `model.json` is not a model configuration.
+    #[error("{}: not a model configuration: {message}", path.display())]
+    BadConfig {
+        /// `model.json`.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
     /// Reading or writing backbone weights failed.
     #[error(transparent)]
     Backbone(#[from] BackboneError),

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::config::Config;
 use burn::optim::ModuleOptimizer;
 use scal_data::SamplerPosition;
 use scal_model::{ScalConfig, ScalModel};
@@ -66,10 +65,7 @@ pub fn save(
     state: &TrainState,
 ) -> Result<PathBuf, TrainError> {
     save_with(run, name, |dir| {
-        model.save_checkpoint(&dir.join("model.bpk"))?;
-        model_config
-            .save(dir.join("model.json"))
-            .map_err(|e| error(dir, e))?;
+        model.save_dir(model_config, dir)?;
         if let Some(optimizer) = optimizer {
             optimizer
                 .save(dir.join("optimizer.bpk"))
@@ -106,35 +102,11 @@ fn save_with(
     Ok(current)
 }
 
-/// The model configuration of a checkpoint folder.
-pub fn model_config(checkpoint: &Path) -> Result<ScalConfig, TrainError> {
-    let path = checkpoint.join("model.json");
-    if !path.is_file() {
-        return Err(error(
-            checkpoint,
-            "not a checkpoint folder (no model.json); expected runs/<name>/best or runs/<name>/last",
-        ));
-    }
-    ScalConfig::load(&path).map_err(|e| error(&path, e))
-}
-
 /// The training state of a checkpoint folder.
 pub fn state(checkpoint: &Path) -> Result<TrainState, TrainError> {
     let path = checkpoint.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| error(&path, e))?;
     serde_json::from_str(&text).map_err(|e| error(&path, e))
-}
-
-/// Builds the model of a checkpoint folder on `device` and loads its weights.
-pub fn load_model(
-    checkpoint: &Path,
-    device: &burn::tensor::Device,
-) -> Result<(ScalModel, ScalConfig), TrainError> {
-    let config = model_config(checkpoint)?;
-    let model = config
-        .init(device)
-        .load_checkpoint(&checkpoint.join("model.bpk"))?;
-    Ok((model, config))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::TrainError;
 use crate::backend::Backend;
-use crate::step::StepConfig;
+use scal_model::objective::StepConfig;
 
 /// The network.
 #[derive(Config, Debug, PartialEq)]

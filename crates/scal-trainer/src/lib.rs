@@ -12,6 +12,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod log;
 pub mod parity;
 pub mod report;
 pub mod run;
@@ -22,7 +23,8 @@ use std::path::PathBuf;
 pub use backend::Backend;
 pub use config::{Profile, TrainingConfig};
 pub use run::{RunOutcome, train};
-pub use step::{ScalLoss, StepConfig, StepReport, scal_loss, scal_step, scal_step_data_parallel};
+pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
+pub use step::{scal_step, scal_step_data_parallel};
 
 /// Why training (or loading a trained run) failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,9 @@ pub enum TrainError {
     /// Evaluation failed.
     #[error(transparent)]
     Eval(#[from] scal_eval::EvalError),
+    /// The run's `metrics.jsonl` could not be read or written.
+    #[error(transparent)]
+    Log(#[from] log::LogError),
     /// A checkpoint could not be written or read.
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint {

@@ -24,11 +24,12 @@ use plotters::style::colors::colormaps::ViridisRGB;
 use scal_data::{ImageRecord, ReadOptions, TestTransform, read_dataset};
 use scal_eval::{DistanceMetric, average_precision_per_query, pairwise_distances, top_k_gallery};
 use scal_model::{AttentionKind, Gating, ScalModel};
-use serde_json::Value;
 
+use crate::TrainError;
 use crate::backend::{self, Backend};
 use crate::config::TrainingConfig;
-use crate::{TrainError, checkpoint};
+use crate::eval::ModuleAmelioration;
+use crate::log::{EvalRecord, Record, TrainRecord};
 
 /// What goes into a report.
 #[derive(Debug, Clone)]
@@ -54,50 +55,80 @@ impl Default for ReportOptions {
     }
 }
 
-/// Means of one epoch's iteration lines.
+/// A per-iteration quantity the curves average per epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Curve {
+    Loss,
+    Triplet,
+    Classification,
+    CriticMse,
+    CriticObjective,
+    Lr,
+    CorrectRate,
+    AmeliorationRate,
+    MeanValue,
+    CriticError,
+}
+
+impl Curve {
+    const ALL: [Curve; 10] = [
+        Curve::Loss,
+        Curve::Triplet,
+        Curve::Classification,
+        Curve::CriticMse,
+        Curve::CriticObjective,
+        Curve::Lr,
+        Curve::CorrectRate,
+        Curve::AmeliorationRate,
+        Curve::MeanValue,
+        Curve::CriticError,
+    ];
+
+    /// The value of one iteration, where it has one.
+    fn of(self, r: &TrainRecord) -> Option<f64> {
+        let v = |x: f32| Some(x as f64);
+        match self {
+            Curve::Loss => v(r.loss),
+            Curve::Triplet => v(r.triplet),
+            Curve::Classification => v(r.classification),
+            Curve::CriticMse => r.critic_mse.map(f64::from),
+            Curve::CriticObjective => r.critic_objective.map(f64::from),
+            Curve::Lr => Some(r.lr),
+            Curve::CorrectRate => r.correct_rate.map(f64::from),
+            Curve::AmeliorationRate => r.amelioration_rate.map(f64::from),
+            Curve::MeanValue => r.mean_value.map(f64::from),
+            Curve::CriticError => r.critic_error.map(f64::from),
+        }
+    }
+}
+
+/// Means of one epoch's iteration records.
 #[derive(Debug, Default, Clone)]
 struct EpochMeans {
-    lines: usize,
-    sums: BTreeMap<&'static str, (f64, usize)>,
+    sums: BTreeMap<Curve, (f64, usize)>,
     /// Per module: sum of V_l × count and the count, per realised reward.
     calibration: Vec<[(f64, usize); 3]>,
 }
 
-const CURVE_FIELDS: [&str; 10] = [
-    "loss",
-    "triplet",
-    "classification",
-    "critic_mse",
-    "critic_objective",
-    "lr",
-    "correct_rate",
-    "amelioration_rate",
-    "mean_value",
-    "critic_error",
-];
-
 impl EpochMeans {
-    fn add(&mut self, line: &Value) {
-        self.lines += 1;
-        for field in CURVE_FIELDS {
-            if let Some(v) = line[field].as_f64() {
-                let e = self.sums.entry(field).or_default();
+    fn add(&mut self, record: &TrainRecord) {
+        for curve in Curve::ALL {
+            if let Some(v) = curve.of(record).filter(|v| v.is_finite()) {
+                let e = self.sums.entry(curve).or_default();
                 e.0 += v;
                 e.1 += 1;
             }
         }
-        let counts: Vec<usize> = line["reward_counts"]
-            .as_array()
-            .map(|a| a.iter().map(|c| c.as_u64().unwrap_or(0) as usize).collect())
-            .unwrap_or_default();
-        if let (Some(modules), 3) = (line["value_by_reward"].as_array(), counts.len()) {
+        let counts = &record.reward_counts;
+        if counts.len() == 3 {
+            let modules = &record.value_by_reward;
             if self.calibration.len() < modules.len() {
                 self.calibration.resize(modules.len(), [(0.0, 0); 3]);
             }
             for (l, per_reward) in modules.iter().enumerate() {
                 for r in 0..3 {
-                    if let Some(v) = per_reward[r].as_f64() {
-                        self.calibration[l][r].0 += v * counts[r] as f64;
+                    if let Some(v) = per_reward[r] {
+                        self.calibration[l][r].0 += v as f64 * counts[r] as f64;
                         self.calibration[l][r].1 += counts[r];
                     }
                 }
@@ -105,70 +136,44 @@ impl EpochMeans {
         }
     }
 
-    fn mean(&self, field: &str) -> Option<f64> {
+    fn mean(&self, curve: Curve) -> Option<f64> {
         self.sums
-            .get(field)
+            .get(&curve)
             .filter(|(_, n)| *n > 0)
             .map(|(s, n)| s / *n as f64)
     }
-}
-
-/// One evaluation line.
-#[derive(Debug, Clone)]
-struct EvalPoint {
-    epoch: u64,
-    map: f64,
-    rank1: f64,
-    reranked_map: Option<f64>,
 }
 
 /// What `metrics.jsonl` holds, summarised per epoch.
 #[derive(Debug, Default)]
 struct RunLog {
     epochs: BTreeMap<u64, EpochMeans>,
-    evals: Vec<EvalPoint>,
-    last_eval: Option<Value>,
-    /// Per evaluated epoch (1-based): (all modules, per module) amelioration rates.
-    amelioration: BTreeMap<u64, (f64, Vec<f64>)>,
+    evals: Vec<EvalRecord>,
+}
+
+impl RunLog {
+    /// The last evaluation.
+    fn last_eval(&self) -> Option<&EvalRecord> {
+        self.evals.last()
+    }
+
+    /// The amelioration rates (all modules, per module) of the evaluation after `epoch`
+    /// finished epochs.
+    fn amelioration(&self, epoch: u64) -> Option<&ModuleAmelioration> {
+        self.evals
+            .iter()
+            .rev()
+            .find(|e| e.epoch == epoch)
+            .and_then(|e| e.module_amelioration.as_ref())
+    }
 }
 
 fn read_log(path: &Path) -> Result<RunLog, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let mut log = RunLog::default();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            TrainError::Config(format!("{} line {}: not JSON ({e})", path.display(), i + 1))
-        })?;
-        match v["kind"].as_str() {
-            Some("train") => {
-                let epoch = v["epoch"].as_u64().unwrap_or(0);
-                log.epochs.entry(epoch).or_default().add(&v);
-            }
-            Some("eval") => {
-                log.evals.push(EvalPoint {
-                    epoch: v["epoch"].as_u64().unwrap_or(0),
-                    map: v["plain"]["mAP"].as_f64().unwrap_or(f64::NAN),
-                    rank1: v["plain"]["rank1"].as_f64().unwrap_or(f64::NAN),
-                    reranked_map: v["reranked"]["mAP"].as_f64(),
-                });
-                if let (Some(all), Some(per)) = (
-                    v["module_amelioration"]["all_modules"].as_f64(),
-                    v["module_amelioration"]["per_module"].as_array(),
-                ) {
-                    let per = per.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
-                    log.amelioration
-                        .insert(v["epoch"].as_u64().unwrap_or(0), (all, per));
-                }
-                log.last_eval = Some(v);
-            }
-            _ => {}
+    for record in crate::log::read(path)? {
+        match record {
+            Record::Train(t) => log.epochs.entry(t.epoch).or_default().add(&t),
+            Record::Eval(e) => log.evals.push(e),
         }
     }
     if log.epochs.is_empty() {
@@ -277,10 +282,10 @@ fn line_chart(
 }
 
 /// `(epoch, mean of field)` for every epoch that has it; epochs counted from 1.
-fn per_epoch(log: &RunLog, field: &str) -> Vec<(f64, f64)> {
+fn per_epoch(log: &RunLog, curve: Curve) -> Vec<(f64, f64)> {
     log.epochs
         .iter()
-        .filter_map(|(e, m)| m.mean(field).map(|v| (*e as f64 + 1.0, v)))
+        .filter_map(|(e, m)| m.mean(curve).map(|v| (*e as f64 + 1.0, v)))
         .collect()
 }
 
@@ -564,13 +569,13 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
     // Curves.
     let mut figures: Vec<(&str, &str, String)> = Vec::new();
     let losses: Vec<(&str, Vec<(f64, f64)>)> = [
-        ("J_tri", "triplet"),
-        ("J_cls", "classification"),
-        ("J_mse", "critic_mse"),
-        ("total", "loss"),
+        ("J_tri", Curve::Triplet),
+        ("J_cls", Curve::Classification),
+        ("J_mse", Curve::CriticMse),
+        ("total", Curve::Loss),
     ]
     .iter()
-    .map(|(name, field)| (*name, per_epoch(&log, field)))
+    .map(|(name, curve)| (*name, per_epoch(&log, *curve)))
     .filter(|(_, s)| !s.is_empty())
     .collect();
     line_chart(
@@ -581,7 +586,7 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         false,
     )?;
     figures.push(("losses.svg", "Losses", "Epoch means of the triplet, smoothed cross-entropy and critic (J_mse) losses and their sum (which includes λ·J_cri = −λ·V).".into()));
-    let cri = per_epoch(&log, "critic_objective");
+    let cri = per_epoch(&log, Curve::CriticObjective);
     if !cri.is_empty() {
         line_chart(
             &dir.join("critic_objective.svg"),
@@ -600,7 +605,7 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         &dir.join("lr.svg"),
         "learning rate",
         "lr",
-        &[("lr", per_epoch(&log, "lr"))],
+        &[("lr", per_epoch(&log, Curve::Lr))],
         true,
     )?;
     figures.push((
@@ -608,9 +613,9 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         "Learning rate",
         "Linear warm-up then multi-step decay (log scale).".into(),
     ));
-    let rc = per_epoch(&log, "correct_rate");
+    let rc = per_epoch(&log, Curve::CorrectRate);
     if !rc.is_empty() {
-        let ra = per_epoch(&log, "amelioration_rate");
+        let ra = per_epoch(&log, Curve::AmeliorationRate);
         let reward = match config.step.reward {
             scal_rewards::RewardKind::Correct => rc.clone(),
             scal_rewards::RewardKind::Amelioration => ra.clone(),
@@ -626,7 +631,7 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
                 ("R_c rate", rc),
                 ("R_a rate", ra),
                 ("mean realised R", reward),
-                ("mean critic V", per_epoch(&log, "mean_value")),
+                ("mean critic V", per_epoch(&log, Curve::MeanValue)),
             ],
             false,
         )?;
@@ -638,21 +643,21 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
                 "mAP",
                 log.evals
                     .iter()
-                    .map(|e| (e.epoch as f64, e.map))
+                    .map(|e| (e.epoch as f64, e.evaluation.plain.map))
                     .collect::<Vec<_>>(),
             ),
             (
                 "Rank-1",
                 log.evals
                     .iter()
-                    .map(|e| (e.epoch as f64, e.rank1))
+                    .map(|e| (e.epoch as f64, e.evaluation.plain.rank1))
                     .collect(),
             ),
         ];
         let rr: Vec<(f64, f64)> = log
             .evals
             .iter()
-            .filter_map(|e| e.reranked_map.map(|m| (e.epoch as f64, m)))
+            .filter_map(|e| e.evaluation.reranked.map(|r| (e.epoch as f64, r.map)))
             .collect();
         if !rr.is_empty() {
             s.push(("mAP re-ranked", rr));
@@ -690,7 +695,8 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
             )),
             Ok(dataset) => {
                 let device = backend::device(options.backend)?;
-                let (model, model_config) = checkpoint::load_model(&checkpoint_dir, &device)?;
+                let (model, model_config) =
+                    scal_model::ScalModel::load_dir(&checkpoint_dir, &device)?;
                 let size = (model_config.height, model_config.width);
                 let n = dataset.query.len();
                 let picks: Vec<PathBuf> = (0..options.attention_images.min(n))
@@ -770,27 +776,30 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         config.data.dataset
     );
     html.push_str("<h2>Final metrics</h2>\n");
-    match &log.last_eval {
+    match log.last_eval() {
         Some(e) => {
             html.push_str("<table id=\"final-metrics\"><tr><th></th><th>Rank-1</th><th>Rank-5</th><th>Rank-10</th><th>mAP</th><th>mINP</th></tr>\n");
-            for (name, key) in [("plain", "plain"), ("re-ranked", "reranked")] {
-                let s = &e[key];
-                if s.is_object() {
+            let rows = [
+                ("plain", Some(e.evaluation.plain)),
+                ("re-ranked", e.evaluation.reranked),
+            ];
+            for (name, scores) in rows {
+                if let Some(s) = scores {
                     let _ = writeln!(
                         html,
                         "<tr><th>{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        pct(s["rank1"].as_f64()),
-                        pct(s["rank5"].as_f64()),
-                        pct(s["rank10"].as_f64()),
-                        pct(s["mAP"].as_f64()),
-                        pct(s["mINP"].as_f64())
+                        pct(Some(s.rank1)),
+                        pct(Some(s.rank5)),
+                        pct(Some(s.rank10)),
+                        pct(Some(s.map)),
+                        pct(Some(s.minp))
                     );
                 }
             }
             let _ = writeln!(
                 html,
                 "</table><p>After epoch {} (percent; flip test-time augmentation {}).</p>",
-                e["epoch"],
+                e.epoch,
                 if config.eval.flip { "on" } else { "off" }
             );
         }
@@ -810,7 +819,12 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         .epochs
         .values()
         .map(|m| m.calibration.len())
-        .chain(log.amelioration.values().map(|(_, p)| p.len()))
+        .chain(
+            log.evals
+                .iter()
+                .filter_map(|e| e.module_amelioration.as_ref())
+                .map(|a| a.per_module.len()),
+        )
         .max()
         .unwrap_or(0);
     if modules == 0 {
@@ -829,14 +843,14 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
         }
         html.push_str("</tr>\n");
         for (epoch, m) in &log.epochs {
-            let evaluated = log.amelioration.get(&(epoch + 1));
+            let evaluated = log.amelioration(epoch + 1);
             let _ = write!(
                 html,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
                 epoch + 1,
-                pct(m.mean("correct_rate")),
-                pct(m.mean("amelioration_rate")),
-                pct(evaluated.map(|(all, _)| *all))
+                pct(m.mean(Curve::CorrectRate)),
+                pct(m.mean(Curve::AmeliorationRate)),
+                pct(evaluated.map(|a| a.all_modules))
             );
             for l in 0..modules {
                 let cell: Vec<String> = (0..3)
@@ -848,7 +862,7 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
                 let _ = write!(
                     html,
                     "<td>{}</td><td>{}</td>",
-                    pct(evaluated.and_then(|(_, p)| p.get(l).copied())),
+                    pct(evaluated.and_then(|a| a.per_module.get(l).copied())),
                     cell.join(" / ")
                 );
             }

@@ -7,9 +7,7 @@
 //! `last/`, and the learning rate and the augmentation are functions of the position, so a
 //! resumed run continues exactly where the checkpoint was taken.
 
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -22,13 +20,14 @@ use scal_data::{
     read_dataset,
 };
 use scal_model::{ScalConfig, ScalModel};
-use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::TrainingConfig;
-use crate::eval::{Evaluation, ModuleAmelioration, Scores, evaluate, module_amelioration};
-use crate::step::{StepReport, scal_step, scal_step_data_parallel};
+use crate::eval::{Evaluation, Scores, evaluate, module_amelioration};
+use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
+use crate::step::{scal_step, scal_step_data_parallel};
 use crate::{Backend, TrainError, backend};
+use scal_model::objective::StepReport;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,44 +46,6 @@ pub enum RunOutcome {
         /// Optimizer steps taken.
         iterations: u64,
     },
-}
-
-/// One line of `metrics.jsonl` per iteration.
-#[derive(Debug, Serialize)]
-struct TrainLine<'a> {
-    kind: &'static str,
-    epoch: u64,
-    iteration: u64,
-    lr: f64,
-    loss: f32,
-    triplet: f32,
-    classification: f32,
-    critic_objective: Option<f32>,
-    critic_mse: Option<f32>,
-    correct_rate: Option<f32>,
-    amelioration_rate: Option<f32>,
-    mean_value: Option<f32>,
-    critic_error: Option<f32>,
-    /// Per module: mean V_l over the samples with realised reward 0, 1, 2.
-    value_by_reward: &'a [[Option<f32>; 3]],
-    /// Samples with realised reward 0, 1, 2.
-    reward_counts: &'a [usize],
-    lambda: f64,
-    images_per_s: f64,
-    replaced_images: &'a [PathBuf],
-}
-
-/// One line of `metrics.jsonl` per evaluation.
-#[derive(Debug, Serialize)]
-struct EvalLine {
-    kind: &'static str,
-    /// Epochs finished.
-    epoch: u64,
-    iteration: u64,
-    #[serde(flatten)]
-    evaluation: Evaluation,
-    /// What each attention module adds (on fixed training images), with attention.
-    module_amelioration: Option<ModuleAmelioration>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
@@ -153,36 +114,6 @@ fn optimizer(config: &TrainingConfig) -> ModuleOptimizer {
             (o.weight_decay > 0.0).then(|| WeightDecayConfig::new(o.weight_decay as f32)),
         )
         .init()
-}
-
-/// Removes `metrics.jsonl` lines after `iteration` (written after the checkpoint a resumed
-/// run starts from).
-fn truncate_log(path: &Path, iteration: u64) -> Result<(), TrainError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let mut kept = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(io(path))?;
-        let it = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|v| v["iteration"].as_u64());
-        if it.is_some_and(|i| i <= iteration) {
-            kept.push(line);
-        }
-    }
-    let mut text = kept.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    scal_backbone::write_atomically(path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|e| e.to_string())
-    })
-    .map_err(|e| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 fn print_scores(bar: &ProgressBar, epoch: u64, e: &Evaluation) {
@@ -333,7 +264,7 @@ pub fn train(
                 })?;
             state = checkpoint::state(&last)?;
         }
-        truncate_log(&log_path, state.iteration)?;
+        log::truncate(&log_path, state.iteration)?;
     }
 
     let d = &config.data;
@@ -380,16 +311,7 @@ pub fn train(
             .progress_chars("=> "),
     );
 
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io(&log_path))?;
-    let mut write_line = |value: &dyn erased::Line| -> Result<(), TrainError> {
-        writeln!(log, "{}", value.json()).map_err(io(&log_path))?;
-        log.flush().map_err(io(&log_path))
-    };
-
+    let mut log = LogWriter::append(&log_path)?;
     // Saving reads every tensor back: with a remote server gone, that is where it shows.
     let save =
         |name: &str, model: &ScalModel, optim: Option<&ModuleOptimizer>, state: &TrainState| {
@@ -456,8 +378,8 @@ pub fn train(
         state.position = batch.next;
         let elapsed = tick.elapsed().as_secs_f64();
         tick = Instant::now();
-        write_line(&TrainLine {
-            kind: "train",
+        let loss = report.loss;
+        log.write(&Record::Train(TrainRecord {
             epoch,
             iteration: state.iteration,
             lr,
@@ -470,17 +392,13 @@ pub fn train(
             amelioration_rate: report.amelioration_rate,
             mean_value: report.mean_value,
             critic_error: report.critic_error,
-            value_by_reward: &report.value_by_reward,
-            reward_counts: &report.reward_counts,
+            value_by_reward: report.value_by_reward,
+            reward_counts: report.reward_counts,
             lambda: step.lambda,
             images_per_s: batch.labels.len() as f64 / elapsed.max(1e-9),
-            replaced_images: &batch.replaced,
-        })?;
-        bar.set_message(format!(
-            "epoch {}/{epochs} loss {:.3}",
-            epoch + 1,
-            report.loss
-        ));
+            replaced_images: batch.replaced.clone(),
+        }))?;
+        bar.set_message(format!("epoch {}/{epochs} loss {:.3}", epoch + 1, loss));
         bar.inc(1);
 
         let mut saved = false;
@@ -509,13 +427,12 @@ pub fn train(
                         &device.clone().without_autodiff(),
                     )?
                 };
-                write_line(&EvalLine {
-                    kind: "eval",
+                log.write(&Record::Eval(EvalRecord {
                     epoch: finished,
                     iteration: state.iteration,
                     evaluation: e,
                     module_amelioration: amelioration,
-                })?;
+                }))?;
                 if state.best.is_none_or(|(best, _)| e.plain.map > best) {
                     state.best = Some((e.plain.map, finished));
                     save("best", &model, None, &state)?;
@@ -547,19 +464,6 @@ pub fn train(
         best: state.best.expect("evaluated at least once"),
         iterations: state.iteration,
     })
-}
-
-/// Serialising either kind of log line through one closure.
-mod erased {
-    pub trait Line {
-        fn json(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> Line for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).expect("serialisable")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ fn killed_and_resumed_run_matches_an_uninterrupted_one() {
 fn weights(checkpoint: &Path) -> Vec<(String, Vec<u8>)> {
     use burn::store::ModuleSnapshot;
     let device = burn::tensor::Device::flex();
-    let (model, _) = scal_trainer::checkpoint::load_model(checkpoint, &device).unwrap();
+    let (model, _) = scal_model::ScalModel::load_dir(checkpoint, &device).unwrap();
     let mut out: Vec<(String, Vec<u8>)> = model
         .collect(None, None, false)
         .into_iter()

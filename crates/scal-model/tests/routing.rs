@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use scal_model::objective::{StepConfig, scal_loss};
 use scal_model::{AttentionKind, ScalConfig, ScalModel};
-use scal_trainer::{StepConfig, scal_loss};
 
 /// Gradients of every float parameter of a module (None when it got none).
 struct Collect<'a> {

@@ -1,0 +1,325 @@
+//! SCAL's objective: the loss of one step, with its gradient routing, and what it measured.
+//!
+//! ```text
+//! forward with attention ──► f, logits, X_l, A_l, V_l = C_l(X_l⊥, A_l⊥)
+//! forward without attention (copy: no gradient, same BN mode, running stats untouched) ──► logits₀
+//! R = R_c + R_a from (logits, logits₀, labels)                 constant
+//! J_tri(f) + J_cls(logits)                                     → ψ, θ, head (never φ)
+//! λ · J_cri = −λ Σ mean C_l⊥φ(X_l⊥, A_l(X_l⊥))                → θ only (critic frozen, X detached)
+//! J_mse = Σ mean (V_l − R)²                                    → φ only (X, A detached)
+//! ```
+//! (`⊥` = detached; `⊥φ` = a frozen copy of the critics.) The four terms are summed into
+//! [`ScalLoss::total`], to be back-propagated once: one optimizer step then updates every
+//! parameter from its own terms. [`StepReport`] reads the scalars a training log keeps.
+
+use crate::ScalModel;
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Int, Tensor};
+use scal_attention::Gating;
+use scal_losses::{
+    TripletLossConfig, batch_hard_triplet, critic_mse, critic_objective,
+    label_smoothed_cross_entropy,
+};
+use scal_rewards::{RewardKind, Rewards, rewards};
+
+/// The losses of a step.
+#[derive(Config, Debug, PartialEq)]
+pub struct StepConfig {
+    /// Weight λ of the critic objective `J_cri` for the agents.
+    #[config(default = 1.0)]
+    pub lambda: f64,
+    /// Label smoothing ε of the classification loss.
+    #[config(default = 0.1)]
+    pub label_smoothing: f32,
+    /// The batch-hard triplet loss.
+    #[config(default = "TripletLossConfig::new()")]
+    pub triplet: TripletLossConfig,
+    /// Train critics and the agents through them (`--critic on|off`). Without it the agents
+    /// learn from `J_tri + J_cls` alone and no reward is computed.
+    #[config(default = true)]
+    pub critic: bool,
+    /// What makes up the reward `R`.
+    #[config(default = "RewardKind::Both")]
+    pub reward: RewardKind,
+}
+
+/// The terms of one step's loss, before the backward pass.
+#[derive(Debug)]
+pub struct ScalLoss {
+    /// `J_tri + J_cls + λ J_cri + J_mse`.
+    pub total: Tensor<1>,
+    /// `J_tri`.
+    pub triplet: Tensor<1>,
+    /// `J_cls`.
+    pub classification: Tensor<1>,
+    /// `J_cri` (unweighted), when the critic is on.
+    pub critic_objective: Option<Tensor<1>>,
+    /// `J_mse`, when the critic is on.
+    pub critic_mse: Option<Tensor<1>>,
+    /// The rewards, when the critic is on.
+    pub rewards: Option<Rewards>,
+    /// The critics' estimates `V_l` (detached inputs).
+    pub values: Vec<Tensor<1>>,
+    /// The logits with attention.
+    pub logits: Tensor<2>,
+}
+
+/// Builds the step's loss (forward passes, rewards, the four terms) without back-propagating.
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]` (a P × K batch), `labels`: `[N]`
+pub fn scal_loss(
+    model: &ScalModel,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+    config: &StepConfig,
+) -> ScalLoss {
+    let out = model.forward(images.clone(), Gating::On);
+    let triplet = batch_hard_triplet(out.global.clone(), labels.clone(), &config.triplet);
+    let classification =
+        label_smoothed_cross_entropy(out.logits.clone(), labels.clone(), config.label_smoothing);
+    let mut total = triplet.clone() + classification.clone();
+    let (mut j_cri, mut j_mse, mut reward) = (None, None, None);
+    if model.has_attention() && config.critic {
+        let plain = model.no_attention_copy().forward(images, Gating::Ones);
+        let r = rewards(out.logits.clone(), plain.logits, labels, config.reward);
+        // The agents' path: maps recomputed from detached inputs, critics frozen.
+        let frozen = model.critics.clone().no_grad();
+        let detached: Vec<Tensor<4>> = out
+            .stage_inputs
+            .iter()
+            .map(|x| x.clone().detach())
+            .collect();
+        let maps: Vec<Tensor<4>> = detached
+            .iter()
+            .enumerate()
+            .map(|(l, x)| {
+                model
+                    .attention
+                    .attention_map(l, x.clone())
+                    .expect("an agent per stage")
+            })
+            .collect();
+        let cri = critic_objective(&frozen.forward(detached, maps));
+        let mse = critic_mse(&out.values, r.total.clone());
+        total = total + cri.clone().mul_scalar(config.lambda) + mse.clone();
+        j_cri = Some(cri);
+        j_mse = Some(mse);
+        reward = Some(r);
+    }
+    ScalLoss {
+        total,
+        triplet,
+        classification,
+        critic_objective: j_cri,
+        critic_mse: j_mse,
+        rewards: reward,
+        values: out.values,
+        logits: out.logits,
+    }
+}
+
+/// What a step measured (all means over the batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// The summed loss.
+    pub loss: f32,
+    /// `J_tri`.
+    pub triplet: f32,
+    /// `J_cls`.
+    pub classification: f32,
+    /// `J_cri` (unweighted), with the critic on.
+    pub critic_objective: Option<f32>,
+    /// `J_mse`, with the critic on.
+    pub critic_mse: Option<f32>,
+    /// Share of samples whose attention-based prediction is correct (`R_c = 1`).
+    pub correct_rate: Option<f32>,
+    /// Share of samples where attention raised the true class's probability (`R_a = 1`).
+    pub amelioration_rate: Option<f32>,
+    /// Mean critic estimate over modules and samples.
+    pub mean_value: Option<f32>,
+    /// Mean |V − R| over modules and samples.
+    pub critic_error: Option<f32>,
+    /// The critics' calibration: for each module `l`, the mean `V_l` over the samples whose
+    /// realised reward `R` was 0, 1 and 2 (`None` where no sample had that reward).
+    pub value_by_reward: Vec<[Option<f32>; 3]>,
+    /// Samples with realised reward 0, 1 and 2 (empty without the critic).
+    pub reward_counts: Vec<usize>,
+}
+
+/// Mean `V_l` per realised reward, per module, and the counts per reward.
+///
+/// # Shapes
+/// - `values`: `[modules, N]`, `rewards`: `[N]` (values in {0, 1, 2})
+fn calibration(values: &Tensor<2>, rewards: &Tensor<1>) -> (Vec<[Option<f32>; 3]>, Vec<usize>) {
+    let [modules, n] = values.dims();
+    let v: Vec<f32> = values
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float values");
+    let r: Vec<f32> = rewards
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float rewards");
+    assert_eq!(r.len(), n, "one reward per sample");
+    let class = |x: f32| (x.round().clamp(0.0, 2.0)) as usize;
+    let mut counts = vec![0usize; 3];
+    for &x in &r {
+        counts[class(x)] += 1;
+    }
+    let per_module = (0..modules)
+        .map(|l| {
+            let mut sums = [0.0f64; 3];
+            for (i, &x) in r.iter().enumerate() {
+                sums[class(x)] += v[l * n + i] as f64;
+            }
+            std::array::from_fn(|k| (counts[k] > 0).then(|| (sums[k] / counts[k] as f64) as f32))
+        })
+        .collect();
+    (per_module, counts)
+}
+
+fn scalar(t: Tensor<1>) -> f32 {
+    t.into_scalar()
+}
+
+impl StepReport {
+    /// Reads the scalars of a step's loss (synchronises with the device).
+    pub fn from_loss(loss: &ScalLoss) -> StepReport {
+        let values =
+            (!loss.values.is_empty()).then(|| Tensor::stack::<2>(loss.values.clone(), 0).detach());
+        let (mut value_by_reward, mut reward_counts) = (Vec::new(), Vec::new());
+        let (mean_value, critic_error) = match (&values, &loss.rewards) {
+            (Some(v), Some(r)) => {
+                let [modules, n] = v.dims();
+                (value_by_reward, reward_counts) = calibration(v, &r.total);
+                let r = r.total.clone().reshape([1, n]).expand([modules, n]);
+                (
+                    Some(v.clone().mean().into_scalar()),
+                    Some((v.clone() - r).abs().mean().into_scalar()),
+                )
+            }
+            (Some(v), None) => (Some(v.clone().mean().into_scalar()), None),
+            _ => (None, None),
+        };
+        StepReport {
+            loss: scalar(loss.total.clone().detach()),
+            triplet: scalar(loss.triplet.clone().detach()),
+            classification: scalar(loss.classification.clone().detach()),
+            critic_objective: loss.critic_objective.clone().map(|t| scalar(t.detach())),
+            critic_mse: loss.critic_mse.clone().map(|t| scalar(t.detach())),
+            correct_rate: loss
+                .rewards
+                .as_ref()
+                .map(|r| scalar(r.correct.clone().mean())),
+            amelioration_rate: loss
+                .rewards
+                .as_ref()
+                .map(|r| scalar(r.amelioration.clone().mean())),
+            mean_value,
+            critic_error,
+            value_by_reward,
+            reward_counts,
+        }
+    }
+}
+
+impl StepReport {
+    /// The mean of equal shards' reports: losses and rates averaged, calibration averaged
+    /// with the shards' reward counts as weights, counts summed.
+    ///
+    /// # Panics
+    /// If `reports` is empty.
+    pub fn mean(reports: &[StepReport]) -> StepReport {
+        assert!(!reports.is_empty(), "no reports to average");
+        let n = reports.len() as f32;
+        let mean = |f: &dyn Fn(&StepReport) -> f32| reports.iter().map(f).sum::<f32>() / n;
+        let mean_opt = |f: &dyn Fn(&StepReport) -> Option<f32>| {
+            reports
+                .iter()
+                .map(f)
+                .collect::<Option<Vec<f32>>>()
+                .map(|v| v.iter().sum::<f32>() / n)
+        };
+        let first = &reports[0];
+        let mut reward_counts = first.reward_counts.clone();
+        for r in &reports[1..] {
+            for (total, c) in reward_counts.iter_mut().zip(&r.reward_counts) {
+                *total += c;
+            }
+        }
+        let value_by_reward = (0..first.value_by_reward.len())
+            .map(|l| {
+                std::array::from_fn(|k| {
+                    let (mut sum, mut count) = (0.0f64, 0usize);
+                    for r in reports {
+                        if let (Some(v), Some(&c)) = (
+                            r.value_by_reward.get(l).and_then(|m| m[k]),
+                            r.reward_counts.get(k),
+                        ) {
+                            sum += v as f64 * c as f64;
+                            count += c;
+                        }
+                    }
+                    (count > 0).then(|| (sum / count as f64) as f32)
+                })
+            })
+            .collect();
+        StepReport {
+            loss: mean(&|r| r.loss),
+            triplet: mean(&|r| r.triplet),
+            classification: mean(&|r| r.classification),
+            critic_objective: mean_opt(&|r| r.critic_objective),
+            critic_mse: mean_opt(&|r| r.critic_mse),
+            correct_rate: mean_opt(&|r| r.correct_rate),
+            amelioration_rate: mean_opt(&|r| r.amelioration_rate),
+            mean_value: mean_opt(&|r| r.mean_value),
+            critic_error: mean_opt(&|r| r.critic_error),
+            value_by_reward,
+            reward_counts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn calibration_groups_values_by_realised_reward() {
+        let device = Device::flex();
+        // 2 modules, 5 samples with rewards 0, 2, 2, 1, 0.
+        let values = Tensor::<2>::from_data(
+            TensorData::new(
+                vec![0.1f32, 1.9, 1.7, 1.0, 0.3, 0.5, 1.5, 2.5, 0.8, -0.1],
+                [2, 5],
+            ),
+            &device,
+        );
+        let rewards = Tensor::<1>::from_data(
+            TensorData::new(vec![0.0f32, 2.0, 2.0, 1.0, 0.0], [5]),
+            &device,
+        );
+        let (per_module, counts) = calibration(&values, &rewards);
+        assert_eq!(counts, vec![2, 1, 2]);
+        let close = |a: Option<f32>, b: f32| (a.unwrap() - b).abs() < 1e-6;
+        assert!(
+            close(per_module[0][0], 0.2)
+                && close(per_module[0][1], 1.0)
+                && close(per_module[0][2], 1.8)
+        );
+        assert!(
+            close(per_module[1][0], 0.2)
+                && close(per_module[1][1], 0.8)
+                && close(per_module[1][2], 2.0)
+        );
+        let rewards = Tensor::<1>::from_data(TensorData::new(vec![1.0f32; 5], [5]), &device);
+        let (per_module, counts) = calibration(&values, &rewards);
+        assert_eq!(counts, vec![0, 5, 0]);
+        assert!(per_module[0][0].is_none() && per_module[0][2].is_none());
+    }
+}
