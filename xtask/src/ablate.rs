@@ -6,13 +6,12 @@
 //! continues where it was. The table also goes to `RUNS/ablation.md` and `RUNS/ablation.json`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
-use scal_trainer::config::Profile;
-use scal_trainer::eval::Evaluation;
-use scal_trainer::log::Record;
-use scal_trainer::{RunOutcome, TrainingConfig, train};
+use scal_train::config::Profile;
+use scal_train::eval::Evaluation;
+use scal_train::log::Record;
+use scal_train::{RunOutcome, TrainingConfig};
 use serde::Serialize;
 
 /// One ablation variant: a name and the configuration fields it sets.
@@ -142,7 +141,7 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 
 /// The last evaluation logged in a run's `metrics.jsonl`, if the run finished.
 fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> {
-    let records = scal_trainer::log::read(&run.join("metrics.jsonl"))?;
+    let records = scal_train::log::read(&run.join("metrics.jsonl"))?;
     let last_eval = records.into_iter().rev().find_map(|r| match r {
         Record::Eval(e) => Some(e),
         Record::Train(_) => None,
@@ -153,7 +152,7 @@ fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> 
 }
 
 /// Runs every variant with every seed and prints the table.
-pub fn run(args: &AblateArgs, stop: &AtomicBool) -> Result<()> {
+pub fn run(args: &AblateArgs) -> Result<()> {
     let profile: Profile = args.profile.parse()?;
     let mut variants = Vec::new();
     for name in &args.variants {
@@ -209,7 +208,13 @@ pub fn run(args: &AblateArgs, stop: &AtomicBool) -> Result<()> {
                         run_dir.display(),
                         variant.description
                     );
-                    match train(&config, &run_dir, resume, stop, !args.no_progress)? {
+                    let outcome = crate::train::train_on_configured_devices(
+                        &config,
+                        &run_dir,
+                        resume,
+                        !args.no_progress,
+                    )?;
+                    match outcome {
                         RunOutcome::Finished { last, .. } => last,
                         RunOutcome::Interrupted { .. } => {
                             println!("stopped; run the same command again to continue");

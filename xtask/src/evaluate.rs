@@ -11,6 +11,7 @@ use scal_eval::{
     DistanceMetric, Metrics, ReRankParams, evaluate_cuhk03_classic, evaluate_market1501,
     pairwise_distances, re_rank,
 };
+use scal_train::eval::QueryGallery;
 
 /// Evaluation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,7 +63,7 @@ pub struct EvaluateArgs {
     pub batch: u32,
     /// With --checkpoint: compute backend among those compiled in (flex, wgpu, cuda).
     #[arg(long, default_value = "flex")]
-    pub backend: scal_trainer::Backend,
+    pub backend: scal_train::Backend,
     /// Distance between features (with --features or --checkpoint).
     #[arg(long, value_enum, default_value_t = Distance::Euclidean)]
     pub distance: Distance,
@@ -252,32 +253,19 @@ fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let reader: scal_data::DatasetName = reader.parse()?;
     let root = args.root.clone().unwrap_or(default_root);
     let dataset = scal_data::read_dataset(reader, &root, scal_data::ReadOptions::default())?;
-    let device = scal_trainer::backend::device(args.backend)?;
+    let device = crate::backend::device(args.backend)?;
     let (model, config) = scal_model::ScalModel::load_dir(dir, &device)?;
+    let split = (dataset.query.as_slice(), dataset.gallery.as_slice());
     let size = (config.height, config.width);
-    let flip = !args.no_flip;
-    let paths = |r: &[scal_data::ImageRecord]| -> Vec<PathBuf> {
-        r.iter().map(|x| x.path.clone()).collect()
-    };
-    let batch = args.batch as usize;
-    let query =
-        scal_trainer::eval::features(&model, &paths(&dataset.query), size, batch, flip, &device)?;
-    let gallery =
-        scal_trainer::eval::features(&model, &paths(&dataset.gallery), size, batch, flip, &device)?;
-    let ids = |r: &[scal_data::ImageRecord]| -> (Vec<i64>, Vec<i64>) {
-        (
-            r.iter().map(|x| x.pid).collect(),
-            r.iter().map(|x| x.camid).collect(),
-        )
-    };
-    let (q_pids, q_camids) = ids(&dataset.query);
-    let (g_pids, g_camids) = ids(&dataset.gallery);
-    let labels = Labels {
-        q_pids,
-        g_pids,
-        q_camids,
-        g_camids,
-    };
+    let features = QueryGallery::embed(
+        &model,
+        split,
+        size,
+        args.batch as usize,
+        !args.no_flip,
+        &device,
+    )?;
+    let (query, gallery, labels) = (features.query, features.gallery, features.labels);
     from_feature_arrays(&query, &gallery, &labels, args)
         .with_context(|| format!("evaluating {} on {}", dir.display(), root.display()))
 }

@@ -23,7 +23,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let device = scal_trainer::backend::device(scal_trainer::Backend::Flex)?;
+    let device = crate::backend::device(scal_train::Backend::Flex)?;
     let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
     model.save_torchvision_safetensors(&args.out)?;
     println!(

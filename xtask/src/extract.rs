@@ -8,12 +8,11 @@ use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
-use rayon::prelude::*;
 use scal_backbone::{ResNetArch, ResNetConfig};
 use scal_data::TestTransform;
 use tempfile::NamedTempFile;
 
-use scal_trainer::backend::{self, Backend};
+use crate::backend::{self, Backend};
 
 /// Pooled features of every image in a folder, written as a float32 `.npy` of shape
 /// [N, D] with the file names beside it.
@@ -196,7 +195,7 @@ fn checkpoint_features(
     let mut rows = Vec::new();
     let mut dim = 0;
     for chunk in images.chunks(args.batch as usize) {
-        let f = scal_trainer::eval::features(
+        let f = scal_train::eval::features(
             &model,
             chunk,
             (height, width),
@@ -235,11 +234,7 @@ fn backbone_features(
     let mut features: Vec<f32> = Vec::with_capacity(n * dim);
     let bar = progress_bar(n);
     for chunk in images.chunks(args.batch as usize) {
-        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
-        pixels
-            .par_chunks_mut(transform.len())
-            .zip(chunk.par_iter())
-            .try_for_each(|(slot, path)| transform.load_into(path, slot))?;
+        let pixels = transform.load_batch(chunk)?;
         let images =
             Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), device);
         let mut pooled = model.forward_pooled(images.clone());

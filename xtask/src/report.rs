@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use scal_trainer::report::{ReportOptions, attention_figure, build_report};
+use scal_report::figures::attention_figure;
+use scal_report::{ReportOptions, build_report};
 
 /// Writes RUN_DIR/report/index.html with its figures.
 #[derive(Debug, clap::Args)]
@@ -22,7 +23,7 @@ pub struct ReportArgs {
     pub ranked: u32,
     /// Compute backend among those compiled in: flex, wgpu or cuda.
     #[arg(long, default_value = "flex")]
-    pub backend: scal_trainer::Backend,
+    pub backend: scal_train::Backend,
 }
 
 /// Builds the report.
@@ -36,10 +37,10 @@ pub fn report(args: &ReportArgs) -> Result<()> {
     let index = build_report(
         &args.run,
         &ReportOptions {
+            device: crate::backend::device(args.backend)?,
             checkpoint: args.checkpoint.clone(),
             attention_images: args.images as usize,
             ranked_queries: args.ranked as usize,
-            backend: args.backend,
         },
     )?;
     println!("report: {}", index.display());
@@ -60,13 +61,13 @@ pub struct VisualizeArgs {
     pub out: PathBuf,
     /// Compute backend among those compiled in: flex, wgpu or cuda.
     #[arg(long, default_value = "flex")]
-    pub backend: scal_trainer::Backend,
+    pub backend: scal_train::Backend,
 }
 
 /// Runs the visualisation.
 pub fn visualize(args: &VisualizeArgs) -> Result<()> {
     let listing = scal_data::list_images(&args.images)?;
-    let device = scal_trainer::backend::device(args.backend)?;
+    let device = crate::backend::device(args.backend)?;
     let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
     if config.attention == scal_model::AttentionKind::None {
         bail!(

@@ -3,7 +3,7 @@
 //! remote backend over WebSocket.
 
 use anyhow::{Result, bail};
-use scal_trainer::Backend;
+use scal_train::Backend;
 
 /// Serve this machine's devices to `--backend remote` clients until Ctrl-C or SIGTERM.
 #[derive(Debug, clap::Args)]
@@ -29,8 +29,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         bail!("--backend remote: a server serves its own devices: flex, wgpu or cuda");
     }
     let devices = match &args.devices {
-        Some(indices) => scal_trainer::backend::devices(args.backend, &[], indices)?,
-        None => scal_trainer::backend::all_devices(args.backend, &[])?,
+        Some(indices) => crate::backend::devices(args.backend, &[], indices)?,
+        None => crate::backend::all_devices(args.backend, &[])?,
     };
     if devices.is_empty() {
         bail!("--devices: name at least one device");
@@ -40,9 +40,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 
 #[cfg(feature = "remote")]
 fn serve(args: &ServeArgs, devices: Vec<burn::tensor::Device>) -> Result<()> {
+    use crate::backend::TOKEN_VAR;
     use anyhow::Context;
     use burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
-    use scal_trainer::backend::TOKEN_VAR;
 
     let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port))
         .with_context(|| format!("--bind {} --port {}: cannot listen", args.bind, args.port))?;
@@ -58,7 +58,7 @@ fn serve(args: &ServeArgs, devices: Vec<burn::tensor::Device>) -> Result<()> {
     for (i, d) in devices.iter().enumerate() {
         println!(
             "device {i}: {}",
-            scal_trainer::bench::device_name(args.backend, d)
+            crate::bench::measures::device_name(args.backend, d)
         );
     }
     println!(

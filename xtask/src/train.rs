@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use scal_trainer::config::Profile;
-use scal_trainer::eval::Scores;
-use scal_trainer::{RunOutcome, TrainingConfig, train};
+use scal_train::config::Profile;
+use scal_train::{Backend, RunOutcome, TrainingConfig, train};
+
+use crate::progress::{Progress, score_line};
 
 /// Set by Ctrl-C: finish the iteration, save, exit.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -134,17 +135,6 @@ impl TrainArgs {
     }
 }
 
-fn print_scores(name: &str, s: &Scores) {
-    println!(
-        "  {name:<10} Rank-1 {:>6.2}%  Rank-5 {:>6.2}%  Rank-10 {:>6.2}%  mAP {:>6.2}%  mINP {:>6.2}%",
-        100.0 * s.rank1,
-        100.0 * s.rank5,
-        100.0 * s.rank10,
-        100.0 * s.map,
-        100.0 * s.minp
-    );
-}
-
 /// Installs the Ctrl-C handler: the first request finishes the iteration, saves and exits;
 /// a second one exits at once.
 pub fn install_ctrl_c() {
@@ -186,7 +176,7 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
     };
     println!("run folder: {}", run_dir.display());
     install_ctrl_c();
-    let outcome = train(&config, &run_dir, resume, &STOP, !args.no_progress)?;
+    let outcome = train_on_configured_devices(&config, &run_dir, resume, !args.no_progress)?;
     match &outcome {
         RunOutcome::Finished {
             last,
@@ -202,9 +192,9 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
                 "final evaluation (flip {}):",
                 if config.eval.flip { "on" } else { "off" }
             );
-            print_scores("plain", &last.plain);
+            println!("{}", score_line("plain", &last.plain));
             if let Some(r) = &last.reranked {
-                print_scores("re-ranked", r);
+                println!("{}", score_line("re-ranked", r));
             }
             println!(
                 "best mAP {:.2}% after epoch {}; checkpoints: {}/best, {}/last",
@@ -213,7 +203,8 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
                 run_dir.display(),
                 run_dir.display()
             );
-            match scal_trainer::report::build_report(&run_dir, &Default::default()) {
+            let options = scal_report::ReportOptions::on(crate::backend::device(Backend::Flex)?);
+            match scal_report::build_report(&run_dir, &options) {
                 Ok(index) => println!("report: {}", index.display()),
                 Err(e) => eprintln!(
                     "warning: the report could not be built ({e}); try `cargo xtask report {}`",
@@ -229,4 +220,17 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
         }
     }
     Ok((run_dir, outcome))
+}
+
+/// Trains the run on the devices its configuration names (backend, hosts, device indices),
+/// showing progress on the terminal (a bar with `bar`) and stopping on Ctrl-C.
+pub fn train_on_configured_devices(
+    config: &TrainingConfig,
+    run_dir: &std::path::Path,
+    resume: bool,
+    bar: bool,
+) -> Result<RunOutcome> {
+    let devices = crate::backend::devices(config.backend, &config.hosts, &config.devices)?;
+    let mut progress = Progress::new(config.optim.epochs, bar, &STOP);
+    Ok(train(config, run_dir, resume, &devices, &mut progress)?)
 }

@@ -1,9 +1,7 @@
 //! Several machines from the command line: `cargo xtask serve` in two processes (two
 //! "machines" on localhost, one requiring a token), then `devices` and `train --backend remote
 //! --hosts … --devices 0,1` driving both.
-#![cfg(feature = "remote")]
-
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,7 +1,7 @@
 //! `cargo xtask train`, `evaluate --checkpoint`, `extract --checkpoint`, `export` and
 //! `ablate` end to end on a tiny configuration.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

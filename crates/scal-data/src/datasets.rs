@@ -388,29 +388,9 @@ pub fn read_dataset(
     options: ReadOptions,
 ) -> Result<ReidDataset, DataError> {
     if !root.exists() {
-        let parent = root
-            .parent()
-            .map(|p| p.display().to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| ".".into());
-        let download = match name {
-            DatasetName::Cuhk03Labeled | DatasetName::Cuhk03Detected => Some("cuhk03"),
-            DatasetName::Custom => None,
-            other => Some(other.as_str()),
-        };
-        let hint = match download {
-            Some(d) => format!(
-                "Get {name} with `cargo xtask download {d} --root {parent}`, or generate the synthetic dataset there with `cargo xtask synth --out {}`",
-                root.display()
-            ),
-            None => format!(
-                "Fill it as docs/datasets.md describes (train/, query/, gallery/), or generate the synthetic dataset there with `cargo xtask synth --out {}`",
-                root.display()
-            ),
-        };
         return Err(DataError::DatasetNotFound {
             path: root.to_path_buf(),
-            hint,
+            dataset: name,
         });
     }
     match name {

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 /// What can go wrong while reading images.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// The folder to read does not exist.
     #[error("image folder {} does not exist", path.display())]
@@ -10,12 +11,12 @@ pub enum DataError {
         path: PathBuf,
     },
     /// The dataset folder does not exist.
-    #[error("dataset folder {} does not exist. {hint}", path.display())]
+    #[error("dataset folder {} does not exist", path.display())]
     DatasetNotFound {
         /// The path given.
         path: PathBuf,
-        /// How to get the dataset there.
-        hint: String,
+        /// The dataset that was to be read there.
+        dataset: crate::DatasetName,
     },
     /// The path exists but is a file.
     #[error("{} is not a folder", path.display())]
@@ -52,10 +53,7 @@ pub enum DataError {
         name: String,
     },
     /// A split folder or list file of a dataset is missing.
-    #[error(
-        "{} not found; expected layout: {layout}. Get the dataset with `cargo xtask download`, or generate the synthetic one with `cargo xtask synth`",
-        path.display()
-    )]
+    #[error("{} not found; expected layout: {layout}", path.display())]
     MissingSplit {
         /// The expected path.
         path: PathBuf,

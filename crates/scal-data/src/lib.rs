@@ -25,6 +25,6 @@ pub use datasets::{
 };
 pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images};
-pub use loader::{BatchIter, HostBatch, LoaderOptions, TrainLoader};
+pub use loader::{BatchIter, HostBatch, LoaderOptions, ReplacedImage, TrainLoader};
 pub use sampler::{PkSampler, SamplerPosition};
-pub use transform::{IMAGENET_MEAN, IMAGENET_STD, TestTransform, resize_rgb};
+pub use transform::{IMAGENET_MEAN, IMAGENET_STD, TestTransform, decode, resize_rgb};

@@ -32,8 +32,18 @@ pub struct HostBatch {
     /// The sampler position after this batch (save it to resume after it).
     pub next: SamplerPosition,
     /// Images that could not be decoded and were replaced by another image of the same
-    /// identity.
-    pub replaced: Vec<PathBuf>,
+    /// identity (`strict` off).
+    pub replaced: Vec<ReplacedImage>,
+}
+
+/// A training image that could not be decoded, replaced in its batch by another image of
+/// the same identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacedImage {
+    /// The undecodable file.
+    pub path: PathBuf,
+    /// Why it could not be decoded.
+    pub reason: String,
 }
 
 impl HostBatch {
@@ -193,7 +203,7 @@ impl TrainLoader {
     fn resized(
         &self,
         index: usize,
-        replaced: &mut Vec<PathBuf>,
+        replaced: &mut Vec<ReplacedImage>,
     ) -> Result<Arc<RgbImage>, DataError> {
         let pid = self.records[index].pid;
         let group = &self.groups[self.group_of[index]];
@@ -216,8 +226,10 @@ impl TrainLoader {
                     if self.options.strict {
                         return Err(e);
                     }
-                    eprintln!("warning: skipping {e}");
-                    replaced.push(self.records[i].path.clone());
+                    replaced.push(ReplacedImage {
+                        path: self.records[i].path.clone(),
+                        reason: e.to_string(),
+                    });
                     self.replaced_total.fetch_add(1, Ordering::Relaxed);
                     first_error.get_or_insert(e);
                 }
@@ -242,7 +254,7 @@ impl TrainLoader {
     ) -> Result<HostBatch, DataError> {
         let len = self.transform.len();
         let mut images = vec![0.0f32; indices.len() * len];
-        let replaced: Vec<Vec<PathBuf>> = images
+        let replaced: Vec<Vec<ReplacedImage>> = images
             .par_chunks_mut(len)
             .zip(indices.par_iter())
             .enumerate()

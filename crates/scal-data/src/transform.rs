@@ -77,6 +77,19 @@ impl TestTransform {
         Ok(())
     }
 
+    /// Decodes and transforms the images at `paths` in parallel into one channel-first
+    /// batch, in order: `[N, 3, H, W]` flattened, ready to become a tensor. An image that
+    /// cannot be decoded is an error naming it.
+    pub fn load_batch<P: AsRef<Path> + Sync>(&self, paths: &[P]) -> Result<Vec<f32>, DataError> {
+        use rayon::prelude::*;
+        let mut pixels = vec![0.0f32; paths.len() * self.len()];
+        pixels
+            .par_chunks_mut(self.len().max(1))
+            .zip(paths.par_iter())
+            .try_for_each(|(slot, path)| self.load_into(path.as_ref(), slot))?;
+        Ok(pixels)
+    }
+
     /// Transforms a decoded image.
     ///
     /// # Shapes
@@ -127,8 +140,9 @@ thread_local! {
     static RESIZER: std::cell::RefCell<Resizer> = std::cell::RefCell::new(Resizer::new());
 }
 
-/// Opens and decodes an image, naming the file in any error.
-pub(crate) fn decode(path: &Path) -> Result<DynamicImage, DataError> {
+/// Opens and decodes an image (format from its content), naming the file in any error: the
+/// one decoding function of the workspace (training, evaluation, extraction, figures).
+pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
     let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,

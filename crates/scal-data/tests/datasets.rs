@@ -219,10 +219,7 @@ fn bad_trees_are_clear_errors() {
         read_dataset(DatasetName::Market1501, dir.path(), ReadOptions::default()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DataError::MissingSplit { .. }), "{msg}");
-    assert!(
-        msg.contains("bounding_box_train") && msg.contains("cargo xtask download"),
-        "{msg}"
-    );
+    assert!(msg.contains("bounding_box_train"), "{msg}");
     // Root that does not exist.
     let err = read_dataset(
         DatasetName::Market1501,
@@ -231,11 +228,18 @@ fn bad_trees_are_clear_errors() {
     )
     .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, DataError::DatasetNotFound { .. }), "{msg}");
     assert!(
-        msg.contains("nope")
-            && msg.contains("cargo xtask download market1501")
-            && msg.contains("cargo xtask synth"),
+        matches!(
+            err,
+            DataError::DatasetNotFound {
+                dataset: DatasetName::Market1501,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("nope") && !msg.contains("cargo xtask"),
         "{msg}"
     );
     // A name that does not parse: the file is named.

@@ -17,6 +17,7 @@
 
 mod folder;
 pub mod objective;
+pub mod probe;
 
 pub use folder::{CONFIG_FILE, WEIGHTS_FILE};
 

@@ -1,5 +1,4 @@
-//! Helpers shared by the command-line tests (each test binary uses some of them).
-#![allow(dead_code)]
+//! Helpers shared by the command-line and in-process tests.
 
 use std::path::Path;
 use std::process::Command;
@@ -50,4 +49,49 @@ fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
         }
         (slot, v) => *slot = v,
     }
+}
+
+/// The in-process tests' synthetic dataset (8 training and 6 test identities, 3 cameras),
+/// generated once under the target's temporary folder.
+#[cfg(feature = "remote")]
+pub fn tiny_dataset() -> std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask-synth-8x6");
+        if !root.exists() {
+            let config = scal_data::synth::SynthConfig {
+                train_ids: 8,
+                test_ids: 6,
+                cameras: 3,
+                seed: 1,
+            };
+            scal_data::synth::generate(&config, &root).unwrap();
+        }
+        root
+    })
+    .clone()
+}
+
+/// `field=value` overrides of the quick profile that train on [`tiny_dataset`] in a second or
+/// two (64 × 32 inputs, P × K = 4 × 2, width-4 backbone), followed by `extra`.
+#[cfg(feature = "remote")]
+pub fn tiny_overrides(root: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let base = [
+        ("data.synthesize_if_missing", "false"),
+        ("data.height", "64"),
+        ("data.width", "32"),
+        ("data.p", "4"),
+        ("data.k", "2"),
+        ("model.base_width", "4"),
+        ("model.critic_hidden", "8"),
+        ("optim.warmup_epochs", "1"),
+        ("eval.batch", "16"),
+    ];
+    std::iter::once(("data.root".to_string(), root.display().to_string()))
+        .chain(
+            base.iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect()
 }

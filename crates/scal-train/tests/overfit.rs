@@ -2,8 +2,9 @@
 
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use scal_model::objective::StepConfig;
 use scal_model::{AttentionKind, ScalConfig};
-use scal_trainer::{StepConfig, scal_step};
+use scal_train::scal_step;
 
 #[test]
 fn tiny_model_overfits_a_tiny_batch() {

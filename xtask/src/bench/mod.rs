@@ -6,8 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use scal_trainer::Backend;
-use scal_trainer::bench::{BenchOptions, BenchRow, Measure, run_bench};
+use scal_train::Backend;
+pub mod measures;
+
+use measures::{BenchOptions, BenchRow, Measure, run_bench};
 
 /// Runs the benchmark set and prints one row per measure.
 #[derive(Debug, clap::Args)]
@@ -134,7 +136,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// Compares the SCAL model's forward pass and one training step on flex and on another
-/// backend (`scal_trainer::parity`), one line per check; fails if any check fails.
+/// backend (`crate::parity`), one line per check; fails if any check fails.
 #[derive(Debug, clap::Args)]
 pub struct ParityArgs {
     /// The backend compared against flex.
@@ -150,10 +152,10 @@ pub struct ParityArgs {
 
 /// Runs `cargo xtask parity`.
 pub fn parity(args: &ParityArgs) -> Result<()> {
-    let reference = scal_trainer::backend::device(Backend::Flex)?;
-    let other = scal_trainer::backend::device_on(args.backend, &args.hosts)?;
-    let device = scal_trainer::bench::device_name(args.backend, &other);
-    let checks = scal_trainer::parity::parity(&reference, &other)?;
+    let reference = crate::backend::device(Backend::Flex)?;
+    let other = crate::backend::device_on(args.backend, &args.hosts)?;
+    let device = measures::device_name(args.backend, &other);
+    let checks = crate::parity::parity(&reference, &other)?;
     for c in &checks {
         if args.json {
             let mut v = serde_json::to_value(c)?;
@@ -203,11 +205,11 @@ pub struct DevicesArgs {
 
 /// Runs `cargo xtask devices`.
 pub fn devices(args: &DevicesArgs) -> Result<()> {
-    for (i, d) in scal_trainer::backend::all_devices(args.backend, &args.hosts)?
+    for (i, d) in crate::backend::all_devices(args.backend, &args.hosts)?
         .iter()
         .enumerate()
     {
-        println!("{i}: {}", scal_trainer::bench::device_name(args.backend, d));
+        println!("{i}: {}", measures::device_name(args.backend, d));
     }
     Ok(())
 }

@@ -20,11 +20,12 @@
 //!   flex against wgpu were 0.02-7 %.
 
 use burn::optim::SgdConfig;
-use burn::store::ModuleSnapshot;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use scal_model::{AttentionKind, Gating, ScalConfig, ScalModel};
+use burn::tensor::{Device, Tensor};
+use scal_model::{AttentionKind, Gating, ScalModel};
 
-use crate::{StepConfig, TrainError, scal_step};
+use anyhow::Result;
+use scal_model::objective::StepConfig;
+use scal_train::scal_step;
 
 /// Relative tolerance of forward outputs and losses.
 pub const FORWARD_TOLERANCE: f64 = 1e-4;
@@ -75,43 +76,17 @@ impl ParityCheck {
     }
 }
 
-/// The small model the checks run: width 4, 64 × 32 inputs, 4 classes, critic hidden 8.
-pub fn parity_model_config(attention: AttentionKind) -> ScalConfig {
-    ScalConfig::new(4)
-        .with_base_width(4)
-        .with_height(64)
-        .with_width(32)
-        .with_attention(attention)
-        .with_critic_hidden(8)
-}
-
-/// Deterministic inputs: 8 images (4 identities × 2) from a fixed formula.
-///
-/// # Shapes
-/// - returns images `[8, 3, 64, 32]` and labels `[8]`
-pub fn parity_batch(device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let n = 8 * 3 * 64 * 32;
-    let pixels: Vec<f32> = (0..n)
-        .map(|i| ((i as f32 * 0.37).sin() * 1.7 + (i % 97) as f32 / 97.0) - 0.5)
-        .collect();
-    let images = Tensor::from_data(TensorData::new(pixels, [8, 3, 64, 32]), device);
-    let labels = Tensor::from_data(
-        TensorData::new(vec![0i64, 0, 1, 1, 2, 2, 3, 3], [8]),
-        device,
-    );
-    (images, labels)
-}
+pub use scal_model::probe::{
+    float_tensors, probe_batch as parity_batch, probe_config as parity_model_config,
+};
 
 /// The same freshly initialised weights on both devices (through a checkpoint file).
 fn same_model_on(
     attention: AttentionKind,
     a: &Device,
     b: &Device,
-) -> Result<(ScalModel, ScalModel), TrainError> {
-    let dir = tempfile::tempdir().map_err(|e| TrainError::Io {
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+) -> Result<(ScalModel, ScalModel)> {
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("parity.bpk");
     let cfg = parity_model_config(attention);
     cfg.init(a).save_checkpoint(&path)?;
@@ -142,28 +117,8 @@ pub fn max_relative_difference(a: &[f32], b: &[f32]) -> f64 {
         / scale
 }
 
-/// Every float parameter and buffer of a model (batch-norm running statistics included),
-/// as `f32` values by name, sorted by name.
-pub fn float_tensors(model: &ScalModel) -> Vec<(String, Vec<f32>)> {
-    let mut out: Vec<(String, Vec<f32>)> = model
-        .collect(None, None, false)
-        .into_iter()
-        .filter_map(|t| {
-            let name = t.name.clone();
-            if !t.dtype.is_float() {
-                return None;
-            }
-            let data = burn::store::bridge::into_data(t).ok()?;
-            let values = data.convert::<f32>().try_into_vec::<f32>().ok()?;
-            Some((name, values))
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 /// The forward pass of the three attention kinds on `reference` and `other`.
-pub fn forward_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>, TrainError> {
+pub fn forward_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>> {
     let mut checks = Vec::new();
     let tol = FORWARD_TOLERANCE;
     for attention in [
@@ -209,7 +164,7 @@ pub fn forward_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCh
 
 /// One SCAL training step (channel and spatial attention) on `reference` and `other`
 /// (autodiff is turned on for both here).
-pub fn step_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>, TrainError> {
+pub fn step_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>> {
     let (ref_dev, other_dev) = (reference.clone().autodiff(), other.clone().autodiff());
     let mut checks = Vec::new();
     let tol = FORWARD_TOLERANCE;
@@ -291,7 +246,7 @@ pub fn step_parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck
 }
 
 /// Forward and step checks together.
-pub fn parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>, TrainError> {
+pub fn parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>> {
     let mut checks = forward_parity(reference, other)?;
     checks.extend(step_parity(reference, other)?);
     Ok(checks)

@@ -6,7 +6,8 @@ use std::path::Path;
 use burn::config::Config;
 use scal_attention::AttentionKind;
 use scal_backbone::ResNetArch;
-use scal_data::DatasetName;
+use scal_data::{DatasetName, LoaderOptions, RandomErasing, TrainTransform};
+use scal_model::ScalConfig;
 use serde_json::Value;
 
 use crate::TrainError;
@@ -43,6 +44,24 @@ pub struct ModelOptions {
     /// torchvision weights for the backbone (.pth/.safetensors), or none (from scratch).
     #[config(default = "None")]
     pub pretrained: Option<String>,
+}
+
+impl ModelOptions {
+    /// The network of these options for `num_classes` identities and `height × width`
+    /// inputs.
+    pub fn network(&self, num_classes: usize, height: usize, width: usize) -> ScalConfig {
+        ScalConfig::new(num_classes)
+            .with_arch(self.arch)
+            .with_base_width(self.base_width)
+            .with_last_stride(self.last_stride)
+            .with_stem_relu(self.stem_relu)
+            .with_height(height)
+            .with_width(width)
+            .with_attention(self.attention)
+            .with_channel_hidden(self.channel_hidden)
+            .with_spatial_reduction(self.spatial_reduction)
+            .with_critic_hidden(self.critic_hidden)
+    }
 }
 
 /// The data.
@@ -90,6 +109,32 @@ pub struct DataOptions {
     /// MSMT17: train on list_train + list_val.
     #[config(default = false)]
     pub msmt17_combine_val: bool,
+}
+
+impl DataOptions {
+    /// The training augmentation of these options.
+    pub fn transform(&self) -> TrainTransform {
+        let mut transform = TrainTransform::new(self.height as u32, self.width as u32);
+        transform.padding = self.padding as u32;
+        transform.flip_probability = self.flip_probability as f32;
+        transform.erasing = (self.erasing_probability > 0.0).then(|| RandomErasing {
+            probability: self.erasing_probability as f32,
+            ..RandomErasing::default()
+        });
+        transform
+    }
+
+    /// The loader options of these options, seeded with `seed`.
+    pub fn loader(&self, seed: u64) -> LoaderOptions {
+        LoaderOptions {
+            p: self.p,
+            k: self.k,
+            seed,
+            prefetch: self.prefetch,
+            cache: self.cache,
+            strict: self.strict,
+        }
+    }
 }
 
 /// Adam and the learning-rate schedule (epoch-based, as reid-strong-baseline's
@@ -193,15 +238,15 @@ pub struct TrainingConfig {
     /// Also save the last checkpoint every this many iterations (0: only at epoch ends).
     #[config(default = 0)]
     pub checkpoint_every: usize,
-    /// Data-parallel training (`--devices 0,1`): indices into the backend's devices, in the
-    /// order `cargo xtask devices` lists them. Each step's P × K batch is split into equal
+    /// Data-parallel training: indices into the backend's devices, in the order the backend
+    /// enumerates them. Each step's P × K batch is split into equal
     /// shards of whole identities, one per device; the gradients are averaged on the first
     /// device, which holds the model and the optimizer. `[0]`: one device. An index may
     /// repeat (several replicas on one device: only useful to exercise the path on a
     /// one-device machine).
     #[config(default = "vec![0]")]
     pub devices: Vec<usize>,
-    /// `backend: remote` only: the `cargo xtask serve` servers, `ws://HOST:PORT` (or
+    /// `backend: remote` only: the device servers, `ws://HOST:PORT` (or
     /// `HOST:PORT`), whose devices `devices` indexes in this order. Where the run computes,
     /// not what: a resumed run may name other hosts.
     #[config(default = "Vec::new()")]
@@ -237,9 +282,11 @@ impl std::str::FromStr for Profile {
         match s {
             "quick" => Ok(Profile::Quick),
             "paper" => Ok(Profile::Paper),
-            other => Err(TrainError::Config(format!(
-                "unknown profile `{other}`: expected quick or paper"
-            ))),
+            other => Err(TrainError::UnknownName {
+                what: "profile",
+                name: other.to_string(),
+                expected: "quick or paper",
+            }),
         }
     }
 }
@@ -287,7 +334,12 @@ impl TrainingConfig {
 
     /// Checks values that serde cannot: sizes, probabilities, schedule.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |field: &str, why: String| Err(TrainError::Config(format!("{field}: {why}")));
+        let bad = |field: &str, why: String| {
+            Err(TrainError::InvalidField {
+                field: field.to_string(),
+                problem: why,
+            })
+        };
         let d = &self.data;
         if d.p < 2 {
             return bad(
@@ -371,22 +423,21 @@ impl TrainingConfig {
         if self.backend == Backend::Remote && self.hosts.is_empty() {
             return bad(
                 "hosts",
-                "backend remote needs the servers: --hosts ws://HOST:PORT,… (started with `cargo xtask serve`)".into(),
+                "backend remote needs the servers' addresses: ws://HOST:PORT, one per machine"
+                    .into(),
             );
         }
         if self.backend != Backend::Remote && !self.hosts.is_empty() {
             return bad(
                 "hosts",
                 format!(
-                    "only read by backend remote, but backend is {}: add --backend remote or drop --hosts",
+                    "only read by backend remote, but backend is {}: set backend to remote or leave hosts empty",
                     self.backend
                 ),
             );
         }
         for host in &self.hosts {
-            if let Err(e) = crate::backend::host_url(host) {
-                return bad("hosts", e.to_string());
-            }
+            crate::backend::host_url(host)?;
         }
         Ok(())
     }
@@ -411,15 +462,14 @@ impl TrainingConfig {
     ) -> Result<TrainingConfig, TrainError> {
         let mut value = serde_json::to_value(self).expect("serialisable");
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                TrainError::Config(format!("cannot read config file {}: {e}", path.display()))
-            })?;
-            let patch: Value = serde_json::from_str(&text).map_err(|e| {
-                TrainError::Config(format!(
-                    "config file {} is not valid JSON: {e}",
-                    path.display()
-                ))
-            })?;
+            let file_error = |problem: String| TrainError::ConfigFile {
+                path: path.to_path_buf(),
+                problem,
+            };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| file_error(format!("cannot read: {e}")))?;
+            let patch: Value = serde_json::from_str(&text)
+                .map_err(|e| file_error(format!("not valid JSON: {e}")))?;
             overlay(&mut value, &patch, "", &path.display().to_string())?;
         }
         for (key, raw) in overrides {
@@ -430,24 +480,27 @@ impl TrainingConfig {
             }
             overlay(&mut value, &patch, "", "the command line")?;
         }
-        let config: TrainingConfig = serde_path_to_error::deserialize(value)
-            .map_err(|e| TrainError::Config(format!("field `{}`: {}", e.path(), e.inner())))?;
+        let config: TrainingConfig =
+            serde_path_to_error::deserialize(value).map_err(|e| TrainError::FieldValue {
+                origin: String::new(),
+                field: e.path().to_string(),
+                problem: e.inner().to_string(),
+            })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads a configuration saved by a run (`config.json`), naming the file on error.
     pub fn load_json(path: &Path) -> Result<TrainingConfig, TrainError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TrainError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut de = serde_json::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            TrainError::Config(format!(
-                "{}: field `{}`: {}",
-                path.display(),
-                e.path(),
-                e.inner()
-            ))
+        serde_path_to_error::deserialize(&mut de).map_err(|e| TrainError::FieldValue {
+            origin: format!("{}: ", path.display()),
+            field: e.path().to_string(),
+            problem: e.inner().to_string(),
         })
     }
 
@@ -483,11 +536,11 @@ fn overlay(base: &mut Value, patch: &Value, path: &str, source: &str) -> Result<
                     }
                     Some(slot) => *slot = v.clone(),
                     None => {
-                        let known: Vec<&str> = b.keys().map(String::as_str).collect();
-                        return Err(TrainError::Config(format!(
-                            "unknown field `{here}` in {source}; known fields here: {}",
-                            known.join(", ")
-                        )));
+                        return Err(TrainError::UnknownField {
+                            field: here,
+                            origin: source.to_string(),
+                            known: b.keys().cloned().collect(),
+                        });
                     }
                 }
             }
@@ -626,7 +679,7 @@ mod tests {
         };
         let err = set(&[("backend", "remote")]).unwrap_err().to_string();
         assert!(
-            err.starts_with("configuration: hosts:") && err.contains("cargo xtask serve"),
+            err.starts_with("configuration: hosts:") && err.contains("ws://HOST:PORT"),
             "{err}"
         );
         let err = set(&[("hosts", r#"["ws://a:3000"]"#)])

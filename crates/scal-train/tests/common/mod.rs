@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests (each test binary uses some of them).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +10,7 @@ use scal_data::synth::{SynthConfig, generate};
 pub fn tiny_dataset() -> PathBuf {
     static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scal-trainer-synth-8x6");
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scal-train-synth-8x6");
         if !root.exists() {
             generate(
                 &SynthConfig {
@@ -55,6 +54,25 @@ pub fn tiny_overrides(root: &Path, extra: &[(&str, &str)]) -> Vec<(String, Strin
 
 /// Shard `i` of the fixed 8-image parity batch (4 identities × 2): rows `4i..4i+4`.
 pub fn shard(i: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let (images, labels) = scal_trainer::parity::parity_batch(device);
+    let (images, labels) = scal_model::probe::probe_batch(device);
     (images.narrow(0, 4 * i, 4), labels.narrow(0, 4 * i, 4))
+}
+
+/// Trains on flex, observing nothing.
+pub fn train_flex(
+    config: &scal_train::TrainingConfig,
+    run: &Path,
+    resume: bool,
+) -> Result<scal_train::RunOutcome, scal_train::TrainError> {
+    scal_train::train(config, run, resume, &[Device::flex()], &mut ())
+}
+
+/// An observer that asks the run to stop after its first iteration (as Ctrl-C does).
+#[derive(Debug, Default)]
+pub struct StopAtOnce;
+
+impl scal_train::TrainObserver for StopAtOnce {
+    fn should_stop(&mut self) -> bool {
+        true
+    }
 }

@@ -32,7 +32,11 @@ use scal_eval::synthetic::market_sized_split;
 use scal_eval::{DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank};
 use scal_model::{AttentionKind, ScalConfig};
 
-use crate::{Backend, StepConfig, TrainError, scal_step};
+use anyhow::{Result, anyhow, bail};
+use scal_model::objective::StepConfig;
+use scal_train::scal_step;
+
+use crate::backend::Backend;
 
 /// One benchmark of the set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -85,17 +89,17 @@ impl Measure {
 }
 
 impl std::str::FromStr for Measure {
-    type Err = TrainError;
+    type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Measure::ALL
             .into_iter()
             .find(|m| m.name() == s)
             .ok_or_else(|| {
-                TrainError::Config(format!(
+                anyhow!(
                     "unknown measure `{s}`: expected one of {}",
                     Measure::ALL.map(Measure::name).join(", ")
-                ))
+                )
             })
     }
 }
@@ -226,12 +230,12 @@ fn now_utc() -> String {
 
 /// Times `iteration` after `warmup` untimed calls; returns the mean seconds and the most
 /// device memory reserved after any call. The first error stops the measure.
-fn time<E, F: FnMut() -> Result<(), E>>(
+fn time<F: FnMut() -> Result<()>>(
     device: Option<&Device>,
     warmup: usize,
     iterations: usize,
     mut iteration: F,
-) -> Result<(f64, Option<f64>), E> {
+) -> Result<(f64, Option<f64>)> {
     let sync = |d: Option<&Device>| {
         if let Some(d) = d {
             let _ = d.sync();
@@ -263,17 +267,15 @@ pub fn run_bench(
     backend: Backend,
     options: &BenchOptions,
     mut on_row: impl FnMut(&BenchRow),
-) -> Result<Vec<BenchRow>, TrainError> {
+) -> Result<Vec<BenchRow>> {
     if options.train_batch == 0 || !options.train_batch.is_multiple_of(4) {
-        return Err(TrainError::Config(format!(
+        bail!(
             "--batch {}: the training batch must be a positive multiple of 4 (P identities × K = 4 images)",
             options.train_batch
-        )));
+        );
     }
     if options.inference_batch == 0 || options.iterations == 0 {
-        return Err(TrainError::Config(
-            "--inference-batch and --iterations must be positive".into(),
-        ));
+        bail!("--inference-batch and --iterations must be positive");
     }
     let needs_device = options.measures.iter().any(|m| m.uses_backend());
     let device = if needs_device {
@@ -333,11 +335,7 @@ fn row(
     }
 }
 
-fn backbone_inference(
-    backend: Backend,
-    device: &Device,
-    o: &BenchOptions,
-) -> Result<BenchRow, TrainError> {
+fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Result<BenchRow> {
     let model = ResNetConfig::new(ResNetArch::ResNet50)
         .with_last_stride(1)
         .init(device);
@@ -348,7 +346,7 @@ fn backbone_inference(
     );
     let (seconds, mem) = time(Some(device), o.warmup, o.iterations, || {
         let _ = model.forward_pooled(images.clone());
-        Ok::<(), TrainError>(())
+        Ok(())
     })?;
     Ok(row(
         Measure::BackboneInference,
@@ -368,7 +366,7 @@ fn train_step(
     device: &Device,
     o: &BenchOptions,
     measure: Measure,
-) -> Result<BenchRow, TrainError> {
+) -> Result<BenchRow> {
     let attention = if measure == Measure::ScalTrainStep {
         AttentionKind::Channel
     } else {
@@ -403,7 +401,7 @@ fn train_step(
             &step,
         );
         slot = Some(model);
-        Ok::<(), TrainError>(())
+        Ok(())
     })?;
     Ok(row(
         measure,
@@ -418,7 +416,7 @@ fn train_step(
     ))
 }
 
-fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError> {
+fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow> {
     let s = market_sized_split();
     let input = format!("{}x{} 2048-d", s.query.nrows(), s.gallery.nrows());
     let iterations = o.iterations.min(3);
@@ -427,7 +425,7 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError
             let d =
                 pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)?;
             evaluate_market1501(d.view(), &s.q_pids, &s.g_pids, &s.q_cams, &s.g_cams, 50)?;
-            Ok::<(), TrainError>(())
+            Ok(())
         })?
         .0
     } else {
@@ -440,7 +438,7 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError
         )?;
         time(None, 0, iterations, || {
             re_rank(q_g.view(), q_q.view(), g_g.view(), ReRankParams::default())?;
-            Ok::<(), TrainError>(())
+            Ok(())
         })?
         .0
     };
@@ -457,11 +455,8 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow, TrainError
     ))
 }
 
-fn data_pipeline(o: &BenchOptions) -> Result<BenchRow, TrainError> {
-    let tmp = tempfile::tempdir().map_err(|e| TrainError::Io {
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+fn data_pipeline(o: &BenchOptions) -> Result<BenchRow> {
+    let tmp = tempfile::tempdir()?;
     let root = tmp.path().join("synth");
     generate(&SynthConfig::default(), &root)?;
     let train = read_dataset(DatasetName::Market1501, &root, ReadOptions::default())?.train;
@@ -485,7 +480,7 @@ fn data_pipeline(o: &BenchOptions) -> Result<BenchRow, TrainError> {
         };
         loader.load(&batches[i % batches.len()], position, position)?;
         i += 1;
-        Ok::<(), TrainError>(())
+        Ok(())
     })?;
     Ok(row(
         Measure::DataPipeline,

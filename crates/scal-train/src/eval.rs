@@ -1,13 +1,13 @@
 //! Evaluation of a model on a dataset's query and gallery: post-BN features (flip-averaged),
 //! Euclidean distances, CMC / mAP / mINP, and optionally k-reciprocal re-ranking.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::Array2;
-use rayon::prelude::*;
 use scal_data::{ImageRecord, ReidDataset, TestTransform};
+use scal_eval::io::Labels;
 use scal_eval::{
     DistanceMetric, Metrics, ReRankParams, evaluate_market1501, pairwise_distances, re_rank,
 };
@@ -57,13 +57,14 @@ pub struct Evaluation {
     pub seconds: f64,
 }
 
-/// Post-BN, L2-normalised features of the images at `paths` (one row each, in order).
+/// Post-BN, L2-normalised features of the images at `paths` (one row each, in order),
+/// `batch` images per forward pass.
 ///
 /// `model` must be in inference mode (`model.valid()`, or loaded without autodiff),
 /// `device` its (non-autodiff) device.
-pub fn features(
+pub fn features<P: AsRef<Path> + Sync>(
     model: &ScalModel,
-    paths: &[PathBuf],
+    paths: &[P],
     (height, width): (usize, usize),
     batch: usize,
     flip: bool,
@@ -73,11 +74,7 @@ pub fn features(
     let mut rows = Vec::new();
     let mut dim = 0;
     for chunk in paths.chunks(batch.max(1)) {
-        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
-        pixels
-            .par_chunks_mut(transform.len())
-            .zip(chunk.par_iter())
-            .try_for_each(|(slot, path)| transform.load_into(path, slot))?;
+        let pixels = transform.load_batch(chunk)?;
         let images = Tensor::<4>::from_data(
             TensorData::new(pixels, [chunk.len(), 3, height, width]),
             device,
@@ -87,6 +84,86 @@ pub fn features(
         rows.extend(f.into_data().try_into_vec::<f32>().expect("float features"));
     }
     Ok(Array2::from_shape_vec((paths.len(), dim), rows).expect("rows x dim"))
+}
+
+/// Features and labels of a query/gallery split.
+#[derive(Debug, Clone)]
+pub struct QueryGallery {
+    /// Query features `[Q, D]`.
+    pub query: Array2<f32>,
+    /// Gallery features `[G, D]`.
+    pub gallery: Array2<f32>,
+    /// Identities and cameras of the query and gallery images.
+    pub labels: Labels,
+}
+
+impl QueryGallery {
+    /// Embeds the images of `query` and `gallery` with `model` (inference mode, on its
+    /// non-autodiff `device`; see [`features`]).
+    pub fn embed(
+        model: &ScalModel,
+        (query, gallery): (&[ImageRecord], &[ImageRecord]),
+        size: (usize, usize),
+        batch: usize,
+        flip: bool,
+        device: &Device,
+    ) -> Result<QueryGallery, TrainError> {
+        let paths =
+            |r: &[ImageRecord]| -> Vec<PathBuf> { r.iter().map(|x| x.path.clone()).collect() };
+        let ids = |r: &[ImageRecord], f: fn(&ImageRecord) -> i64| r.iter().map(f).collect();
+        Ok(QueryGallery {
+            query: features(model, &paths(query), size, batch, flip, device)?,
+            gallery: features(model, &paths(gallery), size, batch, flip, device)?,
+            labels: Labels {
+                q_pids: ids(query, |x| x.pid),
+                g_pids: ids(gallery, |x| x.pid),
+                q_camids: ids(query, |x| x.camid),
+                g_camids: ids(gallery, |x| x.camid),
+            },
+        })
+    }
+
+    /// Query × gallery distances.
+    pub fn distances(&self, metric: DistanceMetric) -> Result<Array2<f32>, TrainError> {
+        Ok(pairwise_distances(
+            self.query.view(),
+            self.gallery.view(),
+            metric,
+        )?)
+    }
+
+    /// CMC / mAP / mINP of `distances` (query × gallery) under the Market-1501 protocol.
+    pub fn metrics(&self, distances: &Array2<f32>) -> Result<Metrics, TrainError> {
+        let l = &self.labels;
+        Ok(evaluate_market1501(
+            distances.view(),
+            &l.q_pids,
+            &l.g_pids,
+            &l.q_camids,
+            &l.g_camids,
+            50,
+        )?)
+    }
+
+    /// k-reciprocal re-ranking (k1 20, k2 6, λ 0.3) of the Euclidean distances.
+    pub fn reranked(&self, q_g: &Array2<f32>) -> Result<Array2<f32>, TrainError> {
+        let q_q = pairwise_distances(
+            self.query.view(),
+            self.query.view(),
+            DistanceMetric::Euclidean,
+        )?;
+        let g_g = pairwise_distances(
+            self.gallery.view(),
+            self.gallery.view(),
+            DistanceMetric::Euclidean,
+        )?;
+        Ok(re_rank(
+            q_g.view(),
+            q_q.view(),
+            g_g.view(),
+            ReRankParams::default(),
+        )?)
+    }
 }
 
 /// Evaluates `model` (training or inference mode) on the dataset's query and gallery.
@@ -101,47 +178,13 @@ pub fn evaluate(
 ) -> Result<Evaluation, TrainError> {
     use burn::module::Module;
     let start = Instant::now();
-    let inference = model.valid();
+    let split = (dataset.query.as_slice(), dataset.gallery.as_slice());
     let device = device.clone().without_autodiff();
-    let paths = |r: &[ImageRecord]| -> Vec<PathBuf> { r.iter().map(|x| x.path.clone()).collect() };
-    let q = features(
-        &inference,
-        &paths(&dataset.query),
-        size,
-        batch,
-        flip,
-        &device,
-    )?;
-    let g = features(
-        &inference,
-        &paths(&dataset.gallery),
-        size,
-        batch,
-        flip,
-        &device,
-    )?;
-    let ids = |r: &[ImageRecord]| -> (Vec<i64>, Vec<i64>) {
-        (
-            r.iter().map(|x| x.pid).collect(),
-            r.iter().map(|x| x.camid).collect(),
-        )
-    };
-    let (q_pids, q_cams) = ids(&dataset.query);
-    let (g_pids, g_cams) = ids(&dataset.gallery);
-    let q_g = pairwise_distances(q.view(), g.view(), DistanceMetric::Euclidean)?;
-    let plain = evaluate_market1501(q_g.view(), &q_pids, &g_pids, &q_cams, &g_cams, 50)?;
+    let qg = QueryGallery::embed(&model.valid(), split, size, batch, flip, &device)?;
+    let q_g = qg.distances(DistanceMetric::Euclidean)?;
+    let plain = qg.metrics(&q_g)?;
     let reranked = if rerank {
-        let q_q = pairwise_distances(q.view(), q.view(), DistanceMetric::Euclidean)?;
-        let g_g = pairwise_distances(g.view(), g.view(), DistanceMetric::Euclidean)?;
-        let d = re_rank(q_g.view(), q_q.view(), g_g.view(), ReRankParams::default())?;
-        Some(Scores::from(&evaluate_market1501(
-            d.view(),
-            &q_pids,
-            &g_pids,
-            &q_cams,
-            &g_cams,
-            50,
-        )?))
+        Some(Scores::from(&qg.metrics(&qg.reranked(&q_g)?)?))
     } else {
         None
     };
@@ -198,11 +241,8 @@ pub fn module_amelioration(
     };
     let (mut all, mut per_module) = (0usize, [0usize; 5]);
     for chunk in picks.chunks(batch.max(1)) {
-        let mut pixels = vec![0.0f32; chunk.len() * transform.len()];
-        pixels
-            .par_chunks_mut(transform.len())
-            .zip(chunk.par_iter())
-            .try_for_each(|(slot, r)| transform.load_into(&r.path, slot))?;
+        let paths: Vec<&Path> = chunk.iter().map(|r| r.path.as_path()).collect();
+        let pixels = transform.load_batch(&paths)?;
         let images = Tensor::<4>::from_data(
             TensorData::new(pixels, [chunk.len(), 3, height, width]),
             device,

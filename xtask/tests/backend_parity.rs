@@ -1,20 +1,18 @@
 //! The same SCAL model on flex (CPU) and on wgpu: forward pass and one training step agree
-//! (the checks and their limits are documented in `scal_trainer::parity`).
+//! (the checks and their limits are documented in `xtask::parity`).
 //!
 //! Built only with `--features wgpu`:
-//! `cargo test -p scal-trainer --release --features wgpu --test backend_parity`. Without a GPU
+//! `cargo test -p xtask --release --features wgpu --test integration -- backend_parity`. Without a GPU
 //! it runs on Mesa's software drivers (lavapipe through Vulkan with Debian's
 //! `mesa-vulkan-drivers`, or llvmpipe through EGL/GL); with `SCAL_SKIP_WGPU_PARITY=1` and no
 //! adapter at all it is skipped. `cargo xtask parity --backend wgpu` runs the same checks
 //! from a release binary (what `scripts/gpu-check.sh` uses).
-#![cfg(feature = "wgpu")]
-
 use burn::tensor::Device;
-use scal_trainer::Backend;
-use scal_trainer::parity::{ParityCheck, forward_parity, step_parity};
+use xtask::backend::{self, Backend};
+use xtask::parity::{ParityCheck, forward_parity, step_parity};
 
 fn gpu() -> Option<Device> {
-    match scal_trainer::backend::device(Backend::Wgpu) {
+    match backend::device(Backend::Wgpu) {
         Ok(d) => Some(d),
         Err(e) if std::env::var("SCAL_SKIP_WGPU_PARITY").is_ok() => {
             eprintln!("skipped: {e}");

@@ -1,23 +1,31 @@
 //! Several machines (`--backend remote`): flex devices served over WebSocket on localhost by
 //! Burn's remote server, as `cargo xtask serve` serves them on each machine. A remote flex
 //! device runs the same kernels as the local one, so everything here must agree exactly.
-#![cfg(all(feature = "remote", feature = "flex"))]
-
-mod common;
-
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 use burn::optim::AdamConfig;
 use burn::server::{RemoteServer, WebSocketTransport};
 use burn::tensor::Device;
-use common::shard;
 use scal_model::AttentionKind;
-use scal_trainer::config::Profile;
-use scal_trainer::parity::{float_tensors, parity, parity_model_config};
-use scal_trainer::{
-    Backend, RunOutcome, StepConfig, TrainingConfig, backend, scal_step_data_parallel,
-};
+use scal_model::probe::{float_tensors, probe_batch, probe_config as parity_model_config};
+use scal_train::config::Profile;
+use scal_train::{RunOutcome, StepConfig, TrainingConfig, scal_step_data_parallel};
+use xtask::backend::{self, Backend};
+use xtask::parity::parity;
+
+use crate::common::{tiny_dataset, tiny_overrides};
+
+/// Shard `i` of the probe batch (4 identities × 2): rows `4i..4i+4`.
+fn shard(
+    i: usize,
+    device: &Device,
+) -> (
+    burn::tensor::Tensor<4>,
+    burn::tensor::Tensor<1, burn::tensor::Int>,
+) {
+    let (images, labels) = probe_batch(device);
+    (images.narrow(0, 4 * i, 4), labels.narrow(0, 4 * i, 4))
+}
 
 /// The in-process servers serve this process's one flex device, whose random generator is
 /// global: tests that seed and initialise models take turns.
@@ -103,7 +111,7 @@ fn config(root: &Path, backend: &str, hosts: &[String], devices: &str) -> Traini
     TrainingConfig::resolve(
         Profile::Quick,
         None,
-        &common::tiny_overrides(
+        &tiny_overrides(
             root,
             &[
                 ("backend", backend),
@@ -140,12 +148,12 @@ fn train_log(run: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn a_run_over_two_servers_matches_the_local_run() {
     let _serial = serial();
-    let root = common::tiny_dataset();
+    let root = tiny_dataset();
     let runs = tempfile::tempdir().unwrap();
-    let stop = AtomicBool::new(false);
     let train = |config: &TrainingConfig, name: &str| {
         let run = runs.path().join(name);
-        let outcome = scal_trainer::train(config, &run, false, &stop, false).unwrap();
+        let outcome =
+            xtask::train::train_on_configured_devices(config, &run, false, false).unwrap();
         let RunOutcome::Finished {
             last, iterations, ..
         } = outcome
@@ -174,11 +182,10 @@ fn a_run_over_two_servers_matches_the_local_run() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("ws://{}", l.local_addr().unwrap())
     };
-    let err = scal_trainer::train(
+    let err = xtask::train::train_on_configured_devices(
         &config(&root, "remote", std::slice::from_ref(&closed), "[0]"),
         &runs.path().join("unreachable"),
         false,
-        &stop,
         false,
     )
     .unwrap_err()

@@ -2,20 +2,15 @@
 //! and a run end to end. On this CPU machine flex has one device, so the replicas share it
 //! (`devices = [0, 0]`): the code path (fork, per-shard backward, gradients moved to the
 //! main device and summed, one optimizer step) is the one several GPUs take.
-#![cfg(feature = "flex")]
-
-mod common;
-
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
+use crate::common::{self, shard};
 use burn::optim::{AdamConfig, SgdConfig};
 use burn::tensor::Device;
-use common::shard;
+use scal_model::probe::{float_tensors, probe_config as parity_model_config};
 use scal_model::{AttentionKind, ScalModel};
-use scal_trainer::config::Profile;
-use scal_trainer::parity::{float_tensors, parity_model_config};
-use scal_trainer::{RunOutcome, StepConfig, TrainingConfig, scal_step, scal_step_data_parallel};
+use scal_train::config::Profile;
+use scal_train::{RunOutcome, StepConfig, TrainingConfig, scal_step, scal_step_data_parallel};
 
 /// Trainable parameters by name (batch-norm running statistics left out: they are buffers,
 /// updated once per shard by design).
@@ -125,7 +120,7 @@ fn two_shards_average_their_gradients() {
     );
 }
 
-fn config(root: &Path, devices: &str) -> Result<TrainingConfig, scal_trainer::TrainError> {
+fn config(root: &Path, devices: &str) -> Result<TrainingConfig, scal_train::TrainError> {
     TrainingConfig::resolve(
         Profile::Quick,
         None,
@@ -148,9 +143,15 @@ fn a_data_parallel_run_trains_and_uneven_shards_are_refused() {
     let root = common::tiny_dataset();
     let runs = tempfile::tempdir().unwrap();
     let run = runs.path().join("dp");
-    let stop = AtomicBool::new(false);
-    let outcome =
-        scal_trainer::train(&config(&root, "[0,0]").unwrap(), &run, false, &stop, false).unwrap();
+    let flex = Device::flex();
+    let outcome = scal_train::train(
+        &config(&root, "[0,0]").unwrap(),
+        &run,
+        false,
+        &[flex.clone(), flex],
+        &mut (),
+    )
+    .unwrap();
     let RunOutcome::Finished {
         last, iterations, ..
     } = outcome
@@ -170,14 +171,4 @@ fn a_data_parallel_run_trains_and_uneven_shards_are_refused() {
 
     let err = config(&root, "[0,0,0]").unwrap_err().to_string();
     assert!(err.contains("devices") && err.contains("data.p"), "{err}");
-    let err = scal_trainer::train(
-        &config(&root, "[0,1]").unwrap(),
-        &runs.path().join("one"),
-        false,
-        &stop,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("no device 1"), "{err}");
 }

@@ -3,7 +3,7 @@
 //! no attention), on flex, batch 16 (4 identities × 4), 256 × 128, 751 classes.
 //!
 //! ```text
-//! cargo bench -p scal-trainer --bench scal_step
+//! cargo bench -p scal-train --bench scal_step
 //! ```
 
 use std::time::Duration;
@@ -11,8 +11,9 @@ use std::time::Duration;
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use scal_model::objective::StepConfig;
 use scal_model::{AttentionKind, ScalConfig};
-use scal_trainer::{StepConfig, scal_step};
+use scal_train::scal_step;
 
 fn step(c: &mut Criterion) {
     let device = Device::flex().autodiff();

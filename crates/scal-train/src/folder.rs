@@ -1,0 +1,135 @@
+//! Writing a folder as a whole: its contents go into a staging folder beside it, which is
+//! then swapped in with two renames (`NAME` → `.NAME.old`, staging → `NAME`). A crash
+//! between the renames leaves `.NAME.old`, which [`recover`] puts back; a failure while
+//! writing removes the staging folder. Either way the previous folder survives until the
+//! new one is complete. Checkpoints, the run report and attention figures are written so.
+
+use std::path::{Path, PathBuf};
+
+use crate::TrainError;
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Puts `.NAME.old` back as `NAME` if a swap in `parent` was interrupted, and removes the
+/// staging folders a killed process left behind.
+pub fn recover(parent: &Path, name: &str) -> Result<(), TrainError> {
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        let prefix = format!(".{name}.tmp-");
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+    }
+    let current = parent.join(name);
+    let old = parent.join(format!(".{name}.old"));
+    if !current.exists() && old.exists() {
+        std::fs::rename(&old, &current).map_err(io(&current))?;
+    } else if current.exists() && old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Fills a staging folder in `parent` with `write`, then swaps it in as `parent/name`. On
+/// any failure (a full disk included) the staging folder is removed and the previous
+/// folder stays. Returns `parent/name`.
+pub fn write_staged<E: From<TrainError>>(
+    parent: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
+    recover(parent, name)?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempdir_in(parent)
+        .map_err(io(parent))?;
+    write(staging.path())?;
+    let staged = staging.keep();
+    let current = parent.join(name);
+    let old = parent.join(format!(".{name}.old"));
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(io(&current))?;
+    }
+    std::fs::rename(&staged, &current).map_err(io(&current))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_marker(text: &'static str) -> impl FnOnce(&Path) -> Result<(), TrainError> {
+        move |dir| std::fs::write(dir.join("state.json"), text).map_err(io(dir))
+    }
+
+    fn entries(run: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_previous_folder() {
+        let run = tempfile::tempdir().unwrap();
+        write_staged(run.path(), "last", write_marker("first")).unwrap();
+        // The disk fills up half-way through the next checkpoint.
+        let err = write_staged(run.path(), "last", |dir| {
+            std::fs::write(dir.join("model.bpk"), vec![0u8; 1024]).unwrap();
+            Err(io(&dir.join("optimizer.bpk"))(
+                std::io::Error::from_raw_os_error(28), // ENOSPC
+            ))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("optimizer.bpk"), "{err}");
+        let kept = std::fs::read_to_string(run.path().join("last/state.json")).unwrap();
+        assert_eq!(kept, "first");
+        assert_eq!(
+            entries(run.path()),
+            vec!["last"],
+            "no staging folder left behind"
+        );
+        write_staged(run.path(), "last", write_marker("second")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.path().join("last/state.json")).unwrap(),
+            "second"
+        );
+        assert_eq!(entries(run.path()), vec!["last"]);
+    }
+
+    #[test]
+    fn an_interrupted_swap_is_recovered() {
+        let run = tempfile::tempdir().unwrap();
+        write_staged(run.path(), "last", write_marker("first")).unwrap();
+        // Killed between the two renames: only `.last.old` exists.
+        std::fs::rename(run.path().join("last"), run.path().join(".last.old")).unwrap();
+        recover(run.path(), "last").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.path().join("last/state.json")).unwrap(),
+            "first"
+        );
+        // Killed after the second rename: both exist, the new one wins; a killed write
+        // left its staging folder.
+        write_staged(run.path(), "last", write_marker("second")).unwrap();
+        std::fs::create_dir(run.path().join(".last.old")).unwrap();
+        std::fs::create_dir(run.path().join(".last.tmp-abc123")).unwrap();
+        recover(run.path(), "last").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.path().join("last/state.json")).unwrap(),
+            "second"
+        );
+        assert_eq!(entries(run.path()), vec!["last"]);
+    }
+}

@@ -1,0 +1,205 @@
+//! # scal-train
+//!
+//! Training SCAL end to end, as a library that takes its devices from the caller:
+//!
+//! ```no_run
+//! # use scal_train::{TrainingConfig, Profile, train};
+//! let config = TrainingConfig::profile(Profile::Quick);
+//! let devices = [burn::tensor::Device::default()];
+//! let outcome = train(&config, "runs/mine".as_ref(), false, &devices, &mut ()).unwrap();
+//! ```
+//!
+//! [`config`] (profiles, JSON files, overrides, validation), [`run`] (the loop: P × K
+//! loader, schedule, evaluation, checkpoints, exact resume, reported through a
+//! [`TrainObserver`]), [`step`] (one optimizer step of `scal_model::objective`, on one
+//! device or data-parallel), [`checkpoint`] (training-state checkpoints and the staged
+//! folder swap), [`log`] (`metrics.jsonl`) and [`eval`] (features, CMC / mAP / mINP,
+//! re-ranking, per-module amelioration).
+//!
+//! This crate has no backend compiled in, never prints and never names a command: the
+//! caller (the `xtask` command line) picks the devices and talks to the user.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod folder;
+pub mod log;
+pub mod run;
+pub mod step;
+
+use std::path::PathBuf;
+
+pub use backend::Backend;
+pub use config::{Profile, TrainingConfig};
+pub use run::{RunOutcome, TrainObserver, train};
+pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
+pub use step::{scal_step, scal_step_data_parallel};
+
+/// Why training (or loading a trained run) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A configuration field holds a value it cannot take.
+    #[error("configuration: {field}: {problem}")]
+    InvalidField {
+        /// The field, e.g. `data.p`.
+        field: String,
+        /// What is wrong and what is accepted.
+        problem: String,
+    },
+    /// A name that is not one of the known ones (a backend, a profile, a measure).
+    #[error("unknown {what} `{name}`: expected {expected}")]
+    UnknownName {
+        /// What was named.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The names accepted.
+        expected: &'static str,
+    },
+    /// A `hosts` entry that is not a WebSocket address.
+    #[error("configuration: hosts: {host}: {problem}")]
+    BadHost {
+        /// The entry.
+        host: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A configuration file that cannot be read or is not JSON.
+    #[error("config file {}: {problem}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A field name the configuration does not have.
+    #[error("unknown field `{field}` in {origin}; known fields here: {}", known.join(", "))]
+    UnknownField {
+        /// The dotted path given.
+        field: String,
+        /// Where it came from: a file or the command line.
+        origin: String,
+        /// The fields at that level.
+        known: Vec<String>,
+    },
+    /// A value of the wrong type for its field (in `origin`: a file or the command line).
+    #[error("configuration: {origin}field `{field}`: {problem}")]
+    FieldValue {
+        /// `PATH: ` of the file it came from, or empty.
+        origin: String,
+        /// The dotted path.
+        field: String,
+        /// What the parser said.
+        problem: String,
+    },
+    /// The run folder holds a run already (start a new one elsewhere or resume it).
+    #[error("{} already holds a run", run.display())]
+    RunExists {
+        /// The run folder.
+        run: PathBuf,
+    },
+    /// A folder without the run's `config.json`.
+    #[error("{} is not a run folder (no config.json)", run.display())]
+    NotARun {
+        /// The folder given.
+        run: PathBuf,
+    },
+    /// Resuming a run that has trained all its epochs.
+    #[error("{} has finished all {epochs} epochs already", run.display())]
+    RunFinished {
+        /// The run folder.
+        run: PathBuf,
+        /// Its epochs.
+        epochs: u64,
+    },
+    /// The backbone weights `model.pretrained` names are not there.
+    #[error(
+        "model.pretrained: {} does not exist. Download torchvision's ImageNet weights ({arch}) there, e.g. `mkdir -p {} && curl -L -o {} {url}`, or point model.pretrained at your copy (model.pretrained=null trains from scratch)",
+        path.display(),
+        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).display(),
+        path.display()
+    )]
+    MissingPretrained {
+        /// The configured path.
+        path: PathBuf,
+        /// The backbone.
+        arch: scal_backbone::ResNetArch,
+        /// torchvision's download address of its weights.
+        url: &'static str,
+    },
+    /// A run without any training record: nothing to report.
+    #[error("{} has no training line yet: nothing to report", log.display())]
+    NothingToReport {
+        /// The run's `metrics.jsonl`.
+        log: PathBuf,
+    },
+    /// Reading the data failed.
+    #[error(transparent)]
+    Data(#[from] scal_data::DataError),
+    /// Building, loading or saving the model failed.
+    #[error(transparent)]
+    Model(#[from] scal_model::ModelError),
+    /// Evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] scal_eval::EvalError),
+    /// The run's `metrics.jsonl` could not be read or written.
+    #[error(transparent)]
+    Log(#[from] log::LogError),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error(
+        "the loss became {loss} at iteration {iteration} (epoch {epoch}); training stopped, the last good checkpoint is kept. Lower optim.lr or check the data"
+    )]
+    NonFiniteLoss {
+        /// 1-based iteration.
+        iteration: u64,
+        /// 0-based epoch.
+        epoch: u64,
+        /// The value.
+        loss: f32,
+    },
+    /// Resuming with a configuration that differs from the run's.
+    #[error(
+        "{} was trained with another configuration; refusing to resume with:\n  {}",
+        run.display(),
+        differences.join("\n  ")
+    )]
+    ResumeMismatch {
+        /// The run folder.
+        run: PathBuf,
+        /// `field: saved -> requested` lines.
+        differences: Vec<String>,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A device stopped working during training (a remote server stopped or became
+    /// unreachable, a GPU was lost), in a step or while a checkpoint was written; the last
+    /// checkpoint is kept.
+    #[error(
+        "a device failed at iteration {iteration}: {message}. Training stopped; the last checkpoint is kept"
+    )]
+    DeviceFailed {
+        /// 1-based iteration that failed.
+        iteration: u64,
+        /// What the backend reported.
+        message: String,
+        /// The run folder (to resume).
+        run: PathBuf,
+    },
+}

@@ -1,0 +1,565 @@
+//! The training loop.
+//!
+//! A run lives in one folder: `config.json` (the resolved configuration), `metrics.jsonl`
+//! ([`crate::log`]: one record per iteration and per evaluation), and the checkpoints
+//! `last/` and `best/` ([`crate::checkpoint`]). Everything that decides what happens next
+//! (weights, optimizer state, sampler position, iteration) is in `last/`, and the learning
+//! rate and the augmentation are functions of the position, so a resumed run continues
+//! exactly where the checkpoint was taken.
+//!
+//! [`train`] is [`Trainer::prepare`] (every check, then the run folder), then
+//! [`Trainer::step`] per batch and [`Trainer::end_of_epoch`] after each epoch's last batch.
+//! What happens is reported to a [`TrainObserver`] (progress, scores, skipped images), which
+//! can also ask the run to stop.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::optim::{AdamConfig, ModuleOptimizer, decay::WeightDecayConfig};
+use burn::tensor::Device;
+use scal_data::synth::{SynthConfig, generate};
+use scal_data::{HostBatch, ReadOptions, ReidDataset, ReplacedImage, TrainLoader};
+use scal_model::objective::StepReport;
+use scal_model::{ScalConfig, ScalModel};
+
+use crate::TrainError;
+use crate::checkpoint::{self, TrainState};
+use crate::config::TrainingConfig;
+use crate::eval::{Evaluation, evaluate, module_amelioration};
+use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
+use crate::step::{scal_step, scal_step_data_parallel};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// All epochs done.
+    Finished {
+        /// The evaluation after the last epoch.
+        last: Evaluation,
+        /// Best mAP and the epoch it was reached at.
+        best: (f64, u64),
+        /// Optimizer steps taken.
+        iterations: u64,
+    },
+    /// Stopped on request ([`TrainObserver::should_stop`]); the last checkpoint holds the
+    /// state.
+    Interrupted {
+        /// Optimizer steps taken.
+        iterations: u64,
+    },
+}
+
+/// What a run reports while it trains, and whether it should stop. Every method has a
+/// default that does nothing; `()` observes nothing.
+pub trait TrainObserver {
+    /// The synthetic dataset is being generated at `root` (configured, and missing).
+    fn generating_dataset(&mut self, _root: &Path) {}
+    /// The loop starts: `remaining` iterations to go.
+    fn started(&mut self, _remaining: u64) {}
+    /// An undecodable training image was replaced by another of its identity.
+    fn replaced_image(&mut self, _image: &ReplacedImage) {}
+    /// One iteration is done and logged.
+    fn iteration(&mut self, _record: &TrainRecord) {}
+    /// An evaluation is done and logged.
+    fn evaluated(&mut self, _record: &EvalRecord) {}
+    /// Polled after every iteration: `true` saves the last checkpoint and stops the run
+    /// with [`RunOutcome::Interrupted`].
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+    /// The loop has ended, finished or stopped.
+    fn ended(&mut self, _outcome: &RunOutcome) {}
+}
+
+impl TrainObserver for () {}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads (generating the synthetic dataset first when configured and missing) the dataset.
+pub fn load_dataset(
+    config: &TrainingConfig,
+    observer: &mut dyn TrainObserver,
+) -> Result<ReidDataset, TrainError> {
+    let root = Path::new(&config.data.root);
+    if !root.exists() && config.data.synthesize_if_missing {
+        observer.generating_dataset(root);
+        generate(&SynthConfig::default(), root)?;
+    }
+    Ok(scal_data::read_dataset(
+        config.data.dataset,
+        root,
+        ReadOptions {
+            msmt17_combine_val: config.data.msmt17_combine_val,
+        },
+    )?)
+}
+
+/// The device's random generator is shared by every thread of the process: seeding it and
+/// drawing the initial weights happen under this lock so that two runs in one process (the
+/// ablation, the tests) cannot interleave their draws.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The model's initial weights, a function of `seed` alone.
+fn seeded_init(model_config: &ScalConfig, device: &Device, seed: u64) -> ScalModel {
+    let _guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    let model = model_config.init(device);
+    model.initialize_parameters();
+    model
+}
+
+fn optimizer(config: &TrainingConfig) -> ModuleOptimizer {
+    let o = &config.optim;
+    AdamConfig::new()
+        .with_epsilon(o.epsilon as f32)
+        .with_weight_decay(
+            (o.weight_decay > 0.0).then(|| WeightDecayConfig::new(o.weight_decay as f32)),
+        )
+        .init()
+}
+
+/// The text of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the backend panicked".into());
+    // Burn's read errors say how to catch them first; what failed comes after "Caused by:".
+    let text = match text.split_once("Caused by:") {
+        Some((_, cause)) => cause.to_string(),
+        None => text,
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A run being trained: the model, its optimizer and state, the data and the log.
+pub struct Trainer<'a> {
+    config: &'a TrainingConfig,
+    run_dir: PathBuf,
+    /// Autodiff devices; the first holds the model and the optimizer.
+    devices: Vec<Device>,
+    dataset: ReidDataset,
+    model_config: ScalConfig,
+    model: Option<ScalModel>,
+    optim: ModuleOptimizer,
+    state: TrainState,
+    log: LogWriter,
+    last_eval: Option<Evaluation>,
+    tick: Instant,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("run_dir", &self.run_dir)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Trainer<'a> {
+    /// Checks the configuration, the pretrained weights and the data, then creates the run
+    /// folder (or, with `resume`, checks it holds the same configuration) and builds or
+    /// restores the model, the optimizer, the training state and the loader.
+    ///
+    /// `devices` are the devices to train on (not autodiff; [`TrainingConfig::devices`]
+    /// resolved by the caller), the first holding the model.
+    pub fn prepare(
+        config: &'a TrainingConfig,
+        run_dir: &Path,
+        resume: bool,
+        devices: &[Device],
+        observer: &mut dyn TrainObserver,
+    ) -> Result<(Trainer<'a>, TrainLoader), TrainError> {
+        config.validate()?;
+        check_pretrained(config)?;
+        assert!(!devices.is_empty(), "Trainer::prepare: at least one device");
+        let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+        let dataset = load_dataset(config, observer)?;
+        let loader = TrainLoader::new(
+            dataset.train.clone(),
+            config.data.transform(),
+            config.data.loader(config.seed),
+        )?;
+        if resume {
+            open_run(config, run_dir)?;
+        } else {
+            create_run(config, run_dir)?;
+        }
+        let model_config = config.model.network(
+            dataset.num_train_ids(),
+            config.data.height,
+            config.data.width,
+        );
+        let mut model = seeded_init(&model_config, &devices[0], config.seed);
+        if let Some(weights) = &config.model.pretrained {
+            model = model.with_backbone_weights(Path::new(weights))?;
+        }
+        let mut optim = optimizer(config);
+        let mut state = TrainState::default();
+        let log_path = run_dir.join("metrics.jsonl");
+        if resume {
+            let last = run_dir.join("last");
+            if last.exists() {
+                (model, optim, state) = checkpoint::load_training(&last, &model, optim)?;
+            }
+            log::truncate(&log_path, state.iteration)?;
+        }
+        let epochs = config.optim.epochs as u64;
+        if state.position.epoch >= epochs {
+            return Err(TrainError::RunFinished {
+                run: run_dir.to_path_buf(),
+                epochs,
+            });
+        }
+        let trainer = Trainer {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            devices,
+            dataset,
+            model_config,
+            model: Some(model),
+            optim,
+            state,
+            log: LogWriter::append(&log_path)?,
+            last_eval: None,
+            tick: Instant::now(),
+        };
+        Ok((trainer, loader))
+    }
+
+    /// Iterations left until the last epoch ends.
+    pub fn remaining(&self, loader: &TrainLoader) -> u64 {
+        let epochs = self.config.optim.epochs as u64;
+        (self.state.position.epoch..epochs)
+            .map(|e| loader.batches_in_epoch(e) as u64)
+            .sum::<u64>()
+            - self.state.position.batch as u64
+    }
+
+    /// Where training stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// One optimizer step on `batch`, logged. A device that stops answering (a remote
+    /// server gone, a lost GPU) panics inside the backend: that becomes
+    /// [`TrainError::DeviceFailed`], and a NaN or infinite loss [`TrainError::NonFiniteLoss`];
+    /// the last checkpoint is kept in both cases.
+    pub fn step(
+        &mut self,
+        batch: &HostBatch,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<(), TrainError> {
+        let epoch = self.state.position.epoch;
+        let lr = self.config.optim.lr_at(epoch as usize);
+        let mut step = self.config.step.clone();
+        if (epoch as usize) < self.config.critic_warmup_epochs {
+            step.lambda = 0.0;
+        }
+        let model = self.model.take().expect("the trainer holds its model");
+        let (optim, devices) = (&mut self.optim, &self.devices);
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if devices.len() == 1 {
+                let (images, labels) = batch.to_tensors(&devices[0]);
+                scal_step(model, optim, lr, images, labels, &step)
+            } else {
+                let shards = devices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| batch.shard_to_tensors(i, devices.len(), d))
+                    .collect();
+                scal_step_data_parallel(model, optim, lr, shards, devices, &step)
+            }
+        }));
+        let (model, report): (ScalModel, StepReport) =
+            stepped.map_err(|payload| TrainError::DeviceFailed {
+                iteration: self.state.iteration + 1,
+                message: panic_message(payload.as_ref()),
+                run: self.run_dir.clone(),
+            })?;
+        if !report.loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                iteration: self.state.iteration + 1,
+                epoch,
+                loss: report.loss,
+            });
+        }
+        self.model = Some(model);
+        self.state.iteration += 1;
+        self.state.position = batch.next;
+        let elapsed = self.tick.elapsed().as_secs_f64();
+        self.tick = Instant::now();
+        for replaced in &batch.replaced {
+            observer.replaced_image(replaced);
+        }
+        let record = TrainRecord::new(
+            &report,
+            epoch,
+            self.state.iteration,
+            lr,
+            step.lambda,
+            batch,
+            elapsed,
+        );
+        self.log.write(&Record::Train(record.clone()))?;
+        observer.iteration(&record);
+        Ok(())
+    }
+
+    fn model(&self) -> &ScalModel {
+        self.model.as_ref().expect("the trainer holds its model")
+    }
+
+    /// After an epoch's last batch: evaluates when the epoch is due (every
+    /// `eval.every_epochs`, and the last), saves `best/` when the mAP improved, then
+    /// `last/`.
+    pub fn end_of_epoch(&mut self, observer: &mut dyn TrainObserver) -> Result<(), TrainError> {
+        let finished = self.state.position.epoch;
+        let epochs = self.config.optim.epochs as u64;
+        let every = self.config.eval.every_epochs as u64;
+        if finished == epochs || (every > 0 && finished % every == 0) {
+            let record = self.evaluate(finished)?;
+            self.log.write(&Record::Eval(record.clone()))?;
+            observer.evaluated(&record);
+            let e = record.evaluation;
+            if self.state.best.is_none_or(|(best, _)| e.plain.map > best) {
+                self.state.best = Some((e.plain.map, finished));
+                self.save("best", false)?;
+            }
+            self.last_eval = Some(e);
+        }
+        self.save("last", true)
+    }
+
+    /// The evaluation after `finished` epochs: scores on query/gallery and the modules'
+    /// amelioration rates.
+    fn evaluate(&self, finished: u64) -> Result<EvalRecord, TrainError> {
+        let (config, device) = (self.config, &self.devices[0]);
+        let size = (config.data.height, config.data.width);
+        let evaluation = evaluate(
+            self.model(),
+            &self.dataset,
+            size,
+            config.eval.batch,
+            config.eval.flip,
+            config.eval.rerank,
+            device,
+        )?;
+        let module_amelioration = module_amelioration(
+            &self.model().valid(),
+            &self.dataset.train,
+            size,
+            config.eval.amelioration_samples,
+            config.eval.batch,
+            &device.clone().without_autodiff(),
+        )?;
+        Ok(EvalRecord {
+            epoch: finished,
+            iteration: self.state.iteration,
+            evaluation,
+            module_amelioration,
+        })
+    }
+
+    /// Saves the last checkpoint when the iteration is due (`checkpoint_every`); returns
+    /// whether it did.
+    pub fn save_if_due(&mut self) -> Result<bool, TrainError> {
+        let every = self.config.checkpoint_every as u64;
+        if every > 0 && self.state.iteration.is_multiple_of(every) {
+            self.save("last", true)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Writes checkpoint `name` (with the optimizer for `last`). Saving reads every tensor
+    /// back: with a remote server gone, that is where it shows, as a panic.
+    pub fn save(&self, name: &str, with_optimizer: bool) -> Result<(), TrainError> {
+        let optim = with_optimizer.then_some(&self.optim);
+        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            checkpoint::save(
+                &self.run_dir,
+                name,
+                self.model(),
+                &self.model_config,
+                optim,
+                &self.state,
+            )
+        }));
+        match saved {
+            Ok(result) => result.map(|_| ()),
+            Err(payload) => Err(TrainError::DeviceFailed {
+                iteration: self.state.iteration,
+                message: format!(
+                    "writing checkpoint {name}: {}",
+                    panic_message(payload.as_ref())
+                ),
+                run: self.run_dir.clone(),
+            }),
+        }
+    }
+
+    /// How the run ended, once the loader has no batch left.
+    fn finished(&self) -> RunOutcome {
+        RunOutcome::Finished {
+            last: self.last_eval.expect("the last epoch is always evaluated"),
+            best: self.state.best.expect("evaluated at least once"),
+            iterations: self.state.iteration,
+        }
+    }
+}
+
+/// Refuses a `model.pretrained` that is not a file, saying where to get it.
+fn check_pretrained(config: &TrainingConfig) -> Result<(), TrainError> {
+    match &config.model.pretrained {
+        Some(weights) if !Path::new(weights).is_file() => Err(TrainError::MissingPretrained {
+            path: PathBuf::from(weights),
+            arch: config.model.arch,
+            url: crate::config::torchvision_weights_url(config.model.arch),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A new run: refuses a folder that holds one, then creates it with `config.json`.
+fn create_run(config: &TrainingConfig, run_dir: &Path) -> Result<(), TrainError> {
+    let config_path = run_dir.join("config.json");
+    if config_path.exists() {
+        return Err(TrainError::RunExists {
+            run: run_dir.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    config.save(&config_path).map_err(io(&config_path))
+}
+
+/// A resumed run: recovers an interrupted checkpoint swap and refuses another
+/// configuration. Resumed on other servers (`hosts` differ), `config.json` takes the new
+/// hosts so that the next resume goes there too.
+fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<(), TrainError> {
+    let config_path = run_dir.join("config.json");
+    checkpoint::recover(run_dir, "last")?;
+    let saved = TrainingConfig::load(&config_path).map_err(|e| TrainError::Checkpoint {
+        path: config_path.clone(),
+        message: e.to_string(),
+    })?;
+    let differences = saved.differences(config);
+    if !differences.is_empty() {
+        return Err(TrainError::ResumeMismatch {
+            run: run_dir.to_path_buf(),
+            differences,
+        });
+    }
+    if saved.hosts != config.hosts {
+        let staged = run_dir.join(".config.json.tmp");
+        config.save(&staged).map_err(io(&staged))?;
+        std::fs::rename(&staged, &config_path).map_err(io(&config_path))?;
+    }
+    Ok(())
+}
+
+impl TrainRecord {
+    /// The log record of one step.
+    fn new(
+        report: &StepReport,
+        epoch: u64,
+        iteration: u64,
+        lr: f64,
+        lambda: f64,
+        batch: &HostBatch,
+        seconds: f64,
+    ) -> TrainRecord {
+        TrainRecord {
+            epoch,
+            iteration,
+            lr,
+            loss: report.loss,
+            triplet: report.triplet,
+            classification: report.classification,
+            critic_objective: report.critic_objective,
+            critic_mse: report.critic_mse,
+            correct_rate: report.correct_rate,
+            amelioration_rate: report.amelioration_rate,
+            mean_value: report.mean_value,
+            critic_error: report.critic_error,
+            value_by_reward: report.value_by_reward.clone(),
+            reward_counts: report.reward_counts.clone(),
+            lambda,
+            images_per_s: batch.labels.len() as f64 / seconds.max(1e-9),
+            replaced_images: batch.replaced.iter().map(|r| r.path.clone()).collect(),
+        }
+    }
+}
+
+/// Trains (or, with `resume`, continues) the run in `run_dir` on `devices` (the
+/// configuration's `devices`, resolved by the caller; not autodiff), reporting to
+/// `observer`, which is also asked after every iteration whether to stop (then the last
+/// checkpoint is written and [`RunOutcome::Interrupted`] returned).
+pub fn train(
+    config: &TrainingConfig,
+    run_dir: &Path,
+    resume: bool,
+    devices: &[Device],
+    observer: &mut dyn TrainObserver,
+) -> Result<RunOutcome, TrainError> {
+    let (mut trainer, loader) = Trainer::prepare(config, run_dir, resume, devices, observer)?;
+    observer.started(trainer.remaining(&loader));
+    let position = trainer.state().position;
+    let epochs = config.optim.epochs as u64 - position.epoch;
+    for batch in loader.iter_from(position, epochs) {
+        let batch = batch?;
+        trainer.step(&batch, observer)?;
+        let saved = if batch.next.batch == 0 {
+            trainer.end_of_epoch(observer)?;
+            true
+        } else {
+            trainer.save_if_due()?
+        };
+        if observer.should_stop() {
+            if !saved {
+                trainer.save("last", true)?;
+            }
+            let outcome = RunOutcome::Interrupted {
+                iterations: trainer.state().iteration,
+            };
+            observer.ended(&outcome);
+            return Ok(outcome);
+        }
+    }
+    let outcome = trainer.finished();
+    observer.ended(&outcome);
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_panic_becomes_its_cause() {
+        let burn_read_error: Box<dyn std::any::Any + Send> = Box::new(String::from(
+            "Error while reading data: use `try_into_data` instead\nCaused by:\n  Failed to read tensor: RecvError(())",
+        ));
+        assert_eq!(
+            panic_message(burn_read_error.as_ref()),
+            "Failed to read tensor: RecvError(())"
+        );
+        let plain: Box<dyn std::any::Any + Send> = Box::new("device lost");
+        assert_eq!(panic_message(plain.as_ref()), "device lost");
+    }
+}

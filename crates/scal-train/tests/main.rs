@@ -1,0 +1,6 @@
+//! scal-train's integration tests, in one binary (each test binary links Burn).
+
+mod common;
+mod data_parallel;
+mod overfit;
+mod train_run;

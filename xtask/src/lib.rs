@@ -1,0 +1,126 @@
+//! `cargo xtask`: the project's command line.
+//!
+//! - `extract`: pooled ResNet features of a folder of images, from torchvision or native
+//!   weights, as a `.npy` file.
+//! - `evaluate`: CMC / mAP / mINP from a distance matrix or features, with optional
+//!   k-reciprocal re-ranking.
+//! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
+//!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
+//! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
+//!   ablation set over several seeds; `export`: weights for PyTorch.
+//! - `report`: the run report (HTML); `visualize`: attention maps of any images.
+//! - `bench`: the benchmark set on one backend; `parity`: flex against another backend.
+//! - `devices`: a backend's devices; `serve`: this machine's devices for `--backend remote`.
+//!
+//! The only crate of the workspace with backend features (`flex`, `wgpu`, `cuda`, `remote`),
+//! printing and command names: the libraries take devices and return errors with data;
+//! [`backend`] picks the devices, [`hint`] says which command helps after an error,
+//! [`progress`] draws training's progress.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod ablate;
+pub mod backend;
+pub mod bench;
+pub mod datasets;
+pub mod evaluate;
+pub mod export;
+pub mod extract;
+pub mod hint;
+pub mod parity;
+pub mod progress;
+pub mod report;
+pub mod serve;
+pub mod train;
+
+/// SCAL person re-identification toolkit.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pooled backbone features of every image in a folder → FEATS.npy [N, D] + FEATS.names.txt.
+    Extract(extract::ExtractArgs),
+    /// CMC / mAP / mINP from a distance matrix or features (Market-1501 or CUHK03 protocol), optionally re-ranked.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Split summary of a dataset (identities, images, cameras), as torchreid prints it.
+    Datasets(datasets::DatasetsArgs),
+    /// Generate the synthetic dataset (Market-1501 layout).
+    Synth(datasets::SynthArgs),
+    /// Download a dataset, or install an archive you obtained, verified and safely extracted.
+    Download(datasets::DownloadArgs),
+    /// Train SCAL (default: the quick profile on the synthetic dataset, on the CPU).
+    Train(train::TrainArgs),
+    /// A trained checkpoint's weights as safetensors with PyTorch (torchvision) names.
+    Export(export::ExportArgs),
+    /// The run report: curves, attention maps, ranked lists, attention quality (RUN/report/index.html).
+    Report(report::ReportArgs),
+    /// Attention maps of the five modules over every image of a folder.
+    Visualize(report::VisualizeArgs),
+    /// Ablation: attention kind, critic and reward variants over several seeds, as a table.
+    Ablate(ablate::AblateArgs),
+    /// Benchmarks: backbone inference and training step, SCAL step, evaluation, re-ranking, data pipeline.
+    Bench(bench::BenchArgs),
+    /// The SCAL model on flex and on another backend: forward pass and one training step compared.
+    Parity(bench::ParityArgs),
+    /// The devices of a backend with their indices (for train --devices).
+    Devices(bench::DevicesArgs),
+    /// Serve this machine's devices to `train --backend remote --hosts ws://THIS_HOST:PORT` (multi-machine training).
+    Serve(serve::ServeArgs),
+}
+
+/// Parses the command line, runs the command, prints its error (with a hint where one
+/// helps) and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Extract(args) => extract::run(args).map(|s| {
+            println!(
+                "wrote {} x {} features to {} and the file names to {}{}",
+                s.rows,
+                s.dim,
+                args.out.display(),
+                s.names.display(),
+                if s.skipped > 0 {
+                    format!(" ({} non-image entries skipped)", s.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Datasets(args) => datasets::run(args),
+        Command::Synth(args) => datasets::synth(args),
+        Command::Download(args) => datasets::download(args),
+        Command::Train(args) => train::run(args).map(|_| ()),
+        Command::Export(args) => export::run(args),
+        Command::Report(args) => report::report(args),
+        Command::Visualize(args) => report::visualize(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Parity(args) => bench::parity(args),
+        Command::Devices(args) => bench::devices(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Ablate(args) => {
+            train::install_ctrl_c();
+            ablate::run(args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if let Some(hint) = hint::for_error(&e) {
+                eprintln!("{hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The command line's tests, in one binary (each test binary links Burn): the commands run
+//! as a user runs them (`CARGO_BIN_EXE_xtask`), and, behind the `remote` and `wgpu` features,
+//! several machines on localhost and flex against wgpu.
+
+mod bench_cli;
+mod common;
+mod datasets_cli;
+mod evaluate_cli;
+mod extract_cli;
+mod train_cli;
+
+#[cfg(feature = "wgpu")]
+mod backend_parity;
+#[cfg(all(feature = "remote", feature = "flex"))]
+mod remote;
+#[cfg(feature = "remote")]
+mod remote_cli;
