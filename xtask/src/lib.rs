@@ -17,6 +17,8 @@
 //! [`backend`] picks the devices, [`hint`] says which command helps after an error,
 //! [`progress`] draws training's progress.
 
+#![warn(missing_docs)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

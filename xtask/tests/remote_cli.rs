@@ -185,6 +185,7 @@ fn remote_without_hosts_and_serving_remote_are_refused() {
 /// go on, its last checkpoint survives, and `--resume` with a new server (another address)
 /// finishes the run from that checkpoint.
 #[test]
+#[allow(clippy::too_many_lines)] // one story: train, kill the server, resume elsewhere
 fn a_run_whose_server_dies_resumes_on_a_new_server() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny(dir.path(), 20, 1);

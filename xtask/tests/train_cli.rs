@@ -45,6 +45,7 @@ fn setup(dir: &Path) -> (String, String) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one user session, command after command
 fn train_then_use_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = setup(dir.path());

@@ -1,11 +1,13 @@
 //! # scal-attention
 //!
-//! The attention agent of SCAL (`scal-method.md`): a channel module (squeeze-and-excitation:
+//! The attention agent of SCAL (`docs/scal-method.md`): a channel module (squeeze-and-excitation:
 //! `sigmoid(W2 relu(W1 GAP(X)))`, no biases, hidden width 8) or a spatial module
 //! (`sigmoid(W2 relu(W1 mean_c(X)))` over the flattened H × W map, reduction 16, with
 //! biases), and [`StackedAttention`]: one module after each of the five backbone stages,
 //! gating `X ← X ⊙ A` and returning the maps, or passing `X` through unchanged (every map
 //! replaced by ones) for SCAL's no-attention pass.
+
+#![warn(missing_docs)]
 
 use burn::config::Config;
 use burn::module::Module;
@@ -307,5 +309,113 @@ impl StackedAttention {
             Some(a) => (x * a.clone(), Some(a)),
             None => (x, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn values(t: Tensor<4>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    #[test]
+    fn channel_maps_are_one_weight_per_channel_in_the_open_unit_interval() {
+        let device = Device::flex();
+        let module = ChannelAttentionConfig::new(12).init(&device);
+        assert_eq!(
+            module.fc1.weight.dims(),
+            [12, 8],
+            "hidden width 8 by default"
+        );
+        assert!(module.fc1.bias.is_none() && module.fc2.bias.is_none());
+        let a = module.forward(random([3, 12, 5, 4], &device));
+        assert_eq!(a.dims(), [3, 12, 1, 1]);
+        assert!(values(a).iter().all(|v| *v > 0.0 && *v < 1.0));
+    }
+
+    #[test]
+    fn a_channel_map_depends_only_on_the_pooled_feature() {
+        // Two maps with the same per-channel mean give the same attention.
+        let device = Device::flex();
+        let module = ChannelAttentionConfig::new(2).with_hidden(3).init(&device);
+        let flat = Tensor::<4>::from_data(TensorData::new(vec![1.0f32; 8], [1, 2, 2, 2]), &device);
+        let spread = Tensor::<4>::from_data(
+            TensorData::new(
+                vec![0.0f32, 2.0, 2.0, 0.0, 3.0, -1.0, 1.0, 1.0],
+                [1, 2, 2, 2],
+            ),
+            &device,
+        );
+        let (a, b) = (values(module.forward(flat)), values(module.forward(spread)));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn spatial_maps_cover_the_map_they_were_built_for_and_refuse_others() {
+        let device = Device::flex();
+        let module = SpatialAttentionConfig::new(8, 4).init(&device);
+        assert_eq!(module.fc1.weight.dims(), [32, 2], "H·W / 16 hidden units");
+        let a = module.forward(random([2, 6, 8, 4], &device));
+        assert_eq!(a.dims(), [2, 1, 8, 4]);
+        assert!(values(a).iter().all(|v| *v > 0.0 && *v < 1.0));
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            module.forward(random([1, 6, 4, 4], &device))
+        }));
+        let message = *wrong.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains("built for 8x4"), "{message}");
+    }
+
+    #[test]
+    fn gating_multiplies_by_the_map_and_ones_pass_the_input_through() {
+        let device = Device::flex();
+        let channels = [3, 4, 5, 6, 7];
+        let sizes = [[4, 2]; 5];
+        for kind in [AttentionKind::Channel, AttentionKind::Spatial] {
+            let stack = StackedAttentionConfig::new(kind, channels, sizes).init(&device);
+            assert!(stack.is_active());
+            assert_eq!(stack.agents.len(), 5);
+            for (stage, &c) in channels.iter().enumerate() {
+                let x = random([2, c, 4, 2], &device);
+                let (gated, map) = stack.gate(stage, x.clone(), Gating::On);
+                let expected = x.clone() * map.expect("a map with attention");
+                assert_eq!(values(gated), values(expected), "{kind} stage {stage}");
+                let (passed, none) = stack.gate(stage, x.clone(), Gating::Ones);
+                assert!(none.is_none());
+                assert_eq!(values(passed), values(x));
+            }
+        }
+        let none = StackedAttentionConfig::new(AttentionKind::None, channels, sizes).init(&device);
+        assert!(
+            !none.is_active()
+                && none
+                    .attention_map(0, random([1, 3, 4, 2], &device))
+                    .is_none()
+        );
+    }
+
+    #[test]
+    fn kinds_parse_and_print_their_names() {
+        for kind in [
+            AttentionKind::None,
+            AttentionKind::Spatial,
+            AttentionKind::Channel,
+        ] {
+            assert_eq!(kind.to_string().parse::<AttentionKind>().unwrap(), kind);
+        }
+        assert_eq!(
+            "Channel".parse::<AttentionKind>().unwrap(),
+            AttentionKind::Channel
+        );
+        let err = "both".parse::<AttentionKind>().unwrap_err();
+        assert!(err.contains("`both`"), "{err}");
     }
 }

@@ -23,6 +23,8 @@
 //! assert_eq!(features.dims(), [1, 2048]);
 //! ```
 
+#![warn(missing_docs)]
+
 mod arch;
 mod resnet;
 mod weights;

@@ -20,7 +20,7 @@ pub struct ResNetConfig {
     #[config(default = 2)]
     pub last_stride: usize,
     /// Apply the ReLU after the stem's batch norm (torchvision: yes). Some ReID code bases
-    /// leave it out; see `scal-method.md`.
+    /// leave it out; see `docs/scal-method.md`.
     #[config(default = true)]
     pub stem_relu: bool,
     /// Channels of the stem; every stage scales from it (64 in torchvision). Smaller values

@@ -71,6 +71,7 @@ impl WeightFormat {
 
 /// What went wrong while reading or writing backbone weights.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackboneError {
     /// The weights file is not there.
     #[error("weights file {} does not exist", path.display())]

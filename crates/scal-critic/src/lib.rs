@@ -1,11 +1,13 @@
 //! # scal-critic
 //!
-//! The critic of SCAL (`scal-method.md`): for each attention module `l`, a small network
+//! The critic of SCAL (`docs/scal-method.md`): for each attention module `l`, a small network
 //! `V_l = C_l(X_l, A_l)` that estimates the reward `R ∈ {0, 1, 2}` the attention earns.
 //! Input: `concat(GAP(X_l), A_l)` for channel attention, `concat(flatten(mean_c X_l),
 //! flatten(A_l))` for spatial attention; then `FC → ReLU → FC → 1`, linear output.
 //! No batch norm: a frozen clone of the critic (used on the agent's gradient path) must not
 //! share running statistics with the live one.
+
+#![warn(missing_docs)]
 
 use burn::config::Config;
 use burn::module::Module;
@@ -108,6 +110,37 @@ impl Critic {
     }
 }
 
+/// Configuration of [`Critics`]: one critic per attention module.
+#[derive(Config, Debug)]
+pub struct CriticsConfig {
+    /// What each module's critic reads, module 0 (stem) first.
+    pub inputs: Vec<CriticInput>,
+    /// Hidden width of every critic.
+    #[config(default = 256)]
+    pub hidden: usize,
+}
+
+impl CriticsConfig {
+    /// Builds one critic per input description (none for no input: a model without
+    /// attention).
+    ///
+    /// # Panics
+    /// If `hidden` is 0 and there is an input.
+    pub fn init(&self, device: &Device) -> Critics {
+        Critics {
+            critics: self
+                .inputs
+                .iter()
+                .map(|input| {
+                    CriticConfig::new(*input)
+                        .with_hidden(self.hidden)
+                        .init(device)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One critic per attention module.
 #[derive(Module, Debug)]
 pub struct Critics {
@@ -116,16 +149,6 @@ pub struct Critics {
 }
 
 impl Critics {
-    /// Builds one critic per input description.
-    pub fn new(inputs: &[CriticInput], hidden: usize, device: &Device) -> Self {
-        Critics {
-            critics: inputs
-                .iter()
-                .map(|input| CriticConfig::new(*input).with_hidden(hidden).init(device))
-                .collect(),
-        }
-    }
-
     /// `V_l` for each module.
     ///
     /// # Shapes
@@ -147,5 +170,107 @@ impl Critics {
             .zip(xs.into_iter().zip(maps))
             .map(|(critic, (x, a))| critic.forward(x, a))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    #[test]
+    fn input_widths_follow_what_the_critic_reads() {
+        let device = Device::flex();
+        let channel = CriticConfig::new(CriticInput::Channel { channels: 6 }).init(&device);
+        assert_eq!(channel.fc1.weight.dims(), [12, 256]);
+        assert_eq!(channel.fc2.weight.dims(), [256, 1]);
+        let spatial = CriticConfig::new(CriticInput::Spatial {
+            height: 4,
+            width: 3,
+        })
+        .with_hidden(5)
+        .init(&device);
+        assert_eq!(spatial.fc1.weight.dims(), [24, 5]);
+    }
+
+    #[test]
+    fn a_critic_reads_the_pooled_feature_and_the_map() {
+        // Channel critic: the input is [GAP(X), A]; with fc1 = identity-like weights picked
+        // by hand, V is a known linear function of them.
+        let device = Device::flex();
+        let mut critic = CriticConfig::new(CriticInput::Channel { channels: 2 })
+            .with_hidden(4)
+            .init(&device);
+        let eye = TensorData::new(
+            vec![
+                1.0f32, 0.0, 0.0, 0.0, //
+                0.0, 1.0, 0.0, 0.0, //
+                0.0, 0.0, 1.0, 0.0, //
+                0.0, 0.0, 0.0, 1.0,
+            ],
+            [4, 4],
+        );
+        critic.fc1.weight = burn::module::Param::from_tensor(Tensor::from_data(eye, &device));
+        critic.fc1.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+            [4],
+            &device,
+        )));
+        critic.fc2.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [4, 1]),
+            &device,
+        ));
+        critic.fc2.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+            [1],
+            &device,
+        )));
+        // X: channel means 2 and 4; A: 0.5 and 0.25 (all positive: ReLU passes them).
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 3.0, 4.0, 4.0], [1, 2, 2, 1]),
+            &device,
+        );
+        let a = Tensor::<4>::from_data(TensorData::new(vec![0.5f32, 0.25], [1, 2, 1, 1]), &device);
+        let v = critic
+            .forward(x, a)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(v, vec![2.0 + 2.0 * 4.0 + 3.0 * 0.5 + 4.0 * 0.25]);
+    }
+
+    #[test]
+    fn one_value_per_sample_and_module_and_mismatches_are_refused() {
+        let device = Device::flex();
+        let inputs = vec![
+            CriticInput::Spatial {
+                height: 4,
+                width: 2,
+            };
+            5
+        ];
+        let critics = CriticsConfig::new(inputs).with_hidden(8).init(&device);
+        assert_eq!(critics.critics.len(), 5);
+        let xs: Vec<Tensor<4>> = (0..5).map(|_| random([3, 6, 4, 2], &device)).collect();
+        let maps: Vec<Tensor<4>> = (0..5).map(|_| random([3, 1, 4, 2], &device)).collect();
+        let values = critics.forward(xs.clone(), maps);
+        assert_eq!(values.len(), 5);
+        assert!(values.iter().all(|v| v.dims() == [3]));
+        let too_few = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            critics.forward(xs, Vec::new())
+        }));
+        assert!(too_few.is_err(), "five feature maps and no attention map");
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            critics.critics[0].forward(random([1, 6, 2, 2], &device), random([1, 1, 2, 2], &device))
+        }));
+        assert!(wrong.is_err(), "a 2x2 map for a critic built for 4x2");
+        assert!(
+            CriticsConfig::new(Vec::new())
+                .init(&device)
+                .critics
+                .is_empty()
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Readers of the ReID datasets in their distributed layouts (`reid-protocols.md`).
+//! Readers of the ReID datasets in their distributed layouts (`docs/reid-protocols.md`).
 //!
 //! Every reader returns a [`ReidDataset`]: train (identities relabelled `0..N-1`), query and
 //! gallery (raw identities), with 0-based camera ids and image paths. Junk images (pid −1)

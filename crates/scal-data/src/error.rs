@@ -136,12 +136,40 @@ pub enum DataError {
         /// What went wrong.
         message: String,
     },
-    /// The P x K sampler cannot be built.
-    #[error("{0}")]
-    InvalidSampler(String),
-    /// The synthetic dataset cannot be generated with these settings.
-    #[error("{0}")]
-    InvalidSynth(String),
+    /// P or K of a P × K sampler is 0.
+    #[error("P and K must be at least 1, got P = {p}, K = {k}")]
+    EmptyBatch {
+        /// Identities per batch.
+        p: usize,
+        /// Images per identity.
+        k: usize,
+    },
+    /// The training split has fewer identities than one batch needs.
+    #[error(
+        "the training split has {identities} identities ({images} images), fewer than one batch of P = {p} identities: lower P"
+    )]
+    TooFewIdentities {
+        /// Identities in the split.
+        identities: usize,
+        /// Images in the split.
+        images: usize,
+        /// Identities per batch.
+        p: usize,
+    },
+    /// A setting of the synthetic dataset out of its range.
+    #[error("synthetic dataset: {setting} {problem}")]
+    InvalidSynth {
+        /// The setting (`cameras`, `train_ids`, `test_ids`).
+        setting: &'static str,
+        /// What is accepted.
+        problem: String,
+    },
+    /// The output folder of a generation exists already.
+    #[error("{} already exists; remove it first to generate again", path.display())]
+    OutputExists {
+        /// The folder.
+        path: PathBuf,
+    },
     /// A file with an image extension could not be decoded.
     #[error("cannot decode image {}: {message}", path.display())]
     Decode {

@@ -8,8 +8,11 @@
 //! training, the augmentation of reid-strong-baseline ([`TrainTransform`]), the P × K
 //! sampler ([`PkSampler`]) and a prefetching loader ([`TrainLoader`]).
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod datasets;
+#[cfg(feature = "download")]
 pub mod download;
 mod error;
 mod folder;

@@ -44,20 +44,18 @@ impl PkSampler {
     /// If `p` or `k` is 0, or there are fewer than `p` identities (not even one batch).
     pub fn new(pids: &[i64], p: usize, k: usize, seed: u64) -> Result<PkSampler, DataError> {
         if p == 0 || k == 0 {
-            return Err(DataError::InvalidSampler(format!(
-                "P and K must be at least 1, got P = {p}, K = {k}"
-            )));
+            return Err(DataError::EmptyBatch { p, k });
         }
         let mut by_pid: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for (i, pid) in pids.iter().enumerate() {
             by_pid.entry(*pid).or_default().push(i);
         }
         if by_pid.len() < p {
-            return Err(DataError::InvalidSampler(format!(
-                "the training split has {} identities ({} images), fewer than one batch of P = {p} identities: lower P",
-                by_pid.len(),
-                pids.len()
-            )));
+            return Err(DataError::TooFewIdentities {
+                identities: by_pid.len(),
+                images: pids.len(),
+                p,
+            });
         }
         Ok(PkSampler {
             groups: by_pid.into_values().collect(),

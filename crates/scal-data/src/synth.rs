@@ -203,6 +203,7 @@ fn rect(img: &mut RgbImage, x: i32, y: i32, w: i32, h: i32, c: Colour) {
 
 /// Draws one image of `person` (or, with `None`, an empty, occluded scene: junk) seen by
 /// `camera`, with per-image randomness from `r`.
+#[allow(clippy::too_many_lines)] // one drawing recipe, read top to bottom
 fn draw(person: Option<&Person>, camera: &Camera, r: &mut ChaCha8Rng) -> RgbImage {
     let (w, h) = (SYNTH_WIDTH as i32, SYNTH_HEIGHT as i32);
     let mut img = RgbImage::from_pixel(w as u32, h as u32, Rgb(camera.background));
@@ -491,26 +492,30 @@ fn plan(config: &SynthConfig) -> Vec<Job> {
 /// dataset. `out` must not exist yet.
 pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataError> {
     if config.cameras < 2 || config.cameras > 9 {
-        return Err(DataError::InvalidSynth(format!(
-            "--cameras must be between 2 and 9 (Market-style names carry one digit), got {}",
-            config.cameras
-        )));
+        return Err(DataError::InvalidSynth {
+            setting: "cameras",
+            problem: format!(
+                "must be between 2 and 9 (Market-style names carry one digit), got {}",
+                config.cameras
+            ),
+        });
     }
     if config.train_ids == 0 || config.test_ids == 0 {
-        return Err(DataError::InvalidSynth(
-            "--train-ids and --test-ids must be at least 1".into(),
-        ));
+        return Err(DataError::InvalidSynth {
+            setting: "train_ids/test_ids",
+            problem: "must be at least 1".into(),
+        });
     }
     if config.train_ids + config.test_ids > 9999 {
-        return Err(DataError::InvalidSynth(
-            "at most 9,999 identities in total (four-digit Market-style names)".into(),
-        ));
+        return Err(DataError::InvalidSynth {
+            setting: "train_ids + test_ids",
+            problem: "at most 9,999 identities in total (four-digit Market-style names)".into(),
+        });
     }
     if out.exists() {
-        return Err(DataError::InvalidSynth(format!(
-            "{} already exists; remove it first to generate again",
-            out.display()
-        )));
+        return Err(DataError::OutputExists {
+            path: out.to_path_buf(),
+        });
     }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -61,6 +61,11 @@ pub enum EvalError {
     )]
     NoValidQuery,
     /// A parameter is out of range.
-    #[error("{0}")]
-    InvalidParameter(String),
+    #[error("{name}: {problem}")]
+    InvalidParameter {
+        /// The parameter (`max_rank`, `k1`, `lambda`).
+        name: &'static str,
+        /// What is accepted.
+        problem: String,
+    },
 }

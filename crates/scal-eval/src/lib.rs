@@ -1,7 +1,7 @@
 //! # scal-eval
 //!
 //! Person re-identification evaluation, following the conventions of torchreid, FastReID and
-//! reid-strong-baseline (see `reid-protocols.md`):
+//! reid-strong-baseline (see `docs/reid-protocols.md`):
 //!
 //! - [`pairwise_distances`]: query × gallery distance matrices (Euclidean, squared Euclidean,
 //!   cosine) in blocks, in parallel;
@@ -14,6 +14,8 @@
 //! - [`synthetic`]: a seeded Market-1501-sized split for benchmarks.
 //!
 //! Everything works on `ndarray` views and is independent of any deep-learning framework.
+
+#![warn(missing_docs)]
 
 mod distance;
 mod error;

@@ -202,9 +202,10 @@ pub fn evaluate_market1501<T: Distance>(
     max_rank: usize,
 ) -> Result<Metrics, EvalError> {
     if max_rank == 0 {
-        return Err(EvalError::InvalidParameter(
-            "max_rank must be at least 1".into(),
-        ));
+        return Err(EvalError::InvalidParameter {
+            name: "max_rank",
+            problem: "must be at least 1".into(),
+        });
     }
     validate(
         distmat,
@@ -363,9 +364,10 @@ pub fn evaluate_cuhk03_classic<T: Distance>(
     seed: u64,
 ) -> Result<Metrics, EvalError> {
     if max_rank == 0 {
-        return Err(EvalError::InvalidParameter(
-            "max_rank must be at least 1".into(),
-        ));
+        return Err(EvalError::InvalidParameter {
+            name: "max_rank",
+            problem: "must be at least 1".into(),
+        });
     }
     validate(
         distmat,

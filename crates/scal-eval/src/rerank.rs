@@ -162,6 +162,7 @@ fn reciprocal(center: u32, forward: &[u32], ranks: &[Vec<u32>], len: usize) -> V
 /// # Errors
 /// Shapes that disagree, empty inputs, non-finite values, `k1 == 0`, `k2 == 0`, or `lambda`
 /// outside [0, 1].
+#[allow(clippy::too_many_lines)] // mirrors the reference implementation step by step
 pub fn re_rank<T: Distance>(
     q_g: ArrayView2<'_, T>,
     q_q: ArrayView2<'_, T>,
@@ -170,14 +171,16 @@ pub fn re_rank<T: Distance>(
 ) -> Result<Array2<f32>, EvalError> {
     let ReRankParams { k1, k2, lambda } = params;
     if k1 == 0 || k2 == 0 {
-        return Err(EvalError::InvalidParameter(
-            "re-ranking needs k1 >= 1 and k2 >= 1".into(),
-        ));
+        return Err(EvalError::InvalidParameter {
+            name: "k1/k2",
+            problem: format!("re-ranking needs k1 >= 1 and k2 >= 1, got {k1} and {k2}"),
+        });
     }
     if !(0.0..=1.0).contains(&lambda) {
-        return Err(EvalError::InvalidParameter(format!(
-            "re-ranking lambda must be in [0, 1], got {lambda}"
-        )));
+        return Err(EvalError::InvalidParameter {
+            name: "lambda",
+            problem: format!("re-ranking lambda must be in [0, 1], got {lambda}"),
+        });
     }
     let (q, g) = q_g.dim();
     if q == 0 || g == 0 {

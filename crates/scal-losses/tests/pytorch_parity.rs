@@ -5,8 +5,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use scal_losses::{
-    TripletDistance, TripletLossConfig, batch_hard_triplet, critic_mse, critic_objective,
-    label_smoothed_cross_entropy,
+    CriticMse, CriticObjective, LabelSmoothedCrossEntropyConfig, TripletDistance, TripletLossConfig,
 };
 
 const TOLERANCE: f32 = 1e-5;
@@ -104,7 +103,7 @@ fn triplet_losses_match_pytorch() {
     ];
     for (case, config) in configs {
         check(&bytes, case, "features", |f| {
-            batch_hard_triplet(f, y.clone(), &config)
+            config.init().forward(f, y.clone())
         });
     }
 }
@@ -115,10 +114,16 @@ fn label_smoothed_cross_entropy_matches_pytorch() {
     let device = Device::flex().autodiff();
     let y = labels(&bytes, &device);
     check(&bytes, "ce_eps01", "logits", |l| {
-        label_smoothed_cross_entropy(l, y.clone(), 0.1)
+        LabelSmoothedCrossEntropyConfig::new()
+            .with_epsilon(0.1)
+            .init()
+            .forward(l, y.clone())
     });
     check(&bytes, "ce_eps00", "logits", |l| {
-        label_smoothed_cross_entropy(l, y.clone(), 0.0)
+        LabelSmoothedCrossEntropyConfig::new()
+            .with_epsilon(0.0)
+            .init()
+            .forward(l, y.clone())
     });
 }
 
@@ -131,7 +136,7 @@ fn triplet_gradient_matches_finite_differences() {
     let (shape, base) = floats(&bytes, "features");
     let x = Tensor::<2>::from_data(TensorData::new(base.clone(), shape.clone()), &device)
         .require_grad();
-    let loss = batch_hard_triplet(x.clone(), y.clone(), &config);
+    let loss = config.init().forward(x.clone(), y.clone());
     let analytic: Vec<f32> = x
         .grad(&loss.backward())
         .unwrap()
@@ -142,10 +147,9 @@ fn triplet_gradient_matches_finite_differences() {
     let plain = Device::flex();
     let y_plain = labels(&bytes, &plain);
     let eval = |values: Vec<f32>| {
-        scalar(batch_hard_triplet(
+        scalar(config.init().forward(
             Tensor::<2>::from_data(TensorData::new(values, shape.clone()), &plain),
             y_plain.clone(),
-            &config,
         ))
     };
     let h = 1e-2f32;
@@ -176,10 +180,10 @@ fn critic_losses_follow_their_definitions() {
     let v2 = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 1.0, 1.0], [3]), &device);
     let r = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 2.0], [3]), &device);
     // -(mean v1 + mean v2) = -(4/3 + 2/3) = -2
-    assert!((scalar(critic_objective(&[v1.clone(), v2.clone()])) + 2.0).abs() < 1e-6);
+    assert!((scalar(CriticObjective::new().forward(&[v1.clone(), v2.clone()])) + 2.0).abs() < 1e-6);
     // mean((v1-r)^2) = (0.25+0.25+0)/3, mean((v2-r)^2) = (1+0+1)/3
     let want = 0.5 / 3.0 + 2.0 / 3.0;
-    assert!((scalar(critic_mse(&[v1, v2], r)) - want).abs() < 1e-6);
+    assert!((scalar(CriticMse::new().forward(&[v1, v2], r)) - want).abs() < 1e-6);
 }
 
 #[test]
@@ -190,8 +194,5 @@ fn anchors_without_negatives_contribute_nothing() {
         &device,
     );
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 1], [2]), &device);
-    assert_eq!(
-        scalar(batch_hard_triplet(f, y, &TripletLossConfig::new())),
-        0.0
-    );
+    assert_eq!(scalar(TripletLossConfig::new().init().forward(f, y)), 0.0);
 }

@@ -1,6 +1,6 @@
 //! # scal-model
 //!
-//! The SCAL network (`scal-method.md`): a torchvision ResNet (last stride 1) with an attention
+//! The SCAL network (`docs/scal-method.md`): a torchvision ResNet (last stride 1) with an attention
 //! module after each of its five stages (`X ← X ⊙ A`), global average pooling, a BN neck
 //! with a frozen shift, a bias-free classifier (normal init, std 0.001), and one critic per
 //! attention module.
@@ -14,6 +14,8 @@
 //! [`objective`] is SCAL's loss (`scal_loss`: the rewards, the four terms and their gradient
 //! routing) and what a step measured; [`ScalModel::save_dir`] and [`ScalModel::load_dir`]
 //! write and read a model folder (`model.json` + `model.bpk`).
+
+#![warn(missing_docs)]
 
 mod folder;
 pub mod objective;
@@ -30,7 +32,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor};
 pub use scal_attention::{AttentionKind, Gating, StackedAttention, StackedAttentionConfig};
 use scal_backbone::{BackboneError, ResNet, ResNetArch, ResNetConfig, global_average_pool};
-pub use scal_critic::{CriticInput, Critics};
+pub use scal_critic::{CriticInput, Critics, CriticsConfig};
 
 /// How to build a [`ScalModel`].
 #[derive(Config, Debug)]
@@ -98,7 +100,9 @@ impl ScalConfig {
                 .map(|&[height, width]| CriticInput::Spatial { height, width })
                 .collect(),
         };
-        let critics = Critics::new(&inputs, self.critic_hidden, device);
+        let critics = CriticsConfig::new(inputs)
+            .with_hidden(self.critic_hidden)
+            .init(device);
         let dim = backbone.feature_dim();
         let mut neck = BatchNormConfig::new(dim).init(device);
         neck.beta = neck.beta.set_require_grad(false);

@@ -17,10 +17,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use scal_attention::Gating;
-use scal_losses::{
-    TripletLossConfig, batch_hard_triplet, critic_mse, critic_objective,
-    label_smoothed_cross_entropy,
-};
+use scal_losses::{CriticMse, CriticObjective, LabelSmoothedCrossEntropyConfig, TripletLossConfig};
 use scal_rewards::{RewardKind, Rewards, rewards};
 
 /// The losses of a step.
@@ -76,9 +73,14 @@ pub fn scal_loss(
     config: &StepConfig,
 ) -> ScalLoss {
     let out = model.forward(images.clone(), Gating::On);
-    let triplet = batch_hard_triplet(out.global.clone(), labels.clone(), &config.triplet);
-    let classification =
-        label_smoothed_cross_entropy(out.logits.clone(), labels.clone(), config.label_smoothing);
+    let triplet = config
+        .triplet
+        .init()
+        .forward(out.global.clone(), labels.clone());
+    let classification = LabelSmoothedCrossEntropyConfig::new()
+        .with_epsilon(config.label_smoothing)
+        .init()
+        .forward(out.logits.clone(), labels.clone());
     let mut total = triplet.clone() + classification.clone();
     let (mut j_cri, mut j_mse, mut reward) = (None, None, None);
     if model.has_attention() && config.critic {
@@ -101,8 +103,8 @@ pub fn scal_loss(
                     .expect("an agent per stage")
             })
             .collect();
-        let cri = critic_objective(&frozen.forward(detached, maps));
-        let mse = critic_mse(&out.values, r.total.clone());
+        let cri = CriticObjective::new().forward(&frozen.forward(detached, maps));
+        let mse = CriticMse::new().forward(&out.values, r.total.clone());
         total = total + cri.clone().mul_scalar(config.lambda) + mse.clone();
         j_cri = Some(cri);
         j_mse = Some(mse);

@@ -1,4 +1,4 @@
-//! The gradient routing of a SCAL step (`scal-method.md`), on a small model:
+//! The gradient routing of a SCAL step (`docs/scal-method.md`), on a small model:
 //! J_mse reaches only the critics, J_cri only the agents, J_tri + J_cls never the critics,
 //! and the summed loss gives every parameter exactly the gradient of its own terms.
 

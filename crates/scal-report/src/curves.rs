@@ -16,19 +16,28 @@ use crate::{ReportError, figure_error};
 /// A per-iteration quantity the curves average per epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Curve {
+    /// The summed loss.
     Loss,
+    /// `J_tri`.
     Triplet,
+    /// `J_cls`.
     Classification,
+    /// `J_mse`.
     CriticMse,
+    /// `J_cri`.
     CriticObjective,
+    /// The learning rate.
     Lr,
+    /// The R_c rate.
     CorrectRate,
+    /// The R_a rate.
     AmeliorationRate,
+    /// The critics' mean estimate.
     MeanValue,
+    /// The critics' mean |V − R|.
     CriticError,
 }
 
-#[allow(missing_docs)]
 impl Curve {
     /// Every curve.
     pub const ALL: [Curve; 10] = [

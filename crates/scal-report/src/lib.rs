@@ -21,6 +21,8 @@
 //! report folder is written as a whole (`scal_train::folder::write_staged`): a failed or
 //! interrupted build keeps the previous report.
 
+#![warn(missing_docs)]
+
 pub mod curves;
 pub mod figures;
 pub mod page;

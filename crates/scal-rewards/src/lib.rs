@@ -1,6 +1,6 @@
 //! # scal-rewards
 //!
-//! The rewards of SCAL (`scal-method.md`), per sample, from the classifier's logits:
+//! The rewards of SCAL (`docs/scal-method.md`), per sample, from the classifier's logits:
 //!
 //! - `R_c = 1` if the prediction with attention is the true label, else 0;
 //! - `R_a = 1` if attention raised the true class's softmax probability
@@ -9,6 +9,8 @@
 //! - `R = R_c + R_a ∈ {0, 1, 2}`, or only one of them ([`RewardKind`]).
 //!
 //! Plain functions of detached tensors: no gradient flows through a reward.
+
+#![warn(missing_docs)]
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor};

@@ -14,32 +14,57 @@ use crate::TrainError;
 use crate::backend::Backend;
 use scal_model::objective::StepConfig;
 
+/// The defaults of the crates that use each hyper-parameter, which the sections below take
+/// as theirs: one default per hyper-parameter (the network's in `scal-model`, the
+/// augmentation's and the loader's in `scal-data`).
+mod leaf {
+    use scal_data::{LoaderOptions, RandomErasing, TrainTransform};
+    use scal_model::ScalConfig;
+
+    pub fn network() -> ScalConfig {
+        ScalConfig::new(1)
+    }
+
+    pub fn loader() -> LoaderOptions {
+        LoaderOptions::default()
+    }
+
+    pub fn transform() -> TrainTransform {
+        let n = network();
+        TrainTransform::new(n.height as u32, n.width as u32)
+    }
+
+    pub fn erasing() -> RandomErasing {
+        RandomErasing::default()
+    }
+}
+
 /// The network.
 #[derive(Config, Debug, PartialEq)]
 pub struct ModelOptions {
     /// Backbone depth.
-    #[config(default = "ResNetArch::ResNet50")]
+    #[config(default = "leaf::network().arch")]
     pub arch: ResNetArch,
     /// Backbone base width (64 = torchvision).
-    #[config(default = 64)]
+    #[config(default = "leaf::network().base_width")]
     pub base_width: usize,
     /// Stride of the last stage.
-    #[config(default = 1)]
+    #[config(default = "leaf::network().last_stride")]
     pub last_stride: usize,
     /// ReLU after the stem's batch norm.
-    #[config(default = true)]
+    #[config(default = "leaf::network().stem_relu")]
     pub stem_relu: bool,
     /// Attention modules: none, spatial or channel.
-    #[config(default = "AttentionKind::Channel")]
+    #[config(default = "leaf::network().attention")]
     pub attention: AttentionKind,
     /// Hidden width of channel modules.
-    #[config(default = 8)]
+    #[config(default = "leaf::network().channel_hidden")]
     pub channel_hidden: usize,
     /// Reduction of spatial modules.
-    #[config(default = 16)]
+    #[config(default = "leaf::network().spatial_reduction")]
     pub spatial_reduction: usize,
     /// Hidden width of the critics.
-    #[config(default = 256)]
+    #[config(default = "leaf::network().critic_hidden")]
     pub critic_hidden: usize,
     /// torchvision weights for the backbone (.pth/.safetensors), or none (from scratch).
     #[config(default = "None")]
@@ -77,34 +102,34 @@ pub struct DataOptions {
     #[config(default = false)]
     pub synthesize_if_missing: bool,
     /// Model input height.
-    #[config(default = 256)]
+    #[config(default = "leaf::network().height")]
     pub height: usize,
     /// Model input width.
-    #[config(default = 128)]
+    #[config(default = "leaf::network().width")]
     pub width: usize,
     /// Identities per batch.
-    #[config(default = 16)]
+    #[config(default = "leaf::loader().p")]
     pub p: usize,
     /// Images per identity per batch.
-    #[config(default = 4)]
+    #[config(default = "leaf::loader().k")]
     pub k: usize,
     /// Zero padding before the random crop.
-    #[config(default = 10)]
+    #[config(default = "leaf::transform().padding as usize")]
     pub padding: usize,
     /// Probability of a horizontal flip.
-    #[config(default = 0.5)]
+    #[config(default = "leaf::transform().flip_probability as f64")]
     pub flip_probability: f64,
     /// Probability of random erasing.
-    #[config(default = 0.5)]
+    #[config(default = "leaf::erasing().probability as f64")]
     pub erasing_probability: f64,
     /// Keep decoded, resized images in memory.
-    #[config(default = false)]
+    #[config(default = "leaf::loader().cache")]
     pub cache: bool,
     /// Batches prepared ahead.
-    #[config(default = 2)]
+    #[config(default = "leaf::loader().prefetch")]
     pub prefetch: usize,
     /// Stop on an undecodable image instead of replacing it.
-    #[config(default = false)]
+    #[config(default = "leaf::loader().strict")]
     pub strict: bool,
     /// MSMT17: train on list_train + list_val.
     #[config(default = false)]
@@ -112,7 +137,8 @@ pub struct DataOptions {
 }
 
 impl DataOptions {
-    /// The training augmentation of these options.
+    /// The training augmentation of these options (the rest of [`RandomErasing`] as its
+    /// defaults).
     pub fn transform(&self) -> TrainTransform {
         let mut transform = TrainTransform::new(self.height as u32, self.width as u32);
         transform.padding = self.padding as u32;
@@ -271,7 +297,7 @@ pub fn torchvision_weights_url(arch: ResNetArch) -> &'static str {
 pub enum Profile {
     /// The default: the synthetic dataset on the CPU, finished within 15 minutes on 2 cores.
     Quick,
-    /// The paper's recipe for Market-1501 on a GPU (`scal-method.md`).
+    /// The paper's recipe for Market-1501 on a GPU (`docs/scal-method.md`).
     Paper,
 }
 
@@ -332,17 +358,17 @@ impl TrainingConfig {
         }
     }
 
-    /// Checks values that serde cannot: sizes, probabilities, schedule.
+    /// Checks values that serde cannot: sizes, probabilities, schedule, devices.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |field: &str, why: String| {
-            Err(TrainError::InvalidField {
-                field: field.to_string(),
-                problem: why,
-            })
-        };
+        self.validate_data()?;
+        self.validate_training()?;
+        self.validate_devices()
+    }
+
+    fn validate_data(&self) -> Result<(), TrainError> {
         let d = &self.data;
         if d.p < 2 {
-            return bad(
+            return invalid(
                 "data.p",
                 format!(
                     "the triplet loss needs at least 2 identities per batch, got {}",
@@ -351,7 +377,7 @@ impl TrainingConfig {
             );
         }
         if d.k < 2 {
-            return bad(
+            return invalid(
                 "data.k",
                 format!(
                     "the triplet loss needs at least 2 images per identity, got {}",
@@ -360,7 +386,7 @@ impl TrainingConfig {
             );
         }
         if d.height < 32 || d.width < 16 {
-            return bad(
+            return invalid(
                 "data.height/width",
                 format!("at least 32 x 16, got {} x {}", d.height, d.width),
             );
@@ -370,65 +396,73 @@ impl TrainingConfig {
             ("data.erasing_probability", d.erasing_probability),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return bad(field, format!("a probability in [0, 1], got {v}"));
+                return invalid(field, format!("a probability in [0, 1], got {v}"));
             }
         }
+        Ok(())
+    }
+
+    fn validate_training(&self) -> Result<(), TrainError> {
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr.is_finite()) {
-            return bad("optim.lr", format!("must be positive, got {}", o.lr));
+            return invalid("optim.lr", format!("must be positive, got {}", o.lr));
         }
         if o.epochs == 0 {
-            return bad("optim.epochs", "must be at least 1".into());
+            return invalid("optim.epochs", "must be at least 1".into());
         }
         if o.milestones.windows(2).any(|w| w[0] >= w[1]) {
-            return bad(
+            return invalid(
                 "optim.milestones",
                 format!("must increase, got {:?}", o.milestones),
             );
         }
         if !(0.0..=1.0).contains(&self.step.label_smoothing) {
-            return bad(
+            return invalid(
                 "step.label_smoothing",
                 format!("in [0, 1], got {}", self.step.label_smoothing),
             );
         }
         if !(self.step.lambda >= 0.0 && self.step.lambda.is_finite()) {
-            return bad(
+            return invalid(
                 "step.lambda",
                 format!("must be >= 0, got {}", self.step.lambda),
             );
         }
         if !matches!(self.model.last_stride, 1 | 2) {
-            return bad(
+            return invalid(
                 "model.last_stride",
                 format!("1 or 2, got {}", self.model.last_stride),
             );
         }
         if self.eval.batch == 0 {
-            return bad("eval.batch", "must be at least 1".into());
+            return invalid("eval.batch", "must be at least 1".into());
         }
+        Ok(())
+    }
+
+    fn validate_devices(&self) -> Result<(), TrainError> {
         if self.devices.is_empty() {
-            return bad("devices", "name at least one device, e.g. [0]".into());
+            return invalid("devices", "name at least one device, e.g. [0]".into());
         }
-        if !d.p.is_multiple_of(self.devices.len()) {
-            return bad(
+        if !self.data.p.is_multiple_of(self.devices.len()) {
+            return invalid(
                 "devices",
                 format!(
                     "{} devices cannot share {} identities per batch equally: data.p must be a multiple of the number of devices",
                     self.devices.len(),
-                    d.p
+                    self.data.p
                 ),
             );
         }
         if self.backend == Backend::Remote && self.hosts.is_empty() {
-            return bad(
+            return invalid(
                 "hosts",
                 "backend remote needs the servers' addresses: ws://HOST:PORT, one per machine"
                     .into(),
             );
         }
         if self.backend != Backend::Remote && !self.hosts.is_empty() {
-            return bad(
+            return invalid(
                 "hosts",
                 format!(
                     "only read by backend remote, but backend is {}: set backend to remote or leave hosts empty",
@@ -520,6 +554,14 @@ impl TrainingConfig {
     }
 }
 
+/// The error of a field whose value cannot be taken.
+fn invalid(field: &str, problem: String) -> Result<(), TrainError> {
+    Err(TrainError::InvalidField {
+        field: field.to_string(),
+        problem,
+    })
+}
+
 /// Writes `patch` into `base`, refusing keys `base` does not have.
 fn overlay(base: &mut Value, patch: &Value, path: &str, source: &str) -> Result<(), TrainError> {
     match (base, patch) {
@@ -586,6 +628,23 @@ mod tests {
         assert!((o.lr_at(40) - 3.5e-5).abs() < 1e-12);
         assert!((o.lr_at(70) - 3.5e-6).abs() < 1e-12);
         assert!((o.lr_at(119) - 3.5e-6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sections_turn_into_the_leaf_configurations_they_default_to() {
+        let t = TrainingConfig::new();
+        let network = t.model.network(751, t.data.height, t.data.width);
+        let leaf = ScalConfig::new(751);
+        assert_eq!(
+            serde_json::to_value(&network).unwrap(),
+            serde_json::to_value(&leaf).unwrap()
+        );
+        assert_eq!(t.data.loader(0), LoaderOptions::default());
+        let (a, b) = (t.data.transform(), TrainTransform::new(256, 128));
+        assert_eq!(
+            (a.padding, a.flip_probability, a.erasing, a.height, a.width),
+            (b.padding, b.flip_probability, b.erasing, b.height, b.width)
+        );
     }
 
     #[test]

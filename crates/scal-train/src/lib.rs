@@ -19,6 +19,8 @@
 //! This crate has no backend compiled in, never prints and never names a command: the
 //! caller (the `xtask` command line) picks the devices and talks to the user.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod checkpoint;
 pub mod config;

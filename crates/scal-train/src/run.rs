@@ -332,7 +332,7 @@ impl<'a> Trainer<'a> {
         let finished = self.state.position.epoch;
         let epochs = self.config.optim.epochs as u64;
         let every = self.config.eval.every_epochs as u64;
-        if finished == epochs || (every > 0 && finished % every == 0) {
+        if finished == epochs || (every > 0 && finished.is_multiple_of(every)) {
             let record = self.evaluate(finished)?;
             self.log.write(&Record::Eval(record.clone()))?;
             observer.evaluated(&record);

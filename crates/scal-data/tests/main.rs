@@ -1,0 +1,8 @@
+//! scal-data's integration tests, in one binary (each test binary links its dependencies).
+
+mod datasets;
+#[cfg(feature = "download")]
+mod download;
+mod loader;
+mod sampler;
+mod torchvision_transform;

@@ -1,0 +1,5 @@
+//! scal-eval's integration tests, in one binary (each test binary links its dependencies).
+
+mod per_query;
+mod properties;
+mod reference;
