@@ -151,6 +151,40 @@ fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> 
         .map(|e| e.evaluation))
 }
 
+/// The final evaluation of one run: read back when it finished earlier, otherwise trained
+/// (or resumed) now. Ctrl-C stops the whole ablation.
+fn evaluation_of(
+    config: &TrainingConfig,
+    run_dir: &Path,
+    variant: &Variant,
+    seed: u64,
+    bar: bool,
+) -> Result<Evaluation> {
+    if let Some(e) = finished_evaluation(run_dir, config.optim.epochs)? {
+        println!("{}: finished earlier, read back", run_dir.display());
+        return Ok(e);
+    }
+    let resume = run_dir.join("config.json").exists();
+    let start = if resume {
+        scal_train::Start::Resume
+    } else {
+        scal_train::Start::New
+    };
+    println!(
+        "{} {} ({}, seed {seed})",
+        if resume { "resuming" } else { "training" },
+        run_dir.display(),
+        variant.description
+    );
+    match crate::train::train_on_configured_devices(config, run_dir, start, bar)? {
+        RunOutcome::Finished { last, .. } => Ok(last),
+        RunOutcome::Interrupted { .. } => {
+            println!("stopped; run the same command again to continue");
+            Err(crate::train::Interrupted.into())
+        }
+    }
+}
+
 /// Runs every variant with every seed and prints the table.
 pub fn run(args: &AblateArgs) -> Result<()> {
     let profile: Profile = args.profile.parse()?;
@@ -195,34 +229,7 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             overrides.push(("seed".into(), seed.to_string()));
             let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
             let run_dir = args.runs.join(format!("{}-seed{seed}", variant.name));
-            let evaluation = match finished_evaluation(&run_dir, config.optim.epochs)? {
-                Some(e) => {
-                    println!("{}: finished earlier, read back", run_dir.display());
-                    e
-                }
-                None => {
-                    let resume = run_dir.join("config.json").exists();
-                    println!(
-                        "{} {} ({}, seed {seed})",
-                        if resume { "resuming" } else { "training" },
-                        run_dir.display(),
-                        variant.description
-                    );
-                    let outcome = crate::train::train_on_configured_devices(
-                        &config,
-                        &run_dir,
-                        resume,
-                        !args.no_progress,
-                    )?;
-                    match outcome {
-                        RunOutcome::Finished { last, .. } => last,
-                        RunOutcome::Interrupted { .. } => {
-                            println!("stopped; run the same command again to continue");
-                            return Ok(());
-                        }
-                    }
-                }
-            };
+            let evaluation = evaluation_of(&config, &run_dir, variant, seed, !args.no_progress)?;
             println!(
                 "  {} seed {seed}: mAP {:.2}%  Rank-1 {:.2}%",
                 variant.name,

@@ -160,7 +160,7 @@ pub fn download(args: &DownloadArgs) -> Result<()> {
         ),
     };
     eprintln!("verifying and extracting {}", archive.display());
-    let (verification, files) = install(&archive, &dest, src.sha256, src.md5)?;
+    let (verification, files) = install(&archive, &dest, (src.sha256, src.md5), Some(src.name))?;
     match verification {
         Verification::Matched(algorithm) => eprintln!("{algorithm} matches the recorded digest"),
         Verification::Unrecorded { sha256 } => {

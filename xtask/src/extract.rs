@@ -93,8 +93,7 @@ fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
             dir.display()
         );
     }
-    tempfile::Builder::new()
-        .prefix(".scal-extract-")
+    scal_backbone::staging_builder(".scal-extract-", false)
         .suffix(".tmp")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write {flag} {}", path.display()))
@@ -115,6 +114,11 @@ pub struct Summary {
 
 /// Runs the extraction described by `args`.
 pub fn run(args: &ExtractArgs) -> Result<Summary> {
+    if args.height.is_some() || args.width.is_some() {
+        let (h, w) = (args.height.unwrap_or(256), args.width.unwrap_or(128));
+        scal_data::check_input_size(h as usize, w as usize)
+            .map_err(|problem| anyhow::anyhow!("--height/--width: {problem}"))?;
+    }
     let listing = scal_data::list_images(&args.images)?;
     let names_file = names_path(&args.out);
     let features_tmp = temporary_beside(&args.out, "--out")?;

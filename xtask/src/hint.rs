@@ -26,6 +26,10 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
             run.display()
         )),
         TrainError::DeviceFailed { run, .. } => Some(resume_hint(run)),
+        TrainError::CheckpointMissing { run, .. } => Some(format!(
+            "To start it again from iteration 0: cargo xtask train --resume {} --restart",
+            run.display()
+        )),
         TrainError::InvalidField { field, .. } if field == "hosts" => Some(
             "Start a server on each machine with `cargo xtask serve --backend cuda --port 3000` \
              and name them with --hosts ws://HOST:3000,…"

@@ -102,7 +102,10 @@ pub fn main() -> ExitCode {
         Command::Datasets(args) => datasets::run(args),
         Command::Synth(args) => datasets::synth(args),
         Command::Download(args) => datasets::download(args),
-        Command::Train(args) => train::run(args).map(|_| ()),
+        Command::Train(args) => train::run(args).and_then(|(_, outcome)| match outcome {
+            scal_train::RunOutcome::Interrupted { .. } => Err(train::Interrupted.into()),
+            scal_train::RunOutcome::Finished { .. } => Ok(()),
+        }),
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::report(args),
         Command::Visualize(args) => report::visualize(args),
@@ -117,6 +120,8 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Stopped by Ctrl-C after saving: 130, as shells report an interrupted command.
+        Err(e) if e.downcast_ref::<train::Interrupted>().is_some() => ExitCode::from(130),
         Err(e) => {
             eprintln!("error: {e:#}");
             if let Some(hint) = hint::for_error(&e) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use scal_data::ReplacedImage;
+use scal_data::SkippedImage;
 use scal_train::eval::Scores;
 use scal_train::log::{EvalRecord, TrainRecord};
 use scal_train::{RunOutcome, TrainObserver};
@@ -70,7 +70,7 @@ impl TrainObserver for Progress<'_> {
         self.bar.set_length(remaining);
     }
 
-    fn replaced_image(&mut self, image: &ReplacedImage) {
+    fn replaced_image(&mut self, image: &SkippedImage) {
         self.bar
             .suspend(|| eprintln!("warning: skipping {}", image.reason));
     }

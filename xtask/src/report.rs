@@ -34,11 +34,25 @@ pub fn report(args: &ReportArgs) -> Result<()> {
             args.run.display()
         );
     }
+    let mut checkpoint = args.checkpoint.clone();
+    let has_model = |name: &str| args.run.join(name).join(scal_model::CONFIG_FILE).is_file();
+    if !has_model(&checkpoint) && checkpoint == "best" && has_model("last") {
+        eprintln!(
+            "warning: {} has no best/ checkpoint: the attention maps and ranked lists are drawn from last/",
+            args.run.display()
+        );
+        checkpoint = "last".into();
+    } else if !has_model(&checkpoint) {
+        eprintln!(
+            "warning: {} has no {checkpoint}/ checkpoint: the report leaves out the attention maps and ranked lists",
+            args.run.display()
+        );
+    }
     let index = build_report(
         &args.run,
         &ReportOptions {
             device: crate::backend::device(args.backend)?,
-            checkpoint: args.checkpoint.clone(),
+            checkpoint,
             attention_images: args.images as usize,
             ranked_queries: args.ranked as usize,
         },
@@ -64,7 +78,9 @@ pub struct VisualizeArgs {
     pub backend: scal_train::Backend,
 }
 
-/// Runs the visualisation.
+/// Runs the visualisation. The output folder is written as a whole (staged beside it, then
+/// swapped in): an error leaves the previous folder as it was, and a rerun replaces it
+/// instead of mixing old and new figures.
 pub fn visualize(args: &VisualizeArgs) -> Result<()> {
     let listing = scal_data::list_images(&args.images)?;
     let device = crate::backend::device(args.backend)?;
@@ -75,20 +91,23 @@ pub fn visualize(args: &VisualizeArgs) -> Result<()> {
             args.checkpoint.display()
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    for path in &listing.images {
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        let out = args.out.join(format!("{stem}.png"));
-        attention_figure(
-            &model,
-            config.attention,
-            std::slice::from_ref(path),
-            (config.height, config.width),
-            &device,
-            &out,
-        )?;
-    }
+    let (parent, name) = split_out(&args.out)?;
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    scal_train::folder::write_staged(&parent, &name, |dir| -> Result<()> {
+        for path in &listing.images {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            let out = dir.join(format!("{stem}.png"));
+            attention_figure(
+                &model,
+                config.attention,
+                std::slice::from_ref(path),
+                (config.height, config.width),
+                &device,
+                &out,
+            )?;
+        }
+        Ok(())
+    })?;
     println!(
         "wrote {} attention figures to {}{}",
         listing.images.len(),
@@ -100,4 +119,34 @@ pub fn visualize(args: &VisualizeArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// `--out DIR` as its parent folder and its name.
+fn split_out(out: &std::path::Path) -> Result<(PathBuf, String)> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n != "..")
+        .with_context(|| format!("--out {}: name a folder", out.display()))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if out.is_file() {
+        bail!("--out {} is a file; name a folder", out.display());
+    }
+    if out.is_dir() {
+        // The folder is replaced as a whole: only ever one of attention figures.
+        for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("png") || !path.is_file() {
+                bail!(
+                    "--out {} holds {}, which is not an attention figure; the folder is replaced as a whole, so name a new or empty folder",
+                    out.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok((parent, name))
 }

@@ -5,12 +5,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use scal_train::config::Profile;
-use scal_train::{Backend, RunOutcome, TrainingConfig, train};
+use scal_train::{Backend, RunOutcome, Start, TrainingConfig, train};
 
 use crate::progress::{Progress, score_line};
 
 /// Set by Ctrl-C: finish the iteration, save, exit.
 pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// A run stopped by Ctrl-C after saving its last checkpoint (what to do next was printed):
+/// the command exits with 130.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// On/off for `--critic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +53,10 @@ pub struct TrainArgs {
     /// Continue the run in this folder exactly where its last checkpoint left it.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// With --resume: a run whose last/ checkpoint is gone starts again from iteration 0 in
+    /// its folder (its metrics.jsonl cut back) instead of being refused.
+    #[arg(long, requires = "resume")]
+    pub restart: bool,
     /// Compute backend: flex, wgpu, cuda, or remote (devices of `cargo xtask serve` servers, with --hosts).
     #[arg(long)]
     pub backend: Option<String>,
@@ -151,16 +168,24 @@ pub fn install_ctrl_c() {
 /// Runs the training; returns the run folder and its outcome.
 pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
     let overrides = args.overrides()?;
-    let (config, run_dir, resume) = match &args.resume {
+    let (config, run_dir, start) = match &args.resume {
         Some(dir) => {
             let saved = TrainingConfig::load_json(&dir.join("config.json"))
                 .with_context(|| format!("--resume {}: not a run folder", dir.display()))?;
             let config = saved.overlaid(args.config.as_deref(), &overrides)?;
-            (config, dir.clone(), true)
+            let start = if args.restart {
+                Start::Restart
+            } else {
+                Start::Resume
+            };
+            (config, dir.clone(), start)
         }
         None => {
             let profile: Profile = args.profile.parse()?;
             let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
+            if let Some(name) = &args.name {
+                check_run_name(name)?;
+            }
             let name = args.name.clone().unwrap_or_else(|| {
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -171,12 +196,12 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
                     config.profile, config.model.attention, config.seed
                 )
             });
-            (config, args.runs.join(name), false)
+            (config, args.runs.join(name), Start::New)
         }
     };
     println!("run folder: {}", run_dir.display());
     install_ctrl_c();
-    let outcome = train_on_configured_devices(&config, &run_dir, resume, !args.no_progress)?;
+    let outcome = train_on_configured_devices(&config, &run_dir, start, !args.no_progress)?;
     match &outcome {
         RunOutcome::Finished {
             last,
@@ -227,10 +252,41 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
 pub fn train_on_configured_devices(
     config: &TrainingConfig,
     run_dir: &std::path::Path,
-    resume: bool,
+    start: Start,
     bar: bool,
 ) -> Result<RunOutcome> {
     let devices = crate::backend::devices(config.backend, &config.hosts, &config.devices)?;
     let mut progress = Progress::new(config.optim.epochs, bar, &STOP);
-    Ok(train(config, run_dir, resume, &devices, &mut progress)?)
+    Ok(train(config, run_dir, start, &devices, &mut progress)?)
+}
+
+/// A run name is one folder name under --runs: not empty, no path separator, not `.` or
+/// `..` (a name such as `../../x` or `/abs/path` would put the run outside --runs).
+pub fn check_run_name(name: &str) -> Result<()> {
+    let mut parts = std::path::Path::new(name).components();
+    let single = matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    );
+    if !single || name.contains(['/', '\\']) {
+        anyhow::bail!(
+            "--name {name:?}: a run name is one folder name under --runs (no `/`, `..` or absolute path)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_are_one_folder_name() {
+        for good in ["mine", "quick-channel-seed0-1795812345", "a.b"] {
+            check_run_name(good).unwrap();
+        }
+        for bad in ["", ".", "..", "../../x", "/abs/path", "a/b", "a\\b", "x/.."] {
+            assert!(check_run_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

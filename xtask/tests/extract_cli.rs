@@ -274,3 +274,64 @@ fn bad_flag_values_are_rejected_by_the_parser() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--last-stride"));
 }
+
+/// Sizes outside the rule training follows (32 × 16 to 2048 × 2048) are refused before any
+/// work, with the rule in the message; the 100000 × 100000 of a typo does not abort.
+#[test]
+fn input_sizes_follow_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.npy");
+    for (h, w, rule) in [
+        ("1", "1", "at least 32 x 16"),
+        ("100000", "100000", "at most 2048 x 2048"),
+        ("31", "16", "at least 32 x 16"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(["extract", "--arch", "resnet50", "--base-width", "4"])
+            .arg("--weights")
+            .arg(backbone_fixture("tiny_resnet50.pth"))
+            .arg("--images")
+            .arg(fixture("images"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--height", h, "--width", w]);
+        let o = cmd.output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{h}x{w}: {err}");
+        assert!(
+            err.contains("--height/--width") && err.contains("32 x 16"),
+            "{err}"
+        );
+    }
+    assert!(!out.exists());
+}
+
+/// Outputs are created with the permissions the umask leaves, like other tools' files (not
+/// the 0600 of a private temporary file).
+#[cfg(unix)]
+#[test]
+fn outputs_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.npy");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .args(["extract", "--arch", "resnet50", "--base-width", "4"])
+        .arg("--weights")
+        .arg(backbone_fixture("tiny_resnet50.pth"))
+        .arg("--images")
+        .arg(fixture("images"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--height", "64", "--width", "32"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [out.clone(), dir.path().join("f.names.txt")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{}", file.display());
+    }
+}

@@ -153,7 +153,8 @@ fn a_run_over_two_servers_matches_the_local_run() {
     let train = |config: &TrainingConfig, name: &str| {
         let run = runs.path().join(name);
         let outcome =
-            xtask::train::train_on_configured_devices(config, &run, false, false).unwrap();
+            xtask::train::train_on_configured_devices(config, &run, scal_train::Start::New, false)
+                .unwrap();
         let RunOutcome::Finished {
             last, iterations, ..
         } = outcome
@@ -185,7 +186,7 @@ fn a_run_over_two_servers_matches_the_local_run() {
     let err = xtask::train::train_on_configured_devices(
         &config(&root, "remote", std::slice::from_ref(&closed), "[0]"),
         &runs.path().join("unreachable"),
-        false,
+        scal_train::Start::New,
         false,
     )
     .unwrap_err()

@@ -218,6 +218,7 @@ fn train_then_use_the_checkpoint() {
         (6 * (64 + 4) + 4, 128 + 8),
         "the image and five modules"
     );
+    visualize_replaces_its_folder_as_a_whole(best_s, &first, &maps, dir.path());
     let out = ok(&xtask(&[
         "report",
         run.to_str().unwrap(),
@@ -414,4 +415,49 @@ fn ablate_prints_mean_and_spread_per_variant() {
     );
     let err = fails(&xtask(&["ablate", "--variants", "none,attention"]));
     assert!(err.contains("unknown variant `attention`"), "{err}");
+}
+
+/// A second `visualize` into the same folder replaces it (no figures of the first run left);
+/// one truncated image fails the command naming it, and the folder is left as it was.
+fn visualize_replaces_its_folder_as_a_whole(
+    checkpoint: &str,
+    image: &Path,
+    maps: &Path,
+    dir: &Path,
+) {
+    let one = dir.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::copy(image, one.join(image.file_name().unwrap())).unwrap();
+    let visualize = |images: &Path| {
+        xtask(&[
+            "visualize",
+            "--checkpoint",
+            checkpoint,
+            "--images",
+            images.to_str().unwrap(),
+            "--out",
+            maps.to_str().unwrap(),
+        ])
+    };
+    ok(&visualize(&one));
+    let figures = || std::fs::read_dir(maps).unwrap().count();
+    assert_eq!(figures(), 1, "the first run's figures are gone");
+    let bytes = std::fs::read(image).unwrap();
+    std::fs::write(
+        one.join("0001_c2s1_000002_01.jpg"),
+        &bytes[..bytes.len() * 4 / 5],
+    )
+    .unwrap();
+    let err = fails(&visualize(&one));
+    assert!(
+        err.contains("0001_c2s1_000002_01.jpg") && err.contains("truncated"),
+        "{err}"
+    );
+    assert_eq!(figures(), 1, "a failed run leaves the folder as it was");
+    let leftovers: Vec<_> = std::fs::read_dir(maps.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -33,5 +33,5 @@ pub use arch::{BlockKind, ResNetArch, UnknownArch};
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock, global_average_pool};
 pub use weights::{
     BackboneError, LoadOptions, LoadReport, WeightFormat, load_weights, save_native,
-    save_torchvision_safetensors, write_atomically,
+    save_torchvision_safetensors, staging_builder, write_atomically,
 };

@@ -384,6 +384,24 @@ pub fn save_torchvision_safetensors(model: &ResNet, path: &Path) -> Result<(), B
     })
 }
 
+/// A builder of temporary files and folders that are created as other tools create files:
+/// with the permissions the process's umask leaves (`0666`/`0777` less the umask), not
+/// `tempfile`'s private `0600`/`0700`, so that what is renamed into place afterwards can be
+/// read by the user's group as their other files can.
+pub fn staging_builder<'a>(prefix: &'a str, folder: bool) -> tempfile::Builder<'a, 'a> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if folder { 0o777 } else { 0o666 };
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = folder;
+    builder
+}
+
 /// Runs `write` on a temporary path in `path`'s folder, then renames it to `path`: a failure
 /// (or a killed process) never leaves a half-written `path`, and any previous file at `path`
 /// survives it. The temporary file is removed on failure.
@@ -395,8 +413,7 @@ pub fn write_atomically(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".weights-")
+    let tmp = staging_builder(".weights-", false)
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(|e| write_error(path, e))?;

@@ -276,6 +276,11 @@ pub fn parse_market_name(path: &Path) -> Result<(i64, i64), DataError> {
 
 /// The image files directly in `dir` (sorted), or an error naming the folder and the layout.
 fn image_files(dir: &Path, layout: &str) -> Result<Vec<PathBuf>, DataError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(DataError::NotAFolder {
+            path: dir.to_path_buf(),
+        });
+    }
     if !dir.is_dir() {
         return Err(DataError::MissingSplit {
             path: dir.to_path_buf(),
@@ -302,11 +307,34 @@ fn image_files(dir: &Path, layout: &str) -> Result<Vec<PathBuf>, DataError> {
     Ok(files)
 }
 
+/// How the file names of a folder are read.
+type NameParser = fn(&Path) -> Result<(i64, i64), DataError>;
+
+static CUSTOM_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(-1|\d+)_c(\d)").expect("valid pattern"));
+
+/// `(pid, camera)` from a custom-layout file name: it must start with the identity, then
+/// `_c` and the camera digit (`1e3_c1_x.jpg` is an error, not identity 3); camera 0-based.
+pub fn parse_custom_name(path: &Path) -> Result<(i64, i64), DataError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !CUSTOM_NAME.is_match(name) {
+        return Err(DataError::BadFileName {
+            path: path.to_path_buf(),
+            reason: "a custom-layout name starts with the identity, then `_c` and the camera digit: `<pid>_c<camera>…` (docs/datasets.md)".into(),
+        });
+    }
+    parse_market_name(path)
+}
+
 /// Reads a folder of Market-style names; junk (pid −1) dropped.
-fn read_market_folder(dir: &Path, layout: &str) -> Result<Vec<ImageRecord>, DataError> {
+fn read_market_folder(
+    dir: &Path,
+    layout: &str,
+    parse: NameParser,
+) -> Result<Vec<ImageRecord>, DataError> {
     let mut records = Vec::new();
     for path in image_files(dir, layout)? {
-        let (pid, camid) = parse_market_name(&path)?;
+        let (pid, camid) = parse(&path)?;
         if pid == -1 {
             continue;
         }
@@ -363,9 +391,14 @@ fn read_three_folders(
     layout: &str,
 ) -> Result<ReidDataset, DataError> {
     let [train_dir, query_dir, gallery_dir] = folders.map(|f| root.join(f));
-    let train = relabel(read_market_folder(&train_dir, layout)?);
-    let query = read_market_folder(&query_dir, layout)?;
-    let gallery = read_market_folder(&gallery_dir, layout)?;
+    let parse: NameParser = if name == DatasetName::Custom {
+        parse_custom_name
+    } else {
+        parse_market_name
+    };
+    let train = relabel(read_market_folder(&train_dir, layout, parse)?);
+    let query = read_market_folder(&query_dir, layout, parse)?;
+    let gallery = read_market_folder(&gallery_dir, layout, parse)?;
     check_not_empty(&train, "train", &train_dir)?;
     check_not_empty(&query, "query", &query_dir)?;
     check_not_empty(&gallery, "gallery", &gallery_dir)?;
@@ -536,6 +569,18 @@ fn read_msmt17_list(list: &Path, images: &Path) -> Result<Vec<ImageRecord>, Data
             .ok_or_else(|| bad("the camera (third `_` field of the name) is not a number"))?;
         if cam < 1 {
             return Err(bad("cameras are numbered from 1"));
+        }
+        let inside = Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(bad("the path leaves the image folder (`..` or absolute)"));
+        }
+        if !images.join(rel).is_file() {
+            return Err(bad(&format!(
+                "{} does not exist",
+                images.join(rel).display()
+            )));
         }
         records.push(ImageRecord {
             path: images.join(rel),

@@ -196,8 +196,57 @@ fn archive_kind(path: &Path) -> Option<&'static str> {
     }
 }
 
+/// The most an archive may expand to: 100 times its size plus 64 MiB. Dataset archives hold
+/// JPEGs, which do not compress (Market-1501 expands about 1.1×); an archive beyond the
+/// limit is refused as a decompression bomb.
+pub fn expansion_limit(archive_bytes: u64) -> u64 {
+    archive_bytes.saturating_mul(100).saturating_add(64 << 20)
+}
+
+/// Copies `entry` into a new file `out`, charging its bytes to `budget`; refuses the
+/// archive when the budget runs out.
+fn copy_within_budget(
+    entry: &mut impl Read,
+    out: &Path,
+    budget: &mut u64,
+    archive: &Path,
+) -> Result<(), DataError> {
+    let io = |source| DataError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut f = File::create(out).map_err(io)?;
+    let copied = std::io::copy(&mut entry.take(*budget + 1), &mut f).map_err(io)?;
+    if copied > *budget {
+        return Err(DataError::Archive {
+            path: archive.to_path_buf(),
+            message: "it expands to more than 100 times its size (a decompression bomb?); nothing was installed".into(),
+        });
+    }
+    *budget -= copied;
+    Ok(())
+}
+
+/// Refuses an entry whose path an earlier entry already had (the last would win silently).
+fn first_time(
+    seen: &mut std::collections::HashSet<PathBuf>,
+    relative: &Path,
+    archive: &Path,
+    name: &str,
+) -> Result<(), DataError> {
+    if !seen.insert(relative.to_path_buf()) {
+        return Err(DataError::UnsafeArchive {
+            path: archive.to_path_buf(),
+            entry: name.to_string(),
+            reason: "it appears twice in the archive".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Extracts `archive` (zip, tar or tar.gz) into `target`, refusing unsafe entries (absolute
-/// paths, `..`, symbolic and hard links).
+/// paths, `..`, symbolic and hard links, a path that appears twice) and archives that
+/// expand beyond [`expansion_limit`].
 pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -208,6 +257,9 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
         message,
     };
     let file = File::open(archive).map_err(io(archive))?;
+    let size = file.metadata().map_err(io(archive))?.len();
+    let mut budget = expansion_limit(size);
+    let mut seen = std::collections::HashSet::new();
     let mut count = 0;
     match archive_kind(archive) {
         Some("zip") => {
@@ -229,11 +281,11 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
                     std::fs::create_dir_all(&out).map_err(io(&out))?;
                     continue;
                 }
+                first_time(&mut seen, &relative, archive, &name)?;
                 if let Some(parent) = out.parent() {
                     std::fs::create_dir_all(parent).map_err(io(parent))?;
                 }
-                let mut f = File::create(&out).map_err(io(&out))?;
-                std::io::copy(&mut entry, &mut f).map_err(io(&out))?;
+                copy_within_budget(&mut entry, &out, &mut budget, archive)?;
                 count += 1;
             }
         }
@@ -268,11 +320,11 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
                 if !kind.is_file() {
                     continue;
                 }
+                first_time(&mut seen, &relative, archive, &name)?;
                 if let Some(parent) = out.parent() {
                     std::fs::create_dir_all(parent).map_err(io(parent))?;
                 }
-                let mut f = File::create(&out).map_err(io(&out))?;
-                std::io::copy(&mut entry, &mut f).map_err(io(&out))?;
+                copy_within_budget(&mut entry, &out, &mut budget, archive)?;
                 count += 1;
             }
         }
@@ -286,13 +338,20 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
 }
 
 /// Verifies `archive` and extracts it to `destination` through a temporary folder beside it
-/// (renamed at the end). Returns the verification result and the number of files.
+/// (renamed at the end). With `layout`, the extracted files must read as that dataset
+/// (`read_dataset`) before anything is installed: an empty archive or one of another
+/// dataset installs nothing. Returns the verification result and the number of files.
 pub fn install(
     archive: &Path,
     destination: &Path,
-    sha256: Option<&str>,
-    md5: Option<&str>,
+    (sha256, md5): (Option<&str>, Option<&str>),
+    layout: Option<DatasetName>,
 ) -> Result<(Verification, usize), DataError> {
+    if archive.is_dir() {
+        return Err(DataError::ArchiveIsFolder {
+            path: archive.to_path_buf(),
+        });
+    }
     if !archive.is_file() {
         return Err(DataError::ArchiveNotFound {
             path: archive.to_path_buf(),
@@ -309,14 +368,25 @@ pub fn install(
         path: parent.to_path_buf(),
         source,
     })?;
-    let staging = tempfile::Builder::new()
-        .prefix(".extracting-")
+    let staging = crate::folder::staging_dir_builder(".extracting-")
         .tempdir_in(parent)
         .map_err(|source| DataError::Io {
             path: parent.to_path_buf(),
             source,
         })?;
     let files = extract(archive, staging.path())?;
+    if let Some(dataset) = layout {
+        let unusable = |problem: String| DataError::NotTheDataset {
+            archive: archive.to_path_buf(),
+            dataset,
+            problem,
+        };
+        if files == 0 {
+            return Err(unusable("it holds no file".into()));
+        }
+        crate::read_dataset(dataset, staging.path(), crate::ReadOptions::default())
+            .map_err(|e| unusable(e.to_string()))?;
+    }
     let staged = staging.keep();
     std::fs::rename(&staged, destination).map_err(|source| DataError::Io {
         path: destination.to_path_buf(),

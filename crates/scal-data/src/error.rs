@@ -92,6 +92,22 @@ pub enum DataError {
         /// The path given.
         path: PathBuf,
     },
+    /// An archive to install is a folder.
+    #[error("archive {} is a folder; name the archive file (.zip, .tar or .tar.gz)", path.display())]
+    ArchiveIsFolder {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// An archive that does not hold the dataset it was installed as.
+    #[error("{} does not hold {dataset} in its layout ({problem}); nothing was installed", archive.display())]
+    NotTheDataset {
+        /// The archive.
+        archive: PathBuf,
+        /// The dataset it was to be.
+        dataset: crate::DatasetName,
+        /// What reading it found.
+        problem: String,
+    },
     /// The destination of an installation exists already.
     #[error("{} already exists; remove it to install again", path.display())]
     AlreadyExists {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+mod complete;
 pub mod datasets;
 #[cfg(feature = "download")]
 pub mod download;
@@ -24,10 +25,13 @@ mod transform;
 pub use augment::{RandomErasing, TrainTransform};
 pub use datasets::{
     DatasetName, DatasetSummary, ImageRecord, ReadOptions, ReidDataset, SplitSummary,
-    parse_market_name, read_dataset,
+    parse_custom_name, parse_market_name, read_dataset,
 };
 pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images};
-pub use loader::{BatchIter, HostBatch, LoaderOptions, ReplacedImage, TrainLoader};
+pub use loader::{BatchIter, HostBatch, LoaderOptions, SkippedImage, TrainLoader};
 pub use sampler::{PkSampler, SamplerPosition};
-pub use transform::{IMAGENET_MEAN, IMAGENET_STD, TestTransform, decode, resize_rgb};
+pub use transform::{
+    IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE, MIN_INPUT_SIZE, TestTransform, check_input_size,
+    decode, resize_rgb,
+};

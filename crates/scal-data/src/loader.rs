@@ -33,13 +33,14 @@ pub struct HostBatch {
     pub next: SamplerPosition,
     /// Images that could not be decoded and were replaced by another image of the same
     /// identity (`strict` off).
-    pub replaced: Vec<ReplacedImage>,
+    pub replaced: Vec<SkippedImage>,
 }
 
-/// A training image that could not be decoded, replaced in its batch by another image of
-/// the same identity.
+/// An image that could not be decoded and was left out (`strict` off): the training loader
+/// replaces it by another image of the same identity; other readers of training images
+/// measure without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplacedImage {
+pub struct SkippedImage {
     /// The undecodable file.
     pub path: PathBuf,
     /// Why it could not be decoded.
@@ -203,7 +204,7 @@ impl TrainLoader {
     fn resized(
         &self,
         index: usize,
-        replaced: &mut Vec<ReplacedImage>,
+        replaced: &mut Vec<SkippedImage>,
     ) -> Result<Arc<RgbImage>, DataError> {
         let pid = self.records[index].pid;
         let group = &self.groups[self.group_of[index]];
@@ -226,7 +227,7 @@ impl TrainLoader {
                     if self.options.strict {
                         return Err(e);
                     }
-                    replaced.push(ReplacedImage {
+                    replaced.push(SkippedImage {
                         path: self.records[i].path.clone(),
                         reason: e.to_string(),
                     });
@@ -254,7 +255,7 @@ impl TrainLoader {
     ) -> Result<HostBatch, DataError> {
         let len = self.transform.len();
         let mut images = vec![0.0f32; indices.len() * len];
-        let replaced: Vec<Vec<ReplacedImage>> = images
+        let replaced: Vec<Vec<SkippedImage>> = images
             .par_chunks_mut(len)
             .zip(indices.par_iter())
             .enumerate()

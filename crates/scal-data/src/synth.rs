@@ -525,8 +525,7 @@ pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataEr
         path: parent.clone(),
         source,
     })?;
-    let staging = tempfile::Builder::new()
-        .prefix(".synth-")
+    let staging = crate::folder::staging_dir_builder(".synth-")
         .tempdir_in(&parent)
         .map_err(|source| DataError::Io {
             path: parent.clone(),

@@ -81,13 +81,45 @@ impl TestTransform {
     /// batch, in order: `[N, 3, H, W]` flattened, ready to become a tensor. An image that
     /// cannot be decoded is an error naming it.
     pub fn load_batch<P: AsRef<Path> + Sync>(&self, paths: &[P]) -> Result<Vec<f32>, DataError> {
+        let (pixels, skipped) = self.load_batch_with(paths, true)?;
+        debug_assert!(skipped.is_empty());
+        Ok(pixels)
+    }
+
+    /// As [`TestTransform::load_batch`] with the training data's policy: `strict` fails on an
+    /// undecodable image; otherwise it is left out of the batch (the pixels hold the decoded
+    /// images only, in order) and returned as skipped, with its index in `paths`.
+    pub fn load_batch_with<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+        strict: bool,
+    ) -> Result<(Vec<f32>, Vec<SkippedAt>), DataError> {
         use rayon::prelude::*;
         let mut pixels = vec![0.0f32; paths.len() * self.len()];
-        pixels
+        let results: Vec<Result<(), DataError>> = pixels
             .par_chunks_mut(self.len().max(1))
             .zip(paths.par_iter())
-            .try_for_each(|(slot, path)| self.load_into(path.as_ref(), slot))?;
-        Ok(pixels)
+            .map(|(slot, path)| self.load_into(path.as_ref(), slot))
+            .collect();
+        let mut skipped = Vec::new();
+        for (i, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(()) => {}
+                Err(e) if strict => return Err(e),
+                Err(e) => skipped.push((
+                    i,
+                    crate::SkippedImage {
+                        path: paths[i].as_ref().to_path_buf(),
+                        reason: e.to_string(),
+                    },
+                )),
+            }
+        }
+        for (i, _) in skipped.iter().rev() {
+            let at = i * self.len();
+            pixels.drain(at..at + self.len());
+        }
+        Ok((pixels, skipped))
     }
 
     /// Transforms a decoded image.
@@ -140,23 +172,55 @@ thread_local! {
     static RESIZER: std::cell::RefCell<Resizer> = std::cell::RefCell::new(Resizer::new());
 }
 
+/// An image left out of a batch, with its index in the paths given.
+pub type SkippedAt = (usize, crate::SkippedImage);
+
+/// The smallest model input, height × width: below it the backbone's five stages have no
+/// spatial extent left to attend to.
+pub const MIN_INPUT_SIZE: (usize, usize) = (32, 16);
+/// The largest model input, height × width (ReID inputs are 256 × 128 or 384 × 128; one
+/// image at this size is 48 MiB of floats).
+pub const MAX_INPUT_SIZE: (usize, usize) = (2048, 2048);
+
+/// Checks a model input size against [`MIN_INPUT_SIZE`] and [`MAX_INPUT_SIZE`]: the one rule
+/// for training, evaluation and extraction. The error says what is accepted.
+pub fn check_input_size(height: usize, width: usize) -> Result<(), String> {
+    let (min_h, min_w) = MIN_INPUT_SIZE;
+    let (max_h, max_w) = MAX_INPUT_SIZE;
+    if height < min_h || width < min_w {
+        return Err(format!(
+            "at least {min_h} x {min_w} (height x width), got {height} x {width}"
+        ));
+    }
+    if height > max_h || width > max_w {
+        return Err(format!(
+            "at most {max_h} x {max_w} (height x width), got {height} x {width}"
+        ));
+    }
+    Ok(())
+}
+
 /// Opens and decodes an image (format from its content), naming the file in any error: the
-/// one decoding function of the workspace (training, evaluation, extraction, figures).
+/// one decoding function of the workspace (training, evaluation, extraction, figures). An
+/// incomplete file (a JPEG cut off before its end-of-image marker, a PNG cut off in its
+/// data) is an error, as in PIL, never an image with a grey or black remainder.
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    reader.decode().map_err(|e| DataError::Decode {
+    let corrupt = |message: String| DataError::Decode {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let format = image::guess_format(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if format == image::ImageFormat::Jpeg && !crate::complete::jpeg_is_complete(&bytes) {
+        return Err(corrupt(format!(
+            "the JPEG data ends before its end-of-image marker ({} bytes): the file is truncated",
+            bytes.len()
+        )));
+    }
+    image::load_from_memory_with_format(&bytes, format).map_err(|e| corrupt(e.to_string()))
 }
 
 fn write_normalised(rgb: &RgbImage, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {

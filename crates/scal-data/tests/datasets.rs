@@ -140,27 +140,40 @@ fn msmt17_v1_lists_and_v2_folders() {
         ("MSMT17_V2", "mask_train_v2", "mask_test_v2"),
     ] {
         let base = dir.path().join(top);
-        touch(
-            &base.join(train).join("0000"),
-            &["0000_000_01_0303morning_0015_0.jpg"],
-        );
-        std::fs::write(base.join("list_train.txt"), "0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_000_14_0303morning_0015_1.jpg 1\n").unwrap();
-        std::fs::write(
-            base.join("list_val.txt"),
-            "0002/0002_003_15_0303noon_0005_0.jpg 2\n",
-        )
-        .unwrap();
-        std::fs::write(
-            base.join("list_query.txt"),
-            "0000/0000_010_03_0303afternoon_0020_0.jpg 0\n",
-        )
-        .unwrap();
-        std::fs::write(
-            base.join("list_gallery.txt"),
-            "0000/0000_011_05_0303afternoon_0030_0.jpg 0\n\n",
-        )
-        .unwrap();
-        touch(&base.join(test), &[]);
+        // Each list, and every file it names (a list entry without its file is an error).
+        let lists = [
+            (
+                "list_train.txt",
+                train,
+                "0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_000_14_0303morning_0015_1.jpg 1\n",
+            ),
+            (
+                "list_val.txt",
+                train,
+                "0002/0002_003_15_0303noon_0005_0.jpg 2\n",
+            ),
+            (
+                "list_query.txt",
+                test,
+                "0000/0000_010_03_0303afternoon_0020_0.jpg 0\n",
+            ),
+            (
+                "list_gallery.txt",
+                test,
+                "0000/0000_011_05_0303afternoon_0030_0.jpg 0\n\n",
+            ),
+        ];
+        for (list, folder, text) in lists {
+            std::fs::create_dir_all(&base).unwrap();
+            std::fs::write(base.join(list), text).unwrap();
+            for rel in text.lines().filter_map(|l| l.split_whitespace().next()) {
+                let path = base.join(folder).join(rel);
+                touch(
+                    path.parent().unwrap(),
+                    &[path.file_name().unwrap().to_str().unwrap()],
+                );
+            }
+        }
         let d = read_dataset(DatasetName::Msmt17, &base, ReadOptions::default()).unwrap();
         assert_eq!(d.train.len(), 2);
         assert_eq!(
@@ -184,6 +197,24 @@ fn msmt17_v1_lists_and_v2_folders() {
         .unwrap();
         assert_eq!(combined.train.len(), 3);
         assert_eq!(combined.num_train_ids(), 3);
+        for (entry, problem) in [
+            (
+                "0000/0000_010_03_0303afternoon_0099_0.jpg 0",
+                "does not exist",
+            ),
+            (
+                "../train/0000/0000_000_01_0303morning_0015_0.jpg 0",
+                "leaves the image folder",
+            ),
+        ] {
+            std::fs::write(base.join("list_gallery.txt"), format!("{entry}\n")).unwrap();
+            let err = read_dataset(DatasetName::Msmt17, &base, ReadOptions::default()).unwrap_err();
+            assert!(
+                matches!(err, DataError::BadListLine { line: 1, .. })
+                    && err.to_string().contains(problem),
+                "{err}"
+            );
+        }
         std::fs::write(base.join("list_query.txt"), "0000/0000_010_03.jpg\n").unwrap();
         let err = read_dataset(DatasetName::Msmt17, &base, ReadOptions::default()).unwrap_err();
         assert!(
@@ -346,4 +377,36 @@ fn synthetic_dataset_is_market_readable_and_deterministic() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn custom_names_must_start_with_the_identity_and_splits_must_be_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(
+        &dir.path().join("train"),
+        &["1e3_c1_x.jpg", "0001_c2_y.jpg"],
+    );
+    touch(&dir.path().join("query"), &["0001_c1_q.jpg"]);
+    touch(&dir.path().join("gallery"), &["0001_c2_g.jpg"]);
+    let err = read_dataset(DatasetName::Custom, dir.path(), ReadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, DataError::BadFileName { path, .. } if path.ends_with("1e3_c1_x.jpg")),
+        "{err}"
+    );
+    // Market-1501 keeps torchreid's pattern (it searches the whole name).
+    assert_eq!(
+        scal_data::parse_market_name(Path::new("1e3_c1_x.jpg")).unwrap(),
+        (3, 0)
+    );
+    std::fs::remove_file(dir.path().join("train/1e3_c1_x.jpg")).unwrap();
+    assert!(read_dataset(DatasetName::Custom, dir.path(), ReadOptions::default()).is_ok());
+
+    std::fs::remove_dir_all(dir.path().join("query")).unwrap();
+    std::fs::write(dir.path().join("query"), b"a file").unwrap();
+    let err = read_dataset(DatasetName::Custom, dir.path(), ReadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, DataError::NotAFolder { path } if path.ends_with("query")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is not a folder"), "{err}");
 }

@@ -79,18 +79,24 @@ fn zip_and_tar_gz_archives_install_and_read() {
         writer(&archive, &market_entries());
         let (sha, _) = digests(&archive).unwrap();
         let dest = dir.path().join(format!("installed-{file}"));
-        let (verification, files) = install(&archive, &dest, Some(&sha), None).unwrap();
+        let (verification, files) = install(
+            &archive,
+            &dest,
+            (Some(&sha), None),
+            Some(DatasetName::Market1501),
+        )
+        .unwrap();
         assert_eq!(verification, Verification::Matched("SHA-256"));
         assert_eq!(files, 5);
         let d = read_dataset(DatasetName::Market1501, &dest, ReadOptions::default()).unwrap();
         assert_eq!((d.train.len(), d.query.len(), d.gallery.len()), (2, 1, 2));
         // Without a recorded digest the archive's SHA-256 is reported.
         let again = dir.path().join(format!("again-{file}"));
-        let (verification, _) = install(&archive, &again, None, None).unwrap();
+        let (verification, _) = install(&archive, &again, (None, None), None).unwrap();
         assert_eq!(verification, Verification::Unrecorded { sha256: sha });
         // An existing destination is refused.
         assert!(matches!(
-            install(&archive, &dest, None, None),
+            install(&archive, &dest, (None, None), None),
             Err(DataError::AlreadyExists { .. })
         ));
     }
@@ -106,8 +112,8 @@ fn a_wrong_digest_installs_nothing() {
     let err = install(
         &archive,
         &dest,
+        (None, Some("00000000000000000000000000000000")),
         None,
-        Some("00000000000000000000000000000000"),
     )
     .unwrap_err();
     let msg = err.to_string();
@@ -141,7 +147,7 @@ fn zip_slip_is_refused_and_nothing_escapes() {
     ));
     write_zip(&archive, &entries);
     let dest = inner.join("market1501");
-    let err = install(&archive, &dest, None, None).unwrap_err();
+    let err = install(&archive, &dest, (None, None), None).unwrap_err();
     assert!(matches!(err, DataError::UnsafeArchive { .. }), "{err}");
     assert!(err.to_string().contains("evil.txt"));
     assert!(!dir.path().join("evil.txt").exists() && !inner.join("evil.txt").exists());
@@ -179,11 +185,11 @@ fn absolute_paths_and_links_in_tars_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let absolute = dir.path().join("absolute.tar");
     raw_tar(&absolute, "/tmp/scal-evil.txt", None);
-    let err = install(&absolute, &dir.path().join("a"), None, None).unwrap_err();
+    let err = install(&absolute, &dir.path().join("a"), (None, None), None).unwrap_err();
     assert!(err.to_string().contains("absolute paths"), "{err}");
     let link = dir.path().join("link.tar");
     raw_tar(&link, "escape", Some("/etc/passwd"));
-    let err = install(&link, &dir.path().join("b"), None, None).unwrap_err();
+    let err = install(&link, &dir.path().join("b"), (None, None), None).unwrap_err();
     assert!(err.to_string().contains("links are not allowed"), "{err}");
     assert!(!dir.path().join("a").exists() && !dir.path().join("b").exists());
 }
@@ -241,4 +247,53 @@ fn sources_describe_how_to_get_each_dataset() {
             "{name}"
         );
     }
+}
+
+/// Archives that would install something useless or harmful: one without the dataset's
+/// layout, an empty one, a folder given as the archive, an entry that appears twice, and one
+/// that expands a thousandfold. None installs anything.
+#[test]
+fn empty_foreign_duplicate_and_bomb_archives_install_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = Some(DatasetName::Market1501);
+    let dest = dir.path().join("market1501");
+    let foreign = dir.path().join("foreign.zip");
+    write_zip(
+        &foreign,
+        &[("notes/readme.txt".to_string(), b"hello".to_vec())],
+    );
+    let err = install(&foreign, &dest, (None, None), market).unwrap_err();
+    assert!(matches!(err, DataError::NotTheDataset { .. }), "{err}");
+    let empty = dir.path().join("empty.zip");
+    write_zip(&empty, &[]);
+    let err = install(&empty, &dest, (None, None), market).unwrap_err();
+    assert!(err.to_string().contains("holds no file"), "{err}");
+    let err = install(dir.path(), &dest, (None, None), market).unwrap_err();
+    assert!(matches!(err, DataError::ArchiveIsFolder { .. }), "{err}");
+
+    let twice = dir.path().join("twice.tar.gz");
+    let mut entries = market_entries();
+    entries.push((entries[0].0.clone(), b"the other one".to_vec()));
+    write_tar_gz(&twice, &entries);
+    let err = install(&twice, &dest, (None, None), market).unwrap_err();
+    assert!(err.to_string().contains("appears twice"), "{err}");
+
+    let bomb = dir.path().join("bomb.zip");
+    let mut entries = market_entries();
+    entries.push((
+        "Market-1501-v15.09.15/zeros.bin".to_string(),
+        vec![0u8; 200 << 20],
+    ));
+    write_zip(&bomb, &entries);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 2 << 20);
+    let err = install(&bomb, &dest, (None, None), market).unwrap_err();
+    assert!(err.to_string().contains("decompression bomb"), "{err}");
+
+    assert!(!dest.exists(), "nothing installed");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".extracting"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

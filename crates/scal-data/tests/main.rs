@@ -1,5 +1,6 @@
 //! scal-data's integration tests, in one binary (each test binary links its dependencies).
 
+mod corrupt;
 mod datasets;
 #[cfg(feature = "download")]
 mod download;

@@ -5,6 +5,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
+use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyError, ReadNpyExt};
 
 use crate::EvalError;
@@ -36,18 +37,60 @@ impl DistanceMatrix {
     }
 }
 
+/// Opens a `.npy` file after checking that its data holds what its header claims: a header
+/// that lies about the shape (10⁸ × 10⁸ over a few bytes) is an error naming the file, not
+/// an allocation that aborts the process.
 fn open(path: &Path) -> Result<BufReader<File>, EvalError> {
+    use std::io::{Seek, SeekFrom};
     if !path.exists() {
         return Err(EvalError::MissingFile {
             path: path.to_path_buf(),
         });
     }
-    File::open(path)
+    let read_error = |message: String| EvalError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut reader = File::open(path)
         .map(BufReader::new)
-        .map_err(|e| EvalError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        .map_err(|e| read_error(e.to_string()))?;
+    let total = reader
+        .get_ref()
+        .metadata()
+        .map_err(|e| read_error(e.to_string()))?
+        .len();
+    let header = Header::from_reader(&mut reader).map_err(|e| read_error(e.to_string()))?;
+    let data = total.saturating_sub(
+        reader
+            .stream_position()
+            .map_err(|e| read_error(e.to_string()))?,
+    );
+    // `'<f4'` → 4 bytes per element (descriptors end with the element size).
+    let descriptor = header.type_descriptor.to_string();
+    let digits: String = descriptor
+        .trim_matches(|c| c == '\'' || c == '"')
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let element = digits.chars().rev().collect::<String>().parse::<u64>().ok();
+    let claimed = header
+        .shape
+        .iter()
+        .try_fold(element.unwrap_or(0), |n, &d| n.checked_mul(d as u64));
+    if element.is_some() && claimed.is_none_or(|c| c > data) {
+        return Err(read_error(format!(
+            "the header claims a {:?} array ({}), but the file holds {data} bytes of data",
+            header.shape,
+            claimed.map_or("more bytes than can be counted".to_string(), |c| format!(
+                "{c} bytes"
+            ))
+        )));
+    }
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| read_error(e.to_string()))?;
+    Ok(reader)
 }
 
 fn npy_error(path: &Path, expected: &str, error: ReadNpyError) -> EvalError {

@@ -129,10 +129,13 @@ pub(crate) fn check_finite<T: Distance>(m: ArrayView2<'_, T>, what: &str) -> Res
 /// 1-based positions of the correct matches in one query's ranking, after removing the
 /// gallery items with the query's identity and camera. Empty when there is none.
 ///
+/// The ranking is the stable sort of the distances: equal distances keep gallery index
+/// order, so a wrong match at the distance of a correct one ranks ahead of it exactly when
+/// its index is lower (a constant distance matrix does not score as perfect).
+///
 /// Runs in O(G log m) for m correct matches without sorting the gallery: a correct match's
 /// position is its rank among the correct matches plus the number of kept wrong matches
-/// with a smaller distance. A wrong match at exactly the distance of a correct one is
-/// counted after it (ties have no defined order in the reference tools).
+/// before it in that order.
 fn hit_positions<T: Distance>(
     row: ArrayView1<'_, T>,
     q_pid: i64,
@@ -140,21 +143,23 @@ fn hit_positions<T: Distance>(
     g_pids: &[i64],
     g_camids: &[i64],
 ) -> Vec<usize> {
-    let mut positives: Vec<T> = row
+    // (distance, gallery index) of the correct matches, in ranking order.
+    let mut positives: Vec<(T, usize)> = row
         .iter()
         .zip(g_pids.iter().zip(g_camids))
-        .filter(|(_, (p, c))| **p == q_pid && **c != q_cam)
-        .map(|(d, _)| *d)
+        .enumerate()
+        .filter(|(_, (_, (p, c)))| **p == q_pid && **c != q_cam)
+        .map(|(j, (d, _))| (*d, j))
         .collect();
     if positives.is_empty() {
         return Vec::new();
     }
-    positives.sort_by(|a, b| a.partial_cmp(b).expect("finite distances"));
-    // before[k] = wrong matches with exactly k correct matches at a distance <= theirs.
+    positives.sort_by(|a, b| a.0.partial_cmp(&b.0).expect("finite distances"));
+    // before[k] = wrong matches ranked after exactly k correct matches.
     let mut before = vec![0usize; positives.len() + 1];
-    for (d, p) in row.iter().zip(g_pids) {
+    for (j, (d, p)) in row.iter().zip(g_pids).enumerate() {
         if *p != q_pid {
-            before[positives.partition_point(|x| x <= d)] += 1;
+            before[positives.partition_point(|&(x, i)| x < *d || (x == *d && i < j))] += 1;
         }
     }
     let mut wrong_ahead = 0;
@@ -484,6 +489,28 @@ mod tests {
         assert_eq!(m.num_valid_queries, 1);
         assert_eq!(m.rank(2), Some(1.0));
         assert_eq!(m.rank(0), None);
+    }
+
+    #[test]
+    fn ties_rank_in_gallery_order() {
+        // One query (pid 1, camera 0); every distance 1: the ranking is the gallery order,
+        // so the correct matches (g1, g3) are at positions 2 and 4, not 1 and 2.
+        let d = array![[1.0f32; 5]];
+        let m = evaluate_market1501(d.view(), &[1], &[2, 1, 3, 1, 4], &[0], &[1, 1, 1, 2, 1], 5)
+            .unwrap();
+        assert_eq!(m.cmc, vec![0.0, 1.0, 1.0, 1.0, 1.0]);
+        assert!((m.map - (1.0 / 2.0 + 2.0 / 4.0) / 2.0).abs() < 1e-12);
+        assert!((m.minp - 2.0 / 4.0).abs() < 1e-12);
+        // A correct match before the wrong one of equal distance ranks first.
+        let d = array![[0.5f64, 0.5, 0.2]];
+        let m = evaluate_market1501(d.view(), &[1], &[1, 2, 3], &[0], &[1, 1, 1], 3).unwrap();
+        assert_eq!(m.cmc, vec![0.0, 1.0, 1.0]);
+        let ap = average_precision_per_query(d.view(), &[1], &[1, 2, 3], &[0], &[1, 1, 1]);
+        assert_eq!(ap.unwrap(), vec![Some(0.5)]);
+        assert_eq!(
+            top_k_gallery(d.row(0), 1, 0, &[1, 2, 3], &[1, 1, 1], 3),
+            vec![2, 0, 1]
+        );
     }
 
     #[test]

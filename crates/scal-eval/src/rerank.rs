@@ -224,6 +224,8 @@ pub fn re_rank<T: Distance>(
             let mut ranks = Vec::with_capacity(width);
             for mut row in rows.axis_iter_mut(Axis(0)) {
                 let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                // A column of zeros (identical features) stays zeros instead of 0 / 0.
+                let max = if max > 0.0 { max } else { 1.0 };
                 row.mapv_inplace(|v| v / max);
                 maxima.push(max);
                 ranks.push(nearest(row.as_slice().expect("contiguous"), keep));

@@ -38,7 +38,17 @@ fn problem() -> impl Strategy<Value = Problem> {
     })
 }
 
-/// The same metric by full sorting, the way the reference tools do it.
+/// A random evaluation problem whose distances take a few values: many ties.
+fn problem_with_ties() -> impl Strategy<Value = Problem> {
+    problem().prop_perturb(|(d, qp, gp, qc, gc), mut rng| {
+        let levels = rng.random_range(1..4u32);
+        let d = d.mapv(|_| rng.random_range(0..levels) as f64 * 0.5);
+        (d, qp, gp, qc, gc)
+    })
+}
+
+/// The same metric by full (stable) sorting, the way the reference tools do it: equal
+/// distances keep gallery order.
 fn by_sorting(
     d: &Array2<f64>,
     qp: &[i64],
@@ -95,6 +105,20 @@ proptest! {
                     prop_assert!((0.0..=1.0).contains(v));
                 }
                 prop_assert!(m.cmc.windows(2).all(|w| w[0] <= w[1]), "CMC must not decrease");
+            }
+        }
+    }
+
+    #[test]
+    fn ties_score_as_the_stable_full_sort((d, qp, gp, qc, gc) in problem_with_ties()) {
+        let result = evaluate_market1501(d.view(), &qp, &gp, &qc, &gc, 50);
+        match by_sorting(&d, &qp, &gp, &qc, &gc) {
+            None => prop_assert_eq!(result.unwrap_err(), EvalError::NoValidQuery),
+            Some((map, minp, r1)) => {
+                let m = result.unwrap();
+                prop_assert!((m.map - map).abs() < 1e-12, "{} vs {}", m.map, map);
+                prop_assert!((m.minp - minp).abs() < 1e-12);
+                prop_assert!((m.cmc[0] - r1).abs() < 1e-12);
             }
         }
     }

@@ -1,6 +1,10 @@
-//! The model folder: `model.json` (the [`ScalConfig`]) and `model.bpk` (every parameter and
-//! running statistic, burnpack). Run checkpoints (`runs/<name>/best`, `last`) are model
-//! folders with training state beside it.
+//! The model folder: `model.json` (the [`ScalConfig`]), `model.bpk` (every parameter and
+//! running statistic, burnpack) and `checksums.sha256` (the SHA-256 of each file, in the
+//! format `sha256sum -c` checks). Run checkpoints (`runs/<name>/best`, `last`) are model
+//! folders with training state beside it, listed in the same checksum file.
+//!
+//! Loading verifies every listed file first, so flipped bits on disk are an error naming the
+//! file instead of damaged weights; folders written before checksums existed load as before.
 
 use std::path::Path;
 
@@ -13,18 +17,99 @@ use crate::{ModelError, ScalConfig, ScalModel};
 pub const CONFIG_FILE: &str = "model.json";
 /// The weights file of a model folder.
 pub const WEIGHTS_FILE: &str = "model.bpk";
+/// The checksum file of a model folder (`sha256sum` format).
+pub const CHECKSUMS_FILE: &str = "checksums.sha256";
+
+/// The SHA-256 of a file, in lowercase hex.
+fn sha256_of(path: &Path) -> Result<String, ModelError> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| ModelError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Writes `dir/checksums.sha256`: the SHA-256 of each of `files` (names in `dir`), one
+/// `HEX  NAME` line each, atomically.
+pub fn write_checksums(dir: &Path, files: &[&str]) -> Result<(), ModelError> {
+    let mut text = String::new();
+    for name in files {
+        text.push_str(&format!("{}  {name}\n", sha256_of(&dir.join(name))?));
+    }
+    scal_backbone::write_atomically(&dir.join(CHECKSUMS_FILE), |tmp| {
+        std::fs::write(tmp, &text).map_err(|e| e.to_string())
+    })?;
+    Ok(())
+}
+
+/// Checks every file listed in `dir/checksums.sha256` against its recorded SHA-256; a
+/// folder without the file (written before checksums existed) passes.
+///
+/// # Errors
+/// [`ModelError::Damaged`] naming the first file that is missing or differs.
+pub fn verify_checksums(dir: &Path) -> Result<(), ModelError> {
+    let list = dir.join(CHECKSUMS_FILE);
+    let text = match std::fs::read_to_string(&list) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(ModelError::Io {
+                path: list,
+                message: e.to_string(),
+            });
+        }
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let damaged = |problem: String| ModelError::Damaged {
+            path: list.clone(),
+            problem,
+        };
+        let (digest, name) = line
+            .split_once("  ")
+            .ok_or_else(|| damaged(format!("malformed line `{line}`")))?;
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(ModelError::Damaged {
+                path,
+                problem: "listed in checksums.sha256 but missing".into(),
+            });
+        }
+        let found = sha256_of(&path)?;
+        if found != digest {
+            return Err(ModelError::Damaged {
+                path,
+                problem: format!(
+                    "its SHA-256 is {found}, but {digest} was recorded when it was written: the file was changed or damaged on disk"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
 
 impl ScalModel {
-    /// Writes `model.json` (from `config`, the configuration the model was built from) and
-    /// `model.bpk` into the existing folder `dir`, each file atomically.
+    /// Writes `model.json` (from `config`, the configuration the model was built from),
+    /// `model.bpk` and their `checksums.sha256` into the existing folder `dir`, each file
+    /// atomically.
     pub fn save_dir(&self, config: &ScalConfig, dir: &Path) -> Result<(), ModelError> {
         self.save_checkpoint(&dir.join(WEIGHTS_FILE))?;
         let path = dir.join(CONFIG_FILE);
         scal_backbone::write_atomically(&path, |tmp| config.save(tmp).map_err(|e| e.to_string()))?;
-        Ok(())
+        write_checksums(dir, &[CONFIG_FILE, WEIGHTS_FILE])
     }
 
-    /// The configuration of the model folder `dir`.
+    /// The configuration of the model folder `dir` (not verified against the checksums:
+    /// [`ScalModel::load_dir`] does that).
     pub fn config_of_dir(dir: &Path) -> Result<ScalConfig, ModelError> {
         let path = dir.join(CONFIG_FILE);
         if !path.is_file() {
@@ -38,10 +123,12 @@ impl ScalModel {
         })
     }
 
-    /// Builds the model of the folder `dir` on `device` and loads its weights (strictly:
-    /// see [`ScalModel::load_checkpoint`]).
+    /// Builds the model of the folder `dir` on `device` and loads its weights, after checking
+    /// the folder's files against their checksums (strictly: see
+    /// [`ScalModel::load_checkpoint`]).
     pub fn load_dir(dir: &Path, device: &Device) -> Result<(ScalModel, ScalConfig), ModelError> {
         let config = ScalModel::config_of_dir(dir)?;
+        verify_checksums(dir)?;
         let model = config
             .init(device)
             .load_checkpoint(&dir.join(WEIGHTS_FILE))?;

@@ -21,7 +21,7 @@ mod folder;
 pub mod objective;
 pub mod probe;
 
-pub use folder::{CONFIG_FILE, WEIGHTS_FILE};
+pub use folder::{CHECKSUMS_FILE, CONFIG_FILE, WEIGHTS_FILE, verify_checksums, write_checksums};
 
 use std::path::{Path, PathBuf};
 
@@ -168,6 +168,15 @@ pub enum ModelError {
     NotAModelFolder {
         /// The folder given.
         path: PathBuf,
+    },
+    /// A file of a model folder differs from the checksum recorded when it was written, or
+    /// is missing.
+    #[error("{}: {problem}", path.display())]
+    Damaged {
+        /// The damaged file (or the checksum file, when it is malformed).
+        path: PathBuf,
+        /// What was found.
+        problem: String,
     },
     /// `model.json` is not a model configuration.
     #[error("{}: not a model configuration: {message}", path.display())]

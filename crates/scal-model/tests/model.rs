@@ -304,3 +304,38 @@ fn a_loaded_checkpoint_does_not_need_its_file_any_more() {
         .into_scalar();
     assert_eq!(diff, 0.0);
 }
+
+#[test]
+fn a_model_folder_lists_its_checksums_and_refuses_damage() {
+    let device = Device::flex();
+    let config = ScalConfig::new(10)
+        .with_base_width(4)
+        .with_height(64)
+        .with_width(32)
+        .with_critic_hidden(16);
+    let model = config.init(&device);
+    let dir = tempfile::tempdir().unwrap();
+    model.save_dir(&config, dir.path()).unwrap();
+    let listed = std::fs::read_to_string(dir.path().join("checksums.sha256")).unwrap();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(ScalModel::load_dir(dir.path(), &device).is_ok());
+
+    let weights = dir.path().join("model.bpk");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&weights, &bytes).unwrap();
+    let err = ScalModel::load_dir(dir.path(), &device).unwrap_err();
+    assert!(
+        matches!(&err, scal_model::ModelError::Damaged { path, .. } if path == &weights),
+        "{err}"
+    );
+    std::fs::remove_file(&weights).unwrap();
+    let err = ScalModel::load_dir(dir.path(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.bpk") && err.contains("missing"),
+        "{err}"
+    );
+}

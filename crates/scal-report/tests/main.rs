@@ -55,7 +55,14 @@ fn tiny_config(root: &Path) -> TrainingConfig {
 }
 
 fn train_flex(config: &TrainingConfig, run: &Path) {
-    train(config, run, false, &[Device::flex()], &mut ()).unwrap();
+    train(
+        config,
+        run,
+        scal_train::Start::New,
+        &[Device::flex()],
+        &mut (),
+    )
+    .unwrap();
 }
 
 fn report_options() -> ReportOptions {

@@ -7,11 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::config::Config;
 use burn::optim::ModuleOptimizer;
 use scal_data::SamplerPosition;
 use scal_model::{ScalConfig, ScalModel};
 use serde::{Deserialize, Serialize};
 
+use crate::config::TrainingConfig;
 use crate::{TrainError, folder};
 
 /// Where training stands.
@@ -38,36 +40,67 @@ pub fn recover(run: &Path, name: &str) -> Result<(), TrainError> {
     folder::recover(run, name)
 }
 
-/// Writes checkpoint `name` of `run`.
+/// The training configuration's copy in a checkpoint (what it was trained with).
+pub const CONFIG_COPY: &str = "config.json";
+/// The optimizer's state in a training checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// The training state of a checkpoint.
+pub const STATE_FILE: &str = "state.json";
+
+/// Writes checkpoint `name` of `run`: the model folder, the optimizer (when given), the
+/// training state and a copy of the configuration, all listed with their SHA-256 in
+/// `checksums.sha256`.
 pub fn save(
     run: &Path,
     name: &str,
-    model: &ScalModel,
-    model_config: &ScalConfig,
+    (model, model_config): (&ScalModel, &ScalConfig),
     optimizer: Option<&ModuleOptimizer>,
     state: &TrainState,
+    config: &TrainingConfig,
 ) -> Result<PathBuf, TrainError> {
     folder::write_staged(run, name, |dir| {
         model.save_dir(model_config, dir)?;
+        let mut files = vec![scal_model::CONFIG_FILE, scal_model::WEIGHTS_FILE];
         if let Some(optimizer) = optimizer {
+            let path = dir.join(OPTIMIZER_FILE);
             optimizer
-                .save(dir.join("optimizer.bpk"))
-                .map_err(|e| error(&dir.join("optimizer.bpk"), format!("{e:?}")))?;
+                .save(&path)
+                .map_err(|e| error(&path, format!("{e:?}")))?;
+            files.push(OPTIMIZER_FILE);
         }
         let state_json = serde_json::to_string_pretty(state).expect("serialisable");
-        std::fs::write(dir.join("state.json"), state_json).map_err(|e| error(dir, e))
+        std::fs::write(dir.join(STATE_FILE), state_json).map_err(|e| error(dir, e))?;
+        let copy = dir.join(CONFIG_COPY);
+        config.save(&copy).map_err(|e| error(&copy, e))?;
+        files.extend([STATE_FILE, CONFIG_COPY]);
+        Ok(scal_model::write_checksums(dir, &files)?)
     })
 }
 
-/// Restores a training checkpoint (`last/`): the weights into `model` (built from the
-/// run's configuration), the optimizer's state into `optim`, and the training state.
+/// Restores a training checkpoint (`last/`) after checking its files against their
+/// checksums and the run's configuration `config` against the copy the checkpoint was
+/// trained with: the weights into `model` (built from the run's configuration), the
+/// optimizer's state into `optim`, and the training state.
 pub fn load_training(
     checkpoint: &Path,
+    config: &TrainingConfig,
     model: &ScalModel,
     optim: ModuleOptimizer,
 ) -> Result<(ScalModel, ModuleOptimizer, TrainState), TrainError> {
+    scal_model::verify_checksums(checkpoint)?;
+    let copy = checkpoint.join(CONFIG_COPY);
+    if copy.is_file() {
+        let trained = TrainingConfig::load_json(&copy)?;
+        let differences = trained.differences(config);
+        if !differences.is_empty() {
+            return Err(TrainError::ConfigChanged {
+                checkpoint: checkpoint.to_path_buf(),
+                differences,
+            });
+        }
+    }
     let model = model.load_checkpoint(&checkpoint.join(scal_model::WEIGHTS_FILE))?;
-    let optim_path = checkpoint.join("optimizer.bpk");
+    let optim_path = checkpoint.join(OPTIMIZER_FILE);
     let optim = optim
         .load(&optim_path)
         .map_err(|e| error(&optim_path, format!("{e:?}")))?;

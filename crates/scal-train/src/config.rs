@@ -385,11 +385,8 @@ impl TrainingConfig {
                 ),
             );
         }
-        if d.height < 32 || d.width < 16 {
-            return invalid(
-                "data.height/width",
-                format!("at least 32 x 16, got {} x {}", d.height, d.width),
-            );
+        if let Err(problem) = scal_data::check_input_size(d.height, d.width) {
+            return invalid("data.height/width", problem);
         }
         for (field, v) in [
             ("data.flip_probability", d.flip_probability),
@@ -504,6 +501,12 @@ impl TrainingConfig {
                 .map_err(|e| file_error(format!("cannot read: {e}")))?;
             let patch: Value = serde_json::from_str(&text)
                 .map_err(|e| file_error(format!("not valid JSON: {e}")))?;
+            if !patch.is_object() {
+                return Err(file_error(format!(
+                    "holds {}, not a JSON object of fields such as {{\"optim\": {{\"epochs\": 3}}}}",
+                    json_kind(&patch)
+                )));
+            }
             overlay(&mut value, &patch, "", &path.display().to_string())?;
         }
         for (key, raw) in overrides {
@@ -551,6 +554,18 @@ impl TrainingConfig {
         let mut out = Vec::new();
         diff(&a, &b, "", &mut out);
         out
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -725,6 +740,16 @@ mod tests {
         std::fs::write(&file, "{ not json").unwrap();
         let err = TrainingConfig::resolve(Profile::Quick, Some(&file), &[]).unwrap_err();
         assert!(err.to_string().contains("bad.json"), "{err}");
+        for (text, kind) in [("[1, 2]", "an array"), ("null", "null"), ("3", "a number")] {
+            std::fs::write(&file, text).unwrap();
+            let err = TrainingConfig::resolve(Profile::Quick, Some(&file), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("bad.json") && err.contains(kind) && err.contains("not a JSON object"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

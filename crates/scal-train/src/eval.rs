@@ -206,17 +206,27 @@ pub struct ModuleAmelioration {
     /// Per module `l`: share of images where the true class's probability with every module
     /// is higher than with module `l`'s map replaced by ones.
     pub per_module: Vec<f64>,
+    /// Picked images that could not be decoded and were left out (`data.strict=false`);
+    /// written to the log only when not 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// [`ModuleAmelioration`] of `model` (inference mode, non-autodiff `device`) on up to
 /// `samples` training images spread evenly over `train` (labels = relabelled pids). `None`
-/// for a model without attention.
+/// for a model without attention. Undecodable images follow the training data's policy:
+/// an error with `strict`, otherwise left out and counted in
+/// [`ModuleAmelioration::skipped`].
 pub fn module_amelioration(
     model: &ScalModel,
     train: &[ImageRecord],
     (height, width): (usize, usize),
-    samples: usize,
-    batch: usize,
+    (samples, batch): (usize, usize),
+    strict: bool,
     device: &Device,
 ) -> Result<Option<ModuleAmelioration>, TrainError> {
     use burn::tensor::activation::softmax;
@@ -239,15 +249,24 @@ pub fn module_amelioration(
             .map(|(i, &y)| p[i * k + y as usize])
             .collect()
     };
-    let (mut all, mut per_module) = (0usize, [0usize; 5]);
+    let (mut all, mut per_module, mut skipped) = (0usize, [0usize; 5], 0usize);
     for chunk in picks.chunks(batch.max(1)) {
         let paths: Vec<&Path> = chunk.iter().map(|r| r.path.as_path()).collect();
-        let pixels = transform.load_batch(&paths)?;
+        let (pixels, left_out) = transform.load_batch_with(&paths, strict)?;
+        skipped += left_out.len();
+        let labels: Vec<i64> = chunk
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !left_out.iter().any(|(j, _)| j == i))
+            .map(|(_, r)| r.pid)
+            .collect();
+        if labels.is_empty() {
+            continue;
+        }
         let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [chunk.len(), 3, height, width]),
+            TensorData::new(pixels, [labels.len(), 3, height, width]),
             device,
         );
-        let labels: Vec<i64> = chunk.iter().map(|r| r.pid).collect();
         let full = true_class(model.forward(images.clone(), Gating::On).logits, &labels);
         let none = true_class(model.forward(images.clone(), Gating::Ones).logits, &labels);
         all += full.iter().zip(&none).filter(|(a, b)| a > b).count();
@@ -256,9 +275,17 @@ pub fn module_amelioration(
             *count += full.iter().zip(&without).filter(|(a, b)| a > b).count();
         }
     }
+    let measured = n - skipped;
+    if measured == 0 {
+        return Ok(None);
+    }
     Ok(Some(ModuleAmelioration {
-        samples: n,
-        all_modules: all as f64 / n as f64,
-        per_module: per_module.iter().map(|&c| c as f64 / n as f64).collect(),
+        samples: measured,
+        all_modules: all as f64 / measured as f64,
+        per_module: per_module
+            .iter()
+            .map(|&c| c as f64 / measured as f64)
+            .collect(),
+        skipped,
     }))
 }

@@ -46,8 +46,8 @@ pub fn write_staged<E: From<TrainError>>(
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<PathBuf, E> {
     recover(parent, name)?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
+    let prefix = format!(".{name}.tmp-");
+    let staging = scal_backbone::staging_builder(&prefix, true)
         .tempdir_in(parent)
         .map_err(io(parent))?;
     write(staging.path())?;
@@ -62,6 +62,57 @@ pub fn write_staged<E: From<TrainError>>(
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
     Ok(current)
+}
+
+/// The lock file of a run folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive lock on a run folder (`RUN/.lock`, holding the PID of the process that has
+/// it): a second process training the same run is refused, naming the holder. The operating
+/// system releases the lock when the process ends, however it ends; the file stays.
+#[derive(Debug)]
+pub struct RunLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock of `run` (an existing folder), or fails at once if another process
+    /// holds it.
+    pub fn acquire(run: &Path) -> Result<RunLock, TrainError> {
+        use std::io::{Read, Seek, Write};
+        let path = run.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(TrainError::RunInUse {
+                    run: run.to_path_buf(),
+                    pid: holder.trim().parse().ok(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        file.set_len(0).map_err(io(&path))?;
+        file.rewind().map_err(io(&path))?;
+        write!(file, "{}", std::process::id()).map_err(io(&path))?;
+        file.flush().map_err(io(&path))?;
+        Ok(RunLock { file, path })
+    }
+
+    /// Releases the lock and removes its file (a start that failed leaves nothing).
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +158,23 @@ mod tests {
             "second"
         );
         assert_eq!(entries(run.path()), vec!["last"]);
+    }
+
+    #[test]
+    fn a_run_folder_is_locked_by_one_holder_at_a_time() {
+        let run = tempfile::tempdir().unwrap();
+        let lock = RunLock::acquire(run.path()).unwrap();
+        let pid = std::fs::read_to_string(run.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        let err = RunLock::acquire(run.path()).unwrap_err();
+        assert!(
+            matches!(&err, TrainError::RunInUse { pid: Some(p), .. } if *p == std::process::id()),
+            "{err}"
+        );
+        drop(lock);
+        let again = RunLock::acquire(run.path()).unwrap();
+        again.remove();
+        assert!(!run.path().join(LOCK_FILE).exists());
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! Training SCAL end to end, as a library that takes its devices from the caller:
 //!
 //! ```no_run
-//! # use scal_train::{TrainingConfig, Profile, train};
+//! # use scal_train::{Profile, Start, TrainingConfig, train};
 //! let config = TrainingConfig::profile(Profile::Quick);
 //! let devices = [burn::tensor::Device::default()];
-//! let outcome = train(&config, "runs/mine".as_ref(), false, &devices, &mut ()).unwrap();
+//! let outcome = train(&config, "runs/mine".as_ref(), Start::New, &devices, &mut ()).unwrap();
 //! ```
 //!
 //! [`config`] (profiles, JSON files, overrides, validation), [`run`] (the loop: P × K
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 
 pub use backend::Backend;
 pub use config::{Profile, TrainingConfig};
-pub use run::{RunOutcome, TrainObserver, train};
+pub use run::{RunOutcome, Start, TrainObserver, train};
 pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
 pub use step::{scal_step, scal_step_data_parallel};
 
@@ -101,6 +101,29 @@ pub enum TrainError {
     RunExists {
         /// The run folder.
         run: PathBuf,
+    },
+    /// Another process is training the run (it holds `RUN/.lock`).
+    #[error(
+        "{} is being trained by another process{}; wait for it to finish or stop it",
+        run.display(),
+        pid.map(|p| format!(" (PID {p})")).unwrap_or_default()
+    )]
+    RunInUse {
+        /// The run folder.
+        run: PathBuf,
+        /// The holder's process id, as it wrote it.
+        pid: Option<u32>,
+    },
+    /// Resuming a run whose log records iterations but whose `last/` checkpoint is gone.
+    #[error(
+        "{}/last is missing, but metrics.jsonl records {logged} iterations: the run cannot continue where it stopped. Put last/ back, or start the run again from iteration 0 in this folder (its log is cut back)",
+        run.display()
+    )]
+    CheckpointMissing {
+        /// The run folder.
+        run: PathBuf,
+        /// Training iterations the log records.
+        logged: u64,
     },
     /// A folder without the run's `config.json`.
     #[error("{} is not a run folder (no config.json)", run.display())]
@@ -179,6 +202,19 @@ pub enum TrainError {
         /// The run folder.
         run: PathBuf,
         /// `field: saved -> requested` lines.
+        differences: Vec<String>,
+    },
+    /// The run's configuration differs from the one its last checkpoint was trained with
+    /// (`config.json` edited by hand after the checkpoint was written).
+    #[error(
+        "the run's config.json differs from the configuration {} was trained with (edited after the checkpoint was written?); put it back:\n  {}",
+        checkpoint.display(),
+        differences.join("\n  ")
+    )]
+    ConfigChanged {
+        /// The checkpoint folder.
+        checkpoint: PathBuf,
+        /// `field: trained -> now` lines.
         differences: Vec<String>,
     },
     /// A file could not be read or written.

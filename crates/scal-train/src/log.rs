@@ -181,7 +181,9 @@ pub fn truncate(path: &Path, iteration: u64) -> Result<(), LogError> {
         }
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut staged = tempfile::NamedTempFile::new_in(dir).map_err(io_error(path))?;
+    let mut staged = scal_backbone::staging_builder(".metrics-", false)
+        .tempfile_in(dir)
+        .map_err(io_error(path))?;
     staged.write_all(kept.as_bytes()).map_err(io_error(path))?;
     staged.as_file().sync_all().map_err(io_error(path))?;
     staged.persist(path).map_err(|e| io_error(path)(e.error))?;

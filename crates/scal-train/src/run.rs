@@ -20,7 +20,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::tensor::Device;
 use scal_data::synth::{SynthConfig, generate};
-use scal_data::{HostBatch, ReadOptions, ReidDataset, ReplacedImage, TrainLoader};
+use scal_data::{HostBatch, ReadOptions, ReidDataset, SkippedImage, TrainLoader};
 use scal_model::objective::StepReport;
 use scal_model::{ScalConfig, ScalModel};
 
@@ -28,6 +28,7 @@ use crate::TrainError;
 use crate::checkpoint::{self, TrainState};
 use crate::config::TrainingConfig;
 use crate::eval::{Evaluation, evaluate, module_amelioration};
+use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
 use crate::step::{scal_step, scal_step_data_parallel};
 
@@ -51,6 +52,19 @@ pub enum RunOutcome {
     },
 }
 
+/// How [`train`] treats the run folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: the folder must not hold one.
+    New,
+    /// Continue the run exactly from its last checkpoint. A run whose log records
+    /// iterations but whose `last/` checkpoint is gone is refused (see [`Start::Restart`]).
+    Resume,
+    /// As [`Start::Resume`], but a run whose `last/` checkpoint is gone starts again from
+    /// iteration 0 in its folder, its log cut back.
+    Restart,
+}
+
 /// What a run reports while it trains, and whether it should stop. Every method has a
 /// default that does nothing; `()` observes nothing.
 pub trait TrainObserver {
@@ -59,7 +73,7 @@ pub trait TrainObserver {
     /// The loop starts: `remaining` iterations to go.
     fn started(&mut self, _remaining: u64) {}
     /// An undecodable training image was replaced by another of its identity.
-    fn replaced_image(&mut self, _image: &ReplacedImage) {}
+    fn replaced_image(&mut self, _image: &SkippedImage) {}
     /// One iteration is done and logged.
     fn iteration(&mut self, _record: &TrainRecord) {}
     /// An evaluation is done and logged.
@@ -158,6 +172,8 @@ pub struct Trainer<'a> {
     optim: ModuleOptimizer,
     state: TrainState,
     log: LogWriter,
+    /// Held while the run trains: one process per run folder.
+    _lock: RunLock,
     last_eval: Option<Evaluation>,
     tick: Instant,
 }
@@ -172,16 +188,17 @@ impl std::fmt::Debug for Trainer<'_> {
 }
 
 impl<'a> Trainer<'a> {
-    /// Checks the configuration, the pretrained weights and the data, then creates the run
-    /// folder (or, with `resume`, checks it holds the same configuration) and builds or
-    /// restores the model, the optimizer, the training state and the loader.
+    /// Checks the configuration, the pretrained weights and the data, builds the model, then
+    /// locks the run folder (one process per run) and creates it (or, resuming, checks it
+    /// holds the same configuration and restores the model, the optimizer and the training
+    /// state from `last/`).
     ///
     /// `devices` are the devices to train on (not autodiff; [`TrainingConfig::devices`]
     /// resolved by the caller), the first holding the model.
     pub fn prepare(
         config: &'a TrainingConfig,
         run_dir: &Path,
-        resume: bool,
+        start: Start,
         devices: &[Device],
         observer: &mut dyn TrainObserver,
     ) -> Result<(Trainer<'a>, TrainLoader), TrainError> {
@@ -195,11 +212,6 @@ impl<'a> Trainer<'a> {
             config.data.transform(),
             config.data.loader(config.seed),
         )?;
-        if resume {
-            open_run(config, run_dir)?;
-        } else {
-            create_run(config, run_dir)?;
-        }
         let model_config = config.model.network(
             dataset.num_train_ids(),
             config.data.height,
@@ -212,13 +224,20 @@ impl<'a> Trainer<'a> {
         let mut optim = optimizer(config);
         let mut state = TrainState::default();
         let log_path = run_dir.join("metrics.jsonl");
-        if resume {
+        let (lock, log) = if start == Start::New {
+            // A new run's folder is made last, once everything that can fail was checked.
+            create_run(config, run_dir, &log_path)?
+        } else {
+            let lock = open_run(config, run_dir)?;
             let last = run_dir.join("last");
             if last.exists() {
-                (model, optim, state) = checkpoint::load_training(&last, &model, optim)?;
+                (model, optim, state) = checkpoint::load_training(&last, config, &model, optim)?;
+            } else if start == Start::Resume {
+                refuse_lost_checkpoint(run_dir, &log_path)?;
             }
             log::truncate(&log_path, state.iteration)?;
-        }
+            (lock, LogWriter::append(&log_path)?)
+        };
         let epochs = config.optim.epochs as u64;
         if state.position.epoch >= epochs {
             return Err(TrainError::RunFinished {
@@ -235,7 +254,8 @@ impl<'a> Trainer<'a> {
             model: Some(model),
             optim,
             state,
-            log: LogWriter::append(&log_path)?,
+            log,
+            _lock: lock,
             last_eval: None,
             tick: Instant::now(),
         };
@@ -364,8 +384,8 @@ impl<'a> Trainer<'a> {
             &self.model().valid(),
             &self.dataset.train,
             size,
-            config.eval.amelioration_samples,
-            config.eval.batch,
+            (config.eval.amelioration_samples, config.eval.batch),
+            config.data.strict,
             &device.clone().without_autodiff(),
         )?;
         Ok(EvalRecord {
@@ -395,10 +415,10 @@ impl<'a> Trainer<'a> {
             checkpoint::save(
                 &self.run_dir,
                 name,
-                self.model(),
-                &self.model_config,
+                (self.model(), &self.model_config),
                 optim,
                 &self.state,
+                self.config,
             )
         }));
         match saved {
@@ -436,23 +456,52 @@ fn check_pretrained(config: &TrainingConfig) -> Result<(), TrainError> {
     }
 }
 
-/// A new run: refuses a folder that holds one, then creates it with `config.json`.
-fn create_run(config: &TrainingConfig, run_dir: &Path) -> Result<(), TrainError> {
+/// A new run: locks the folder (creating it), refuses one that holds a run, then writes
+/// `config.json` and an empty `metrics.jsonl` (opened for appending). If that fails
+/// half-way, what it created is removed, so the same name can be used again.
+fn create_run(
+    config: &TrainingConfig,
+    run_dir: &Path,
+    log_path: &Path,
+) -> Result<(RunLock, LogWriter), TrainError> {
     let config_path = run_dir.join("config.json");
+    let existed = run_dir.exists();
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    let lock = RunLock::acquire(run_dir)?;
     if config_path.exists() {
         return Err(TrainError::RunExists {
             run: run_dir.to_path_buf(),
         });
     }
-    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    config.save(&config_path).map_err(io(&config_path))
+    let created = config
+        .save(&config_path)
+        .map_err(io(&config_path))
+        .and_then(|()| Ok(LogWriter::append(log_path)?));
+    match created {
+        Ok(log) => Ok((lock, log)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&config_path);
+            let _ = std::fs::remove_file(log_path);
+            lock.remove();
+            if !existed {
+                let _ = std::fs::remove_dir(run_dir);
+            }
+            Err(e)
+        }
+    }
 }
 
-/// A resumed run: recovers an interrupted checkpoint swap and refuses another
-/// configuration. Resumed on other servers (`hosts` differ), `config.json` takes the new
-/// hosts so that the next resume goes there too.
-fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<(), TrainError> {
+/// A resumed run: locks the folder, recovers an interrupted checkpoint swap and refuses
+/// another configuration. Resumed on other servers (`hosts` differ), `config.json` takes the
+/// new hosts so that the next resume goes there too.
+fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainError> {
     let config_path = run_dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(TrainError::NotARun {
+            run: run_dir.to_path_buf(),
+        });
+    }
+    let lock = RunLock::acquire(run_dir)?;
     checkpoint::recover(run_dir, "last")?;
     let saved = TrainingConfig::load(&config_path).map_err(|e| TrainError::Checkpoint {
         path: config_path.clone(),
@@ -469,6 +518,22 @@ fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<(), TrainError> {
         let staged = run_dir.join(".config.json.tmp");
         config.save(&staged).map_err(io(&staged))?;
         std::fs::rename(&staged, &config_path).map_err(io(&config_path))?;
+    }
+    Ok(lock)
+}
+
+/// A run without `last/` whose log records iterations cannot continue where it stopped:
+/// refused unless the caller restarts it ([`Start::Restart`]).
+fn refuse_lost_checkpoint(run_dir: &Path, log_path: &Path) -> Result<(), TrainError> {
+    let logged = log::read(log_path)?
+        .iter()
+        .filter(|r| matches!(r, Record::Train(_)))
+        .count() as u64;
+    if logged > 0 {
+        return Err(TrainError::CheckpointMissing {
+            run: run_dir.to_path_buf(),
+            logged,
+        });
     }
     Ok(())
 }
@@ -506,18 +571,18 @@ impl TrainRecord {
     }
 }
 
-/// Trains (or, with `resume`, continues) the run in `run_dir` on `devices` (the
+/// Trains (or continues, per `start`) the run in `run_dir` on `devices` (the
 /// configuration's `devices`, resolved by the caller; not autodiff), reporting to
 /// `observer`, which is also asked after every iteration whether to stop (then the last
 /// checkpoint is written and [`RunOutcome::Interrupted`] returned).
 pub fn train(
     config: &TrainingConfig,
     run_dir: &Path,
-    resume: bool,
+    start: Start,
     devices: &[Device],
     observer: &mut dyn TrainObserver,
 ) -> Result<RunOutcome, TrainError> {
-    let (mut trainer, loader) = Trainer::prepare(config, run_dir, resume, devices, observer)?;
+    let (mut trainer, loader) = Trainer::prepare(config, run_dir, start, devices, observer)?;
     observer.started(trainer.remaining(&loader));
     let position = trainer.state().position;
     let epochs = config.optim.epochs as u64 - position.epoch;

@@ -147,7 +147,7 @@ fn a_data_parallel_run_trains_and_uneven_shards_are_refused() {
     let outcome = scal_train::train(
         &config(&root, "[0,0]").unwrap(),
         &run,
-        false,
+        scal_train::Start::New,
         &[flex.clone(), flex],
         &mut (),
     )

@@ -1,5 +1,6 @@
 //! scal-train's integration tests, in one binary (each test binary links Burn).
 
+mod bad_data;
 mod common;
 mod data_parallel;
 mod overfit;

@@ -203,7 +203,7 @@ fn resume_refuses_another_configuration_and_a_run_folder_is_not_overwritten() {
     let outcome = scal_train::train(
         &config,
         &run,
-        false,
+        scal_train::Start::New,
         &[burn::tensor::Device::flex()],
         &mut StopAtOnce,
     )

@@ -64,7 +64,12 @@ pub fn train_flex(
     run: &Path,
     resume: bool,
 ) -> Result<scal_train::RunOutcome, scal_train::TrainError> {
-    scal_train::train(config, run, resume, &[Device::flex()], &mut ())
+    let start = if resume {
+        scal_train::Start::Resume
+    } else {
+        scal_train::Start::New
+    };
+    scal_train::train(config, run, start, &[Device::flex()], &mut ())
 }
 
 /// An observer that asks the run to stop after its first iteration (as Ctrl-C does).

@@ -1,0 +1,235 @@
+//! Bad data and failed starts: a corrupt training image, a batch larger than the dataset,
+//! weights of another network. A run never reaches a state that resuming cannot leave, and
+//! a start that fails leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use scal_train::config::Profile;
+use scal_train::log::{Record, read};
+use scal_train::{RunOutcome, TrainError, TrainingConfig};
+
+use crate::common::{self, train_flex};
+
+/// A copy of the tiny dataset in `dir` with one training image cut off in its data.
+fn dataset_with_a_truncated_training_image(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("synth");
+    copy_dir(&common::tiny_dataset(), &root);
+    let train = root.join("bounding_box_train");
+    let mut images: Vec<PathBuf> = std::fs::read_dir(&train)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    images.sort();
+    let victim = images[3].clone();
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() * 4 / 5]).unwrap();
+    (root, victim)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn config(root: &Path, extra: &[(&str, &str)]) -> Result<TrainingConfig, TrainError> {
+    let mut overrides = vec![
+        ("optim.epochs", "2"),
+        ("optim.milestones", "[]"),
+        ("eval.every_epochs", "1"),
+        ("eval.rerank", "false"),
+    ];
+    overrides.extend_from_slice(extra);
+    TrainingConfig::resolve(
+        Profile::Quick,
+        None,
+        &common::tiny_overrides(root, &overrides),
+    )
+}
+
+/// Training skips a truncated image, and so does every evaluation's amelioration pass
+/// (which reads fixed training images): the run finishes and says what it left out.
+#[test]
+fn a_truncated_training_image_is_skipped_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, victim) = dataset_with_a_truncated_training_image(dir.path());
+    let config = config(&root, &[("eval.amelioration_samples", "1000")]).unwrap();
+    let run = dir.path().join("run");
+    let outcome = train_flex(&config, &run, false).unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::Finished { .. }),
+        "{outcome:?}"
+    );
+    let records = read(&run.join("metrics.jsonl")).unwrap();
+    let replaced = records.iter().any(|r| match r {
+        Record::Train(t) => t.replaced_images.contains(&victim),
+        Record::Eval(_) => false,
+    });
+    assert!(replaced, "training names the image it replaced");
+    let evals: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Eval(e) => e.module_amelioration.clone(),
+            Record::Train(_) => None,
+        })
+        .collect();
+    assert_eq!(evals.len(), 2);
+    assert!(evals.iter().all(|a| a.skipped == 1), "{evals:?}");
+
+    // With data.strict the same image stops the run, naming it.
+    let strict = config
+        .overlaid(None, &[("data.strict".into(), "true".into())])
+        .unwrap();
+    let err = train_flex(&strict, &dir.path().join("strict"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(victim.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+}
+
+/// More identities per batch than the dataset has: refused before the run folder exists, so
+/// the same name starts cleanly once the value is fixed.
+#[test]
+fn a_batch_larger_than_the_dataset_is_refused_before_the_run_folder_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::tiny_dataset();
+    let run = dir.path().join("run");
+    let too_many = config(&root, &[("data.p", "16")]).unwrap();
+    let err = train_flex(&too_many, &run, false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Data(scal_data::DataError::TooFewIdentities { p: 16, .. })
+        ),
+        "{err}"
+    );
+    assert!(!run.exists(), "nothing created");
+    let fixed = config(&root, &[]).unwrap();
+    assert!(matches!(
+        train_flex(&fixed, &run, false).unwrap(),
+        RunOutcome::Finished { .. }
+    ));
+}
+
+/// Pretrained weights of another network fail the start after everything else was checked:
+/// no run folder is left either.
+#[test]
+fn weights_that_do_not_fit_leave_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("other.bpk");
+    let resnet50 = scal_backbone::ResNetConfig::new(scal_backbone::ResNetArch::ResNet50)
+        .with_base_width(4)
+        .init(&burn::tensor::Device::flex());
+    scal_backbone::save_native(&resnet50, &weights).unwrap();
+    let config = config(
+        &common::tiny_dataset(),
+        &[("model.pretrained", weights.to_str().unwrap())],
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let err = train_flex(&config, &run, false).unwrap_err();
+    assert!(matches!(err, TrainError::Model(_)), "{err}");
+    assert!(!run.exists(), "nothing created");
+}
+
+/// A run stopped after its first iteration (so `last/` holds a checkpoint), on the tiny
+/// dataset.
+fn stopped_run(dir: &Path) -> (TrainingConfig, PathBuf) {
+    let config = config(&common::tiny_dataset(), &[]).unwrap();
+    let run = dir.join("run");
+    let outcome = scal_train::train(
+        &config,
+        &run,
+        scal_train::Start::New,
+        &[burn::tensor::Device::flex()],
+        &mut common::StopAtOnce,
+    )
+    .unwrap();
+    assert_eq!(outcome, RunOutcome::Interrupted { iterations: 1 });
+    (config, run)
+}
+
+/// Flipped bytes in a checkpoint file, a hand-edited `state.json` or `config.json`: resuming
+/// refuses, naming the file; the intact run resumes.
+#[test]
+fn damaged_or_edited_checkpoints_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, run) = stopped_run(dir.path());
+    let last = run.join("last");
+    let listed = std::fs::read_to_string(last.join("checksums.sha256")).unwrap();
+    for file in [
+        "model.json",
+        "model.bpk",
+        "optimizer.bpk",
+        "state.json",
+        "config.json",
+    ] {
+        assert!(
+            listed.contains(&format!("  {file}\n")),
+            "{file} not in {listed}"
+        );
+    }
+    let pristine = std::fs::read(last.join("model.bpk")).unwrap();
+    let mut flipped = pristine.clone();
+    for i in [100, pristine.len() / 2, pristine.len() - 10] {
+        flipped[i] ^= 0x5A;
+    }
+    std::fs::write(last.join("model.bpk"), &flipped).unwrap();
+    let err = train_flex(&config, &run, true).unwrap_err().to_string();
+    assert!(
+        err.contains("last/model.bpk") && err.contains("SHA-256"),
+        "{err}"
+    );
+    std::fs::write(last.join("model.bpk"), &pristine).unwrap();
+
+    let state = std::fs::read_to_string(last.join("state.json")).unwrap();
+    std::fs::write(
+        last.join("state.json"),
+        state.replace("\"iteration\": 1", "\"iteration\": 7"),
+    )
+    .unwrap();
+    let err = train_flex(&config, &run, true).unwrap_err().to_string();
+    assert!(err.contains("last/state.json"), "{err}");
+    std::fs::write(last.join("state.json"), &state).unwrap();
+
+    // config.json edited by hand: the run's configuration is now another one.
+    let edited = config
+        .overlaid(None, &[("optim.lr".into(), "0.5".into())])
+        .unwrap();
+    burn::config::Config::save(&edited, run.join("config.json")).unwrap();
+    let err = train_flex(&edited, &run, true).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::ConfigChanged { differences, .. } if differences.iter().any(|d| d.starts_with("optim.lr"))),
+        "{err}"
+    );
+    burn::config::Config::save(&config, run.join("config.json")).unwrap();
+
+    assert!(matches!(
+        train_flex(&config, &run, true).unwrap(),
+        RunOutcome::Finished { .. }
+    ));
+}
+
+/// Checkpoints written before checksums existed (no `checksums.sha256`, no configuration
+/// copy) still resume.
+#[test]
+fn checkpoints_without_checksums_still_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, run) = stopped_run(dir.path());
+    for file in ["checksums.sha256", "config.json"] {
+        std::fs::remove_file(run.join("last").join(file)).unwrap();
+    }
+    assert!(matches!(
+        train_flex(&config, &run, true).unwrap(),
+        RunOutcome::Finished { .. }
+    ));
+}
