@@ -299,7 +299,7 @@ fn input_sizes_follow_one_rule() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{h}x{w}: {err}");
         assert!(
-            err.contains("--height/--width") && err.contains("32 x 16"),
+            err.contains("--height/--width") && err.contains(rule),
             "{err}"
         );
     }
