@@ -35,6 +35,7 @@ pub mod parity;
 pub mod progress;
 pub mod report;
 pub mod serve;
+pub mod setup_cuda;
 pub mod train;
 
 /// SCAL person re-identification toolkit.
@@ -77,6 +78,8 @@ enum Command {
     Devices(bench::DevicesArgs),
     /// Serve this machine's devices to `train --backend remote --hosts ws://THIS_HOST:PORT` (multi-machine training).
     Serve(serve::ServeArgs),
+    /// Install (or --check) the LLVM that the cuda feature links, from PyPI, so that `cargo xtask-cuda` builds offline.
+    SetupCuda(setup_cuda::SetupCudaArgs),
 }
 
 /// Parses the command line, runs the command, prints its error (with a hint where one
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Parity(args) => bench::parity(args),
         Command::Devices(args) => bench::devices(args),
         Command::Serve(args) => serve::run(args),
+        Command::SetupCuda(args) => setup_cuda::run(args),
         Command::Ablate(args) => {
             train::install_ctrl_c();
             ablate::run(args)

@@ -421,16 +421,18 @@ impl<'a> Trainer<'a> {
                 self.config,
             )
         }));
+        let device_failed = |message: String| TrainError::DeviceFailed {
+            iteration: self.state.iteration,
+            message: format!("writing checkpoint {name}: {message}"),
+            run: self.run_dir.clone(),
+        };
         match saved {
+            // Remote tensors are read back over the network: a failure there is the server's.
+            Ok(Err(e)) if self.config.backend == crate::Backend::Remote => {
+                Err(device_failed(e.to_string()))
+            }
             Ok(result) => result.map(|_| ()),
-            Err(payload) => Err(TrainError::DeviceFailed {
-                iteration: self.state.iteration,
-                message: format!(
-                    "writing checkpoint {name}: {}",
-                    panic_message(payload.as_ref())
-                ),
-                run: self.run_dir.clone(),
-            }),
+            Err(payload) => Err(device_failed(panic_message(payload.as_ref()))),
         }
     }
 

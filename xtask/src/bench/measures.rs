@@ -168,8 +168,23 @@ pub struct BenchRow {
     pub peak_rss_mib: Option<f64>,
     /// Most memory reserved by the device's allocator after an iteration, MiB (GPU backends).
     pub device_memory_mib: Option<f64>,
+    /// Seconds of the very first iteration of a model measure (the first warm-up one), which
+    /// on a GPU holds kernel compilation and autotuning; `None` without a warm-up and for the
+    /// CPU measures.
+    pub first_iteration_seconds: Option<f64>,
     /// When the measure ran (UTC, RFC 3339).
     pub date: String,
+}
+
+/// What [`time`] measured.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Mean seconds of the timed iterations.
+    seconds: f64,
+    /// Seconds of the first call (the first warm-up one, when there is a warm-up).
+    first: Option<f64>,
+    /// Most memory the device's allocator reserved, MiB.
+    device_mib: Option<f64>,
 }
 
 /// Resets the peak resident set size of this process (Linux `clear_refs` 5).
@@ -235,7 +250,7 @@ fn time<F: FnMut() -> Result<()>>(
     warmup: usize,
     iterations: usize,
     mut iteration: F,
-) -> Result<(f64, Option<f64>)> {
+) -> Result<Timing> {
     let sync = |d: Option<&Device>| {
         if let Some(d) = d {
             let _ = d.sync();
@@ -247,9 +262,12 @@ fn time<F: FnMut() -> Result<()>>(
             reserved = Some(reserved.unwrap_or(0).max(usage.bytes_reserved));
         }
     };
+    let mut first = None;
     for _ in 0..warmup {
+        let start = Instant::now();
         iteration()?;
         sync(device);
+        first.get_or_insert(start.elapsed().as_secs_f64());
         observe(device);
     }
     let start = Instant::now();
@@ -258,8 +276,11 @@ fn time<F: FnMut() -> Result<()>>(
         sync(device);
         observe(device);
     }
-    let seconds = start.elapsed().as_secs_f64() / iterations.max(1) as f64;
-    Ok((seconds, reserved.map(|b| b as f64 / (1024.0 * 1024.0))))
+    Ok(Timing {
+        seconds: start.elapsed().as_secs_f64() / iterations.max(1) as f64,
+        first,
+        device_mib: reserved.map(|b| b as f64 / (1024.0 * 1024.0)),
+    })
 }
 
 /// Runs the chosen measures on `backend`, calling `on_row` after each (for progress).
@@ -315,9 +336,8 @@ fn row(
     batch: usize,
     input: String,
     unit: &'static str,
-    seconds: f64,
+    timing: Timing,
     iterations: usize,
-    device_memory_mib: Option<f64>,
 ) -> BenchRow {
     BenchRow {
         measure: measure.name(),
@@ -325,12 +345,13 @@ fn row(
         device,
         batch,
         input,
-        throughput: batch as f64 / seconds,
+        throughput: batch as f64 / timing.seconds,
         unit,
-        seconds_per_iteration: seconds,
+        seconds_per_iteration: timing.seconds,
         iterations,
         peak_rss_mib: peak_rss_mib(),
-        device_memory_mib,
+        device_memory_mib: timing.device_mib,
+        first_iteration_seconds: timing.first,
         date: now_utc(),
     }
 }
@@ -344,7 +365,7 @@ fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Re
         Distribution::Normal(0.0, 1.0),
         device,
     );
-    let (seconds, mem) = time(Some(device), o.warmup, o.iterations, || {
+    let timing = time(Some(device), o.warmup, o.iterations, || {
         let _ = model.forward_pooled(images.clone());
         Ok(())
     })?;
@@ -355,9 +376,8 @@ fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Re
         o.inference_batch,
         format!("{}x{}", o.height, o.width),
         "img/s",
-        seconds,
+        timing,
         o.iterations,
-        mem,
     ))
 }
 
@@ -390,7 +410,7 @@ fn train_step(
     );
     let mut optimizer = AdamConfig::new().init();
     let step = StepConfig::new().with_critic(attention != AttentionKind::None);
-    let (seconds, mem) = time(Some(device), o.warmup, o.iterations, || {
+    let timing = time(Some(device), o.warmup, o.iterations, || {
         let model = slot.take().expect("model");
         let (model, _report) = scal_step(
             model,
@@ -410,9 +430,8 @@ fn train_step(
         batch,
         format!("{}x{}", o.height, o.width),
         "img/s",
-        seconds,
+        timing,
         o.iterations,
-        mem,
     ))
 }
 
@@ -420,14 +439,13 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow> {
     let s = market_sized_split();
     let input = format!("{}x{} 2048-d", s.query.nrows(), s.gallery.nrows());
     let iterations = o.iterations.min(3);
-    let seconds = if measure == Measure::Evaluation {
+    let timing = if measure == Measure::Evaluation {
         time(None, 0, iterations, || {
             let d =
                 pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)?;
             evaluate_market1501(d.view(), &s.q_pids, &s.g_pids, &s.q_cams, &s.g_cams, 50)?;
             Ok(())
         })?
-        .0
     } else {
         let q_g = pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean)?;
         let q_q = pairwise_distances(s.query.view(), s.query.view(), DistanceMetric::Euclidean)?;
@@ -440,7 +458,6 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow> {
             re_rank(q_g.view(), q_q.view(), g_g.view(), ReRankParams::default())?;
             Ok(())
         })?
-        .0
     };
     Ok(row(
         measure,
@@ -449,9 +466,8 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow> {
         s.query.nrows(),
         input,
         "queries/s",
-        seconds,
+        timing,
         iterations,
-        None,
     ))
 }
 
@@ -473,7 +489,7 @@ fn data_pipeline(o: &BenchOptions) -> Result<BenchRow> {
     let iterations = (o.iterations * 4).clamp(8, batches.len().max(1));
     let mut i = 0;
     reset_peak_rss();
-    let (seconds, _) = time(None, 1, iterations, || {
+    let timing = time(None, 1, iterations, || {
         let position = SamplerPosition {
             epoch: 0,
             batch: i % batches.len(),
@@ -489,9 +505,11 @@ fn data_pipeline(o: &BenchOptions) -> Result<BenchRow> {
         64,
         format!("128x64 JPEG -> {}x{}", o.height, o.width),
         "img/s",
-        seconds,
+        Timing {
+            first: None,
+            ..timing
+        },
         iterations,
-        None,
     ))
 }
 
@@ -548,7 +566,7 @@ mod tests {
             train_batch: 4,
             height: 64,
             width: 32,
-            warmup: 0,
+            warmup: 1,
             iterations: 1,
             measures: vec![Measure::BackboneInference],
             hosts: Vec::new(),
@@ -567,5 +585,6 @@ mod tests {
             assert!(r.peak_rss_mib.unwrap() > 1.0);
         }
         assert!(r.device_memory_mib.is_none());
+        assert!(r.first_iteration_seconds.is_some_and(|s| s > 0.0));
     }
 }
