@@ -30,6 +30,7 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
             "To start it again from iteration 0: cargo xtask train --resume {} --restart",
             run.display()
         )),
+        TrainError::Model(scal_model::ModelError::Damaged { path, .. }) => damaged_last_hint(path),
         TrainError::InvalidField { field, .. } if field == "hosts" => Some(
             "Start a server on each machine with `cargo xtask serve --backend cuda --port 3000` \
              and name them with --hosts ws://HOST:3000,…"
@@ -37,6 +38,19 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// For a damaged file of a run's `last/` checkpoint: how to continue from `best/`.
+fn damaged_last_hint(file: &Path) -> Option<String> {
+    let checkpoint = file.parent()?;
+    let run = checkpoint.parent()?;
+    (checkpoint.file_name()? == "last" && run.join("best").is_dir()).then(|| {
+        format!(
+            "To continue from the best checkpoint instead (the optimizer starts afresh): \
+             cargo xtask train --resume {} --from best",
+            run.display()
+        )
+    })
 }
 
 /// The hint for a data error.
@@ -91,6 +105,26 @@ pub fn resume_hint(run: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_last_checkpoint_points_to_best_only_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let damaged = |file: &str| {
+            TrainError::Model(scal_model::ModelError::Damaged {
+                path: run.join(file),
+                problem: "SHA-256 differs".into(),
+            })
+        };
+        assert_eq!(for_train_error(&damaged("last/model.bpk")), None);
+        std::fs::create_dir_all(run.join("best")).unwrap();
+        let hint = for_train_error(&damaged("last/model.bpk")).unwrap();
+        assert!(
+            hint.contains(&format!("--resume {} --from best", run.display())),
+            "{hint}"
+        );
+        assert_eq!(for_train_error(&damaged("best/model.bpk")), None);
+    }
 
     #[test]
     fn a_missing_dataset_names_download_and_synth() {

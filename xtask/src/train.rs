@@ -57,6 +57,11 @@ pub struct TrainArgs {
     /// its folder (its metrics.jsonl cut back) instead of being refused.
     #[arg(long, requires = "resume")]
     pub restart: bool,
+    /// With --resume: the checkpoint to continue from, last (exactly where it stopped) or
+    /// best (for a damaged last/: the best epoch's weights, the optimizer started afresh;
+    /// last/ is kept as last.set-aside/).
+    #[arg(long, requires = "resume", conflicts_with = "restart", default_value = "last", value_parser = ["last", "best"])]
+    pub from: String,
     /// Compute backend: flex, wgpu, cuda, or remote (devices of `cargo xtask serve` servers, with --hosts).
     #[arg(long)]
     pub backend: Option<String>,
@@ -173,10 +178,10 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
             let saved = TrainingConfig::load_json(&dir.join("config.json"))
                 .with_context(|| format!("--resume {}: not a run folder", dir.display()))?;
             let config = saved.overlaid(args.config.as_deref(), &overrides)?;
-            let start = if args.restart {
-                Start::Restart
-            } else {
-                Start::Resume
+            let start = match (args.restart, args.from.as_str()) {
+                (true, _) => Start::Restart,
+                (false, "best") => Start::FromBest,
+                _ => Start::Resume,
             };
             (config, dir.clone(), start)
         }

@@ -8,6 +8,7 @@ mod datasets_cli;
 mod evaluate_cli;
 mod extract_cli;
 mod reliability_cli;
+mod setup_cuda_cli;
 mod train_cli;
 
 #[cfg(feature = "wgpu")]

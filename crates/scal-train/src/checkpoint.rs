@@ -87,6 +87,24 @@ pub fn load_training(
     model: &ScalModel,
     optim: ModuleOptimizer,
 ) -> Result<(ScalModel, ModuleOptimizer, TrainState), TrainError> {
+    let (model, state) = load_weights(checkpoint, config, model)?;
+    let optim_path = checkpoint.join(OPTIMIZER_FILE);
+    let optim = optim
+        .load(&optim_path)
+        .map_err(|e| error(&optim_path, format!("{e:?}")))?;
+    Ok((model, optim, state))
+}
+
+/// Restores the weights and training state of any checkpoint (`last/` or `best/`), after
+/// the same checks as [`load_training`]. A missing folder is an error naming it.
+pub fn load_weights(
+    checkpoint: &Path,
+    config: &TrainingConfig,
+    model: &ScalModel,
+) -> Result<(ScalModel, TrainState), TrainError> {
+    if !checkpoint.is_dir() {
+        return Err(error(checkpoint, "no such checkpoint folder"));
+    }
     scal_model::verify_checksums(checkpoint)?;
     let copy = checkpoint.join(CONFIG_COPY);
     if copy.is_file() {
@@ -100,11 +118,28 @@ pub fn load_training(
         }
     }
     let model = model.load_checkpoint(&checkpoint.join(scal_model::WEIGHTS_FILE))?;
-    let optim_path = checkpoint.join(OPTIMIZER_FILE);
-    let optim = optim
-        .load(&optim_path)
-        .map_err(|e| error(&optim_path, format!("{e:?}")))?;
-    Ok((model, optim, state(checkpoint)?))
+    Ok((model, state(checkpoint)?))
+}
+
+/// Moves the checkpoint folder `checkpoint` (if it exists) out of the way, to
+/// `NAME.set-aside` or, if that is taken, `NAME.set-aside.2`, `.3`, …; returns where it went.
+pub fn set_aside(checkpoint: &Path) -> Result<Option<PathBuf>, TrainError> {
+    if !checkpoint.exists() {
+        return Ok(None);
+    }
+    let name = checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = (1..)
+        .map(|i| match i {
+            1 => checkpoint.with_file_name(format!("{name}.set-aside")),
+            i => checkpoint.with_file_name(format!("{name}.set-aside.{i}")),
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name");
+    std::fs::rename(checkpoint, &target).map_err(|e| error(checkpoint, e))?;
+    Ok(Some(target))
 }
 
 /// The training state of a checkpoint folder.

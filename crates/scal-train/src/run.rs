@@ -63,6 +63,10 @@ pub enum Start {
     /// As [`Start::Resume`], but a run whose `last/` checkpoint is gone starts again from
     /// iteration 0 in its folder, its log cut back.
     Restart,
+    /// Continue from the `best/` checkpoint (its weights and training state; the optimizer's
+    /// moments start afresh, as `best/` does not keep them), for a run whose `last/` is
+    /// damaged. `last/`, if there is one, is kept as `last.set-aside/` (or `.2`, `.3`, …).
+    FromBest,
 }
 
 /// What a run reports while it trains, and whether it should stop. Every method has a
@@ -230,7 +234,9 @@ impl<'a> Trainer<'a> {
         } else {
             let lock = open_run(config, run_dir)?;
             let last = run_dir.join("last");
-            if last.exists() {
+            if start == Start::FromBest {
+                (model, state) = checkpoint::load_weights(&run_dir.join("best"), config, &model)?;
+            } else if last.exists() {
                 (model, optim, state) = checkpoint::load_training(&last, config, &model, optim)?;
             } else if start == Start::Resume {
                 refuse_lost_checkpoint(run_dir, &log_path)?;
@@ -244,6 +250,10 @@ impl<'a> Trainer<'a> {
                 run: run_dir.to_path_buf(),
                 epochs,
             });
+        }
+        if start == Start::FromBest {
+            // Only once the run can go on: the damaged last/ is kept, not overwritten.
+            checkpoint::set_aside(&run_dir.join("last"))?;
         }
         let trainer = Trainer {
             config,
@@ -353,7 +363,14 @@ impl<'a> Trainer<'a> {
         let epochs = self.config.optim.epochs as u64;
         let every = self.config.eval.every_epochs as u64;
         if finished == epochs || (every > 0 && finished.is_multiple_of(every)) {
-            let record = self.evaluate(finished)?;
+            // Evaluation reads features back from the device: a lost device panics there.
+            let evaluated =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.evaluate(finished)));
+            let record = evaluated.map_err(|payload| TrainError::DeviceFailed {
+                iteration: self.state.iteration,
+                message: format!("evaluating: {}", panic_message(payload.as_ref())),
+                run: self.run_dir.clone(),
+            })??;
             self.log.write(&Record::Eval(record.clone()))?;
             observer.evaluated(&record);
             let e = record.evaluation;

@@ -233,3 +233,73 @@ fn checkpoints_without_checksums_still_resume() {
         RunOutcome::Finished { .. }
     ));
 }
+
+/// Stops a run at the first chance after its first `best/` checkpoint was written.
+struct StopOnceBestExists(PathBuf);
+
+impl scal_train::TrainObserver for StopOnceBestExists {
+    fn should_stop(&mut self) -> bool {
+        self.0.join("best").is_dir()
+    }
+}
+
+/// A run whose `last/` is damaged continues from `best/` when asked: the damaged folder is
+/// set aside (nothing lost), the log is cut back to best's iteration and goes on from there.
+#[test]
+fn a_damaged_last_checkpoint_can_continue_from_best_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&common::tiny_dataset(), &[]).unwrap();
+    let run = dir.path().join("run");
+    let devices = [burn::tensor::Device::flex()];
+    let stopped = scal_train::train(
+        &config,
+        &run,
+        scal_train::Start::New,
+        &devices,
+        &mut StopOnceBestExists(run.clone()),
+    )
+    .unwrap();
+    let RunOutcome::Interrupted {
+        iterations: at_best,
+    } = stopped
+    else {
+        panic!("{stopped:?}")
+    };
+    let model = run.join("last/model.bpk");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5A;
+    std::fs::write(&model, &bytes).unwrap();
+    let err = train_flex(&config, &run, true).unwrap_err().to_string();
+    assert!(err.contains("last/model.bpk"), "{err}");
+
+    let finished = scal_train::train(
+        &config,
+        &run,
+        scal_train::Start::FromBest,
+        &devices,
+        &mut (),
+    )
+    .unwrap();
+    let RunOutcome::Finished { iterations, .. } = finished else {
+        panic!("{finished:?}")
+    };
+    assert_eq!(
+        iterations,
+        2 * at_best,
+        "two epochs of {at_best} iterations"
+    );
+    assert_eq!(
+        std::fs::read(run.join("last.set-aside/model.bpk")).unwrap(),
+        bytes,
+        "the damaged checkpoint is kept aside"
+    );
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let logged: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged, (1..=iterations).collect::<Vec<_>>());
+}
