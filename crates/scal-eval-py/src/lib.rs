@@ -114,6 +114,14 @@ fn ids(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
     )))
 }
 
+/// A count argument (`max_rank`, `k1`, `k2`) that must be at least 1.
+fn positive(name: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| PyValueError::new_err(format!("{name}: must be at least 1, got {value}")))
+}
+
 /// A `scal-eval` error as the Python exception users expect.
 fn value_error(error: EvalError) -> PyErr {
     PyValueError::new_err(error.to_string())
@@ -186,12 +194,7 @@ fn evaluate_rank<'py>(
     use_metric_cuhk03: bool,
     return_minp: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let max_rank = usize::try_from(max_rank)
-        .ok()
-        .filter(|&r| r > 0)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("max_rank: must be at least 1, got {max_rank}"))
-        })?;
+    let max_rank = positive("max_rank", max_rank)?;
     let distmat = floats("distmat", distmat)?;
     let ranking = Ranking {
         distmat: distmat.view(),
@@ -236,15 +239,9 @@ fn re_ranking<'py>(
     k2: i64,
     lambda_value: f64,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let count = |name: &str, v: i64| {
-        usize::try_from(v)
-            .ok()
-            .filter(|&k| k > 0)
-            .ok_or_else(|| PyValueError::new_err(format!("{name}: must be at least 1, got {v}")))
-    };
     let params = ReRankParams {
-        k1: count("k1", k1)?,
-        k2: count("k2", k2)?,
+        k1: positive("k1", k1)?,
+        k2: positive("k2", k2)?,
         lambda: lambda_value,
     };
     let (q_g, q_q, g_g) = (

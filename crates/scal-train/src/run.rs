@@ -145,6 +145,24 @@ fn optimizer(config: &TrainingConfig) -> ModuleOptimizer {
         .init()
 }
 
+/// Runs `work`, which drives the devices: a panic there (a remote server gone, a GPU lost)
+/// becomes [`TrainError::DeviceFailed`] at `iteration` of the run in `run`, its message
+/// after `context`.
+fn on_devices<T>(
+    run: &Path,
+    iteration: u64,
+    context: &str,
+    work: impl FnOnce() -> T,
+) -> Result<T, TrainError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        TrainError::DeviceFailed {
+            iteration,
+            message: format!("{context}{}", panic_message(payload.as_ref())),
+            run: run.to_path_buf(),
+        }
+    })
+}
+
 /// The text of a caught panic.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
@@ -303,24 +321,20 @@ impl<'a> Trainer<'a> {
         }
         let model = self.model.take().expect("the trainer holds its model");
         let (optim, devices) = (&mut self.optim, &self.devices);
-        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if devices.len() == 1 {
-                let (images, labels) = batch.to_tensors(&devices[0]);
-                scal_step(model, optim, lr, images, labels, &step)
-            } else {
-                let shards = devices
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| batch.shard_to_tensors(i, devices.len(), d))
-                    .collect();
-                scal_step_data_parallel(model, optim, lr, shards, devices, &step)
-            }
-        }));
+        let iteration = self.state.iteration + 1;
         let (model, report): (ScalModel, StepReport) =
-            stepped.map_err(|payload| TrainError::DeviceFailed {
-                iteration: self.state.iteration + 1,
-                message: panic_message(payload.as_ref()),
-                run: self.run_dir.clone(),
+            on_devices(&self.run_dir, iteration, "", || {
+                if devices.len() == 1 {
+                    let (images, labels) = batch.to_tensors(&devices[0]);
+                    scal_step(model, optim, lr, images, labels, &step)
+                } else {
+                    let shards = devices
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| batch.shard_to_tensors(i, devices.len(), d))
+                        .collect();
+                    scal_step_data_parallel(model, optim, lr, shards, devices, &step)
+                }
             })?;
         if !report.loss.is_finite() {
             return Err(TrainError::NonFiniteLoss {
@@ -364,12 +378,8 @@ impl<'a> Trainer<'a> {
         let every = self.config.eval.every_epochs as u64;
         if finished == epochs || (every > 0 && finished.is_multiple_of(every)) {
             // Evaluation reads features back from the device: a lost device panics there.
-            let evaluated =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.evaluate(finished)));
-            let record = evaluated.map_err(|payload| TrainError::DeviceFailed {
-                iteration: self.state.iteration,
-                message: format!("evaluating: {}", panic_message(payload.as_ref())),
-                run: self.run_dir.clone(),
+            let record = on_devices(&self.run_dir, self.state.iteration, "evaluating: ", || {
+                self.evaluate(finished)
             })??;
             self.log.write(&Record::Eval(record.clone()))?;
             observer.evaluated(&record);
@@ -428,7 +438,8 @@ impl<'a> Trainer<'a> {
     /// back: with a remote server gone, that is where it shows, as a panic.
     pub fn save(&self, name: &str, with_optimizer: bool) -> Result<(), TrainError> {
         let optim = with_optimizer.then_some(&self.optim);
-        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let context = format!("writing checkpoint {name}: ");
+        let saved = on_devices(&self.run_dir, self.state.iteration, &context, || {
             checkpoint::save(
                 &self.run_dir,
                 name,
@@ -437,19 +448,17 @@ impl<'a> Trainer<'a> {
                 &self.state,
                 self.config,
             )
-        }));
-        let device_failed = |message: String| TrainError::DeviceFailed {
-            iteration: self.state.iteration,
-            message: format!("writing checkpoint {name}: {message}"),
-            run: self.run_dir.clone(),
-        };
+        })?;
         match saved {
             // Remote tensors are read back over the network: a failure there is the server's.
-            Ok(Err(e)) if self.config.backend == crate::Backend::Remote => {
-                Err(device_failed(e.to_string()))
+            Err(e) if self.config.backend == crate::Backend::Remote => {
+                Err(TrainError::DeviceFailed {
+                    iteration: self.state.iteration,
+                    message: format!("{context}{e}"),
+                    run: self.run_dir.clone(),
+                })
             }
-            Ok(result) => result.map(|_| ()),
-            Err(payload) => Err(device_failed(panic_message(payload.as_ref()))),
+            result => result.map(|_| ()),
         }
     }
 
