@@ -65,6 +65,16 @@ pub const VARIANTS: &[Variant] = &[
         ],
     },
     Variant {
+        name: "channel-squared",
+        description: "SCAL channel with the paper's squared Euclidean triplet distance",
+        overrides: &[
+            ("model.attention", "channel"),
+            ("step.critic", "true"),
+            ("step.reward", "both"),
+            ("step.triplet.distance", "squared"),
+        ],
+    },
+    Variant {
         name: "spatial-nocritic",
         description: "spatial attention trained by the ReID losses only",
         overrides: &[("model.attention", "spatial"), ("step.critic", "false")],
@@ -84,7 +94,7 @@ pub const VARIANTS: &[Variant] = &[
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
     /// Variants, comma-separated (none, channel-nocritic, channel, channel-rc, channel-ra,
-    /// spatial-nocritic, spatial).
+    /// channel-squared, spatial-nocritic, spatial).
     #[arg(
         long,
         value_delimiter = ',',
@@ -100,9 +110,17 @@ pub struct AblateArgs {
     /// JSON file overriding fields of the profile, for every run.
     #[arg(long, value_name = "FILE.json")]
     pub config: Option<PathBuf>,
-    /// Folder of the ablation's runs.
-    #[arg(long, default_value = "runs/ablate")]
-    pub runs: PathBuf,
+    /// Dataset of every run (as `train --dataset`: synth-hard, a reader name, ...) [default:
+    /// the profile's].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Dataset folder of every run (as `train --root`).
+    #[arg(long)]
+    pub root: Option<String>,
+    /// Folder of the ablation's runs [default: runs/ablate, or runs/ablate-DATASET with
+    /// --dataset].
+    #[arg(long)]
+    pub runs: Option<PathBuf>,
     /// Training epochs of every run.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -125,6 +143,143 @@ struct RunResult {
     run: PathBuf,
     #[serde(flatten)]
     evaluation: Evaluation,
+    /// This run's scores minus those of the `none` run of the same seed (when both exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difference_from_none: Option<Difference>,
+}
+
+/// Differences of the final plain scores, as fractions.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Difference {
+    #[serde(rename = "mAP")]
+    map: f64,
+    rank1: f64,
+}
+
+/// A variant against `none`, seed by seed: a seed fixes the data order and the
+/// initialisation, so the two runs of a seed form a pair.
+#[derive(Debug, Clone, Serialize)]
+struct Paired {
+    variant: String,
+    seeds: Vec<u64>,
+    #[serde(rename = "mAP")]
+    map: PairedMeasure,
+    rank1: PairedMeasure,
+}
+
+/// Per-seed differences (variant − none, fractions), their mean and the 95 % confidence
+/// interval of the mean (Student's t, n − 1 degrees of freedom; none with one pair).
+#[derive(Debug, Clone, Serialize)]
+struct PairedMeasure {
+    differences: Vec<f64>,
+    mean: f64,
+    ci95: Option<[f64; 2]>,
+}
+
+impl PairedMeasure {
+    fn of(differences: Vec<f64>) -> PairedMeasure {
+        use statrs::distribution::{ContinuousCDF, StudentsT};
+        let (mean, sd) = mean_std(&differences);
+        let n = differences.len();
+        let ci95 = (n >= 2).then(|| {
+            let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+                .expect("positive degrees of freedom")
+                .inverse_cdf(0.975);
+            let half = t * sd / (n as f64).sqrt();
+            [mean - half, mean + half]
+        });
+        PairedMeasure {
+            differences,
+            mean,
+            ci95,
+        }
+    }
+
+    /// `+1.20 [−0.40, +2.80]` in points.
+    fn cell(&self) -> String {
+        let pts = |v: f64| format!("{:+.2}", 100.0 * v);
+        match self.ci95 {
+            Some([lo, hi]) => format!("{} [{}, {}]", pts(self.mean), pts(lo), pts(hi)),
+            None => pts(self.mean),
+        }
+    }
+
+    fn per_seed(&self) -> String {
+        self.differences
+            .iter()
+            .map(|d| format!("{:+.2}", 100.0 * d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Fills each run's difference from the `none` run of its seed, and pairs every other
+/// variant with `none` over the seeds both have.
+fn pair_with_none(results: &mut [RunResult]) -> Vec<Paired> {
+    let none: Vec<(u64, Evaluation)> = results
+        .iter()
+        .filter(|r| r.variant == "none")
+        .map(|r| (r.seed, r.evaluation))
+        .collect();
+    for r in results.iter_mut().filter(|r| r.variant != "none") {
+        r.difference_from_none = none
+            .iter()
+            .find(|(s, _)| *s == r.seed)
+            .map(|(_, e)| Difference {
+                map: r.evaluation.plain.map - e.plain.map,
+                rank1: r.evaluation.plain.rank1 - e.plain.rank1,
+            });
+    }
+    let mut variants: Vec<&str> = Vec::new();
+    for r in results.iter().filter(|r| r.difference_from_none.is_some()) {
+        if !variants.contains(&r.variant.as_str()) {
+            variants.push(&r.variant);
+        }
+    }
+    variants
+        .into_iter()
+        .map(|v| {
+            let rows: Vec<(u64, Difference)> = results
+                .iter()
+                .filter(|r| r.variant == v)
+                .filter_map(|r| r.difference_from_none.map(|d| (r.seed, d)))
+                .collect();
+            Paired {
+                variant: v.to_string(),
+                seeds: rows.iter().map(|(s, _)| *s).collect(),
+                map: PairedMeasure::of(rows.iter().map(|(_, d)| d.map).collect()),
+                rank1: PairedMeasure::of(rows.iter().map(|(_, d)| d.rank1).collect()),
+            }
+        })
+        .collect()
+}
+
+/// The paired table: one row per variant against `none`.
+fn paired_table(paired: &[Paired]) -> String {
+    if paired.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| variant − none | pairs | ΔmAP per seed | ΔmAP mean [95 % CI] | ΔRank-1 per seed | ΔRank-1 mean [95 % CI] |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for p in paired {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            p.variant,
+            p.seeds.len(),
+            p.map.per_seed(),
+            p.map.cell(),
+            p.rank1.per_seed(),
+            p.rank1.cell(),
+        ));
+    }
+    out.push_str(
+        "\npercentage points, variant minus `none` on the same seed (same data order and initialisation); \
+         95 % confidence interval of the mean difference, Student's t with pairs − 1 degrees of freedom: \
+         an interval that contains 0 is no significant difference at the 5 % level.\n",
+    );
+    out
 }
 
 /// Mean and (sample) standard deviation.
@@ -202,7 +357,12 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             ),
         }
     }
-    let mut common: Vec<(String, String)> = Vec::new();
+    let mut common =
+        crate::datasets::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
+    let runs = args.runs.clone().unwrap_or_else(|| match &args.dataset {
+        Some(d) => PathBuf::from(format!("runs/ablate-{d}")),
+        None => PathBuf::from("runs/ablate"),
+    });
     if let Some(e) = args.epochs {
         common.push(("optim.epochs".into(), e.to_string()));
     }
@@ -228,7 +388,7 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             );
             overrides.push(("seed".into(), seed.to_string()));
             let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
-            let run_dir = args.runs.join(format!("{}-seed{seed}", variant.name));
+            let run_dir = runs.join(format!("{}-seed{seed}", variant.name));
             let evaluation = evaluation_of(&config, &run_dir, variant, seed, !args.no_progress)?;
             println!(
                 "  {} seed {seed}: mAP {:.2}%  Rank-1 {:.2}%",
@@ -241,23 +401,28 @@ pub fn run(args: &AblateArgs) -> Result<()> {
                 seed,
                 run: run_dir,
                 evaluation,
+                difference_from_none: None,
             });
         }
     }
 
-    let table = table(&variants, &results, args.seeds);
+    let paired = pair_with_none(&mut results);
+    let table = table(&variants, &results, args.seeds) + &paired_table(&paired);
     println!("\n{table}");
-    std::fs::create_dir_all(&args.runs)
-        .with_context(|| format!("creating {}", args.runs.display()))?;
-    let md = args.runs.join("ablation.md");
+    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    let md = runs.join("ablation.md");
     std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
-    let json = args.runs.join("ablation.json");
+    let json = runs.join("ablation.json");
     std::fs::write(&json, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("writing {}", json.display()))?;
+    let paired_json = runs.join("ablation-paired.json");
+    std::fs::write(&paired_json, serde_json::to_string_pretty(&paired)?)
+        .with_context(|| format!("writing {}", paired_json.display()))?;
     println!(
-        "table: {}, per-run results: {}",
+        "table: {}, per-run results: {}, paired differences: {}",
         md.display(),
-        json.display()
+        json.display(),
+        paired_json.display()
     );
     Ok(())
 }
@@ -305,6 +470,21 @@ mod tests {
         assert!((m - 0.7).abs() < 1e-12);
         assert!((s - 0.2).abs() < 1e-12);
         assert_eq!(mean_std(&[0.3]), (0.3, 0.0));
+    }
+
+    #[test]
+    fn paired_interval_matches_scipy() {
+        // scipy.stats.t.interval(0.95, 4, loc=mean, scale=sem) for these differences:
+        // mean 0.012, interval [-0.00477396, 0.02877396] (sd 0.0135093, t 2.7764451).
+        let m = PairedMeasure::of(vec![0.01, 0.03, -0.005, 0.02, 0.005]);
+        assert!((m.mean - 0.012).abs() < 1e-12);
+        let [lo, hi] = m.ci95.unwrap();
+        assert!((lo - -0.004_773_957).abs() < 1e-8, "{lo}");
+        assert!((hi - 0.028_773_957).abs() < 1e-8, "{hi}");
+        assert!(
+            PairedMeasure::of(vec![0.02]).ci95.is_none(),
+            "one pair: no interval"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use scal_data::synth::{SynthConfig, generate};
+use scal_data::synth::{SynthConfig, SynthPreset, generate};
 use scal_data::{DatasetName, ReadOptions, read_dataset};
 
 /// Split summary of a dataset, as torchreid prints it.
@@ -64,9 +64,53 @@ pub struct SynthArgs {
     /// Seed: the same seed writes the same images.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output folder (must not exist).
-    #[arg(long, default_value = "datasets/synth")]
-    pub out: PathBuf,
+    /// Generator: easy (the default dataset, datasets/synth) or hard (synth-hard, its
+    /// latest version: identities told apart by small details; docs/datasets.md).
+    #[arg(long, default_value = "easy", value_parser = parse_preset)]
+    pub preset: SynthPreset,
+    /// Output folder (must not exist) [default: datasets/synth, or datasets/synth-hard with
+    /// --preset hard].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_preset(s: &str) -> Result<SynthPreset, String> {
+    s.parse().map_err(|e: scal_data::DataError| e.to_string())
+}
+
+/// The default folder of a synthetic preset: `datasets/synth`, `datasets/synth-hard`.
+pub fn synth_folder(preset: SynthPreset) -> PathBuf {
+    PathBuf::from("datasets").join(preset.dataset_name())
+}
+
+/// The configuration fields that `--dataset NAME` and `--root DIR` set. A synthetic name
+/// (`synth`, `synth-hard`) reads the Market layout written by its generator, at DIR or its
+/// default folder, generated there when absent; any other dataset named on the command line
+/// is read, never generated in its place.
+pub fn dataset_overrides(dataset: Option<&str>, root: Option<&str>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut push = |k: &str, v: String| out.push((k.to_string(), v));
+    match dataset.and_then(SynthPreset::from_dataset_name) {
+        Some(preset) => {
+            push("data.dataset", "market1501".into());
+            push("data.synth_preset", preset.as_str().into());
+            let folder = synth_folder(preset).to_string_lossy().into_owned();
+            push("data.root", root.map_or(folder, str::to_string));
+            push("data.synthesize_if_missing", "true".into());
+        }
+        None => {
+            if root.is_some() || dataset.is_some() {
+                push("data.synthesize_if_missing", "false".into());
+            }
+            if let Some(d) = dataset {
+                push("data.dataset", d.to_string());
+            }
+            if let Some(r) = root {
+                push("data.root", r.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// Generates the dataset.
@@ -76,17 +120,23 @@ pub fn synth(args: &SynthArgs) -> Result<()> {
         test_ids: args.test_ids,
         cameras: args.cameras,
         seed: args.seed,
+        preset: args.preset,
     };
-    let s = generate(&config, &args.out)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| synth_folder(args.preset));
+    let s = generate(&config, &out)?;
     println!(
-        "wrote {}: {} train, {} query, {} gallery images ({} distractors, {} junk); read it with --name market1501 --root {}",
-        args.out.display(),
+        "wrote {} ({} preset): {} train, {} query, {} gallery images ({} distractors, {} junk); read it with --name market1501 --root {}",
+        out.display(),
+        args.preset,
         s.train_images,
         s.query_images,
         s.gallery_images,
         s.distractors,
         s.junk,
-        args.out.display()
+        out.display()
     );
     Ok(())
 }
@@ -174,4 +224,35 @@ pub fn download(args: &DownloadArgs) -> Result<()> {
         dest.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        o.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn synthetic_names_generate_their_preset_where_asked() {
+        let o = dataset_overrides(Some("synth-hard"), None);
+        assert_eq!(get(&o, "data.dataset"), Some("market1501"));
+        assert_eq!(get(&o, "data.synth_preset"), Some("hard-v1"));
+        assert_eq!(get(&o, "data.root"), Some("datasets/synth-hard"));
+        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("true"));
+        let o = dataset_overrides(Some("synth"), Some("elsewhere"));
+        assert_eq!(get(&o, "data.synth_preset"), Some("easy"));
+        assert_eq!(get(&o, "data.root"), Some("elsewhere"));
+    }
+
+    #[test]
+    fn real_datasets_are_read_never_generated() {
+        let o = dataset_overrides(Some("dukemtmc"), Some("d"));
+        assert_eq!(get(&o, "data.dataset"), Some("dukemtmc"));
+        assert_eq!(get(&o, "data.root"), Some("d"));
+        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("false"));
+        assert_eq!(get(&o, "data.synth_preset"), None);
+        assert!(dataset_overrides(None, None).is_empty());
+    }
 }

@@ -43,16 +43,16 @@ pub struct EvaluateArgs {
     /// distances are computed first.
     #[arg(long, value_name = "DIR")]
     pub features: Option<PathBuf>,
-    /// A trained checkpoint folder (runs/<name>/best or last): its post-BN features of the
+    /// A trained checkpoint folder (runs/<name>/last, or best: selected on the test split): its post-BN features of the
     /// query and gallery of --dataset are computed first.
     #[arg(long, value_name = "DIR", requires = "dataset")]
     pub checkpoint: Option<PathBuf>,
     /// With --checkpoint: the dataset reader (market1501, dukemtmc, cuhk03-labeled,
-    /// cuhk03-detected, msmt17, custom).
+    /// cuhk03-detected, msmt17, custom), or synth / synth-hard.
     #[arg(long, requires = "checkpoint")]
     pub dataset: Option<String>,
-    /// With --checkpoint: the dataset folder (default datasets/<name>; datasets/synth for the
-    /// synthetic dataset, which is read as market1501).
+    /// With --checkpoint: the dataset folder (default datasets/<name>; the synthetic datasets,
+    /// datasets/synth and datasets/synth-hard, are read as market1501).
     #[arg(long, requires = "checkpoint")]
     pub root: Option<PathBuf>,
     /// With --checkpoint: do not average features with the mirrored images'.
@@ -246,9 +246,9 @@ fn from_feature_arrays(
 /// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
 fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let name = args.dataset.as_deref().expect("clap requires --dataset");
-    let (reader, default_root) = match name {
-        "synth" => ("market1501", PathBuf::from("datasets/synth")),
-        other => (other, Path::new("datasets").join(other)),
+    let (reader, default_root) = match scal_data::synth::SynthPreset::from_dataset_name(name) {
+        Some(preset) => ("market1501", crate::datasets::synth_folder(preset)),
+        None => (name, Path::new("datasets").join(name)),
     };
     let reader: scal_data::DatasetName = reader.parse()?;
     let root = args.root.clone().unwrap_or(default_root);

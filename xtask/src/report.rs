@@ -12,8 +12,9 @@ use scal_report::{ReportOptions, build_report};
 pub struct ReportArgs {
     /// The run folder (runs/<name>).
     pub run: PathBuf,
-    /// Checkpoint of the attention maps and ranked lists: best or last.
-    #[arg(long, default_value = "best")]
+    /// Checkpoint of the attention maps and ranked lists: last (the final model) or best
+    /// (selected on the test split).
+    #[arg(long, default_value = "last")]
     pub checkpoint: String,
     /// Query images in the attention figure.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -36,12 +37,13 @@ pub fn report(args: &ReportArgs) -> Result<()> {
     }
     let mut checkpoint = args.checkpoint.clone();
     let has_model = |name: &str| args.run.join(name).join(scal_model::CONFIG_FILE).is_file();
-    if !has_model(&checkpoint) && checkpoint == "best" && has_model("last") {
+    let other = if checkpoint == "last" { "best" } else { "last" };
+    if !has_model(&checkpoint) && has_model(other) {
         eprintln!(
-            "warning: {} has no best/ checkpoint: the attention maps and ranked lists are drawn from last/",
+            "warning: {} has no {checkpoint}/ checkpoint: the attention maps and ranked lists are drawn from {other}/",
             args.run.display()
         );
-        checkpoint = "last".into();
+        checkpoint = other.into();
     } else if !has_model(&checkpoint) {
         eprintln!(
             "warning: {} has no {checkpoint}/ checkpoint: the report leaves out the attention maps and ranked lists",
@@ -64,7 +66,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
 /// Draws the attention maps of the five modules over every image of a folder.
 #[derive(Debug, clap::Args)]
 pub struct VisualizeArgs {
-    /// Checkpoint folder (runs/<name>/best or last).
+    /// Checkpoint folder (runs/<name>/last, or best: selected on the test split).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// Folder of images.

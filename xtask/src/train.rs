@@ -69,11 +69,12 @@ pub struct TrainArgs {
     /// --devices indexes all their devices in this order. Token: SCAL_REMOTE_TOKEN.
     #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT,...")]
     pub hosts: Option<Vec<String>>,
-    /// Dataset reader (market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17, custom).
+    /// Dataset: market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17, custom (read
+    /// from --root), or synth / synth-hard (generated in datasets/NAME, or --root, when absent).
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Dataset folder (read as it is: the synthetic dataset is only generated for the
-    /// profile's own folder, datasets/synth).
+    /// Dataset folder (read as it is: a synthetic dataset is only generated for synth,
+    /// synth-hard and the quick profile's own folder, datasets/synth).
     #[arg(long)]
     pub root: Option<String>,
     /// Training epochs.
@@ -118,13 +119,12 @@ impl TrainArgs {
                 out.push((k.to_string(), v));
             }
         };
-        // A dataset named on the command line is read, never generated in its place.
-        if self.root.is_some() || self.dataset.is_some() {
-            push("data.synthesize_if_missing", Some("false".into()));
+        for (k, v) in
+            crate::datasets::dataset_overrides(self.dataset.as_deref(), self.root.as_deref())
+        {
+            push(&k, Some(v));
         }
         push("backend", self.backend.clone());
-        push("data.dataset", self.dataset.clone());
-        push("data.root", self.root.clone());
         push("optim.epochs", self.epochs.map(|e| e.to_string()));
         push("seed", self.seed.map(|s| s.to_string()));
         push("model.attention", self.attention.clone());
@@ -219,20 +219,19 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
                 run_dir.display()
             );
             println!(
-                "final evaluation (flip {}):",
+                "best/: epoch {}, mAP {:.2}% (selected on the test split: optimistic, not a result)",
+                best.1,
+                100.0 * best.0,
+            );
+            println!(
+                "final evaluation, {}/last (flip {}):",
+                run_dir.display(),
                 if config.eval.flip { "on" } else { "off" }
             );
             println!("{}", score_line("plain", &last.plain));
             if let Some(r) = &last.reranked {
                 println!("{}", score_line("re-ranked", r));
             }
-            println!(
-                "best mAP {:.2}% after epoch {}; checkpoints: {}/best, {}/last",
-                100.0 * best.0,
-                best.1,
-                run_dir.display(),
-                run_dir.display()
-            );
             let options = scal_report::ReportOptions::on(crate::backend::device(Backend::Flex)?);
             match scal_report::build_report(&run_dir, &options) {
                 Ok(index) => println!("report: {}", index.display()),

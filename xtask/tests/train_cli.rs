@@ -406,6 +406,39 @@ fn ablate_prints_mean_and_spread_per_variant() {
         "{mean:.2} not in {}",
         row("channel")
     );
+    // The paired table: channel − none per seed, as the runs' own scores give it.
+    let run_map = |variant: &str, seed: u64| {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["variant"] == variant && r["seed"] == seed)
+            .unwrap()["plain"]["mAP"]
+            .as_f64()
+            .unwrap()
+    };
+    let paired: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("ablation-paired.json")).unwrap())
+            .unwrap();
+    let channel = &paired.as_array().unwrap()[0];
+    assert_eq!(channel["variant"], "channel");
+    for seed in 0..2u64 {
+        let expected = run_map("channel", seed) - run_map("none", seed);
+        let got = channel["mAP"]["differences"][seed as usize]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (got - expected).abs() < 1e-12,
+            "seed {seed}: {got} vs {expected}"
+        );
+    }
+    let ci = channel["mAP"]["ci95"].as_array().unwrap();
+    let mean = channel["mAP"]["mean"].as_f64().unwrap();
+    assert!(ci[0].as_f64().unwrap() <= mean && mean <= ci[1].as_f64().unwrap());
+    assert!(
+        table.contains("| variant − none | pairs |") && table.contains("| channel | 2 |"),
+        "{table}"
+    );
     // Again: every run is read back, none retrained.
     let stdout = ok(&xtask(&args));
     assert_eq!(
@@ -460,4 +493,67 @@ fn visualize_replaces_its_folder_as_a_whole(
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn synth_hard_is_generated_read_and_recorded_by_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (easy, config) = setup(dir.path());
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    // An easy folder named as synth-hard is refused before any run folder exists.
+    let err = fails(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs_s,
+        "--dataset",
+        "synth-hard",
+        "--root",
+        &easy,
+    ]));
+    assert!(err.contains("hard-v1") && err.contains(&easy), "{err}");
+    assert!(!runs.exists());
+
+    let hard = dir.path().join("hard");
+    let stdout = ok(&xtask(&[
+        "synth",
+        "--preset",
+        "hard",
+        "--train-ids",
+        "8",
+        "--test-ids",
+        "6",
+        "--cameras",
+        "3",
+        "--out",
+        hard.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("hard-v1"), "{stdout}");
+    assert!(hard.join("synth.json").is_file());
+    ok(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs_s,
+        "--name",
+        "hard",
+        "--dataset",
+        "synth-hard",
+        "--root",
+        hard.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("hard/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["data"]["synth_preset"], "hard-v1");
+    assert_eq!(saved["data"]["dataset"], "market1501");
+    assert_eq!(saved["data"]["root"], hard.to_str().unwrap());
+    let err = fails(&xtask(&["synth", "--preset", "medium"]));
+    assert!(err.contains("easy, hard or hard-v1"), "{err}");
 }

@@ -6,8 +6,15 @@
 //! the details, which is what attention is for. Cameras differ in illumination, colour cast,
 //! background, blur and scale; images in pose, clutter and occlusion. Everything follows
 //! from the seed: the same seed writes the same files.
+//!
+//! Two presets: [`SynthPreset::Easy`], the default dataset of `cargo xtask train`, whose
+//! identities differ mostly in their clothing colours, and [`SynthPreset::HardV1`]
+//! (`synth-hard`), whose identities come in groups sharing their global appearance and differ
+//! only in small local details (see [`hard`]).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{Rgb, RgbImage};
@@ -17,8 +24,135 @@ use imageproc::rect::Rect;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+
+pub mod hard;
+
+/// Which generator writes the dataset. The hard preset carries its version: its images
+/// change only with a new version, and a run's configuration names the one it read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SynthPreset {
+    /// The default synthetic dataset (`datasets/synth`): identities differ mostly in global
+    /// colours. Its files never change.
+    #[default]
+    #[serde(rename = "easy")]
+    Easy,
+    /// `synth-hard`, version 1: groups of identities sharing their global look, told apart
+    /// by small local details.
+    #[serde(rename = "hard-v1", alias = "hard")]
+    HardV1,
+}
+
+impl SynthPreset {
+    /// The name written in configurations and manifests (`easy`, `hard-v1`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynthPreset::Easy => "easy",
+            SynthPreset::HardV1 => "hard-v1",
+        }
+    }
+
+    /// The dataset name users type (`synth`, `synth-hard`) and its default folder.
+    pub fn dataset_name(self) -> &'static str {
+        match self {
+            SynthPreset::Easy => "synth",
+            SynthPreset::HardV1 => "synth-hard",
+        }
+    }
+
+    /// The preset a dataset name stands for: `synth` or `synth-hard` (the latest version).
+    pub fn from_dataset_name(name: &str) -> Option<SynthPreset> {
+        match name {
+            "synth" => Some(SynthPreset::Easy),
+            "synth-hard" => Some(SynthPreset::HardV1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SynthPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SynthPreset {
+    type Err = DataError;
+
+    /// `easy`, `hard` (the latest hard version) or `hard-v1`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "easy" => Ok(SynthPreset::Easy),
+            "hard" | "hard-v1" => Ok(SynthPreset::HardV1),
+            _ => Err(DataError::InvalidSynth {
+                setting: "preset",
+                problem: format!("must be easy, hard or hard-v1, got {s:?}"),
+            }),
+        }
+    }
+}
+
+/// The file in a generated hard dataset's folder that says what wrote it.
+pub const MANIFEST: &str = "synth.json";
+
+/// What `synth.json` records: the preset (with its version) and the settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynthManifest {
+    /// The preset and version.
+    pub preset: SynthPreset,
+    /// Training identities.
+    pub train_ids: usize,
+    /// Query/gallery identities.
+    pub test_ids: usize,
+    /// Cameras.
+    pub cameras: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Reads the manifest of a generated dataset folder (`None` where there is none: the easy
+/// preset writes none, and folders of real datasets have none).
+pub fn read_manifest(root: &Path) -> Result<Option<SynthManifest>, DataError> {
+    let path = root.join(MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(DataError::Io { path, source }),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| DataError::InvalidSynth {
+            setting: "manifest",
+            problem: format!(
+                "{} is not a synthetic dataset manifest: {e}",
+                path.display()
+            ),
+        })
+}
+
+/// Checks that the folder `root` was written by `preset` (the version included): a hard
+/// dataset must carry a manifest naming the same version, so that a run never reads images
+/// of another generator under the name it records.
+pub fn check_preset(root: &Path, preset: SynthPreset) -> Result<(), DataError> {
+    let manifest = read_manifest(root)?;
+    let found = manifest.as_ref().map(|m| m.preset);
+    if found == Some(preset) || (preset == SynthPreset::Easy && found.is_none()) {
+        return Ok(());
+    }
+    Err(DataError::InvalidSynth {
+        setting: "preset",
+        problem: format!(
+            "the configuration asks for {preset}, but {} was written by {}: generate it again \
+             into another folder (cargo xtask synth --preset ...)",
+            root.display(),
+            found.map_or("no synthetic generator (no synth.json)".to_string(), |p| {
+                format!("the {p} generator")
+            })
+        ),
+    })
+}
 
 /// Image height, as Market-1501's boxes.
 pub const SYNTH_HEIGHT: u32 = 128;
@@ -36,6 +170,8 @@ pub struct SynthConfig {
     pub cameras: usize,
     /// Seed of everything.
     pub seed: u64,
+    /// The generator.
+    pub preset: SynthPreset,
 }
 
 impl Default for SynthConfig {
@@ -45,6 +181,7 @@ impl Default for SynthConfig {
             test_ids: 100,
             cameras: 6,
             seed: 0,
+            preset: SynthPreset::Easy,
         }
     }
 }
@@ -536,6 +673,29 @@ pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataEr
         std::fs::create_dir(&dir).map_err(|source| DataError::Io { path: dir, source })?;
     }
 
+    let jobs = match config.preset {
+        SynthPreset::Easy => write_easy(config, staging.path())?,
+        SynthPreset::HardV1 => hard::write(config, staging.path())?,
+    };
+
+    let count = |folder: &str| jobs.iter().filter(|j| j.folder == folder).count();
+    let summary = SynthSummary {
+        train_images: count("bounding_box_train"),
+        query_images: count("query"),
+        gallery_images: count("bounding_box_test"),
+        distractors: jobs.iter().filter(|j| j.pid == 0).count(),
+        junk: jobs.iter().filter(|j| j.pid == -1).count(),
+    };
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).map_err(|source| DataError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(summary)
+}
+
+/// Draws and writes the easy preset's images into `dir`; returns what was written.
+fn write_easy(config: &SynthConfig, dir: &Path) -> Result<Vec<Job>, DataError> {
     let people_count = config.train_ids + config.test_ids;
     let people: Vec<Person> = (0..=people_count as u64)
         .map(|pid| Person::new(config.seed, pid))
@@ -556,32 +716,22 @@ pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataEr
             pid => Some(&people[pid as usize]),
         };
         let img = draw(person, &cameras[job.camera], &mut r);
-        let name = if job.pid < 0 {
-            format!("-1_c{}s1_{:06}_{:02}.jpg", job.camera + 1, i, job.index)
-        } else {
-            format!(
-                "{:04}_c{}s1_{:06}_{:02}.jpg",
-                job.pid,
-                job.camera + 1,
-                i,
-                job.index
-            )
-        };
-        write_jpeg(&img, &staging.path().join(job.folder).join(name))
+        write_jpeg(&img, &dir.join(job.folder).join(file_name(job, i)))
     })?;
+    Ok(jobs)
+}
 
-    let count = |folder: &str| jobs.iter().filter(|j| j.folder == folder).count();
-    let summary = SynthSummary {
-        train_images: count("bounding_box_train"),
-        query_images: count("query"),
-        gallery_images: count("bounding_box_test"),
-        distractors: jobs.iter().filter(|j| j.pid == 0).count(),
-        junk: jobs.iter().filter(|j| j.pid == -1).count(),
-    };
-    let staged = staging.keep();
-    std::fs::rename(&staged, out).map_err(|source| DataError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    Ok(summary)
+/// The Market-style file name of job `i`.
+fn file_name(job: &Job, i: usize) -> String {
+    if job.pid < 0 {
+        format!("-1_c{}s1_{:06}_{:02}.jpg", job.camera + 1, i, job.index)
+    } else {
+        format!(
+            "{:04}_c{}s1_{:06}_{:02}.jpg",
+            job.pid,
+            job.camera + 1,
+            i,
+            job.index
+        )
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use scal_data::synth::{SynthConfig, generate};
+use scal_data::synth::{SynthConfig, SynthPreset, generate};
 use scal_data::{DataError, DatasetName, ReadOptions, read_dataset};
 
 fn touch(dir: &Path, names: &[&str]) {
@@ -297,6 +297,7 @@ fn synthetic_dataset_is_market_readable_and_deterministic() {
         test_ids: 10,
         cameras: 4,
         seed: 3,
+        preset: SynthPreset::Easy,
     };
     let out = dir.path().join("synth");
     let s = generate(&config, &out).unwrap();
@@ -409,4 +410,144 @@ fn custom_names_must_start_with_the_identity_and_splits_must_be_folders() {
         "{err}"
     );
     assert!(err.to_string().contains("is not a folder"), "{err}");
+}
+
+/// SHA-256 over every file of `root` in sorted order: relative path, a zero byte, contents.
+fn tree_digest(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let mut names: Vec<(String, std::path::PathBuf)> = files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, p)
+        })
+        .collect();
+    names.sort();
+    let mut hasher = Sha256::new();
+    for (rel, path) in names {
+        hasher.update(rel.as_bytes());
+        hasher.update([0]);
+        hasher.update(std::fs::read(path).unwrap());
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+#[test]
+fn the_easy_preset_writes_the_files_it_always_wrote() {
+    // Digest of the files written before the hard preset existed (commit 5dc6625), computed by
+    // the same rule in Python: the default dataset, and so `cargo xtask train`'s numbers, stay.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("easy");
+    let config = SynthConfig {
+        train_ids: 12,
+        test_ids: 10,
+        cameras: 4,
+        seed: 3,
+        preset: SynthPreset::Easy,
+    };
+    generate(&config, &out).unwrap();
+    assert_eq!(
+        tree_digest(&out),
+        "8536a73f605ee9552b3179bc947619e9baf09734fba02d13ac7c08c8d1069a89"
+    );
+    assert!(scal_data::synth::read_manifest(&out).unwrap().is_none());
+    scal_data::synth::check_preset(&out, SynthPreset::Easy).unwrap();
+    let err = scal_data::synth::check_preset(&out, SynthPreset::HardV1).unwrap_err();
+    assert!(err.to_string().contains("hard-v1"), "{err}");
+}
+
+#[test]
+fn the_hard_preset_is_deterministic_market_readable_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SynthConfig {
+        train_ids: 12,
+        test_ids: 10,
+        cameras: 4,
+        seed: 3,
+        preset: SynthPreset::HardV1,
+    };
+    let out = dir.path().join("hard");
+    let s = generate(&config, &out).unwrap();
+    let again = dir.path().join("again");
+    generate(&config, &again).unwrap();
+    assert_eq!(
+        tree_digest(&out),
+        tree_digest(&again),
+        "same seed, same bytes"
+    );
+    let other = dir.path().join("other");
+    generate(
+        &SynthConfig {
+            seed: 4,
+            ..config.clone()
+        },
+        &other,
+    )
+    .unwrap();
+    assert_ne!(tree_digest(&out), tree_digest(&other));
+    let easy = dir.path().join("easy");
+    generate(
+        &SynthConfig {
+            preset: SynthPreset::Easy,
+            ..config.clone()
+        },
+        &easy,
+    )
+    .unwrap();
+    assert_ne!(tree_digest(&out), tree_digest(&easy));
+
+    let d = read_dataset(DatasetName::Market1501, &out, ReadOptions::default()).unwrap();
+    let summary = d.summary();
+    assert_eq!(summary.train.ids, 12);
+    assert_eq!(summary.train.images, s.train_images);
+    assert_eq!(summary.query.images, s.query_images);
+    assert_eq!(summary.gallery.images, s.gallery_images - s.junk);
+    assert!(s.distractors > 0);
+    let img = image::open(&d.query[0].path).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 128));
+
+    let manifest = scal_data::synth::read_manifest(&out).unwrap().unwrap();
+    assert_eq!(manifest.preset, SynthPreset::HardV1);
+    assert_eq!((manifest.train_ids, manifest.seed), (12, 3));
+    scal_data::synth::check_preset(&out, SynthPreset::HardV1).unwrap();
+    assert!(scal_data::synth::check_preset(&out, SynthPreset::Easy).is_err());
+    // A damaged manifest names its file.
+    std::fs::write(out.join("synth.json"), "{not json").unwrap();
+    let err = scal_data::synth::check_preset(&out, SynthPreset::HardV1).unwrap_err();
+    assert!(err.to_string().contains("synth.json"), "{err}");
+}
+
+#[test]
+fn presets_parse_from_their_names() {
+    assert_eq!("hard".parse::<SynthPreset>().unwrap(), SynthPreset::HardV1);
+    assert_eq!(
+        "hard-v1".parse::<SynthPreset>().unwrap(),
+        SynthPreset::HardV1
+    );
+    assert_eq!("easy".parse::<SynthPreset>().unwrap(), SynthPreset::Easy);
+    assert!("medium".parse::<SynthPreset>().is_err());
+    assert_eq!(
+        SynthPreset::from_dataset_name("synth-hard"),
+        Some(SynthPreset::HardV1)
+    );
+    assert_eq!(
+        serde_json::to_string(&SynthPreset::HardV1).unwrap(),
+        "\"hard-v1\""
+    );
+    assert_eq!(
+        serde_json::from_str::<SynthPreset>("\"hard\"").unwrap(),
+        SynthPreset::HardV1
+    );
 }

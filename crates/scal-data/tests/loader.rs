@@ -14,6 +14,7 @@ fn dataset(dir: &std::path::Path) -> Vec<scal_data::ImageRecord> {
             test_ids: 2,
             cameras: 3,
             seed: 1,
+            preset: scal_data::synth::SynthPreset::Easy,
         },
         &out,
     )

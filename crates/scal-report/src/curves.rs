@@ -129,6 +129,15 @@ impl RunLog {
         self.evals.last()
     }
 
+    /// The evaluation of highest plain mAP: the model `best/` holds, selected on the test
+    /// split.
+    pub fn best_eval(&self) -> Option<&EvalRecord> {
+        self.evals
+            .iter()
+            .filter(|e| e.evaluation.plain.map.is_finite())
+            .max_by(|a, b| a.evaluation.plain.map.total_cmp(&b.evaluation.plain.map))
+    }
+
     /// The amelioration rates (all modules, per module) of the evaluation after `epoch`
     /// finished epochs.
     pub fn amelioration(&self, epoch: u64) -> Option<&ModuleAmelioration> {

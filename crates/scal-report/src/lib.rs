@@ -44,7 +44,8 @@ use crate::page::{ModelFigures, Page};
 pub struct ReportOptions {
     /// Device of the model figures (not autodiff).
     pub device: Device,
-    /// Checkpoint folder of the run to draw the model figures from (`best` or `last`).
+    /// Checkpoint folder of the run to draw the model figures from (`last`, or `best`, which
+    /// was selected on the test split).
     pub checkpoint: String,
     /// Query images in the attention figure.
     pub attention_images: usize,
@@ -53,12 +54,12 @@ pub struct ReportOptions {
 }
 
 impl ReportOptions {
-    /// The defaults (checkpoint `best`, 6 attention images, 3 best and 3 worst queries) on
-    /// `device`.
+    /// The defaults (checkpoint `last`, the final model; 6 attention images, 3 best and 3
+    /// worst queries) on `device`.
     pub fn on(device: Device) -> Self {
         ReportOptions {
             device,
-            checkpoint: "best".into(),
+            checkpoint: "last".into(),
             attention_images: 6,
             ranked_queries: 3,
         }

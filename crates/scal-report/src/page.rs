@@ -138,10 +138,18 @@ impl Page<'_> {
         }
         let _ = writeln!(
             html,
-            "</table><p>After epoch {} (percent; flip test-time augmentation {}).</p>",
+            "</table><p>The model after the last evaluated epoch, {} (<code>last/</code>; percent; flip test-time augmentation {}).</p>",
             e.epoch,
             if self.config.eval.flip { "on" } else { "off" }
         );
+        if let Some(best) = self.log.best_eval() {
+            let _ = writeln!(
+                html,
+                "<p id=\"best-note\"><code>best/</code> holds the model of epoch {} (mAP {}): it was <em>selected on the test split</em> (by its mAP on query/gallery), so its score is optimistic and is not reported as a result.</p>",
+                best.epoch,
+                pct(Some(best.evaluation.plain.map))
+            );
+        }
     }
 
     /// Per epoch: the R_c and R_a rates, the amelioration rates of the evaluations and the
@@ -216,9 +224,20 @@ fn attention_maps(html: &mut String, model: &ModelFigures) {
     };
     let _ = writeln!(
         html,
-        "<h2>Attention maps</h2>\n<figure><img src=\"attention.png\" alt=\"attention maps\"><figcaption>Each row: a query image, then modules 1–5 (after the stem, layer1, layer2, layer3, layer4); shown: {what}, scaled to [0, 1] per image (viridis: dark low, yellow high), checkpoint <code>{}</code>.</figcaption></figure>",
-        html_escape(&model.checkpoint)
+        "<h2>Attention maps</h2>\n<figure><img src=\"attention.png\" alt=\"attention maps\"><figcaption>Each row: a query image, then modules 1–5 (after the stem, layer1, layer2, layer3, layer4); shown: {what}, scaled to [0, 1] per image (viridis: dark low, yellow high), checkpoint <code>{}</code>{}.</figcaption></figure>",
+        html_escape(&model.checkpoint),
+        selected_note(&model.checkpoint)
     );
+}
+
+/// " (selected on the test split)" for the `best` checkpoint, which was chosen by its test
+/// mAP; nothing for `last`.
+fn selected_note(checkpoint: &str) -> &'static str {
+    if checkpoint == "best" {
+        " (selected on the test split)"
+    } else {
+        ""
+    }
 }
 
 fn ranked_lists(html: &mut String, model: &ModelFigures) {

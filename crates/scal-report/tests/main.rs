@@ -22,6 +22,7 @@ fn tiny_dataset() -> PathBuf {
                 test_ids: 6,
                 cameras: 3,
                 seed: 1,
+                preset: scal_data::synth::SynthPreset::Easy,
             };
             generate(&config, &root).unwrap();
         }

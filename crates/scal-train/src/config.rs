@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::config::Config;
 use scal_attention::AttentionKind;
 use scal_backbone::ResNetArch;
+use scal_data::synth::SynthPreset;
 use scal_data::{DatasetName, LoaderOptions, RandomErasing, TrainTransform};
 use scal_model::ScalConfig;
 use serde_json::Value;
@@ -101,6 +102,11 @@ pub struct DataOptions {
     /// Generate the synthetic dataset at `root` when it is missing (quick profile).
     #[config(default = false)]
     pub synthesize_if_missing: bool,
+    /// The synthetic generator (and its version) `root` holds: `easy` (`datasets/synth`;
+    /// also any real dataset) or `hard-v1` (`synth-hard`). Used to generate a missing
+    /// folder, and checked against the folder's `synth.json`.
+    #[config(default = "SynthPreset::Easy")]
+    pub synth_preset: SynthPreset,
     /// Model input height.
     #[config(default = "leaf::network().height")]
     pub height: usize,
@@ -170,9 +176,13 @@ pub struct OptimOptions {
     /// Base learning rate.
     #[config(default = 3.5e-4)]
     pub lr: f64,
-    /// L2 weight decay (Adam's, as in PyTorch).
+    /// L2 weight decay (Adam's, as in PyTorch) of every parameter but the critics'.
     #[config(default = 5e-4)]
     pub weight_decay: f64,
+    /// L2 weight decay of the critics' parameters (none in the method: the critics regress
+    /// the reward, and decay would pull their estimates toward zero).
+    #[config(default = 0.0)]
+    pub critic_weight_decay: f64,
     /// Adam's epsilon (PyTorch's default).
     #[config(default = 1e-8)]
     pub epsilon: f64,
@@ -407,6 +417,14 @@ impl TrainingConfig {
         if o.epochs == 0 {
             return invalid("optim.epochs", "must be at least 1".into());
         }
+        for (field, v) in [
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.critic_weight_decay", o.critic_weight_decay),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return invalid(field, format!("must be zero or positive, got {v}"));
+            }
+        }
         if o.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return invalid(
                 "optim.milestones",
@@ -527,15 +545,26 @@ impl TrainingConfig {
         Ok(config)
     }
 
-    /// Reads a configuration saved by a run (`config.json`), naming the file on error.
+    /// Reads a configuration saved by a run (`config.json`), naming the file on error. A
+    /// field the file lacks (saved by a version before the field existed) takes its default,
+    /// which is what that version did; an unknown field is an error.
     pub fn load_json(path: &Path) -> Result<TrainingConfig, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let origin = format!("{}: ", path.display());
         let mut de = serde_json::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| TrainError::FieldValue {
-            origin: format!("{}: ", path.display()),
+        let saved: Value =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| TrainError::FieldValue {
+                origin: origin.clone(),
+                field: e.path().to_string(),
+                problem: e.inner().to_string(),
+            })?;
+        let mut value = serde_json::to_value(TrainingConfig::new()).expect("serialisable");
+        overlay(&mut value, &saved, "", &path.display().to_string())?;
+        serde_path_to_error::deserialize(value).map_err(|e| TrainError::FieldValue {
+            origin,
             field: e.path().to_string(),
             problem: e.inner().to_string(),
         })
@@ -672,6 +701,31 @@ mod tests {
             assert_eq!(back, c);
         }
         assert_eq!(TrainingConfig::profile(Profile::Paper).optim.epochs, 120);
+    }
+
+    #[test]
+    fn a_saved_configuration_without_a_newer_field_loads_with_its_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let mut saved = serde_json::to_value(TrainingConfig::profile(Profile::Quick)).unwrap();
+        saved["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("synth_preset")
+            .unwrap();
+        std::fs::write(&path, saved.to_string()).unwrap();
+        let loaded = TrainingConfig::load_json(&path).unwrap();
+        assert_eq!(loaded, TrainingConfig::profile(Profile::Quick));
+        // An unknown field and a wrong type are still errors that name the field.
+        saved["data"]["colour"] = serde_json::json!(1);
+        std::fs::write(&path, saved.to_string()).unwrap();
+        let err = TrainingConfig::load_json(&path).unwrap_err().to_string();
+        assert!(err.contains("data.colour"), "{err}");
+        saved["data"].as_object_mut().unwrap().remove("colour");
+        saved["data"]["synth_preset"] = serde_json::json!("medium");
+        std::fs::write(&path, saved.to_string()).unwrap();
+        let err = TrainingConfig::load_json(&path).unwrap_err().to_string();
+        assert!(err.contains("data.synth_preset"), "{err}");
     }
 
     #[test]

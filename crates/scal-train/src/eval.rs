@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::Array2;
 use scal_data::{ImageRecord, ReidDataset, TestTransform};
@@ -195,13 +196,14 @@ pub fn evaluate(
     })
 }
 
-/// What each attention module adds, measured on fixed training images in inference mode.
+/// What each attention module adds, measured as the training step measures R_a: on fixed
+/// P × K batches of training images, with batch statistics, changing nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleAmelioration {
     /// Images measured.
     pub samples: usize,
     /// Share of images where all modules together raised the true class's probability over
-    /// the no-attention pass (the evaluation-time R_a rate).
+    /// the no-attention pass (the R_a rate of training, on these images).
     pub all_modules: f64,
     /// Per module `l`: share of images where the true class's probability with every module
     /// is higher than with module `l`'s map replaced by ones.
@@ -216,28 +218,26 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// [`ModuleAmelioration`] of `model` (inference mode, non-autodiff `device`) on up to
-/// `samples` training images spread evenly over `train` (labels = relabelled pids). `None`
-/// for a model without attention. Undecodable images follow the training data's policy:
-/// an error with `strict`, otherwise left out and counted in
-/// [`ModuleAmelioration::skipped`].
-pub fn module_amelioration(
+/// Seed of the sampler that picks the diagnostic's batches: the same images at every
+/// evaluation of every run on a dataset.
+const AMELIORATION_SEED: u64 = 0x5CA1;
+
+/// Counts, on one batch, the images where all modules together (`.0`) and each module `l`
+/// (`.1[l]`) raised the true class's probability: with all maps against all maps replaced
+/// by ones, and against module `l`'s map replaced by ones. The passes run as the training
+/// step's no-attention pass does ([`ScalModel::no_attention_copy`]): batch statistics on an
+/// autodiff device, no gradients, running statistics and parameters untouched.
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]` on the model's device; `labels`: N class indices
+pub fn amelioration_on_batch(
     model: &ScalModel,
-    train: &[ImageRecord],
-    (height, width): (usize, usize),
-    (samples, batch): (usize, usize),
-    strict: bool,
-    device: &Device,
-) -> Result<Option<ModuleAmelioration>, TrainError> {
+    images: Tensor<4>,
+    labels: &[i64],
+) -> (usize, [usize; 5]) {
     use burn::tensor::activation::softmax;
     use scal_model::Gating;
-    if !model.has_attention() || train.is_empty() || samples == 0 {
-        return Ok(None);
-    }
-    let n = samples.min(train.len());
-    let picks: Vec<&ImageRecord> = (0..n).map(|i| &train[i * train.len() / n]).collect();
-    let transform = TestTransform::new(height as u32, width as u32);
-    let true_class = |logits: Tensor<2>, labels: &[i64]| -> Vec<f32> {
+    let true_class = |logits: Tensor<2>| -> Vec<f32> {
         let p: Vec<f32> = softmax(logits, 1)
             .into_data()
             .try_to_vec::<f32>()
@@ -249,33 +249,64 @@ pub fn module_amelioration(
             .map(|(i, &y)| p[i * k + y as usize])
             .collect()
     };
-    let (mut all, mut per_module, mut skipped) = (0usize, [0usize; 5], 0usize);
-    for chunk in picks.chunks(batch.max(1)) {
-        let paths: Vec<&Path> = chunk.iter().map(|r| r.path.as_path()).collect();
+    let copy = model.no_attention_copy();
+    let full = true_class(copy.forward(images.clone(), Gating::On).logits);
+    let none = true_class(copy.forward(images.clone(), Gating::Ones).logits);
+    let raised = |other: &[f32]| full.iter().zip(other).filter(|(a, b)| a > b).count();
+    let mut per_module = [0usize; 5];
+    for (l, count) in per_module.iter_mut().enumerate() {
+        *count = raised(&true_class(copy.logits_without_module(images.clone(), l)));
+    }
+    (raised(&none), per_module)
+}
+
+/// [`ModuleAmelioration`] of `model` (on its training device, autodiff, so that batch norms
+/// use batch statistics as in training) on fixed P × K batches of `train` (labels =
+/// relabelled pids) drawn by a sampler of fixed seed, enough batches for `samples` images.
+/// `None` for a model without attention. Undecodable images follow the training data's
+/// policy: an error with `strict`, otherwise left out and counted in
+/// [`ModuleAmelioration::skipped`].
+pub fn module_amelioration(
+    model: &ScalModel,
+    train: &[ImageRecord],
+    (height, width): (usize, usize),
+    (samples, p, k): (usize, usize, usize),
+    strict: bool,
+) -> Result<Option<ModuleAmelioration>, TrainError> {
+    if !model.has_attention() || train.is_empty() || samples == 0 {
+        return Ok(None);
+    }
+    let device = model.devices().into_iter().next().expect("a device");
+    let pids: Vec<i64> = train.iter().map(|r| r.pid).collect();
+    let batches = scal_data::PkSampler::new(&pids, p, k, AMELIORATION_SEED)?.epoch(0);
+    let wanted = samples.div_ceil(p * k).max(1);
+    let transform = TestTransform::new(height as u32, width as u32);
+    let (mut n, mut all, mut per_module, mut skipped) = (0usize, 0usize, [0usize; 5], 0usize);
+    for batch in batches.iter().take(wanted) {
+        let paths: Vec<&Path> = batch.iter().map(|&i| train[i].path.as_path()).collect();
         let (pixels, left_out) = transform.load_batch_with(&paths, strict)?;
         skipped += left_out.len();
-        let labels: Vec<i64> = chunk
+        let labels: Vec<i64> = batch
             .iter()
             .enumerate()
-            .filter(|(i, _)| !left_out.iter().any(|(j, _)| j == i))
-            .map(|(_, r)| r.pid)
+            .filter(|(j, _)| !left_out.iter().any(|(l, _)| l == j))
+            .map(|(_, &i)| train[i].pid)
             .collect();
-        if labels.is_empty() {
+        if labels.len() < 2 {
             continue;
         }
         let images = Tensor::<4>::from_data(
             TensorData::new(pixels, [labels.len(), 3, height, width]),
-            device,
+            &device,
         );
-        let full = true_class(model.forward(images.clone(), Gating::On).logits, &labels);
-        let none = true_class(model.forward(images.clone(), Gating::Ones).logits, &labels);
-        all += full.iter().zip(&none).filter(|(a, b)| a > b).count();
-        for (l, count) in per_module.iter_mut().enumerate() {
-            let without = true_class(model.logits_without_module(images.clone(), l), &labels);
-            *count += full.iter().zip(&without).filter(|(a, b)| a > b).count();
+        let (batch_all, batch_modules) = amelioration_on_batch(model, images, &labels);
+        n += labels.len();
+        all += batch_all;
+        for (total, c) in per_module.iter_mut().zip(batch_modules) {
+            *total += c;
         }
     }
-    let measured = n - skipped;
+    let measured = n;
     if measured == 0 {
         return Ok(None);
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::ParamGroup;
 use burn::optim::{AdamConfig, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::tensor::Device;
 use scal_data::synth::{SynthConfig, generate};
@@ -26,7 +26,7 @@ use scal_model::{ScalConfig, ScalModel};
 
 use crate::TrainError;
 use crate::checkpoint::{self, TrainState};
-use crate::config::TrainingConfig;
+use crate::config::{OptimOptions, TrainingConfig};
 use crate::eval::{Evaluation, evaluate, module_amelioration};
 use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
@@ -106,9 +106,19 @@ pub fn load_dataset(
     observer: &mut dyn TrainObserver,
 ) -> Result<ReidDataset, TrainError> {
     let root = Path::new(&config.data.root);
+    let preset = config.data.synth_preset;
     if !root.exists() && config.data.synthesize_if_missing {
         observer.generating_dataset(root);
-        generate(&SynthConfig::default(), root)?;
+        generate(
+            &SynthConfig {
+                preset,
+                ..SynthConfig::default()
+            },
+            root,
+        )?;
+    }
+    if root.exists() {
+        scal_data::synth::check_preset(root, preset)?;
     }
     Ok(scal_data::read_dataset(
         config.data.dataset,
@@ -135,15 +145,23 @@ fn seeded_init(model_config: &ScalConfig, device: &Device, seed: u64) -> ScalMod
     model
 }
 
-fn optimizer(config: &TrainingConfig) -> ModuleOptimizer {
-    let o = &config.optim;
-    AdamConfig::new()
-        .with_epsilon(o.epsilon as f32)
-        .with_weight_decay(
-            (o.weight_decay > 0.0).then(|| WeightDecayConfig::new(o.weight_decay as f32)),
-        )
-        .init()
+/// Adam for the whole model, in two parameter groups: the critics' parameters (every path
+/// under `critics`) decay by `critic_weight_decay`, all others by `weight_decay`.
+pub fn optimizer(o: &OptimOptions) -> ModuleOptimizer {
+    let adam = |decay: f64| {
+        AdamConfig::new()
+            .with_epsilon(o.epsilon as f32)
+            .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
+    };
+    adam(o.weight_decay).init().with_group(
+        ParamGroup::from_predicate(CRITICS_PATH),
+        adam(o.critic_weight_decay).build(),
+        None,
+    )
 }
+
+/// The module path of the critics in [`ScalModel`] (its field name).
+const CRITICS_PATH: &str = "critics";
 
 /// Runs `work`, which drives the devices: a panic there (a remote server gone, a GPU lost)
 /// becomes [`TrainError::DeviceFailed`] at `iteration` of the run in `run`, its message
@@ -243,7 +261,7 @@ impl<'a> Trainer<'a> {
         if let Some(weights) = &config.model.pretrained {
             model = model.with_backbone_weights(Path::new(weights))?;
         }
-        let mut optim = optimizer(config);
+        let mut optim = optimizer(&config.optim);
         let mut state = TrainState::default();
         let log_path = run_dir.join("metrics.jsonl");
         let (lock, log) = if start == Start::New {
@@ -408,12 +426,15 @@ impl<'a> Trainer<'a> {
             device,
         )?;
         let module_amelioration = module_amelioration(
-            &self.model().valid(),
+            self.model(),
             &self.dataset.train,
             size,
-            (config.eval.amelioration_samples, config.eval.batch),
+            (
+                config.eval.amelioration_samples,
+                config.data.p,
+                config.data.k,
+            ),
             config.data.strict,
-            &device.clone().without_autodiff(),
         )?;
         Ok(EvalRecord {
             epoch: finished,

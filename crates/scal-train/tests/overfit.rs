@@ -85,3 +85,117 @@ fn tiny_model_overfits_a_tiny_batch() {
         / 5.0;
     assert!(late < early, "critic error {early} -> {late}");
 }
+
+/// Every parameter's values, by module path prefix (`critics` or not).
+fn flattened(model: &scal_model::ScalModel) -> (Vec<f32>, Vec<f32>) {
+    let critics: Vec<f32> = model
+        .critics
+        .critics
+        .iter()
+        .flat_map(|c| {
+            [&c.fc1.weight, &c.fc2.weight]
+                .into_iter()
+                .flat_map(|p| p.val().into_data().try_to_vec::<f32>().unwrap())
+        })
+        .collect();
+    let backbone = model
+        .backbone
+        .conv1
+        .weight
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    (critics, backbone)
+}
+
+#[test]
+fn the_critics_take_no_weight_decay_and_the_rest_does() {
+    let device = Device::flex().autodiff();
+    let (images, labels) = scal_model::probe::probe_batch(&device);
+    let model = ScalConfig::new(4)
+        .with_base_width(4)
+        .with_height(images.dims()[2])
+        .with_width(images.dims()[3])
+        .with_attention(AttentionKind::Channel)
+        .with_critic_hidden(8)
+        .init(&device);
+    let (critics_before, backbone_before) = flattened(&model);
+    // A zero loss: every gradient is zero, so only weight decay can move a parameter.
+    let loss = scal_model::objective::scal_loss(&model, images, labels, &StepConfig::new());
+    let grads =
+        burn::optim::GradientsParams::from_grads(loss.total.mul_scalar(0.0).backward(), &model);
+    let options = scal_train::config::OptimOptions::new(); // weight decay 5e-4, critics 0
+    let mut optimizer = scal_train::run::optimizer(&options);
+    let model = optimizer.step(1e-3, model, grads);
+    let (critics_after, backbone_after) = flattened(&model);
+    assert_eq!(critics_before, critics_after, "critics: no decay");
+    assert_ne!(backbone_before, backbone_after, "the backbone decays");
+
+    // With a critic decay configured, the critics move too.
+    let (images, labels) = scal_model::probe::probe_batch(&device);
+    let loss = scal_model::objective::scal_loss(&model, images, labels, &StepConfig::new());
+    let grads =
+        burn::optim::GradientsParams::from_grads(loss.total.mul_scalar(0.0).backward(), &model);
+    let mut optimizer = scal_train::run::optimizer(&options.with_critic_weight_decay(5e-4));
+    let model = optimizer.step(1e-3, model, grads);
+    assert_ne!(
+        critics_after,
+        flattened(&model).0,
+        "critic decay when asked for"
+    );
+}
+
+#[test]
+fn the_amelioration_diagnostic_measures_the_training_steps_r_a() {
+    let device = Device::flex().autodiff();
+    let (images, labels) = scal_model::probe::probe_batch(&device);
+    let model = ScalConfig::new(4)
+        .with_base_width(4)
+        .with_height(images.dims()[2])
+        .with_width(images.dims()[3])
+        .with_attention(AttentionKind::Spatial)
+        .with_critic_hidden(8)
+        .init(&device);
+    // A few steps so that attention and the no-attention pass differ per sample.
+    let mut model = model;
+    let mut optimizer = AdamConfig::new().init();
+    for _ in 0..3 {
+        let (next, _) = scal_step(
+            model,
+            &mut optimizer,
+            1e-2,
+            images.clone(),
+            labels.clone(),
+            &StepConfig::new(),
+        );
+        model = next;
+    }
+    let before = model.backbone.conv1.weight.val().into_data();
+    let label_values: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
+    let running_before = model.neck.running_mean.value_sync().into_data();
+    let (all, _per_module) =
+        scal_train::eval::amelioration_on_batch(&model, images.clone(), &label_values);
+    assert_eq!(
+        running_before,
+        model.neck.running_mean.value_sync().into_data(),
+        "the diagnostic leaves the running statistics"
+    );
+    let report = scal_model::objective::StepReport::from_loss(&scal_model::objective::scal_loss(
+        &model,
+        images,
+        labels,
+        &StepConfig::new(),
+    ));
+    let step_rate = report.amelioration_rate.expect("a critic step reports R_a");
+    assert_eq!(all as f32 / label_values.len() as f32, step_rate);
+    assert!(
+        step_rate > 0.0 && step_rate < 1.0,
+        "a rate between 0 and 1 makes the comparison informative: {step_rate}"
+    );
+    assert_eq!(
+        before,
+        model.backbone.conv1.weight.val().into_data(),
+        "the diagnostic changes no parameter"
+    );
+}

@@ -287,3 +287,39 @@ fn missing_pretrained_weights_say_where_to_get_them() {
         Some(scal_train::config::PAPER_WEIGHTS)
     );
 }
+
+#[test]
+fn a_missing_hard_dataset_is_generated_with_its_version_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("synth-hard");
+    let config = TrainingConfig::resolve(
+        Profile::Quick,
+        None,
+        &[
+            ("data.root".into(), root.display().to_string()),
+            ("data.synth_preset".into(), "hard".into()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.data.synth_preset,
+        scal_data::synth::SynthPreset::HardV1,
+        "`hard` resolves to the current version"
+    );
+    let dataset = scal_train::run::load_dataset(&config, &mut ()).unwrap();
+    assert_eq!(dataset.summary().train.ids, 100, "the default size");
+    let manifest = scal_data::synth::read_manifest(&root).unwrap().unwrap();
+    assert_eq!(manifest.preset, scal_data::synth::SynthPreset::HardV1);
+    // The same folder read as the easy preset is refused: a run never records the wrong one.
+    let easy = TrainingConfig::resolve(
+        Profile::Quick,
+        None,
+        &[("data.root".into(), root.display().to_string())],
+    )
+    .unwrap();
+    let err = scal_train::run::load_dataset(&easy, &mut ()).unwrap_err();
+    assert!(
+        err.to_string().contains("easy") && err.to_string().contains("hard-v1"),
+        "{err}"
+    );
+}

@@ -64,6 +64,7 @@ pub fn tiny_dataset() -> std::path::PathBuf {
                 test_ids: 6,
                 cameras: 3,
                 seed: 1,
+                preset: scal_data::synth::SynthPreset::Easy,
             };
             scal_data::synth::generate(&config, &root).unwrap();
         }

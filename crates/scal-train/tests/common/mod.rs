@@ -18,6 +18,7 @@ pub fn tiny_dataset() -> PathBuf {
                     test_ids: 6,
                     cameras: 3,
                     seed: 1,
+                    preset: scal_data::synth::SynthPreset::Easy,
                 },
                 &root,
             )
