@@ -7,7 +7,8 @@
 //! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
 //!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
 //! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
-//!   ablation set over several seeds; `export`: weights for PyTorch.
+//!   ablation set over several seeds; `export`: weights for PyTorch; `critic-data`: the
+//!   critics' inputs, estimates and rewards on training batches, for an offline probe.
 //! - `report`: the run report (HTML); `visualize`: attention maps of any images.
 //! - `bench`: the benchmark set on one backend; `parity`: flex against another backend.
 //! - `devices`: a backend's devices; `serve`: this machine's devices for `--backend remote`.
@@ -26,6 +27,7 @@ use clap::{Parser, Subcommand};
 pub mod ablate;
 pub mod backend;
 pub mod bench;
+pub mod critic_data;
 pub mod datasets;
 pub mod evaluate;
 pub mod export;
@@ -70,6 +72,8 @@ enum Command {
     Visualize(report::VisualizeArgs),
     /// Ablation: attention kind, critic and reward variants over several seeds, as a table.
     Ablate(ablate::AblateArgs),
+    /// What each critic reads, estimates and is taught on a run's training batches, as .npy files.
+    CriticData(critic_data::CriticDataArgs),
     /// Benchmarks: backbone inference and training step, SCAL step, evaluation, re-ranking, data pipeline.
     Bench(bench::BenchArgs),
     /// The SCAL model on flex and on another backend: forward pass and one training step compared.
@@ -116,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Parity(args) => bench::parity(args),
         Command::Devices(args) => bench::devices(args),
         Command::Serve(args) => serve::run(args),
+        Command::CriticData(args) => critic_data::run(args),
         Command::SetupCuda(args) => setup_cuda::run(args),
         Command::Ablate(args) => {
             train::install_ctrl_c();

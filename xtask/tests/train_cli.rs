@@ -557,3 +557,79 @@ fn synth_hard_is_generated_read_and_recorded_by_its_version() {
     let err = fails(&xtask(&["synth", "--preset", "medium"]));
     assert!(err.contains("easy, hard or hard-v1"), "{err}");
 }
+
+#[test]
+fn critic_data_writes_what_each_critic_reads_and_is_taught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = setup(dir.path());
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    ok(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs_s,
+        "--name",
+        "scal",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]));
+    let out = dir.path().join("critic");
+    let stdout = ok(&xtask(&[
+        "critic-data",
+        runs.join("scal").to_str().unwrap(),
+        "--batches",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("wrote 24 samples of 5 critics"), "{stdout}");
+    let correct: ndarray::Array1<f32> = ndarray_npy::read_npy(out.join("correct.npy")).unwrap();
+    let amelioration: ndarray::Array1<f32> =
+        ndarray_npy::read_npy(out.join("amelioration.npy")).unwrap();
+    assert_eq!(correct.len(), 24, "3 batches of P x K = 4 x 2");
+    assert!(
+        correct
+            .iter()
+            .chain(&amelioration)
+            .all(|&r| r == 0.0 || r == 1.0)
+    );
+    // The quick profile's channel critics read [GAP(X), A]: twice each stage's width.
+    for (l, width) in [64usize, 64, 128, 256, 512].iter().enumerate() {
+        let inputs: ndarray::Array2<f32> =
+            ndarray_npy::read_npy(out.join(format!("inputs_{l}.npy"))).unwrap();
+        assert_eq!(
+            inputs.dim(),
+            (24, width / 8),
+            "module {l}: base width 4, not 32"
+        );
+        let values: ndarray::Array1<f32> =
+            ndarray_npy::read_npy(out.join(format!("values_{l}.npy"))).unwrap();
+        assert!(values.iter().all(|v| v.is_finite()));
+    }
+    ok(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs_s,
+        "--name",
+        "plain",
+        "--epochs",
+        "1",
+        "--attention",
+        "none",
+        "--critic",
+        "off",
+        "--no-progress",
+    ]));
+    let err = fails(&xtask(&[
+        "critic-data",
+        runs.join("plain").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("model.attention"), "{err}");
+}

@@ -90,6 +90,21 @@ impl Critic {
     /// # Panics
     /// If the shapes do not fit the critic's input width.
     pub fn forward(&self, x: Tensor<4>, a: Tensor<4>) -> Tensor<1> {
+        let input = self.input(x, a);
+        let n = input.dims()[0];
+        self.fc2.forward(relu(self.fc1.forward(input))).reshape([n])
+    }
+
+    /// What the critic reads: the summary of `x` (its global average per channel, or its
+    /// channel mean per position for a spatial critic) concatenated with the flattened map.
+    ///
+    /// # Shapes
+    /// - `x`, `a`: as [`Critic::forward`]
+    /// - output: `[N, 2C]` (channel) or `[N, 2HW]` (spatial)
+    ///
+    /// # Panics
+    /// If the shapes do not fit the critic's input width.
+    pub fn input(&self, x: Tensor<4>, a: Tensor<4>) -> Tensor<2> {
         let [n, c, h, w] = x.dims();
         let (summary, map) = if self.spatial {
             (x.mean_dim(1).reshape([n, h * w]), a.reshape([n, h * w]))
@@ -106,7 +121,7 @@ impl Critic {
             expected,
             "Critic built for {expected} inputs got a [{n}, {c}, {h}, {w}] map"
         );
-        self.fc2.forward(relu(self.fc1.forward(input))).reshape([n])
+        input
     }
 }
 

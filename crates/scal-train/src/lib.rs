@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod critic_data;
 pub mod eval;
 pub mod folder;
 pub mod log;

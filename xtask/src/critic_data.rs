@@ -1,0 +1,93 @@
+//! `cargo xtask critic-data`: what each critic reads, estimates and is taught on training
+//! batches of a run, as `.npy` files for an offline probe (`scripts/critic-probe.py`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ndarray::Array1;
+use scal_data::TrainLoader;
+use scal_model::ScalModel;
+use scal_train::TrainingConfig;
+use scal_train::critic_data::critic_samples;
+
+use crate::backend::{self, Backend};
+
+/// Writes, for training batches drawn as the run's training draws them (its seed, its
+/// augmentation), each module's critic input `inputs_L.npy` [N, D_L] and estimate
+/// `values_L.npy` [N], and the realised rewards `correct.npy` (R_c) and `amelioration.npy`
+/// (R_a), with `labels.npy`.
+#[derive(Debug, clap::Args)]
+pub struct CriticDataArgs {
+    /// The run folder (runs/<name>) of a run with attention.
+    pub run: PathBuf,
+    /// Checkpoint: last or best.
+    #[arg(long, default_value = "last")]
+    pub checkpoint: String,
+    /// Training batches (P × K images each), from the start of the run's first epoch (later
+    /// epochs when one has fewer).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batches: u32,
+    /// Output folder (created; files in it are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+}
+
+fn write<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
+    dir: &Path,
+    name: &str,
+    array: &ndarray::Array<T, D>,
+) -> Result<()> {
+    let path = dir.join(name);
+    ndarray_npy::write_npy(&path, array).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads the run, draws the batches, writes the files.
+pub fn run(args: &CriticDataArgs) -> Result<()> {
+    let config = TrainingConfig::load_json(&args.run.join("config.json"))
+        .with_context(|| format!("{} is not a run folder", args.run.display()))?;
+    let dataset = scal_train::run::load_dataset(&config, &mut ())?;
+    let loader = TrainLoader::new(
+        dataset.train.clone(),
+        config.data.transform(),
+        config.data.loader(config.seed),
+    )?;
+    let device = backend::device(args.backend)?.autodiff();
+    let (model, _) = ScalModel::load_dir(&args.run.join(&args.checkpoint), &device)?;
+    let samples = critic_samples(&model, &loader, args.batches as usize, &device)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (l, (inputs, values)) in samples.inputs.iter().zip(&samples.values).enumerate() {
+        write(&args.out, &format!("inputs_{l}.npy"), inputs)?;
+        write(
+            &args.out,
+            &format!("values_{l}.npy"),
+            &Array1::from(values.clone()),
+        )?;
+    }
+    write(
+        &args.out,
+        "correct.npy",
+        &Array1::from(samples.correct.clone()),
+    )?;
+    write(
+        &args.out,
+        "amelioration.npy",
+        &Array1::from(samples.amelioration.clone()),
+    )?;
+    write(
+        &args.out,
+        "labels.npy",
+        &Array1::from(samples.labels.clone()),
+    )?;
+    println!(
+        "wrote {} samples of {} critics to {}; probe them with: python scripts/critic-probe.py {}",
+        samples.labels.len(),
+        samples.inputs.len(),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
