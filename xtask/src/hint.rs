@@ -62,6 +62,13 @@ pub fn for_data_error(error: &DataError) -> Option<String> {
              `cargo xtask synth`"
                 .into(),
         ),
+        DataError::InvalidSynth {
+            setting: "preset", ..
+        } => Some(
+            "`--dataset synth-hard` without --root reads (or generates) datasets/synth-hard; \
+             `cargo xtask synth --preset hard --out DIR` writes it elsewhere"
+                .into(),
+        ),
         _ => None,
     }
 }

@@ -3,7 +3,8 @@
 //! - `extract`: pooled ResNet features of a folder of images, from torchvision or native
 //!   weights, as a `.npy` file.
 //! - `evaluate`: CMC / mAP / mINP from a distance matrix or features, with optional
-//!   k-reciprocal re-ranking.
+//!   k-reciprocal re-ranking; `query`: a trained checkpoint ranks a folder of photos for a
+//!   query photo (gallery features cached).
 //! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
 //!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
 //! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
@@ -35,6 +36,7 @@ pub mod extract;
 pub mod hint;
 pub mod parity;
 pub mod progress;
+pub mod query;
 pub mod report;
 pub mod serve;
 pub mod setup_cuda;
@@ -56,6 +58,8 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// CMC / mAP / mINP from a distance matrix or features (Market-1501 or CUHK03 protocol), optionally re-ranked.
     Evaluate(evaluate::EvaluateArgs),
+    /// Your own photos: the nearest gallery images of each query, with a trained checkpoint.
+    Query(query::QueryArgs),
     /// Split summary of a dataset (identities, images, cameras), as torchreid prints it.
     Datasets(datasets::DatasetsArgs),
     /// Generate the synthetic dataset (Market-1501 layout).
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
             );
         }),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Query(args) => query::run(args),
         Command::Datasets(args) => datasets::run(args),
         Command::Synth(args) => datasets::synth(args),
         Command::Download(args) => datasets::download(args),

@@ -7,6 +7,7 @@ mod common;
 mod datasets_cli;
 mod evaluate_cli;
 mod extract_cli;
+mod query_cli;
 mod reliability_cli;
 mod setup_cuda_cli;
 mod train_cli;

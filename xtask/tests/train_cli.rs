@@ -514,6 +514,10 @@ fn synth_hard_is_generated_read_and_recorded_by_its_version() {
         &easy,
     ]));
     assert!(err.contains("hard-v1") && err.contains(&easy), "{err}");
+    assert!(
+        err.contains("cargo xtask synth --preset hard"),
+        "a hint: {err}"
+    );
     assert!(!runs.exists());
 
     let hard = dir.path().join("hard");

@@ -144,8 +144,8 @@ pub fn check_preset(root: &Path, preset: SynthPreset) -> Result<(), DataError> {
     Err(DataError::InvalidSynth {
         setting: "preset",
         problem: format!(
-            "the configuration asks for {preset}, but {} was written by {}: generate it again \
-             into another folder (cargo xtask synth --preset ...)",
+            "{preset} was asked for, but {} was written by {}: generate the {preset} dataset \
+             into another folder",
             root.display(),
             found.map_or("no synthetic generator (no synth.json)".to_string(), |p| {
                 format!("the {p} generator")

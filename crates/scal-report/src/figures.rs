@@ -218,28 +218,58 @@ pub fn ranked_figure(
     rows: &[RankedQuery],
     query: &[ImageRecord],
     gallery: &[ImageRecord],
+    size: (u32, u32),
+    path: &Path,
+) -> Result<(), ReportError> {
+    let rows: Vec<RankedRow> = rows
+        .iter()
+        .map(|r| {
+            let q = &query[r.query];
+            RankedRow {
+                query: q.path.clone(),
+                gallery: r
+                    .top
+                    .iter()
+                    .map(|&g| (gallery[g].path.clone(), Some(gallery[g].pid == q.pid)))
+                    .collect(),
+            }
+        })
+        .collect();
+    ranked_rows_figure(&rows, size, path)
+}
+
+/// One row of a ranked-list figure: a query image and its gallery images in rank order,
+/// each marked as the query's identity (`Some(true)`), another (`Some(false)`) or unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedRow {
+    /// The query image.
+    pub query: PathBuf,
+    /// Gallery images, nearest first, with whether they show the query's identity.
+    pub gallery: Vec<(PathBuf, Option<bool>)>,
+}
+
+/// Draws ranked lists into `path` (PNG): per row, the query (blue border) then its gallery
+/// images, bordered green (same identity), red (another) or grey (unknown), each `size`
+/// (height, width) pixels.
+pub fn ranked_rows_figure(
+    rows: &[RankedRow],
     (height, width): (u32, u32),
     path: &Path,
 ) -> Result<(), ReportError> {
     let mut tiles = Vec::new();
     for r in rows {
-        let q = &query[r.query];
         let mut row = vec![bordered(
-            &display_image(&q.path, height, width)?,
+            &display_image(&r.query, height, width)?,
             Rgb([40, 90, 220]),
             3,
         )];
-        for &g in &r.top {
-            let color = if gallery[g].pid == q.pid {
-                Rgb([20, 170, 40])
-            } else {
-                Rgb([220, 30, 30])
+        for (g, same) in &r.gallery {
+            let color = match same {
+                Some(true) => Rgb([20, 170, 40]),
+                Some(false) => Rgb([220, 30, 30]),
+                None => Rgb([150, 150, 150]),
             };
-            row.push(bordered(
-                &display_image(&gallery[g].path, height, width)?,
-                color,
-                3,
-            ));
+            row.push(bordered(&display_image(g, height, width)?, color, 3));
         }
         tiles.push(row);
     }

@@ -1,0 +1,376 @@
+//! `cargo xtask query`: one or more query photos against a folder of gallery photos, with a
+//! trained checkpoint; prints (or writes as JSON lines and an HTML page) the nearest gallery
+//! images. The gallery's features are cached outside the gallery, keyed by the checkpoint,
+//! the input size, the flip setting and every file's name, size and modification time.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ndarray::{Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{self, Backend};
+
+/// Ranks a gallery folder for each query image.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// A trained SCAL checkpoint folder (runs/<name>/last).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// Folder of gallery images (any file names; only the folder itself is read).
+    #[arg(long, value_name = "DIR")]
+    pub gallery: PathBuf,
+    /// One query image.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "queries",
+        conflicts_with = "queries"
+    )]
+    pub image: Option<PathBuf>,
+    /// A folder of query images.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    /// Matches per query.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
+    /// One JSON object per query and line: {"query": FILE, "matches": [{"file", "distance"}]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a static page: each query with its ranked gallery (and OUT.png beside it).
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
+    /// Average each feature with its mirror's.
+    #[arg(long)]
+    pub flip: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+    /// Folder of the gallery-feature cache [default: the user's cache folder, scal/query].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+/// One gallery image near a query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Match {
+    /// The gallery file.
+    pub file: PathBuf,
+    /// Euclidean distance between the two L2-normalised features (0 to 2).
+    pub distance: f32,
+}
+
+/// A query and its nearest gallery images, nearest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranking {
+    /// The query file.
+    pub query: PathBuf,
+    /// The matches.
+    pub matches: Vec<Match>,
+}
+
+/// What the cache keeps beside a gallery's features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CacheEntry {
+    gallery: PathBuf,
+    checkpoint: PathBuf,
+    fingerprint: String,
+    files: Vec<PathBuf>,
+}
+
+/// The gallery's features: read from the cache or computed (and cached).
+#[derive(Debug)]
+pub struct GalleryFeatures {
+    /// Gallery files, in listing order.
+    pub files: Vec<PathBuf>,
+    /// One L2-normalised row per file.
+    pub features: Array2<f32>,
+    /// Whether they came from the cache.
+    pub cached: bool,
+}
+
+/// SHA-256 (hex) of the checkpoint's identity: its `checksums.sha256` (the digest of every
+/// file), or the weights and configuration themselves for a folder without one.
+fn checkpoint_digest(dir: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let sums = dir.join("checksums.sha256");
+    let files: Vec<PathBuf> = if sums.is_file() {
+        vec![sums]
+    } else {
+        vec![dir.join(scal_model::CONFIG_FILE), dir.join("model.bpk")]
+    };
+    for f in files {
+        hasher.update(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// SHA-256 (hex) of the listing: each file's name, size and modification time.
+fn listing_fingerprint(files: &[PathBuf]) -> Result<String> {
+    let mut hasher = Sha256::new();
+    for f in files {
+        let meta = std::fs::metadata(f).with_context(|| format!("reading {}", f.display()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let name = f.file_name().unwrap_or_default().to_string_lossy();
+        hasher.update(format!("{name}\0{}\0{modified}\n", meta.len()).as_bytes());
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// The cache folder: `--cache`, or the user's cache folder; never inside the gallery.
+fn cache_dir(args: &QueryArgs, gallery: &Path) -> Result<PathBuf> {
+    let dir = match &args.cache {
+        Some(d) => d.clone(),
+        None => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("scal")
+            .join("query"),
+    };
+    let absolute = std::path::absolute(&dir)?;
+    if absolute.starts_with(gallery) || absolute.starts_with(std::path::absolute(&args.gallery)?) {
+        bail!(
+            "the cache folder {} is inside the gallery {}: give --cache a folder outside it",
+            dir.display(),
+            gallery.display()
+        );
+    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the cache folder {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Reads the cached features of `entry` when present and still valid.
+fn read_cached(npy: &Path, json: &Path, entry: &CacheEntry) -> Option<Array2<f32>> {
+    let saved: CacheEntry = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
+    if saved != *entry {
+        return None;
+    }
+    let features: Array2<f32> = ndarray_npy::read_npy(npy).ok()?;
+    (features.nrows() == entry.files.len()).then_some(features)
+}
+
+/// Writes `file` atomically (a temporary file in the same folder, then a rename).
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    write(tmp.as_file_mut())?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Embeds `images` with the checkpoint.
+fn embed(
+    model: &scal_model::ScalModel,
+    size: (usize, usize),
+    images: &[PathBuf],
+    args: &QueryArgs,
+    device: &burn::tensor::Device,
+) -> Result<Array2<f32>> {
+    Ok(scal_train::eval::features(
+        model,
+        images,
+        size,
+        args.batch as usize,
+        args.flip,
+        device,
+    )?)
+}
+
+/// The gallery's features, from the cache when its entry matches, otherwise computed and
+/// cached.
+pub fn gallery_features(
+    args: &QueryArgs,
+    model: &scal_model::ScalModel,
+    size: (usize, usize),
+    device: &burn::tensor::Device,
+) -> Result<GalleryFeatures> {
+    let files = scal_data::list_images(&args.gallery)?.images;
+    let gallery = args
+        .gallery
+        .canonicalize()
+        .with_context(|| format!("reading {}", args.gallery.display()))?;
+    let checkpoint = args.checkpoint.canonicalize()?;
+    let entry = CacheEntry {
+        gallery: gallery.clone(),
+        checkpoint: checkpoint.clone(),
+        fingerprint: listing_fingerprint(&files)?,
+        files: files.clone(),
+    };
+    let key = {
+        let mut h = Sha256::new();
+        let flip = if args.flip { "flip" } else { "noflip" };
+        h.update(
+            format!(
+                "{}\0{}\0{:?}\0{flip}",
+                gallery.display(),
+                checkpoint_digest(&args.checkpoint)?,
+                size
+            )
+            .as_bytes(),
+        );
+        format!("{:x}", h.finalize())
+    };
+    let dir = cache_dir(args, &gallery)?;
+    let (npy, json) = (
+        dir.join(format!("{key}.npy")),
+        dir.join(format!("{key}.json")),
+    );
+    if let Some(features) = read_cached(&npy, &json, &entry) {
+        return Ok(GalleryFeatures {
+            files,
+            features,
+            cached: true,
+        });
+    }
+    eprintln!(
+        "embedding {} gallery images (cached in {} for the next query)",
+        files.len(),
+        dir.display()
+    );
+    let features = embed(model, size, &files, args, device)?;
+    write_atomically(&npy, |f| {
+        ndarray_npy::WriteNpyExt::write_npy(&features, std::io::BufWriter::new(f))
+            .map_err(anyhow::Error::from)
+    })?;
+    write_atomically(&json, |f| {
+        f.write_all(serde_json::to_string_pretty(&entry)?.as_bytes())
+            .map_err(anyhow::Error::from)
+    })?;
+    Ok(GalleryFeatures {
+        files,
+        features,
+        cached: false,
+    })
+}
+
+/// Euclidean distance of two rows.
+fn distance(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+/// The `top` nearest gallery rows of each query row (ties in gallery order).
+pub fn rank(
+    queries: &[PathBuf],
+    query_features: &Array2<f32>,
+    gallery: &GalleryFeatures,
+    top: usize,
+) -> Vec<Ranking> {
+    queries
+        .iter()
+        .zip(query_features.rows())
+        .map(|(q, qf)| {
+            let mut d: Vec<(usize, f32)> = gallery
+                .features
+                .rows()
+                .into_iter()
+                .map(|g| distance(qf, g))
+                .enumerate()
+                .collect();
+            d.sort_by(|a, b| a.1.total_cmp(&b.1));
+            Ranking {
+                query: q.clone(),
+                matches: d
+                    .into_iter()
+                    .take(top)
+                    .map(|(i, distance)| Match {
+                        file: gallery.files[i].clone(),
+                        distance,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The page: the ranked-list figure (`OUT.png`) and, per query, its matches.
+fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()> {
+    let png = path.with_extension("png");
+    let rows: Vec<scal_report::figures::RankedRow> = rankings
+        .iter()
+        .map(|r| scal_report::figures::RankedRow {
+            query: r.query.clone(),
+            gallery: r.matches.iter().map(|m| (m.file.clone(), None)).collect(),
+        })
+        .collect();
+    scal_report::figures::ranked_rows_figure(&rows, size, &png)?;
+    let escape = |p: &Path| {
+        p.display()
+            .to_string()
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut html = String::from(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>SCAL query</title>\n<h1>Query results</h1>\n",
+    );
+    let _ = writeln!(
+        html,
+        "<figure><img src=\"{}\" alt=\"ranked gallery\"><figcaption>Each row: a query (blue border), then its nearest gallery images, nearest first.</figcaption></figure>",
+        escape(Path::new(png.file_name().unwrap_or_default()))
+    );
+    for r in rankings {
+        let _ = writeln!(html, "<h2>{}</h2>\n<ol>", escape(&r.query));
+        for m in &r.matches {
+            let _ = writeln!(html, "<li>{} ({:.4})</li>", escape(&m.file), m.distance);
+        }
+        html.push_str("</ol>\n");
+    }
+    write_atomically(path, |f| {
+        f.write_all(html.as_bytes()).map_err(anyhow::Error::from)
+    })
+}
+
+/// Runs the query.
+pub fn run(args: &QueryArgs) -> Result<()> {
+    let queries: Vec<PathBuf> = match (&args.image, &args.queries) {
+        (Some(image), _) => vec![image.clone()],
+        (None, Some(dir)) => scal_data::list_images(dir)?.images,
+        (None, None) => unreachable!("clap requires --image or --queries"),
+    };
+    let device = backend::device(args.backend)?;
+    let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
+    let size = (config.height, config.width);
+    let query_features = embed(&model, size, &queries, args, &device)?;
+    let gallery = gallery_features(args, &model, size, &device)?;
+    if gallery.cached {
+        eprintln!(
+            "gallery features: {} images, from the cache",
+            gallery.files.len()
+        );
+    }
+    let rankings = rank(&queries, &query_features, &gallery, args.top as usize);
+    for r in &rankings {
+        if args.json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!("{}", r.query.display());
+            for (i, m) in r.matches.iter().enumerate() {
+                println!("  {:>3}  {:.4}  {}", i + 1, m.distance, m.file.display());
+            }
+        }
+    }
+    if let Some(html) = &args.html {
+        write_html(html, &rankings, (config.height as u32, config.width as u32))?;
+        eprintln!("page: {}", html.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! `cargo xtask query`: a trained checkpoint ranks a folder of photos for a query photo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common;
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> (String, String) {
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        String::from_utf8(o.stdout.clone()).unwrap(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn fails(o: &Output) -> String {
+    assert!(!o.status.success(), "unexpected success");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A tiny trained run's `last/`, a gallery folder of arbitrary names (copied from the
+/// dataset's gallery, renamed), and one query image.
+fn setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (data, config) = common::tiny_setup(
+        dir,
+        serde_json::json!({"optim": {"epochs": 1, "milestones": []}, "eval": {"every_epochs": 1}}),
+    );
+    let runs = dir.join("runs");
+    ok(&xtask(&[
+        "train",
+        "--config",
+        &config,
+        "--runs",
+        runs.to_str().unwrap(),
+        "--name",
+        "q",
+        "--no-progress",
+    ]));
+    let gallery = dir.join("my photos");
+    std::fs::create_dir(&gallery).unwrap();
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(Path::new(&data).join("bounding_box_test"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    sources.sort();
+    for (i, src) in sources.iter().take(20).enumerate() {
+        std::fs::copy(src, gallery.join(format!("photo {i:02}.jpg"))).unwrap();
+    }
+    let query = std::fs::read_dir(Path::new(&data).join("query"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    (runs.join("q/last"), gallery, query)
+}
+
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one user session, command after command
+fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, gallery, query) = setup(dir.path());
+    let cache = dir.path().join("cache");
+    let args = |top: &str| -> Vec<String> {
+        [
+            "query",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--gallery",
+            gallery.to_str().unwrap(),
+            "--image",
+            query.to_str().unwrap(),
+            "--top",
+            top,
+            "--json",
+            "--cache",
+            cache.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |a: &[String]| xtask(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (stdout, stderr) = ok(&run(&args("5")));
+    assert!(stderr.contains("embedding 20 gallery images"), "{stderr}");
+    let lines = json_lines(&stdout);
+    assert_eq!(lines.len(), 1, "one object per query");
+    assert_eq!(lines[0]["query"], query.to_str().unwrap());
+    let matches = lines[0]["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), 5);
+
+    // The same ranking as extract's features and Euclidean distances.
+    let g_npy = dir.path().join("g.npy");
+    ok(&xtask(&[
+        "extract",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--images",
+        gallery.to_str().unwrap(),
+        "--out",
+        g_npy.to_str().unwrap(),
+    ]));
+    let q_dir = dir.path().join("q");
+    std::fs::create_dir(&q_dir).unwrap();
+    std::fs::copy(&query, q_dir.join("q.jpg")).unwrap();
+    let q_npy = dir.path().join("q.npy");
+    ok(&xtask(&[
+        "extract",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--images",
+        q_dir.to_str().unwrap(),
+        "--out",
+        q_npy.to_str().unwrap(),
+    ]));
+    let g: ndarray::Array2<f32> = ndarray_npy::read_npy(&g_npy).unwrap();
+    let q: ndarray::Array2<f32> = ndarray_npy::read_npy(&q_npy).unwrap();
+    let names = std::fs::read_to_string(dir.path().join("g.names.txt")).unwrap();
+    let names: Vec<&str> = names.lines().collect();
+    let mut expected: Vec<(f32, &str)> = g
+        .rows()
+        .into_iter()
+        .zip(&names)
+        .map(|(row, name)| {
+            let d2: f32 = row
+                .iter()
+                .zip(q.row(0))
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
+            (d2.sqrt(), *name)
+        })
+        .collect();
+    expected.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (m, (d, name)) in matches.iter().zip(&expected) {
+        assert!(m["file"].as_str().unwrap().ends_with(name), "{m} vs {name}");
+        assert!(
+            (m["distance"].as_f64().unwrap() as f32 - d).abs() < 1e-5,
+            "{m} vs {d}"
+        );
+    }
+
+    // A second query against the same gallery reads the cache; the gallery is untouched.
+    let (again, stderr) = ok(&run(&args("5")));
+    assert!(stderr.contains("from the cache"), "{stderr}");
+    assert_eq!(json_lines(&again), lines);
+    assert_eq!(
+        std::fs::read_dir(&gallery).unwrap().count(),
+        20,
+        "nothing written in the gallery"
+    );
+    // A changed gallery (one more photo) is embedded again, and the new photo ranks.
+    std::fs::copy(&query, gallery.join("the query itself.jpg")).unwrap();
+    let (changed, stderr) = ok(&run(&args("3")));
+    assert!(stderr.contains("embedding 21 gallery images"), "{stderr}");
+    let first = &json_lines(&changed)[0]["matches"][0];
+    assert!(
+        first["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("the query itself.jpg"),
+        "{first}"
+    );
+    assert!(first["distance"].as_f64().unwrap() < 1e-3, "{first}");
+
+    // The page.
+    let html = dir.path().join("page.html");
+    let mut with_html = args("3");
+    with_html.extend(["--html".to_string(), html.to_str().unwrap().to_string()]);
+    ok(&run(&with_html));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("page.png") && page.contains("the query itself.jpg"),
+        "{page}"
+    );
+    let png = image::open(dir.path().join("page.png")).unwrap();
+    assert!(
+        png.width() > png.height(),
+        "one row: the query and three matches"
+    );
+}
+
+#[test]
+fn an_empty_gallery_and_an_unreadable_query_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, gallery, query) = setup(dir.path());
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = fails(&xtask(&[
+        "query",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--gallery",
+        empty.to_str().unwrap(),
+        "--image",
+        query.to_str().unwrap(),
+        "--cache",
+        dir.path().join("cache").to_str().unwrap(),
+    ]));
+    assert!(err.contains(empty.to_str().unwrap()), "{err}");
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"not a jpeg").unwrap();
+    let err = fails(&xtask(&[
+        "query",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--image",
+        bad.to_str().unwrap(),
+        "--cache",
+        dir.path().join("cache").to_str().unwrap(),
+    ]));
+    assert!(err.contains("broken.jpg"), "{err}");
+    // A cache folder inside the gallery is refused.
+    let err = fails(&xtask(&[
+        "query",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--image",
+        query.to_str().unwrap(),
+        "--cache",
+        gallery.join("cache").to_str().unwrap(),
+    ]));
+    assert!(err.contains("inside the gallery"), "{err}");
+    assert!(
+        !gallery.join("cache").exists(),
+        "nothing is written into the gallery"
+    );
+}
