@@ -215,21 +215,36 @@ fn a_damaged_log_or_checkpoint_is_named() {
     assert!(o.status.success(), "{}", text(&o).1);
 }
 
-/// `report` of a run without best/ warns and draws the model figures from last/ instead of
-/// silently dropping them.
+/// `report` of a run without the asked checkpoint warns and draws the model figures from the
+/// other one instead of silently dropping them: `--checkpoint best` without best/, and the
+/// default (`last`, the final model) without last/.
 #[test]
-fn a_report_without_best_falls_back_to_last() {
+fn a_report_without_its_checkpoint_falls_back_to_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let tiny = Tiny::new(dir.path(), 1);
     let run = tiny.runs.join("nobest");
     let o = tiny.train("nobest", &[]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
     std::fs::remove_dir_all(run.join("best")).unwrap();
-    let o = xtask(&["report", run.to_str().unwrap()]);
+    let o = xtask(&["report", run.to_str().unwrap(), "--checkpoint", "best"]);
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("no best/") && err.contains("last/"), "{err}");
     assert!(run.join("report/attention.png").is_file());
+
+    let run = tiny.runs.join("nolast");
+    let o = tiny.train("nolast", &[]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    std::fs::remove_dir_all(run.join("last")).unwrap();
+    let o = xtask(&["report", run.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("no last/") && err.contains("best/"), "{err}");
+    let page = std::fs::read_to_string(run.join("report/index.html")).unwrap();
+    assert!(
+        page.contains("selected on the test split"),
+        "figures drawn from best/ are labelled"
+    );
 }
 
 #[test]
