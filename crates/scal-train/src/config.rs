@@ -183,6 +183,10 @@ pub struct OptimOptions {
     /// the reward, and decay would pull their estimates toward zero).
     #[config(default = 0.0)]
     pub critic_weight_decay: f64,
+    /// The critics' learning rate as a multiple of the schedule's (which the agents, the
+    /// backbone and the head follow): 1 trains them at the same rate.
+    #[config(default = 1.0)]
+    pub critic_lr_factor: f64,
     /// Adam's epsilon (PyTorch's default).
     #[config(default = 1e-8)]
     pub epsilon: f64,
@@ -424,6 +428,12 @@ impl TrainingConfig {
             if !(v >= 0.0 && v.is_finite()) {
                 return invalid(field, format!("must be zero or positive, got {v}"));
             }
+        }
+        if !(o.critic_lr_factor > 0.0 && o.critic_lr_factor.is_finite()) {
+            return invalid(
+                "optim.critic_lr_factor",
+                format!("must be positive, got {}", o.critic_lr_factor),
+            );
         }
         if o.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return invalid(

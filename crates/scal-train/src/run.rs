@@ -17,8 +17,12 @@ use std::time::Instant;
 
 use burn::config::Config;
 use burn::module::ParamGroup;
-use burn::optim::{AdamConfig, ModuleOptimizer, decay::WeightDecayConfig};
+use burn::optim::{
+    AdamConfig, DynOptimizer, DynState, ModuleOptimizer, StateSink, StateSource,
+    decay::WeightDecayConfig,
+};
 use burn::tensor::Device;
+use burn::tensor::kind::BridgeTensor;
 use scal_data::synth::{SynthConfig, generate};
 use scal_data::{HostBatch, ReadOptions, ReidDataset, SkippedImage, TrainLoader};
 use scal_model::objective::StepReport;
@@ -146,7 +150,8 @@ fn seeded_init(model_config: &ScalConfig, device: &Device, seed: u64) -> ScalMod
 }
 
 /// Adam for the whole model, in two parameter groups: the critics' parameters (every path
-/// under `critics`) decay by `critic_weight_decay`, all others by `weight_decay`.
+/// under `critics`) decay by `critic_weight_decay` and learn at `critic_lr_factor` times the
+/// scheduled rate; all others decay by `weight_decay` at the scheduled rate.
 pub fn optimizer(o: &OptimOptions) -> ModuleOptimizer {
     let adam = |decay: f64| {
         AdamConfig::new()
@@ -155,9 +160,51 @@ pub fn optimizer(o: &OptimOptions) -> ModuleOptimizer {
     };
     adam(o.weight_decay).init().with_group(
         ParamGroup::from_predicate(CRITICS_PATH),
-        adam(o.critic_weight_decay).build(),
+        ScaledLr {
+            inner: adam(o.critic_weight_decay).build(),
+            factor: o.critic_lr_factor,
+        },
         None,
     )
+}
+
+/// An optimizer stepping at `factor` times the learning rate it is given (Burn 0.22.1's
+/// parameter groups share one learning rate).
+struct ScaledLr<O> {
+    inner: O,
+    factor: f64,
+}
+
+impl<O: DynOptimizer> DynOptimizer for ScaledLr<O> {
+    fn step_dyn(
+        &self,
+        rank: usize,
+        lr: f64,
+        tensor: BridgeTensor,
+        grad: BridgeTensor,
+        state: Option<DynState>,
+    ) -> (BridgeTensor, Option<DynState>) {
+        self.inner
+            .step_dyn(rank, lr * self.factor, tensor, grad, state)
+    }
+
+    fn to_device_dyn(&self, state: DynState, device: &Device) -> DynState {
+        self.inner.to_device_dyn(state, device)
+    }
+
+    fn state_flatten(&self, prefix: &str, state: &DynState, out: &mut StateSink) {
+        self.inner.state_flatten(prefix, state, out);
+    }
+
+    fn state_unflatten(
+        &self,
+        rank: usize,
+        prefix: &str,
+        src: &mut StateSource,
+        device: &Device,
+    ) -> Option<DynState> {
+        self.inner.state_unflatten(rank, prefix, src, device)
+    }
 }
 
 /// The module path of the critics in [`ScalModel`] (its field name).

@@ -199,3 +199,55 @@ fn the_amelioration_diagnostic_measures_the_training_steps_r_a() {
         "the diagnostic changes no parameter"
     );
 }
+
+#[test]
+fn the_critics_learn_at_their_own_rate_when_asked() {
+    let device = Device::flex().autodiff();
+    let (images, labels) = scal_model::probe::probe_batch(&device);
+    let model = ScalConfig::new(4)
+        .with_base_width(4)
+        .with_height(images.dims()[2])
+        .with_width(images.dims()[3])
+        .with_attention(AttentionKind::Channel)
+        .with_critic_hidden(8)
+        .init(&device);
+    let (critics_before, backbone_before) = flattened(&model);
+    let step = |factor: f64| {
+        let loss = scal_model::objective::scal_loss(
+            &model,
+            images.clone(),
+            labels.clone(),
+            &StepConfig::new(),
+        );
+        let grads = burn::optim::GradientsParams::from_grads(loss.total.backward(), &model);
+        let options = scal_train::config::OptimOptions::new()
+            .with_weight_decay(0.0)
+            .with_critic_lr_factor(factor);
+        let next = scal_train::run::optimizer(&options).step(1e-3, model.clone(), grads);
+        flattened(&next)
+    };
+    let delta = |after: &[f32], before: &[f32]| -> Vec<f32> {
+        after.iter().zip(before).map(|(a, b)| a - b).collect()
+    };
+    let (critics_1, backbone_1) = step(1.0);
+    let (critics_10, backbone_10) = step(10.0);
+    // Adam's first step is lr · m̂ / (√v̂ + ε): ten times the rate, ten times the step.
+    let (d1, d10) = (
+        delta(&critics_1, &critics_before),
+        delta(&critics_10, &critics_before),
+    );
+    let moved: Vec<(f32, f32)> = d1
+        .into_iter()
+        .zip(d10)
+        .filter(|(a, _)| a.abs() > 1e-6)
+        .collect();
+    assert!(!moved.is_empty());
+    for (a, b) in moved {
+        assert!((b / a - 10.0).abs() < 1e-2, "{a} then {b}");
+    }
+    assert_eq!(
+        delta(&backbone_1, &backbone_before),
+        delta(&backbone_10, &backbone_before),
+        "the rest keeps the scheduled rate"
+    );
+}
