@@ -1,7 +1,7 @@
 //! `cargo xtask ablate`: the ablation set (attention kind, critic, reward) over several seeds,
 //! one training run each, summarised as mean ± standard deviation.
 //!
-//! Each run lives in `RUNS/<variant>-seed<N>`; a run that finished earlier is read back
+//! Each run lives in `RUNS/VARIANT-seed<N>`; a run that finished earlier is read back
 //! instead of retrained, and an interrupted one is resumed, so an ablation stopped half-way
 //! continues where it was. The table also goes to `RUNS/ablation.md` and `RUNS/ablation.json`.
 

@@ -13,12 +13,12 @@ use scal_train::critic_data::critic_samples;
 use crate::backend::{self, Backend};
 
 /// Writes, for training batches drawn as the run's training draws them (its seed, its
-/// augmentation), each module's critic input `inputs_L.npy` [N, D_L] and estimate
-/// `values_L.npy` [N], and the realised rewards `correct.npy` (R_c) and `amelioration.npy`
+/// augmentation), each module's critic input `inputs_L.npy` (`[N, D_L]`) and estimate
+/// `values_L.npy` (`[N]`), and the realised rewards `correct.npy` (R_c) and `amelioration.npy`
 /// (R_a), with `labels.npy`.
 #[derive(Debug, clap::Args)]
 pub struct CriticDataArgs {
-    /// The run folder (runs/<name>) of a run with attention.
+    /// The run folder (runs/NAME) of a run with attention.
     pub run: PathBuf,
     /// Checkpoint: last or best.
     #[arg(long, default_value = "last")]

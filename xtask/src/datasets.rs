@@ -151,7 +151,7 @@ pub struct DownloadArgs {
     /// An archive you obtained (required for datasets released on request).
     #[arg(long)]
     pub archive: Option<PathBuf>,
-    /// Where datasets live; the dataset goes into ROOT/<name>.
+    /// Where datasets live; the dataset goes into ROOT/NAME.
     #[arg(long, default_value = "datasets")]
     pub root: PathBuf,
 }

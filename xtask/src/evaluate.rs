@@ -43,7 +43,7 @@ pub struct EvaluateArgs {
     /// distances are computed first.
     #[arg(long, value_name = "DIR")]
     pub features: Option<PathBuf>,
-    /// A trained checkpoint folder (runs/<name>/last, or best: selected on the test split): its post-BN features of the
+    /// A trained checkpoint folder (runs/NAME/last, or best: selected on the test split): its post-BN features of the
     /// query and gallery of --dataset are computed first.
     #[arg(long, value_name = "DIR", requires = "dataset")]
     pub checkpoint: Option<PathBuf>,
@@ -51,7 +51,7 @@ pub struct EvaluateArgs {
     /// cuhk03-detected, msmt17, custom), or synth / synth-hard.
     #[arg(long, requires = "checkpoint")]
     pub dataset: Option<String>,
-    /// With --checkpoint: the dataset folder (default datasets/<name>; the synthetic datasets,
+    /// With --checkpoint: the dataset folder (default datasets/NAME; the synthetic datasets,
     /// datasets/synth and datasets/synth-hard, are read as market1501).
     #[arg(long, requires = "checkpoint")]
     pub root: Option<PathBuf>,

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 /// Writes the weights of a trained checkpoint as a safetensors file PyTorch loads.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// Checkpoint folder (runs/<name>/last, or best: selected on the test split).
+    /// Checkpoint folder (runs/NAME/last, or best: selected on the test split).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// Output file (.safetensors).

@@ -28,7 +28,7 @@ pub struct ExtractArgs {
         conflicts_with = "checkpoint"
     )]
     pub weights: Option<PathBuf>,
-    /// A trained SCAL checkpoint folder (runs/<name>/last, or best: selected on the test split) instead of --weights: writes
+    /// A trained SCAL checkpoint folder (runs/NAME/last, or best: selected on the test split) instead of --weights: writes
     /// its ReID feature (post-BN, L2-normalised) at the checkpoint's input size.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,

@@ -17,7 +17,7 @@ use crate::backend::{self, Backend};
 /// Ranks a gallery folder for each query image.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// A trained SCAL checkpoint folder (runs/<name>/last).
+    /// A trained SCAL checkpoint folder (runs/NAME/last).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// Folder of gallery images (any file names; only the folder itself is read).

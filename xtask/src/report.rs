@@ -10,7 +10,7 @@ use scal_report::{ReportOptions, build_report};
 /// Writes RUN_DIR/report/index.html with its figures.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The run folder (runs/<name>).
+    /// The run folder (runs/NAME).
     pub run: PathBuf,
     /// Checkpoint of the attention maps and ranked lists: last (the final model) or best
     /// (selected on the test split).
@@ -66,7 +66,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
 /// Draws the attention maps of the five modules over every image of a folder.
 #[derive(Debug, clap::Args)]
 pub struct VisualizeArgs {
-    /// Checkpoint folder (runs/<name>/last, or best: selected on the test split).
+    /// Checkpoint folder (runs/NAME/last, or best: selected on the test split).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// Folder of images.

@@ -1,5 +1,13 @@
 //! # scal-backbone
 //!
+//! ```no_run
+//! # use scal_backbone::{ResNetArch, ResNetConfig};
+//! let device = burn::tensor::Device::default();
+//! let resnet = ResNetConfig::new(ResNetArch::ResNet50).init(&device);
+//! let resnet = resnet.with_weights("weights/resnet50-0676ba61.pth".as_ref())?; // torchvision's
+//! # Ok::<(), scal_backbone::BackboneError>(())
+//! ```
+//!
 //! ResNet-18/34/50/101 in torchvision's layout for person re-identification: the parameter
 //! names are torchvision's state-dict keys, `last_stride` 1 (the ReID convention) or 2, an
 //! optional stem without ReLU, and a forward pass that can be run stage by stage so that

@@ -1,5 +1,12 @@
 //! # scal-data
 //!
+//! ```no_run
+//! use scal_data::{DatasetName, TestTransform, read_dataset};
+//! let market = read_dataset(DatasetName::Market1501, "datasets/market1501".as_ref(), Default::default())?;
+//! let pixels = TestTransform::new(256, 128).load_batch(&[&market.query[0].path])?; // [1, 3, 256, 128]
+//! # Ok::<(), scal_data::DataError>(())
+//! ```
+//!
 //! What a ReID model reads: the datasets in their distributed layouts ([`read_dataset`]:
 //! Market-1501, DukeMTMC-reID, CUHK03-NP, MSMT17, a custom layout), the synthetic dataset
 //! ([`synth::generate`]), image folders listed in a fixed order, and the test-time transform

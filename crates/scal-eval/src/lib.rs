@@ -1,5 +1,14 @@
 //! # scal-eval
 //!
+//! ```
+//! use scal_eval::{DistanceMetric, evaluate_market1501, pairwise_distances};
+//! # let (q, g) = (ndarray::array![[1.0f32, 0.0]], ndarray::array![[0.9f32, 0.1], [0.0, 1.0]]);
+//! let distances = pairwise_distances(q.view(), g.view(), DistanceMetric::Euclidean)?;
+//! let metrics = evaluate_market1501(distances.view(), &[1], &[1, 2], &[0], &[1, 1], 50)?;
+//! assert_eq!((metrics.map, metrics.cmc[0]), (1.0, 1.0));
+//! # Ok::<(), scal_eval::EvalError>(())
+//! ```
+//!
 //! Person re-identification evaluation, following the conventions of torchreid, FastReID and
 //! reid-strong-baseline (see `docs/reid-protocols.md`):
 //!

@@ -1,5 +1,13 @@
 //! # scal-model
 //!
+//! ```no_run
+//! let device = burn::tensor::Device::default();
+//! let (model, config) = scal_model::ScalModel::load_dir("runs/<name>/last".as_ref(), &device)?;
+//! # let images = burn::tensor::Tensor::<4>::zeros([1, 3, config.height, config.width], &device);
+//! let features = model.embed(images, true); // [N, 3, H, W] normalised → [N, D], L2-normalised
+//! # Ok::<(), scal_model::ModelError>(())
+//! ```
+//!
 //! The SCAL network (`docs/scal-method.md`): a torchvision ResNet (last stride 1) with an attention
 //! module after each of its five stages (`X ← X ⊙ A`), global average pooling, a BN neck
 //! with a frozen shift, a bias-free classifier (normal init, std 0.001), and one critic per

@@ -20,7 +20,7 @@
 //! - **Gallery distractors** (`0000`) belong to the test groups: a group's look with details
 //!   that match none of its members (at least [`MIN_DETAIL_DISTANCE`] attributes apart).
 //!
-//! The split layout, names and counts are those of the easy preset ([`super::plan`]).
+//! The split layout, names and counts are those of the easy preset (its `plan`).
 
 use std::path::Path;
 
@@ -69,7 +69,7 @@ struct GroupLook {
     legs: f32,
 }
 
-/// One identity's local details, one value per attribute of [`CARDINALITY`].
+/// One identity's local details, one value per attribute of `CARDINALITY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Details(pub [u8; 7]);
 
