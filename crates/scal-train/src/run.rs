@@ -599,7 +599,8 @@ fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainErr
     }
     let lock = RunLock::acquire(run_dir)?;
     checkpoint::recover(run_dir, "last")?;
-    let saved = TrainingConfig::load(&config_path).map_err(|e| TrainError::Checkpoint {
+    // A field the saved file lacks (written before the field existed) takes its default.
+    let saved = TrainingConfig::load_json(&config_path).map_err(|e| TrainError::Checkpoint {
         path: config_path.clone(),
         message: e.to_string(),
     })?;

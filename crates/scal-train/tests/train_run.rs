@@ -228,6 +228,17 @@ fn resume_refuses_another_configuration_and_a_run_folder_is_not_overwritten() {
         "{err}"
     );
 
+    // A run folder written before a configuration field existed still resumes: the field
+    // takes its default, which is what that version did.
+    let path = run.join("config.json");
+    let mut saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    saved["optim"]
+        .as_object_mut()
+        .unwrap()
+        .remove("critic_lr_factor")
+        .unwrap();
+    std::fs::write(&path, saved.to_string()).unwrap();
+
     let outcome = train_flex(&config, &run, true).unwrap();
     assert!(
         matches!(outcome, RunOutcome::Finished { .. }),
