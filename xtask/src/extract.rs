@@ -78,7 +78,7 @@ pub fn names_path(out: &Path) -> PathBuf {
 
 /// A temporary file in `path`'s folder, to be renamed onto `path` once complete. Made before
 /// any work so that an unwritable destination fails at once.
-fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
+pub(crate) fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ndarray::{Array2, ArrayView1};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -159,14 +159,12 @@ fn read_cached(npy: &Path, json: &Path, entry: &CacheEntry) -> Option<Array2<f32
     (features.nrows() == entry.files.len()).then_some(features)
 }
 
-/// Writes `file` atomically (a temporary file in the same folder, then a rename).
+/// Writes `path` atomically: a temporary file beside it (extract's), then a rename.
 fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> Result<()>,
 ) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut tmp = crate::extract::temporary_beside(path, "writing")?;
     write(tmp.as_file_mut())?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -258,33 +256,24 @@ pub fn gallery_features(
     })
 }
 
-/// Euclidean distance of two rows.
-fn distance(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
-}
-
-/// The `top` nearest gallery rows of each query row (ties in gallery order).
+/// The `top` nearest gallery rows of each query row (ties in gallery order), by the Euclidean
+/// distances `evaluate` computes (`scal_eval::pairwise_distances`).
 pub fn rank(
     queries: &[PathBuf],
     query_features: &Array2<f32>,
     gallery: &GalleryFeatures,
     top: usize,
-) -> Vec<Ranking> {
-    queries
+) -> Result<Vec<Ranking>> {
+    let distances = scal_eval::pairwise_distances(
+        query_features.view(),
+        gallery.features.view(),
+        scal_eval::DistanceMetric::Euclidean,
+    )?;
+    Ok(queries
         .iter()
-        .zip(query_features.rows())
-        .map(|(q, qf)| {
-            let mut d: Vec<(usize, f32)> = gallery
-                .features
-                .rows()
-                .into_iter()
-                .map(|g| distance(qf, g))
-                .enumerate()
-                .collect();
+        .zip(distances.rows())
+        .map(|(q, row)| {
+            let mut d: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
             d.sort_by(|a, b| a.1.total_cmp(&b.1));
             Ranking {
                 query: q.clone(),
@@ -298,7 +287,7 @@ pub fn rank(
                     .collect(),
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The page: the ranked-list figure (`OUT.png`) and, per query, its matches.
@@ -357,7 +346,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             gallery.files.len()
         );
     }
-    let rankings = rank(&queries, &query_features, &gallery, args.top as usize);
+    let rankings = rank(&queries, &query_features, &gallery, args.top as usize)?;
     for r in &rankings {
         if args.json {
             println!("{}", serde_json::to_string(r)?);

@@ -197,50 +197,41 @@ fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
     );
 }
 
+/// `query` of one image with its cache under `cache`.
+fn query_one(checkpoint: &Path, gallery: &Path, image: &Path, cache: &Path) -> Output {
+    xtask(&[
+        "query",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn an_empty_gallery_and_an_unreadable_query_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let (checkpoint, gallery, query) = setup(dir.path());
+    let cache = dir.path().join("cache");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let err = fails(&xtask(&[
-        "query",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--gallery",
-        empty.to_str().unwrap(),
-        "--image",
-        query.to_str().unwrap(),
-        "--cache",
-        dir.path().join("cache").to_str().unwrap(),
-    ]));
+    let err = fails(&query_one(&checkpoint, &empty, &query, &cache));
     assert!(err.contains(empty.to_str().unwrap()), "{err}");
     let bad = dir.path().join("broken.jpg");
     std::fs::write(&bad, b"not a jpeg").unwrap();
-    let err = fails(&xtask(&[
-        "query",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--gallery",
-        gallery.to_str().unwrap(),
-        "--image",
-        bad.to_str().unwrap(),
-        "--cache",
-        dir.path().join("cache").to_str().unwrap(),
-    ]));
+    let err = fails(&query_one(&checkpoint, &gallery, &bad, &cache));
     assert!(err.contains("broken.jpg"), "{err}");
     // A cache folder inside the gallery is refused.
-    let err = fails(&xtask(&[
-        "query",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--gallery",
-        gallery.to_str().unwrap(),
-        "--image",
-        query.to_str().unwrap(),
-        "--cache",
-        gallery.join("cache").to_str().unwrap(),
-    ]));
+    let err = fails(&query_one(
+        &checkpoint,
+        &gallery,
+        &query,
+        &gallery.join("cache"),
+    ));
     assert!(err.contains("inside the gallery"), "{err}");
     assert!(
         !gallery.join("cache").exists(),

@@ -340,11 +340,21 @@ fn rect(img: &mut RgbImage, x: i32, y: i32, w: i32, h: i32, c: Colour) {
 
 /// Draws one image of `person` (or, with `None`, an empty, occluded scene: junk) seen by
 /// `camera`, with per-image randomness from `r`.
-#[allow(clippy::too_many_lines)] // one drawing recipe, read top to bottom
 fn draw(person: Option<&Person>, camera: &Camera, r: &mut ChaCha8Rng) -> RgbImage {
+    let mut img = scene(camera, r);
+    if let Some(p) = person {
+        let body = Body::place(p, camera, r);
+        clothes(&mut img, p, &body);
+        details(&mut img, p, &body);
+    }
+    occlude(&mut img, person.is_none(), r);
+    camera_effects(img, camera, r)
+}
+
+/// The camera's background: a floor, then clutter that varies from image to image.
+fn scene(camera: &Camera, r: &mut ChaCha8Rng) -> RgbImage {
     let (w, h) = (SYNTH_WIDTH as i32, SYNTH_HEIGHT as i32);
     let mut img = RgbImage::from_pixel(w as u32, h as u32, Rgb(camera.background));
-    // Background: a floor, then clutter that varies from image to image.
     let horizon = r.random_range(70..100);
     rect(&mut img, 0, horizon, w, h - horizon, camera.floor);
     let pieces = 3 + camera.clutter as i32 * 3 + r.random_range(0..4);
@@ -377,8 +387,26 @@ fn draw(person: Option<&Person>, camera: &Camera, r: &mut ChaCha8Rng) -> RgbImag
             ),
         }
     }
+    img
+}
 
-    if let Some(p) = person {
+/// Where a person's body is in one image (pixels).
+#[derive(Clone, Copy)]
+struct Body {
+    pw: i32,
+    cx: i32,
+    top: i32,
+    lean: i32,
+    head: i32,
+    torso_top: i32,
+    legs_top: i32,
+    bottom: i32,
+}
+
+impl Body {
+    /// Scale, position and lean of this image, drawn from `r`.
+    fn place(p: &Person, camera: &Camera, r: &mut ChaCha8Rng) -> Body {
+        let (w, h) = (SYNTH_WIDTH as i32, SYNTH_HEIGHT as i32);
         let scale = camera.scale * r.random_range(0.93..1.05);
         let ph = (p.height * h as f32 * scale) as i32;
         let pw = (p.width * w as f32 * scale) as i32;
@@ -389,131 +417,164 @@ fn draw(person: Option<&Person>, camera: &Camera, r: &mut ChaCha8Rng) -> RgbImag
         let torso_top = top + head * 2;
         let legs_top = top + (ph as f32 * (1.0 - p.legs)) as i32;
         let bottom = top + ph;
-        // Legs, with optional stripes.
-        let leg_w = pw / 3;
-        rect(
-            &mut img,
-            cx - pw / 3 + lean,
-            legs_top,
-            leg_w,
-            bottom - legs_top,
-            p.lower,
-        );
-        rect(
-            &mut img,
-            cx + pw / 3 - leg_w + lean,
-            legs_top,
-            leg_w,
-            bottom - legs_top,
-            p.lower,
-        );
-        if let Some(s) = p.stripes {
-            let mut y = legs_top + 4;
-            while y < bottom - 6 {
-                rect(&mut img, cx - pw / 3 + lean, y, pw * 2 / 3, 2, s);
-                y += 8;
-            }
-        }
-        // Shoes.
-        rect(
-            &mut img,
-            cx - pw / 3 + lean - 1,
-            bottom - 4,
-            leg_w + 2,
-            4,
-            p.shoes,
-        );
-        rect(
-            &mut img,
-            cx + pw / 3 - leg_w + lean - 1,
-            bottom - 4,
-            leg_w + 2,
-            4,
-            p.shoes,
-        );
-        // Torso and arms.
-        rect(
-            &mut img,
-            cx - pw / 2,
-            torso_top,
+        Body {
             pw,
-            legs_top - torso_top + 2,
-            p.upper,
-        );
-        rect(
-            &mut img,
-            cx - pw / 2 - 5,
-            torso_top + 2,
-            5,
-            (legs_top - torso_top) * 4 / 5,
-            p.upper,
-        );
-        rect(
-            &mut img,
-            cx + pw / 2,
-            torso_top + 2,
-            5,
-            (legs_top - torso_top) * 4 / 5,
-            p.upper,
-        );
-        // Head, hair, hat.
-        draw_filled_ellipse_mut(&mut img, (cx, top + head), head * 3 / 4, head, Rgb(p.skin));
-        rect(
-            &mut img,
-            cx - head * 3 / 4,
+            cx,
             top,
-            head * 3 / 2,
-            head / 2,
-            p.hair,
-        );
-        if let Some(hat) = p.hat {
-            rect(&mut img, cx - head, top - 2, head * 2, head / 2 + 2, hat);
-        }
-        // The chest emblem: the most identifying detail.
-        let ex = cx + p.emblem_place * pw / 4;
-        let ey = torso_top + (legs_top - torso_top) / 3;
-        let s = (pw / 6).max(3);
-        let ec = Rgb(p.emblem_colour);
-        match p.emblem_shape {
-            0 => draw_filled_ellipse_mut(&mut img, (ex, ey), s, s, ec),
-            1 => rect(&mut img, ex - s, ey - s, 2 * s, 2 * s, p.emblem_colour),
-            2 => draw_polygon_mut(
-                &mut img,
-                &[
-                    Point::new(ex, ey - s),
-                    Point::new(ex + s, ey + s),
-                    Point::new(ex - s, ey + s),
-                ],
-                ec,
-            ),
-            _ => rect(&mut img, ex - s - 2, ey - 1, 2 * s + 4, 3, p.emblem_colour),
-        }
-        // Bag.
-        if let Some((left, c)) = p.bag {
-            let bx = if left {
-                cx - pw / 2 - 9
-            } else {
-                cx + pw / 2 + 1
-            };
-            rect(&mut img, bx, legs_top - 12, 8, 12, c);
+            lean,
+            head,
+            torso_top,
+            legs_top,
+            bottom,
         }
     }
+}
 
-    // Occlusion: a passer-by or an object in front of the person.
-    let occlusion = if person.is_none() { 1.0 } else { 0.2 };
+/// Legs (with optional stripes), shoes, torso, arms, head, hair and hat.
+fn clothes(img: &mut RgbImage, p: &Person, body: &Body) {
+    let Body {
+        pw,
+        cx,
+        top,
+        lean,
+        head,
+        torso_top,
+        legs_top,
+        bottom,
+    } = *body;
+    // Legs, with optional stripes.
+    let leg_w = pw / 3;
+    rect(
+        img,
+        cx - pw / 3 + lean,
+        legs_top,
+        leg_w,
+        bottom - legs_top,
+        p.lower,
+    );
+    rect(
+        img,
+        cx + pw / 3 - leg_w + lean,
+        legs_top,
+        leg_w,
+        bottom - legs_top,
+        p.lower,
+    );
+    if let Some(s) = p.stripes {
+        let mut y = legs_top + 4;
+        while y < bottom - 6 {
+            rect(img, cx - pw / 3 + lean, y, pw * 2 / 3, 2, s);
+            y += 8;
+        }
+    }
+    // Shoes.
+    rect(
+        img,
+        cx - pw / 3 + lean - 1,
+        bottom - 4,
+        leg_w + 2,
+        4,
+        p.shoes,
+    );
+    rect(
+        img,
+        cx + pw / 3 - leg_w + lean - 1,
+        bottom - 4,
+        leg_w + 2,
+        4,
+        p.shoes,
+    );
+    // Torso and arms.
+    rect(
+        img,
+        cx - pw / 2,
+        torso_top,
+        pw,
+        legs_top - torso_top + 2,
+        p.upper,
+    );
+    rect(
+        img,
+        cx - pw / 2 - 5,
+        torso_top + 2,
+        5,
+        (legs_top - torso_top) * 4 / 5,
+        p.upper,
+    );
+    rect(
+        img,
+        cx + pw / 2,
+        torso_top + 2,
+        5,
+        (legs_top - torso_top) * 4 / 5,
+        p.upper,
+    );
+    // Head, hair, hat.
+    draw_filled_ellipse_mut(img, (cx, top + head), head * 3 / 4, head, Rgb(p.skin));
+    rect(img, cx - head * 3 / 4, top, head * 3 / 2, head / 2, p.hair);
+    if let Some(hat) = p.hat {
+        rect(img, cx - head, top - 2, head * 2, head / 2 + 2, hat);
+    }
+}
+
+/// The identifying details: the chest emblem and the bag.
+fn details(img: &mut RgbImage, p: &Person, body: &Body) {
+    let Body {
+        pw,
+        cx,
+        torso_top,
+        legs_top,
+        ..
+    } = *body;
+    // The chest emblem: the most identifying detail.
+    let ex = cx + p.emblem_place * pw / 4;
+    let ey = torso_top + (legs_top - torso_top) / 3;
+    let s = (pw / 6).max(3);
+    let ec = Rgb(p.emblem_colour);
+    match p.emblem_shape {
+        0 => draw_filled_ellipse_mut(img, (ex, ey), s, s, ec),
+        1 => rect(img, ex - s, ey - s, 2 * s, 2 * s, p.emblem_colour),
+        2 => draw_polygon_mut(
+            img,
+            &[
+                Point::new(ex, ey - s),
+                Point::new(ex + s, ey + s),
+                Point::new(ex - s, ey + s),
+            ],
+            ec,
+        ),
+        _ => rect(img, ex - s - 2, ey - 1, 2 * s + 4, 3, p.emblem_colour),
+    }
+    // Bag.
+    if let Some((left, c)) = p.bag {
+        let bx = if left {
+            cx - pw / 2 - 9
+        } else {
+            cx + pw / 2 + 1
+        };
+        rect(img, bx, legs_top - 12, 8, 12, c);
+    }
+}
+
+/// A passer-by or an object in front of the person (always, for junk).
+fn occlude(img: &mut RgbImage, junk: bool, r: &mut ChaCha8Rng) {
+    let (w, h) = (SYNTH_WIDTH as i32, SYNTH_HEIGHT as i32);
+    let occlusion = if junk { 1.0 } else { 0.2 };
     if r.random_bool(occlusion) {
         let c = random_colour(r);
         if r.random_bool(0.5) {
             let oh = r.random_range(h / 5..h / 2);
-            rect(&mut img, 0, h - oh, w, oh, c);
+            rect(img, 0, h - oh, w, oh, c);
         } else {
             let ow = r.random_range(w / 5..w / 2);
             let x = if r.random_bool(0.5) { 0 } else { w - ow };
-            rect(&mut img, x, 0, ow, h, c);
+            rect(img, x, 0, ow, h, c);
         }
     }
+}
 
-    // Camera: illumination, colour cast, noise, blur.
+/// The camera: illumination, colour cast, noise, blur.
+fn camera_effects(mut img: RgbImage, camera: &Camera, r: &mut ChaCha8Rng) -> RgbImage {
     let gain = camera.gain * r.random_range(0.9..1.1);
     for px in img.pixels_mut() {
         for c in 0..3 {

@@ -86,6 +86,18 @@ fn tiny_model_overfits_a_tiny_batch() {
     assert!(late < early, "critic error {early} -> {late}");
 }
 
+/// A width-4 SCAL model for the probe batch (`[8, 3, 64, 32]`, 4 identities), critics of
+/// width 8.
+fn probe_sized_model(attention: AttentionKind, device: &Device) -> scal_model::ScalModel {
+    ScalConfig::new(4)
+        .with_base_width(4)
+        .with_height(64)
+        .with_width(32)
+        .with_attention(attention)
+        .with_critic_hidden(8)
+        .init(device)
+}
+
 /// Every parameter's values, by module path prefix (`critics` or not).
 fn flattened(model: &scal_model::ScalModel) -> (Vec<f32>, Vec<f32>) {
     let critics: Vec<f32> = model
@@ -113,13 +125,7 @@ fn flattened(model: &scal_model::ScalModel) -> (Vec<f32>, Vec<f32>) {
 fn the_critics_take_no_weight_decay_and_the_rest_does() {
     let device = Device::flex().autodiff();
     let (images, labels) = scal_model::probe::probe_batch(&device);
-    let model = ScalConfig::new(4)
-        .with_base_width(4)
-        .with_height(images.dims()[2])
-        .with_width(images.dims()[3])
-        .with_attention(AttentionKind::Channel)
-        .with_critic_hidden(8)
-        .init(&device);
+    let model = probe_sized_model(AttentionKind::Channel, &device);
     let (critics_before, backbone_before) = flattened(&model);
     // A zero loss: every gradient is zero, so only weight decay can move a parameter.
     let loss = scal_model::objective::scal_loss(&model, images, labels, &StepConfig::new());
@@ -150,15 +156,8 @@ fn the_critics_take_no_weight_decay_and_the_rest_does() {
 fn the_amelioration_diagnostic_measures_the_training_steps_r_a() {
     let device = Device::flex().autodiff();
     let (images, labels) = scal_model::probe::probe_batch(&device);
-    let model = ScalConfig::new(4)
-        .with_base_width(4)
-        .with_height(images.dims()[2])
-        .with_width(images.dims()[3])
-        .with_attention(AttentionKind::Spatial)
-        .with_critic_hidden(8)
-        .init(&device);
     // A few steps so that attention and the no-attention pass differ per sample.
-    let mut model = model;
+    let mut model = probe_sized_model(AttentionKind::Spatial, &device);
     let mut optimizer = AdamConfig::new().init();
     for _ in 0..3 {
         let (next, _) = scal_step(
@@ -204,13 +203,7 @@ fn the_amelioration_diagnostic_measures_the_training_steps_r_a() {
 fn the_critics_learn_at_their_own_rate_when_asked() {
     let device = Device::flex().autodiff();
     let (images, labels) = scal_model::probe::probe_batch(&device);
-    let model = ScalConfig::new(4)
-        .with_base_width(4)
-        .with_height(images.dims()[2])
-        .with_width(images.dims()[3])
-        .with_attention(AttentionKind::Channel)
-        .with_critic_hidden(8)
-        .init(&device);
+    let model = probe_sized_model(AttentionKind::Channel, &device);
     let (critics_before, backbone_before) = flattened(&model);
     let step = |factor: f64| {
         let loss = scal_model::objective::scal_loss(

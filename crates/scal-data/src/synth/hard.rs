@@ -267,7 +267,6 @@ impl Pose {
 }
 
 /// Draws the person: the group's look with the identity's details.
-#[allow(clippy::too_many_lines)] // one drawing recipe, read top to bottom
 fn person(img: &mut RgbImage, look: &GroupLook, d: &Details, p: &Pose, r: &mut ChaCha8Rng) {
     let [
         logo_shape,
