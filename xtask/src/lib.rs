@@ -8,8 +8,9 @@
 //! - `datasets`: split summary of a ReID dataset; `synth`: the synthetic dataset;
 //!   `download`: get a dataset (download or `--archive`), verified and safely extracted.
 //! - `train`: SCAL training with evaluation, checkpoints and exact resume; `ablate`: the
-//!   ablation set over several seeds; `export`: weights for PyTorch; `critic-data`: the
-//!   critics' inputs, estimates and rewards on training batches, for an offline probe.
+//!   ablation set over several seeds; `export`: weights for PyTorch or the ONNX inference
+//!   graph; `critic-data`: the critics' inputs, estimates and rewards on training batches,
+//!   for an offline probe.
 //! - `report`: the run report (HTML); `visualize`: attention maps of any images.
 //! - `bench`: the benchmark set on one backend; `parity`: flex against another backend.
 //! - `devices`: a backend's devices; `serve`: this machine's devices for `--backend remote`.
@@ -68,7 +69,7 @@ enum Command {
     Download(datasets::DownloadArgs),
     /// Train SCAL (default: the quick profile on the synthetic dataset, on the CPU).
     Train(train::TrainArgs),
-    /// A trained checkpoint's weights as safetensors with PyTorch (torchvision) names.
+    /// A trained checkpoint as safetensors with PyTorch (torchvision) names, or (--format onnx) its inference graph as ONNX.
     Export(export::ExportArgs),
     /// The run report: curves, attention maps, ranked lists, attention quality (RUN/report/index.html).
     Report(report::ReportArgs),

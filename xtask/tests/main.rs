@@ -6,6 +6,7 @@ mod bench_cli;
 mod common;
 mod datasets_cli;
 mod evaluate_cli;
+mod export_cli;
 mod extract_cli;
 mod query_cli;
 mod reliability_cli;

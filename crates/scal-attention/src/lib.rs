@@ -111,9 +111,16 @@ impl ChannelAttention {
             c, expected,
             "ChannelAttention built for {expected} channels got a [{n}, {c}, {h}, {w}] map"
         );
-        let pooled = x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        // sum / count, not `mean_dim`: see `scal_backbone::global_average_pool`.
+        let pooled = x
+            .reshape([n, c, h * w])
+            .sum_dim(2)
+            .div_scalar((h * w) as f64)
+            .reshape([n, c]);
         let a = sigmoid(self.fc2.forward(relu(self.fc1.forward(pooled))));
-        a.reshape([n, c, 1, 1])
+        // Two steps, one new axis each: burn-onnx 0.22's dynamic-batch export cannot place two
+        // new unit axes at once.
+        a.reshape([n, c, 1]).reshape([n, c, 1, 1])
     }
 }
 
@@ -186,7 +193,8 @@ impl SpatialAttention {
             self.height,
             self.width
         );
-        let mean = x.mean_dim(1).reshape([n, h * w]);
+        // sum / count, not `mean_dim`: see `scal_backbone::global_average_pool`.
+        let mean = x.sum_dim(1).div_scalar(c as f64).reshape([n, h * w]);
         let a = sigmoid(self.fc2.forward(relu(self.fc1.forward(mean))));
         a.reshape([n, 1, h, w])
     }

@@ -385,7 +385,12 @@ impl ResNet {
 /// - output: `[N, C]`
 pub fn global_average_pool(x: Tensor<4>) -> Tensor<2> {
     let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+    // A sum and a division rather than `mean_dim`: the same numbers, and operations the ONNX
+    // export can lower (burn-onnx 0.22 has no lowering for a mean over a dimension).
+    x.reshape([n, c, h * w])
+        .sum_dim(2)
+        .div_scalar((h * w) as f64)
+        .reshape([n, c])
 }
 
 #[cfg(test)]

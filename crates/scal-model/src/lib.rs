@@ -21,15 +21,18 @@
 //!
 //! [`objective`] is SCAL's loss (`scal_loss`: the rewards, the four terms and their gradient
 //! routing) and what a step measured; [`ScalModel::save_dir`] and [`ScalModel::load_dir`]
-//! write and read a model folder (`model.json` + `model.bpk`).
+//! write and read a model folder (`model.json` + `model.bpk`); [`ScalModel::to_onnx`] writes
+//! the inference graph (images → L2-normalised feature) as ONNX for other runtimes.
 
 #![warn(missing_docs)]
 
 mod folder;
 pub mod objective;
+mod onnx;
 pub mod probe;
 
 pub use folder::{CHECKSUMS_FILE, CONFIG_FILE, WEIGHTS_FILE, verify_checksums, write_checksums};
+pub use onnx::OnnxError;
 
 use std::path::{Path, PathBuf};
 
@@ -294,24 +297,29 @@ impl ScalModel {
             .forward(self.neck.forward(global_average_pool(last)))
     }
 
+    /// The post-BN feature `f` alone, attention applied, without the classifier and the
+    /// critics: the inference graph ([`ScalModel::embed`] and the ONNX export).
+    ///
+    /// # Shapes
+    /// - `images`: `[N, 3, H, W]`; output: `[N, D]`
+    pub fn neck_feature(&self, images: Tensor<4>) -> Tensor<2> {
+        let last = self.backbone.forward_staged(images, |stage, x| {
+            self.attention.gate(stage, x, Gating::On).0
+        });
+        self.neck.forward(global_average_pool(last))
+    }
+
     /// The ReID feature: post-BN, L2-normalised; with `flip`, the mean of the image's and its
     /// mirror's post-BN features, then normalised.
     ///
     /// # Shapes
     /// - `images`: `[N, 3, H, W]`; output: `[N, D]`
     pub fn embed(&self, images: Tensor<4>, flip: bool) -> Tensor<2> {
-        let mut feature = self.forward(images.clone(), Gating::On).feature;
+        let mut feature = self.neck_feature(images.clone());
         if flip {
-            feature =
-                (feature + self.forward(images.flip([3]), Gating::On).feature).div_scalar(2.0);
+            feature = (feature + self.neck_feature(images.flip([3]))).div_scalar(2.0);
         }
-        let norm = feature
-            .clone()
-            .powi_scalar(2)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        feature / norm
+        l2_normalize(feature)
     }
 
     /// A copy for SCAL's no-attention pass: no parameter tracks gradients, and its batch
@@ -454,4 +462,19 @@ impl ScalModel {
         loaded.neck.beta = loaded.neck.beta.set_require_grad(false);
         Ok(loaded)
     }
+}
+
+/// Rows divided by their Euclidean norm, the norm floored at 1e-12 (PyTorch's
+/// `F.normalize`). Written with operations the ONNX export lowers: `x · x` for the square,
+/// and the floor as `(n + ε + |n − ε|) / 2`, which is `max(n, ε)` exactly in f32 for any norm
+/// above 1e-5 (adding or subtracting 1e-12 leaves it unchanged) and ε for a zero row.
+///
+/// # Shapes
+/// - `x`: `[N, D]`; output: `[N, D]`
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    const EPSILON: f64 = 1e-12;
+    let norm = (x.clone() * x.clone()).sum_dim(1).sqrt();
+    let floored =
+        (norm.clone().add_scalar(EPSILON) + norm.sub_scalar(EPSILON).abs()).div_scalar(2.0);
+    x / floored
 }

@@ -1,4 +1,5 @@
 //! scal-model's integration tests, in one binary (each test binary links its dependencies).
 
 mod model;
+mod onnx;
 mod routing;
