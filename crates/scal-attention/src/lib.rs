@@ -1,5 +1,16 @@
 //! # scal-attention
 //!
+//! ```
+//! # use burn::tensor::{Device, Tensor};
+//! use scal_attention::ChannelAttentionConfig;
+//! # let device = Device::flex();
+//! # let x = Tensor::<4>::ones([2, 64, 16, 8], &device);
+//! let module = ChannelAttentionConfig::new(64).init(&device);
+//! let a = module.forward(x.clone()); // [N, C, H, W] → the map A, [N, C, 1, 1], in (0, 1)
+//! let gated = x * a; // X ⊙ A
+//! # assert_eq!(gated.dims(), [2, 64, 16, 8]);
+//! ```
+//!
 //! The attention agent of SCAL (`docs/scal-method.md`): a channel module (squeeze-and-excitation:
 //! `sigmoid(W2 relu(W1 GAP(X)))`, no biases, hidden width 8) or a spatial module
 //! (`sigmoid(W2 relu(W1 mean_c(X)))` over the flattened H × W map, reduction 16, with

@@ -1,5 +1,15 @@
 //! # scal-critic
 //!
+//! ```
+//! # use burn::tensor::{Device, Tensor};
+//! use scal_critic::{CriticConfig, CriticInput};
+//! # let device = Device::flex();
+//! # let (x, a) = (Tensor::<4>::ones([2, 64, 16, 8], &device), Tensor::<4>::ones([2, 64, 1, 1], &device));
+//! let critic = CriticConfig::new(CriticInput::Channel { channels: 64 }).init(&device);
+//! let v = critic.forward(x, a); // X_l [N, C, H, W], A_l [N, C, 1, 1] → V [N], the expected R
+//! # assert_eq!(v.dims(), [2]);
+//! ```
+//!
 //! The critic of SCAL (`docs/scal-method.md`): for each attention module `l`, a small network
 //! `V_l = C_l(X_l, A_l)` that estimates the reward `R ∈ {0, 1, 2}` the attention earns.
 //! Input: `concat(GAP(X_l), A_l)` for channel attention, `concat(flatten(mean_c X_l),

@@ -1,5 +1,17 @@
 //! # scal-rewards
 //!
+//! ```
+//! # use burn::tensor::{Device, Int, Tensor};
+//! use scal_rewards::{RewardKind, rewards};
+//! # let device = Device::flex();
+//! # let with_attention = Tensor::<2>::from_floats([[2.0, 0.0], [0.0, 1.0]], &device);
+//! # let without = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 2.0]], &device);
+//! # let labels = Tensor::<1, Int>::from_ints([0, 1], &device);
+//! let r = rewards(with_attention, without, labels, RewardKind::Both); // logits [N, K], labels [N]
+//! // r.correct (R_c), r.amelioration (R_a), r.total (R): [N] each
+//! # assert_eq!(r.total.into_data().try_to_vec::<f32>().unwrap(), vec![2.0, 1.0]);
+//! ```
+//!
 //! The rewards of SCAL (`docs/scal-method.md`), per sample, from the classifier's logits:
 //!
 //! - `R_c = 1` if the prediction with attention is the true label, else 0;
