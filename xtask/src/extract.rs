@@ -38,9 +38,15 @@ pub struct ExtractArgs {
     /// Output .npy file; the file names go to the same path with `.names.txt` for `.npy`.
     #[arg(long)]
     pub out: PathBuf,
-    /// Stride of the last stage: 1 (ReID convention, 16x8 maps at 256x128) or 2 (torchvision).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub last_stride: u8,
+    /// Which toolkit wrote --weights: torchvision (a state dict; pooled backbone feature),
+    /// torchreid (its resnet18/34/50/101/152 `model.pth.tar`; its eval feature, the pooled
+    /// one) or fastreid (a BoT ResNet `model_final.pth`; its eval feature, after the BN neck).
+    #[arg(long, value_enum, default_value = "torchvision", requires = "weights")]
+    pub format: WeightsFormat,
+    /// Stride of the last stage: 1 (ReID convention, 16x8 maps at 256x128) or 2 (torchvision);
+    /// default 1, or torchreid's 2 with --format torchreid.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub last_stride: Option<u8>,
     /// Input height in pixels (images are resized bilinearly unless they already have it);
     /// default 256, or the checkpoint's.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -60,6 +66,35 @@ pub struct ExtractArgs {
     /// Base width of the ResNet (64 for torchvision's models; smaller for test models).
     #[arg(long, default_value_t = 64, hide = true)]
     pub base_width: usize,
+}
+
+/// The toolkit a `--weights` file comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsFormat {
+    /// A torchvision state dict.
+    Torchvision,
+    /// torchreid 0.2.5's ResNets.
+    Torchreid,
+    /// FastReID 1.4.0's BoT ResNet.
+    Fastreid,
+}
+
+impl WeightsFormat {
+    fn source(self) -> scal_backbone::CheckpointSource {
+        match self {
+            WeightsFormat::Torchvision => scal_backbone::CheckpointSource::Torchvision,
+            WeightsFormat::Torchreid => scal_backbone::CheckpointSource::Torchreid,
+            WeightsFormat::Fastreid => scal_backbone::CheckpointSource::Fastreid,
+        }
+    }
+
+    /// The toolkit's last stride when the user gives none.
+    fn default_last_stride(self) -> u8 {
+        match self {
+            WeightsFormat::Torchreid => 2,
+            WeightsFormat::Torchvision | WeightsFormat::Fastreid => 1,
+        }
+    }
 }
 
 fn parse_arch(s: &str) -> Result<ResNetArch, String> {
@@ -225,11 +260,27 @@ fn backbone_features(
         .weights
         .as_ref()
         .expect("clap requires --weights or --checkpoint");
+    let last_stride = args
+        .last_stride
+        .unwrap_or(args.format.default_last_stride());
     let model = ResNetConfig::new(args.arch)
-        .with_last_stride(args.last_stride as usize)
+        .with_last_stride(last_stride as usize)
         .with_base_width(args.base_width)
-        .init(device)
-        .with_weights(weights)?;
+        .with_stem_pool_ceil(args.format == WeightsFormat::Fastreid)
+        .init(device);
+    let options = scal_backbone::LoadOptions {
+        source: args.format.source(),
+        ..scal_backbone::LoadOptions::default()
+    };
+    let (model, _) = scal_backbone::load_weights(&model, weights, options)?;
+    let neck = match args.format {
+        WeightsFormat::Fastreid => Some(scal_backbone::FastreidNeck::load(
+            weights,
+            model.feature_dim(),
+            device,
+        )?),
+        _ => None,
+    };
     let (height, width) = (args.height.unwrap_or(256), args.width.unwrap_or(128));
     let transform = TestTransform::new(height, width);
     let (h, w) = (height as usize, width as usize);
@@ -241,9 +292,16 @@ fn backbone_features(
         let pixels = transform.load_batch(chunk)?;
         let images =
             Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), device);
-        let mut pooled = model.forward_pooled(images.clone());
+        let feature = |images: Tensor<4>| {
+            let pooled = model.forward_pooled(images);
+            match &neck {
+                Some(neck) => neck.forward(pooled),
+                None => pooled,
+            }
+        };
+        let mut pooled = feature(images.clone());
         if args.flip {
-            pooled = (pooled + model.forward_pooled(images.flip([3]))).div_scalar(2.0);
+            pooled = (pooled + feature(images.flip([3]))).div_scalar(2.0);
         }
         let values = pooled
             .into_data()

@@ -335,3 +335,55 @@ fn outputs_follow_the_umask() {
         assert_eq!(mode, 0o644, "{}", file.display());
     }
 }
+
+/// `extract --weights FILE --format torchreid|fastreid` on a folder of images at the
+/// fixtures' width (2): features of the toolkit's width; the wrong format is refused.
+#[test]
+fn torchreid_and_fastreid_checkpoints_are_read_with_their_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.npy");
+    let run = |weights: &str, format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["extract", "--arch", "resnet50", "--base-width", "2"])
+            .arg("--weights")
+            .arg(backbone_fixture(weights))
+            .args(["--format", format])
+            .arg("--images")
+            .arg(fixture("images"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--height", "64", "--width", "32"])
+            .output()
+            .unwrap()
+    };
+    for (weights, format) in [
+        ("torchreid_resnet50_w2.pth.tar", "torchreid"),
+        ("fastreid_bot_r50_w2.pth", "fastreid"),
+    ] {
+        let o = run(weights, format);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let features: Array2<f32> = read_npy(&out).unwrap();
+        assert_eq!(features.ncols(), 64, "{format}: 2 · 8 · 4 channels");
+        assert!(features.iter().all(|v| v.is_finite()));
+        std::fs::remove_file(&out).unwrap();
+    }
+    // Read as torchvision, a torchreid checkpoint has entries a backbone has no place for.
+    let o = run("torchreid_resnet50_w2.pth.tar", "torchvision");
+    assert!(
+        !o.status.success() && stderr(&o).contains("unexpected"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("fastreid_ibn_r50_w2.pth", "fastreid");
+    assert!(
+        !o.status.success() && stderr(&o).contains("IBN") && !out.exists(),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("torchreid_resnet50_fc_w2.pth", "torchreid");
+    assert!(
+        !o.status.success() && stderr(&o).contains("resnet50_fc512"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -16,6 +16,9 @@
 //! Weights: torchvision state dicts load from `.pth`/`.pt` and `.safetensors`
 //! ([`load_weights`], strict by default), native Burn weights save and load as `.bpk`
 //! ([`save_native`]), and [`save_torchvision_safetensors`] writes a file PyTorch can load.
+//! Training checkpoints of torchreid and FastReID load too ([`CheckpointSource`] in
+//! [`LoadOptions`]; FastReID's stem pooling with `stem_pool_ceil` and its BN neck with
+//! [`FastreidNeck`]).
 //!
 //! ```no_run
 //! use burn::tensor::{Device, Tensor};
@@ -34,12 +37,14 @@
 #![warn(missing_docs)]
 
 mod arch;
+mod fastreid;
 mod resnet;
 mod weights;
 
 pub use arch::{BlockKind, ResNetArch, UnknownArch};
+pub use fastreid::FastreidNeck;
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock, global_average_pool};
 pub use weights::{
-    BackboneError, LoadOptions, LoadReport, WeightFormat, load_weights, save_native,
-    save_torchvision_safetensors, staging_builder, write_atomically,
+    BackboneError, CheckpointSource, LoadOptions, LoadReport, WeightFormat, load_weights,
+    save_native, save_torchvision_safetensors, staging_builder, write_atomically,
 };

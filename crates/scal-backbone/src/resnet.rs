@@ -27,6 +27,11 @@ pub struct ResNetConfig {
     /// give tiny models for tests.
     #[config(default = 64)]
     pub base_width: usize,
+    /// The stem's max pooling as FastReID's ResNet has it: no padding, output size rounded
+    /// up (`ceil_mode`). Off: torchvision's (padding 1, rounded down); the two give maps of
+    /// the same size at even input sizes but windows one pixel apart.
+    #[config(default = false)]
+    pub stem_pool_ceil: bool,
 }
 
 impl ResNetConfig {
@@ -65,10 +70,17 @@ impl ResNetConfig {
         ResNet {
             conv1: conv(3, w, 7, 2, 3, device),
             bn1: BatchNormConfig::new(w).init(device),
-            maxpool: MaxPool2dConfig::new([3, 3])
-                .with_strides([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(),
+            maxpool: if self.stem_pool_ceil {
+                MaxPool2dConfig::new([3, 3])
+                    .with_strides([2, 2])
+                    .with_ceil_mode(true)
+                    .init()
+            } else {
+                MaxPool2dConfig::new([3, 3])
+                    .with_strides([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init()
+            },
             layer1,
             layer2,
             layer3,
@@ -249,7 +261,15 @@ impl ResNet {
     pub fn stage_sizes(&self, height: usize, width: usize) -> [[usize; 2]; 5] {
         // k x k convolution or pooling with stride s and padding p: (x + 2p - k) / s + 1.
         let down = |x: usize, k: usize, s: usize, p: usize| (x + 2 * p - k) / s + 1;
-        let stem = |x: usize| down(down(x, 7, 2, 3), 3, 2, 1);
+        let pool = |x: usize| {
+            if self.maxpool.ceil_mode {
+                // No padding, rounded up: PyTorch's ceil_mode (a window starts inside the input).
+                x.saturating_sub(3).div_ceil(2) + 1
+            } else {
+                down(x, 3, 2, 1)
+            }
+        };
+        let stem = |x: usize| pool(down(x, 7, 2, 3));
         let half = |x: usize| down(x, 3, 2, 1);
         let last = |x: usize| if self.last_stride() == 2 { half(x) } else { x };
         let (h0, w0) = (stem(height), stem(width));

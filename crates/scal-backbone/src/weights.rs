@@ -124,6 +124,16 @@ pub enum BackboneError {
         /// Entries present on both sides whose shape or type differ.
         mismatched: Vec<String>,
     },
+    /// The checkpoint holds a model variant the backbone cannot express; nothing was loaded.
+    #[error("{} is a {toolkit} model with {variant}, which this toolkit's ResNet cannot express; it reads plain ResNets (torchreid: resnet18/34/50/101/152; FastReID: BoT ResNet)", path.display())]
+    UnsupportedVariant {
+        /// The file.
+        path: PathBuf,
+        /// The toolkit it was read as.
+        toolkit: CheckpointSource,
+        /// The variant and the entry that shows it.
+        variant: String,
+    },
     /// The weights could not be written.
     #[error("cannot write weights file {}: {message}", path.display())]
     Write {
@@ -178,12 +188,83 @@ fn write_error(path: &Path, e: impl fmt::Display) -> BackboneError {
     }
 }
 
-/// How strictly [`load_weights`] treats a file that does not fit.
+/// How strictly [`load_weights`] treats a file that does not fit, and which toolkit wrote it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Load what fits and report the rest instead of failing (parameters the file lacks keep
     /// their current values). Off by default.
     pub allow_partial: bool,
+    /// Which toolkit's checkpoint a PyTorch or SafeTensors file is (where the backbone's
+    /// weights sit in it, and which other entries are expected).
+    pub source: CheckpointSource,
+}
+
+/// The toolkit a PyTorch checkpoint comes from. Each reads the backbone (torchvision's layout
+/// and names in all three) out of that toolkit's file and ignores the heads it adds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CheckpointSource {
+    /// A torchvision state dict (`fc.*` ignored), bare or under wrapper prefixes.
+    #[default]
+    Torchvision,
+    /// torchreid 0.2.5's `resnet18/34/50/101/152`: a `model.pth.tar` (`{"state_dict": …,
+    /// "optimizer": …, "epoch": …}`) or a bare state dict; `classifier.*` ignored. Models with
+    /// layers after the pooling (`fc.*`: `resnet50_fc512`) are refused.
+    Torchreid,
+    /// FastReID 1.4.0's BoT ResNet (`model_final.pth`: `{"model": …, "optimizer": …}`, or a
+    /// bare state dict): `backbone.*` read, `heads.*` (BN neck, classifier) ignored. IBN,
+    /// non-local and squeeze-excitation backbones and GeM pooling (SBS) are refused.
+    Fastreid,
+}
+
+impl CheckpointSource {
+    /// The key a training checkpoint of this toolkit keeps the model's state dict under.
+    fn top_level_key(self) -> Option<&'static str> {
+        match self {
+            CheckpointSource::Torchvision => None,
+            CheckpointSource::Torchreid => Some("state_dict"),
+            CheckpointSource::Fastreid => Some("model"),
+        }
+    }
+
+    /// File entries (after wrapper prefixes are removed) the backbone has no use for.
+    fn ignores(self, key: &str) -> bool {
+        key.ends_with(".num_batches_tracked")
+            || match self {
+                CheckpointSource::Torchvision => key.starts_with("fc."),
+                CheckpointSource::Torchreid => key.starts_with("classifier."),
+                CheckpointSource::Fastreid => key.starts_with("heads."),
+            }
+    }
+
+    /// A model variant the file holds that the backbone cannot express, from its keys.
+    fn unsupported_variant<'k>(self, mut keys: impl Iterator<Item = &'k str>) -> Option<String> {
+        keys.find_map(|key| {
+            let variant = match self {
+                CheckpointSource::Torchvision => return None,
+                CheckpointSource::Torchreid if key.starts_with("fc.") => {
+                    "fully connected layers after the pooling (resnet50_fc512 and the like)"
+                }
+                CheckpointSource::Fastreid if key.contains(".IN.") => "IBN blocks (IBN-ResNet)",
+                CheckpointSource::Fastreid if key.contains("NL_") => "non-local blocks",
+                CheckpointSource::Fastreid if key.contains(".se.") => "squeeze-excitation blocks",
+                CheckpointSource::Fastreid if key.starts_with("heads.pool_layer.") => {
+                    "GeM pooling with a learnt exponent (SBS)"
+                }
+                _ => return None,
+            };
+            Some(format!("{variant}: entry {key}"))
+        })
+    }
+}
+
+impl fmt::Display for CheckpointSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckpointSource::Torchvision => "torchvision",
+            CheckpointSource::Torchreid => "torchreid",
+            CheckpointSource::Fastreid => "fastreid",
+        })
+    }
 }
 
 /// What [`load_weights`] did.
@@ -201,11 +282,6 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
     /// Only with `allow_partial`: entries whose shape or type differ.
     pub mismatched: Vec<String>,
-}
-
-/// File entries a torchvision checkpoint carries that a backbone has no use for.
-fn is_ignored_torchvision_key(key: &str) -> bool {
-    key.starts_with("fc.") || key.ends_with(".num_batches_tracked")
 }
 
 /// Key prefixes written by `nn.DataParallel` and by training scripts that wrap the state
@@ -247,15 +323,8 @@ pub fn load_weights(
     let mut candidate = model.clone();
     let result = match format {
         WeightFormat::Pytorch => {
-            let mut store = TORCHVISION_TO_BURN.iter().fold(
-                PytorchStore::from_file(path)
-                    .with_key_remapping(WRAPPER_PREFIXES, "")
-                    .map_indices_contiguous(false)
-                    .allow_partial(true)
-                    .validate(false),
-                |s, (from, to)| s.with_key_remapping(from, *to),
-            );
-            check_arch(&mut store, model.arch(), path)?;
+            let mut store = pytorch_store(path, options.source)?;
+            check_keys(&mut store, model.arch(), path, options.source)?;
             candidate
                 .load_from(&mut store)
                 .map_err(|e| read_error(path, e))?
@@ -269,7 +338,7 @@ pub fn load_weights(
                     .validate(false),
                 |s, (from, to)| s.with_key_remapping(from, *to),
             );
-            check_arch(&mut store, model.arch(), path)?;
+            check_keys(&mut store, model.arch(), path, options.source)?;
             candidate
                 .load_from(&mut store)
                 .map_err(|e| read_error(path, e))?
@@ -281,13 +350,18 @@ pub fn load_weights(
                 BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)))
                     .allow_partial(true)
                     .validate(false);
-            check_arch(&mut store, model.arch(), path)?;
+            check_keys(
+                &mut store,
+                model.arch(),
+                path,
+                CheckpointSource::Torchvision,
+            )?;
             candidate
                 .load_from(&mut store)
                 .map_err(|e| read_error(path, e))?
         }
     };
-    let report = report_from(format, result);
+    let report = report_from(format, options.source, result);
     let clean =
         report.missing.is_empty() && report.unexpected.is_empty() && report.mismatched.is_empty();
     if !clean && !options.allow_partial {
@@ -302,15 +376,51 @@ pub fn load_weights(
     Ok((candidate, report))
 }
 
-fn check_arch<S: ModuleStore>(
+/// A PyTorch file's store: the toolkit's top-level key when the file has it (a training
+/// checkpoint), the whole file otherwise (a bare state dict); wrapper prefixes removed and
+/// torchvision's `downsample.0/1` mapped.
+fn pytorch_store(path: &Path, source: CheckpointSource) -> Result<PytorchStore, BackboneError> {
+    let store = |top_level: Option<&str>| {
+        let base = PytorchStore::from_file(path);
+        let base = match top_level {
+            Some(key) => base.with_top_level_key(key),
+            None => base,
+        };
+        TORCHVISION_TO_BURN.iter().fold(
+            base.with_key_remapping(WRAPPER_PREFIXES, "")
+                .map_indices_contiguous(false)
+                .allow_partial(true)
+                .validate(false),
+            |s, (from, to)| s.with_key_remapping(from, *to),
+        )
+    };
+    if let Some(key) = source.top_level_key() {
+        let mut wrapped = store(Some(key));
+        if wrapped.keys().is_ok_and(|keys| !keys.is_empty()) {
+            return Ok(wrapped);
+        }
+    }
+    Ok(store(None))
+}
+
+/// Refuses a file of another depth or of a variant the backbone cannot express.
+fn check_keys<S: ModuleStore>(
     store: &mut S,
     expected: ResNetArch,
     path: &Path,
+    source: CheckpointSource,
 ) -> Result<(), BackboneError>
 where
     S::Error: fmt::Display,
 {
     let keys = store.keys().map_err(|e| read_error(path, e))?;
+    if let Some(variant) = source.unsupported_variant(keys.iter().map(String::as_str)) {
+        return Err(BackboneError::UnsupportedVariant {
+            path: path.to_path_buf(),
+            toolkit: source,
+            variant,
+        });
+    }
     match ResNetArch::detect_from_keys(keys.iter().map(String::as_str)) {
         Some(found) if found != expected => Err(BackboneError::ArchitectureMismatch {
             path: path.to_path_buf(),
@@ -342,11 +452,9 @@ fn describe_apply_error(error: &ApplyError) -> String {
     }
 }
 
-fn report_from(format: WeightFormat, result: ApplyResult) -> LoadReport {
-    let (ignored, unexpected): (Vec<String>, Vec<String>) = result
-        .unused
-        .into_iter()
-        .partition(|k| is_ignored_torchvision_key(k));
+fn report_from(format: WeightFormat, source: CheckpointSource, result: ApplyResult) -> LoadReport {
+    let (ignored, unexpected): (Vec<String>, Vec<String>) =
+        result.unused.into_iter().partition(|k| source.ignores(k));
     LoadReport {
         format: Some(format),
         applied: result.applied.len(),

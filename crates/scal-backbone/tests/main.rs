@@ -1,3 +1,4 @@
 //! scal-backbone's integration tests, in one binary (each test binary links its dependencies).
 
+mod toolkit_checkpoints;
 mod torchvision_parity;

@@ -319,6 +319,7 @@ fn shape_mismatch_lists_names_and_loads_nothing() {
         &fixture("tiny_resnet18.pth"),
         LoadOptions {
             allow_partial: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

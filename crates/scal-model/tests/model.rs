@@ -247,6 +247,7 @@ fn torchvision_safetensors_export_holds_the_backbone_under_torchvision_names() {
         &path,
         scal_backbone::LoadOptions {
             allow_partial: true,
+            ..scal_backbone::LoadOptions::default()
         },
     )
     .unwrap();

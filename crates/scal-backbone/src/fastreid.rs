@@ -1,0 +1,88 @@
+//! FastReID's BN neck: the part of a FastReID checkpoint's head that its evaluation features
+//! pass through (in FastReID 1.4.0, `EmbeddingHead` returns the post-BN feature at inference,
+//! whatever `NECK_FEAT` says).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore};
+use burn::tensor::{Device, Tensor};
+
+use crate::weights::{BackboneError, CheckpointSource};
+
+/// The head of a FastReID BoT model as far as its features go: `heads.bottleneck.0`, a
+/// batch norm on the pooled feature.
+#[derive(Module, Debug)]
+pub struct FastreidNeck {
+    /// `heads.bottleneck.0` (weight → gamma, bias → beta, running statistics).
+    pub bottleneck: BatchNorm,
+}
+
+impl FastreidNeck {
+    /// Reads the neck of a FastReID checkpoint (`{"model": …}` or a bare state dict) for
+    /// pooled features of width `dim`.
+    ///
+    /// # Errors
+    /// [`BackboneError::UnsupportedVariant`] when the head has no BN neck (`WITH_BNNECK:
+    /// False`) or an embedding layer before it (`EMBEDDING_DIM > 0`);
+    /// [`BackboneError::Read`] when the file cannot be parsed.
+    pub fn load(path: &Path, dim: usize, device: &Device) -> Result<FastreidNeck, BackboneError> {
+        let unsupported = |variant: &str| BackboneError::UnsupportedVariant {
+            path: path.to_path_buf(),
+            toolkit: CheckpointSource::Fastreid,
+            variant: variant.to_string(),
+        };
+        let store = |top_level: Option<&str>| {
+            let base = PytorchStore::from_file(path);
+            match top_level {
+                Some(key) => base.with_top_level_key(key),
+                None => base,
+            }
+            .with_key_remapping(r"^(?:module\.)?heads\.bottleneck\.0\.", "bottleneck.")
+            .allow_partial(true)
+            .validate(false)
+        };
+        let mut wrapped = store(Some("model"));
+        let mut store = if wrapped.keys().is_ok_and(|keys| !keys.is_empty()) {
+            wrapped
+        } else {
+            store(None)
+        };
+        let read = |e: String| BackboneError::Read {
+            path: path.to_path_buf(),
+            message: e,
+        };
+        let keys = store.keys().map_err(|e| read(e.to_string()))?;
+        if keys.iter().any(|k| k.starts_with("heads.bottleneck.1.")) {
+            return Err(unsupported(
+                "an embedding layer before the BN neck (MODEL.HEADS.EMBEDDING_DIM > 0)",
+            ));
+        }
+        let mut neck = FastreidNeck {
+            bottleneck: BatchNormConfig::new(dim).init(device),
+        };
+        let result = neck
+            .load_from(&mut store)
+            .map_err(|e| read(e.to_string()))?;
+        if !result.errors.is_empty() {
+            return Err(unsupported(
+                "an embedding layer before the BN neck (MODEL.HEADS.EMBEDDING_DIM > 0)",
+            ));
+        }
+        if result.applied.len() < 4 {
+            return Err(unsupported(
+                "no BN neck (heads.bottleneck.0.*: MODEL.HEADS.WITH_BNNECK False)",
+            ));
+        }
+        Ok(neck)
+    }
+
+    /// FastReID's evaluation feature from the pooled backbone feature.
+    ///
+    /// # Shapes
+    /// - `pooled`: `[N, D]`; output: `[N, D]`
+    pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
+        self.bottleneck.forward(pooled)
+    }
+}

@@ -1,0 +1,181 @@
+//! Checkpoints written by other ReID toolkits: torchreid's `model.pth.tar`
+//! (`tests/fixtures/make_torchreid_fixture.py`, torchreid 0.2.5's own model definition at base
+//! width 2) and FastReID's BoT `model_final.pth` (`make_fastreid_fixture.py`, FastReID 1.4.0's
+//! backbone and head) give those toolkits' eval-mode features; variants the backbone cannot
+//! express are refused by name.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use scal_backbone::{
+    BackboneError, CheckpointSource, FastreidNeck, LoadOptions, ResNetArch, ResNetConfig,
+    load_weights,
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(fixture(file)).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = file.tensor(name).unwrap();
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (view.shape().to_vec(), values)
+}
+
+fn torchreid() -> LoadOptions {
+    LoadOptions {
+        source: CheckpointSource::Torchreid,
+        ..LoadOptions::default()
+    }
+}
+
+/// Largest absolute difference to the fixture's expected features, and their scale.
+fn compare(got: Tensor<2>, file: &str) -> (f32, f32) {
+    let (shape, want) = tensor(file, "features");
+    assert_eq!(got.dims().to_vec(), shape);
+    let got = got.into_data().try_into_vec::<f32>().unwrap();
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let max_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    (max_err, scale)
+}
+
+fn images(file: &str, device: &Device) -> Tensor<4> {
+    let (shape, values) = tensor(file, "images");
+    Tensor::<4>::from_data(TensorData::new(values, shape), device)
+}
+
+#[test]
+fn a_fastreid_bot_checkpoint_gives_fastreids_features() {
+    let device = Device::flex();
+    let path = fixture("fastreid_bot_r50_w2.pth");
+    let model = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .with_last_stride(1)
+        .with_stem_pool_ceil(true)
+        .init(&device);
+    let options = LoadOptions {
+        source: CheckpointSource::Fastreid,
+        ..LoadOptions::default()
+    };
+    let (model, report) = load_weights(&model, &path, options).unwrap();
+    assert!(
+        report.ignored.iter().any(|k| k == "heads.weight"),
+        "{:?}",
+        report.ignored
+    );
+    let neck = FastreidNeck::load(&path, model.feature_dim(), &device).unwrap();
+    let got = neck.forward(model.forward_pooled(images("fastreid_io.safetensors", &device)));
+    let (max_err, scale) = compare(got, "fastreid_io.safetensors");
+    assert!(
+        max_err <= 1e-4 * scale,
+        "max abs error {max_err}, features up to {scale}"
+    );
+
+    // torchvision's stem pooling (padding 1) is not FastReID's: the features differ.
+    let torchvision_stem = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .with_last_stride(1)
+        .init(&device);
+    let (torchvision_stem, _) = load_weights(&torchvision_stem, &path, options).unwrap();
+    let got =
+        neck.forward(torchvision_stem.forward_pooled(images("fastreid_io.safetensors", &device)));
+    let (max_err, scale) = compare(got, "fastreid_io.safetensors");
+    assert!(
+        max_err > 1e-3 * scale,
+        "the stem's pooling made no difference"
+    );
+}
+
+#[test]
+fn fastreid_ibn_backbones_are_refused() {
+    let device = Device::flex();
+    let model = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .init(&device);
+    let options = LoadOptions {
+        source: CheckpointSource::Fastreid,
+        ..LoadOptions::default()
+    };
+    let err = load_weights(&model, &fixture("fastreid_ibn_r50_w2.pth"), options).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, BackboneError::UnsupportedVariant { .. }) && message.contains("IBN"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_torchreid_checkpoint_gives_torchreids_features() {
+    let device = Device::flex();
+    let model = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .with_last_stride(2)
+        .init(&device);
+    let (model, report) = load_weights(
+        &model,
+        &fixture("torchreid_resnet50_w2.pth.tar"),
+        torchreid(),
+    )
+    .unwrap();
+    // Everything the backbone has came from the file; the classifier was set aside.
+    assert!(report.missing.is_empty() && report.unexpected.is_empty());
+    assert!(
+        report.ignored.iter().any(|k| k.starts_with("classifier.")),
+        "{:?}",
+        report.ignored
+    );
+    let got = model.forward_pooled(images("torchreid_io.safetensors", &device));
+    let (max_err, scale) = compare(got, "torchreid_io.safetensors");
+    assert!(
+        max_err <= 1e-4 * scale,
+        "max abs error {max_err}, features up to {scale}"
+    );
+}
+
+#[test]
+fn the_same_checkpoint_read_as_torchvision_is_refused_with_its_extra_entries() {
+    let device = Device::flex();
+    let model = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .init(&device);
+    let err = load_weights(
+        &model,
+        &fixture("torchreid_resnet50_w2.pth.tar"),
+        LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, BackboneError::Incompatible { .. }), "{err}");
+}
+
+#[test]
+fn torchreid_models_with_layers_after_the_pooling_are_refused() {
+    let device = Device::flex();
+    let model = ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .init(&device);
+    let err = load_weights(
+        &model,
+        &fixture("torchreid_resnet50_fc_w2.pth"),
+        torchreid(),
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, BackboneError::UnsupportedVariant { .. })
+            && message.contains("resnet50_fc512")
+            && message.contains("torchreid_resnet50_fc_w2.pth"),
+        "{message}"
+    );
+}
