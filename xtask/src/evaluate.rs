@@ -33,7 +33,8 @@ pub enum Distance {
 
 /// CMC, mAP and mINP of a query/gallery split.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["distmat", "features", "checkpoint"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["distmat", "features", "checkpoint", "weights"])))]
+#[command(group(clap::ArgGroup::new("model").args(["checkpoint", "weights"])))]
 pub struct EvaluateArgs {
     /// Folder with distmat.npy (Q x G, float32/float64), q_pids.npy, g_pids.npy,
     /// q_camids.npy, g_camids.npy (int32/int64); distmat_qq.npy and distmat_gg.npy for --rerank.
@@ -47,16 +48,39 @@ pub struct EvaluateArgs {
     /// query and gallery of --dataset are computed first.
     #[arg(long, value_name = "DIR", requires = "dataset")]
     pub checkpoint: Option<PathBuf>,
-    /// With --checkpoint: the dataset reader (market1501, dukemtmc, cuhk03-labeled,
-    /// cuhk03-detected, msmt17, custom), or synth / synth-hard.
-    #[arg(long, requires = "checkpoint")]
+    /// A ResNet trained elsewhere (torchvision state dict, torchreid model.pth.tar, FastReID
+    /// model_final.pth; see --format) instead of --checkpoint: the features that toolkit
+    /// evaluates with, for the query and gallery of --dataset, at --height x --width.
+    #[arg(long, value_name = "FILE", requires = "dataset")]
+    pub weights: Option<PathBuf>,
+    /// With --weights: which toolkit wrote it (torchvision, torchreid, fastreid).
+    #[arg(long, value_enum, default_value = "torchvision", requires = "weights")]
+    pub format: crate::extract::WeightsFormat,
+    /// With --weights: the architecture (resnet18, resnet34, resnet50, resnet101).
+    #[arg(long, default_value = "resnet50", requires = "weights", value_parser = crate::extract::parse_arch)]
+    pub arch: scal_backbone::ResNetArch,
+    /// With --weights: the last stage's stride (default: the toolkit's, 2 for torchreid).
+    #[arg(long, requires = "weights", value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub last_stride: Option<u8>,
+    /// With --weights: input height (images resized to it).
+    #[arg(long, default_value_t = 256, requires = "weights", value_parser = clap::value_parser!(u32).range(1..))]
+    pub height: u32,
+    /// With --weights: input width.
+    #[arg(long, default_value_t = 128, requires = "weights", value_parser = clap::value_parser!(u32).range(1..))]
+    pub width: u32,
+    /// Base width of the ResNet (64 for every published model; smaller for test models).
+    #[arg(long, default_value_t = 64, hide = true)]
+    pub base_width: usize,
+    /// With --checkpoint or --weights: the dataset reader (market1501, dukemtmc,
+    /// cuhk03-labeled, cuhk03-detected, msmt17, custom), or synth / synth-hard.
+    #[arg(long, requires = "model")]
     pub dataset: Option<String>,
-    /// With --checkpoint: the dataset folder (default datasets/NAME; the synthetic datasets,
-    /// datasets/synth and datasets/synth-hard, are read as market1501).
-    #[arg(long, requires = "checkpoint")]
+    /// With --checkpoint or --weights: the dataset folder (default datasets/NAME; the
+    /// synthetic datasets, datasets/synth and datasets/synth-hard, are read as market1501).
+    #[arg(long, requires = "model")]
     pub root: Option<PathBuf>,
-    /// With --checkpoint: do not average features with the mirrored images'.
-    #[arg(long, requires = "checkpoint")]
+    /// With --checkpoint or --weights: do not average features with the mirrored images'.
+    #[arg(long, requires = "model")]
     pub no_flip: bool,
     /// With --checkpoint: images per forward pass.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -99,11 +123,20 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         bail!("--lambda must be in [0, 1], got {}", args.lambda);
     }
     let start = Instant::now();
-    let (dir, metrics) = match (&args.distmat, &args.features, &args.checkpoint) {
-        (Some(dir), None, None) => (dir, from_distmat(dir, args)?),
-        (None, Some(dir), None) => (dir, from_features(dir, args)?),
-        (None, None, Some(dir)) => (dir, from_checkpoint(dir, args)?),
-        _ => unreachable!("clap requires exactly one of --distmat, --features and --checkpoint"),
+    let inputs = (
+        &args.distmat,
+        &args.features,
+        &args.checkpoint,
+        &args.weights,
+    );
+    let (dir, metrics) = match inputs {
+        (Some(dir), None, None, None) => (dir, from_distmat(dir, args)?),
+        (None, Some(dir), None, None) => (dir, from_features(dir, args)?),
+        (None, None, Some(dir), None) => (dir, from_checkpoint(dir, args)?),
+        (None, None, None, Some(file)) => (file, from_weights(file, args)?),
+        _ => unreachable!(
+            "clap requires exactly one of --distmat, --features, --checkpoint and --weights"
+        ),
     };
     let seconds = start.elapsed().as_secs_f64();
     if args.json {
@@ -243,8 +276,8 @@ fn from_feature_arrays(
     metrics(&reranked, labels, args)
 }
 
-/// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
-fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+/// The dataset `--dataset` / `--root` name and the folder it was read from.
+fn dataset(args: &EvaluateArgs) -> Result<(scal_data::ReidDataset, PathBuf)> {
     let name = args.dataset.as_deref().expect("clap requires --dataset");
     let (reader, default_root) = match scal_data::synth::SynthPreset::from_dataset_name(name) {
         Some(preset) => ("market1501", crate::datasets::synth_folder(preset)),
@@ -253,6 +286,55 @@ fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let reader: scal_data::DatasetName = reader.parse()?;
     let root = args.root.clone().unwrap_or(default_root);
     let dataset = scal_data::read_dataset(reader, &root, scal_data::ReadOptions::default())?;
+    Ok((dataset, root))
+}
+
+/// Features of a dataset's query and gallery from another toolkit's weights, then metrics.
+fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    scal_data::check_input_size(args.height as usize, args.width as usize)
+        .map_err(|problem| anyhow::anyhow!("--height/--width: {problem}"))?;
+    let (dataset, root) = dataset(args)?;
+    let device = crate::backend::device(args.backend)?;
+    let model = crate::extract::ForeignModel::load(
+        file,
+        args.format,
+        args.arch,
+        args.last_stride,
+        args.base_width,
+        &device,
+    )?;
+    let embed = |records: &[scal_data::ImageRecord]| -> Result<Array2<f32>> {
+        let paths: Vec<PathBuf> = records.iter().map(|r| r.path.clone()).collect();
+        let bar = crate::extract::progress_bar(paths.len());
+        let size = (args.height, args.width);
+        let rows = model.features(
+            &paths,
+            size,
+            args.batch as usize,
+            !args.no_flip,
+            &device,
+            &bar,
+        )?;
+        bar.finish_and_clear();
+        Ok(Array2::from_shape_vec((paths.len(), model.dim()), rows)?)
+    };
+    let (query, gallery) = (embed(&dataset.query)?, embed(&dataset.gallery)?);
+    let ids = |r: &[scal_data::ImageRecord], f: fn(&scal_data::ImageRecord) -> i64| -> Vec<i64> {
+        r.iter().map(f).collect()
+    };
+    let labels = Labels {
+        q_pids: ids(&dataset.query, |x| x.pid),
+        g_pids: ids(&dataset.gallery, |x| x.pid),
+        q_camids: ids(&dataset.query, |x| x.camid),
+        g_camids: ids(&dataset.gallery, |x| x.camid),
+    };
+    from_feature_arrays(&query, &gallery, &labels, args)
+        .with_context(|| format!("evaluating {} on {}", file.display(), root.display()))
+}
+
+/// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
+fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    let (dataset, root) = dataset(args)?;
     let device = crate::backend::device(args.backend)?;
     let (model, config) = scal_model::ScalModel::load_dir(dir, &device)?;
     let split = (dataset.query.as_slice(), dataset.gallery.as_slice());

@@ -97,7 +97,7 @@ impl WeightsFormat {
     }
 }
 
-fn parse_arch(s: &str) -> Result<ResNetArch, String> {
+pub(crate) fn parse_arch(s: &str) -> Result<ResNetArch, String> {
     s.parse()
         .map_err(|e: scal_backbone::UnknownArch| e.to_string())
 }
@@ -200,7 +200,7 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     })
 }
 
-fn progress_bar(n: usize) -> ProgressBar {
+pub(crate) fn progress_bar(n: usize) -> ProgressBar {
     ProgressBar::new(n as u64).with_style(
         ProgressStyle::with_template(
             "{spinner} extracting [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
@@ -250,7 +250,8 @@ fn checkpoint_features(
     Ok((rows, dim))
 }
 
-/// Globally average-pooled backbone features of torchvision or native weights.
+/// Globally average-pooled backbone features of torchvision or native weights (after
+/// FastReID's BN neck with `--format fastreid`).
 fn backbone_features(
     args: &ExtractArgs,
     images: &[PathBuf],
@@ -260,58 +261,105 @@ fn backbone_features(
         .weights
         .as_ref()
         .expect("clap requires --weights or --checkpoint");
-    let last_stride = args
-        .last_stride
-        .unwrap_or(args.format.default_last_stride());
-    let model = ResNetConfig::new(args.arch)
-        .with_last_stride(last_stride as usize)
-        .with_base_width(args.base_width)
-        .with_stem_pool_ceil(args.format == WeightsFormat::Fastreid)
-        .init(device);
-    let options = scal_backbone::LoadOptions {
-        source: args.format.source(),
-        ..scal_backbone::LoadOptions::default()
-    };
-    let (model, _) = scal_backbone::load_weights(&model, weights, options)?;
-    let neck = match args.format {
-        WeightsFormat::Fastreid => Some(scal_backbone::FastreidNeck::load(
-            weights,
-            model.feature_dim(),
-            device,
-        )?),
-        _ => None,
-    };
-    let (height, width) = (args.height.unwrap_or(256), args.width.unwrap_or(128));
-    let transform = TestTransform::new(height, width);
-    let (h, w) = (height as usize, width as usize);
-    let n = images.len();
-    let dim = model.feature_dim();
-    let mut features: Vec<f32> = Vec::with_capacity(n * dim);
-    let bar = progress_bar(n);
-    for chunk in images.chunks(args.batch as usize) {
-        let pixels = transform.load_batch(chunk)?;
-        let images =
-            Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), device);
+    let model = ForeignModel::load(
+        weights,
+        args.format,
+        args.arch,
+        args.last_stride,
+        args.base_width,
+        device,
+    )?;
+    let size = (args.height.unwrap_or(256), args.width.unwrap_or(128));
+    let bar = progress_bar(images.len());
+    let features = model.features(images, size, args.batch as usize, args.flip, device, &bar)?;
+    bar.finish_and_clear();
+    Ok((features, model.dim()))
+}
+
+/// A ResNet from a weights file of torchvision, torchreid or FastReID, giving the feature
+/// that toolkit evaluates with.
+#[derive(Debug)]
+pub struct ForeignModel {
+    backbone: scal_backbone::ResNet,
+    neck: Option<scal_backbone::FastreidNeck>,
+}
+
+impl ForeignModel {
+    /// Reads `weights` as `format` into a `arch` backbone (last stride: the toolkit's unless
+    /// given).
+    pub fn load(
+        weights: &Path,
+        format: WeightsFormat,
+        arch: ResNetArch,
+        last_stride: Option<u8>,
+        base_width: usize,
+        device: &burn::tensor::Device,
+    ) -> Result<ForeignModel> {
+        let last_stride = last_stride.unwrap_or(format.default_last_stride());
+        let model = ResNetConfig::new(arch)
+            .with_last_stride(last_stride as usize)
+            .with_base_width(base_width)
+            .with_stem_pool_ceil(format == WeightsFormat::Fastreid)
+            .init(device);
+        let options = scal_backbone::LoadOptions {
+            source: format.source(),
+            ..scal_backbone::LoadOptions::default()
+        };
+        let (backbone, _) = scal_backbone::load_weights(&model, weights, options)?;
+        let neck = match format {
+            WeightsFormat::Fastreid => Some(scal_backbone::FastreidNeck::load(
+                weights,
+                backbone.feature_dim(),
+                device,
+            )?),
+            _ => None,
+        };
+        Ok(ForeignModel { backbone, neck })
+    }
+
+    /// Feature width.
+    pub fn dim(&self) -> usize {
+        self.backbone.feature_dim()
+    }
+
+    /// Features of `images` at `(height, width)`, row-major `[N, D]`, `batch` images per
+    /// pass, flip-averaged on request; `bar` advances per image.
+    pub fn features(
+        &self,
+        images: &[PathBuf],
+        (height, width): (u32, u32),
+        batch: usize,
+        flip: bool,
+        device: &burn::tensor::Device,
+        bar: &ProgressBar,
+    ) -> Result<Vec<f32>> {
+        let transform = TestTransform::new(height, width);
+        let (h, w) = (height as usize, width as usize);
         let feature = |images: Tensor<4>| {
-            let pooled = model.forward_pooled(images);
-            match &neck {
+            let pooled = self.backbone.forward_pooled(images);
+            match &self.neck {
                 Some(neck) => neck.forward(pooled),
                 None => pooled,
             }
         };
-        let mut pooled = feature(images.clone());
-        if args.flip {
-            pooled = (pooled + feature(images.flip([3]))).div_scalar(2.0);
+        let mut features: Vec<f32> = Vec::with_capacity(images.len() * self.dim());
+        for chunk in images.chunks(batch.max(1)) {
+            let pixels = transform.load_batch(chunk)?;
+            let images =
+                Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), device);
+            let mut pooled = feature(images.clone());
+            if flip {
+                pooled = (pooled + feature(images.flip([3]))).div_scalar(2.0);
+            }
+            let values = pooled
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading features back from the device: {e:?}"))?;
+            features.extend(values);
+            bar.inc(chunk.len() as u64);
         }
-        let values = pooled
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading features back from the device: {e:?}"))?;
-        features.extend(values);
-        bar.inc(chunk.len() as u64);
+        Ok(features)
     }
-    bar.finish_and_clear();
-    Ok((features, dim))
 }
 
 #[cfg(test)]
