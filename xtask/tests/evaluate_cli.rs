@@ -230,18 +230,72 @@ fn feature_files_that_disagree_are_named() {
     );
 }
 
+/// The tiny torchreid fixture's flags, at 64 × 32.
+const TORCHREID_MODEL: [&str; 10] = [
+    "--format",
+    "torchreid",
+    "--arch",
+    "resnet50",
+    "--base-width",
+    "2",
+    "--height",
+    "64",
+    "--width",
+    "32",
+];
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What `evaluate --weights` does, by hand: the Market reader's images of `data` (junk `-1`
+/// left out) copied to folders, their ids from the names, `extract` of each into `features`.
+fn features_by_hand(data: &Path, work: &Path, features: &Path, weights: &str) {
+    std::fs::create_dir(features).unwrap();
+    for (folder, side, out) in [
+        ("query", "q", "query.npy"),
+        ("bounding_box_test", "g", "gallery.npy"),
+    ] {
+        let kept = work.join(side);
+        std::fs::create_dir(&kept).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(data.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("-1"))
+            .collect();
+        names.sort();
+        for name in &names {
+            std::fs::copy(data.join(folder).join(name), kept.join(name)).unwrap();
+        }
+        let pids: Array1<i64> = names.iter().map(|n| n[..4].parse().unwrap()).collect();
+        let cams: Array1<i64> = names.iter().map(|n| n[6..7].parse().unwrap()).collect();
+        write_npy(features.join(format!("{side}_pids.npy")), &pids).unwrap();
+        write_npy(features.join(format!("{side}_camids.npy")), &cams).unwrap();
+        let out = features.join(out);
+        let mut args = vec![
+            "extract",
+            "--weights",
+            weights,
+            "--images",
+            kept.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(TORCHREID_MODEL);
+        let o = xtask(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
+
 /// `evaluate --weights FILE --format torchreid --dataset …` gives what `extract --format
 /// torchreid` of the query and gallery folders followed by `evaluate --features` gives.
 #[test]
 fn a_torchreid_checkpoint_evaluates_as_its_extracted_features_do() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("synth");
-    let xtask = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let o = xtask(&[
         "synth",
         "--train-ids",
@@ -257,18 +311,6 @@ fn a_torchreid_checkpoint_evaluates_as_its_extracted_features_do() {
     let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../crates/scal-backbone/tests/fixtures/torchreid_resnet50_w2.pth.tar");
     let weights = weights.to_str().unwrap();
-    let model = [
-        "--format",
-        "torchreid",
-        "--arch",
-        "resnet50",
-        "--base-width",
-        "2",
-        "--height",
-        "64",
-        "--width",
-        "32",
-    ];
     let mut args = vec![
         "--weights",
         weights,
@@ -279,47 +321,11 @@ fn a_torchreid_checkpoint_evaluates_as_its_extracted_features_do() {
         "--no-flip",
         "--json",
     ];
-    args.extend(model);
+    args.extend(TORCHREID_MODEL);
     let direct = json(&evaluate(&args));
 
-    // The same by hand: the Market reader's images (junk `-1` left out), their ids from the
-    // names, extract, evaluate --features.
     let features = dir.path().join("features");
-    std::fs::create_dir(&features).unwrap();
-    for (folder, side) in [("query", "q"), ("bounding_box_test", "g")] {
-        let kept = dir.path().join(side);
-        std::fs::create_dir(&kept).unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(data.join(folder))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with("-1"))
-            .collect();
-        names.sort();
-        for name in &names {
-            std::fs::copy(data.join(folder).join(name), kept.join(name)).unwrap();
-        }
-        let pids: Array1<i64> = names.iter().map(|n| n[..4].parse().unwrap()).collect();
-        let cams: Array1<i64> = names.iter().map(|n| n[6..7].parse().unwrap()).collect();
-        write_npy(features.join(format!("{side}_pids.npy")), &pids).unwrap();
-        write_npy(features.join(format!("{side}_camids.npy")), &cams).unwrap();
-        let out = features.join(if side == "q" {
-            "query.npy"
-        } else {
-            "gallery.npy"
-        });
-        let mut args = vec![
-            "extract",
-            "--weights",
-            weights,
-            "--images",
-            kept.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend(model);
-        let o = xtask(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    features_by_hand(&data, dir.path(), &features, weights);
     let by_hand = json(&evaluate(&[
         "--features",
         features.to_str().unwrap(),
