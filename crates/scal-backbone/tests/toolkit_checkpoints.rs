@@ -30,11 +30,24 @@ fn tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
     (view.shape().to_vec(), values)
 }
 
-fn torchreid() -> LoadOptions {
+fn read_as(source: CheckpointSource) -> LoadOptions {
     LoadOptions {
-        source: CheckpointSource::Torchreid,
+        source,
         ..LoadOptions::default()
     }
+}
+
+fn torchreid() -> LoadOptions {
+    read_as(CheckpointSource::Torchreid)
+}
+
+/// A ResNet-50 at the fixtures' base width 2.
+fn resnet50_w2(last_stride: usize, stem_pool_ceil: bool, device: &Device) -> scal_backbone::ResNet {
+    ResNetConfig::new(ResNetArch::ResNet50)
+        .with_base_width(2)
+        .with_last_stride(last_stride)
+        .with_stem_pool_ceil(stem_pool_ceil)
+        .init(device)
 }
 
 /// Largest absolute difference to the fixture's expected features, and their scale.
@@ -60,15 +73,8 @@ fn images(file: &str, device: &Device) -> Tensor<4> {
 fn a_fastreid_bot_checkpoint_gives_fastreids_features() {
     let device = Device::flex();
     let path = fixture("fastreid_bot_r50_w2.pth");
-    let model = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_base_width(2)
-        .with_last_stride(1)
-        .with_stem_pool_ceil(true)
-        .init(&device);
-    let options = LoadOptions {
-        source: CheckpointSource::Fastreid,
-        ..LoadOptions::default()
-    };
+    let model = resnet50_w2(1, true, &device);
+    let options = read_as(CheckpointSource::Fastreid);
     let (model, report) = load_weights(&model, &path, options).unwrap();
     assert!(
         report.ignored.iter().any(|k| k == "heads.weight"),
@@ -84,10 +90,7 @@ fn a_fastreid_bot_checkpoint_gives_fastreids_features() {
     );
 
     // torchvision's stem pooling (padding 1) is not FastReID's: the features differ.
-    let torchvision_stem = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_base_width(2)
-        .with_last_stride(1)
-        .init(&device);
+    let torchvision_stem = resnet50_w2(1, false, &device);
     let (torchvision_stem, _) = load_weights(&torchvision_stem, &path, options).unwrap();
     let got =
         neck.forward(torchvision_stem.forward_pooled(images("fastreid_io.safetensors", &device)));
@@ -101,13 +104,8 @@ fn a_fastreid_bot_checkpoint_gives_fastreids_features() {
 #[test]
 fn fastreid_ibn_backbones_are_refused() {
     let device = Device::flex();
-    let model = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_base_width(2)
-        .init(&device);
-    let options = LoadOptions {
-        source: CheckpointSource::Fastreid,
-        ..LoadOptions::default()
-    };
+    let model = resnet50_w2(2, false, &device);
+    let options = read_as(CheckpointSource::Fastreid);
     let err = load_weights(&model, &fixture("fastreid_ibn_r50_w2.pth"), options).unwrap_err();
     let message = err.to_string();
     assert!(
@@ -119,10 +117,7 @@ fn fastreid_ibn_backbones_are_refused() {
 #[test]
 fn a_torchreid_checkpoint_gives_torchreids_features() {
     let device = Device::flex();
-    let model = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_base_width(2)
-        .with_last_stride(2)
-        .init(&device);
+    let model = resnet50_w2(2, false, &device);
     let (model, report) = load_weights(
         &model,
         &fixture("torchreid_resnet50_w2.pth.tar"),
@@ -147,9 +142,7 @@ fn a_torchreid_checkpoint_gives_torchreids_features() {
 #[test]
 fn the_same_checkpoint_read_as_torchvision_is_refused_with_its_extra_entries() {
     let device = Device::flex();
-    let model = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_base_width(2)
-        .init(&device);
+    let model = resnet50_w2(2, false, &device);
     let err = load_weights(
         &model,
         &fixture("torchreid_resnet50_w2.pth.tar"),
@@ -162,9 +155,7 @@ fn the_same_checkpoint_read_as_torchvision_is_refused_with_its_extra_entries() {
 #[test]
 fn torchreid_models_with_layers_after_the_pooling_are_refused() {
     let device = Device::flex();
-    let model = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_base_width(2)
-        .init(&device);
+    let model = resnet50_w2(2, false, &device);
     let err = load_weights(
         &model,
         &fixture("torchreid_resnet50_fc_w2.pth"),
