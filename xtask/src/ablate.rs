@@ -47,6 +47,16 @@ pub const VARIANTS: &[Variant] = &[
         ],
     },
     Variant {
+        name: "channel-critic-first",
+        description: "SCAL channel, the critics updated before the agents in each step",
+        overrides: &[
+            ("model.attention", "channel"),
+            ("step.critic", "true"),
+            ("step.reward", "both"),
+            ("step.update_order", "critic_first"),
+        ],
+    },
+    Variant {
         name: "channel-rc",
         description: "SCAL channel, reward R_c only",
         overrides: &[
@@ -93,8 +103,8 @@ pub const VARIANTS: &[Variant] = &[
 /// Runs the ablation set.
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
-    /// Variants, comma-separated (none, channel-nocritic, channel, channel-rc, channel-ra,
-    /// channel-squared, spatial-nocritic, spatial).
+    /// Variants, comma-separated (none, channel-nocritic, channel, channel-critic-first,
+    /// channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial).
     #[arg(
         long,
         value_delimiter = ',',

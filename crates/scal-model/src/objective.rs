@@ -10,7 +10,10 @@
 //! ```
 //! (`⊥` = detached; `⊥φ` = a frozen copy of the critics.) The four terms are summed into
 //! [`ScalLoss::total`], to be back-propagated once: one optimizer step then updates every
-//! parameter from its own terms. [`StepReport`] reads the scalars a training log keeps.
+//! parameter from its own terms ([`UpdateOrder::Joint`], the default). With
+//! [`UpdateOrder::CriticFirst`] a trainer steps the critics on `J_mse` first and then the rest
+//! on `J_tri + J_cls + λ J_cri` against the updated critics ([`agents_critic_objective`] on
+//! [`ScalLoss::agent_inputs`]). [`StepReport`] reads the scalars a training log keeps.
 
 use crate::ScalModel;
 use burn::config::Config;
@@ -19,6 +22,22 @@ use burn::tensor::{Int, Tensor};
 use scal_attention::Gating;
 use scal_losses::{CriticMse, CriticObjective, LabelSmoothedCrossEntropyConfig, TripletLossConfig};
 use scal_rewards::{RewardKind, Rewards, rewards};
+use serde::{Deserialize, Serialize};
+
+/// In which order a step updates the critics and the agents (`joint`, `critic_first` in
+/// configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateOrder {
+    /// One backward pass of the summed loss and one optimizer step: the agents' `J_cri` is
+    /// taken against the critics as they were before the step.
+    #[serde(rename = "joint")]
+    Joint,
+    /// Two optimizer steps: the critics on `J_mse` first, then every other parameter on
+    /// `J_tri + J_cls + λ J_cri` with `J_cri` taken against the updated critics (the order of
+    /// actor-critic methods that fit the value before the policy).
+    #[serde(rename = "critic_first")]
+    CriticFirst,
+}
 
 /// The losses of a step.
 #[derive(Config, Debug, PartialEq)]
@@ -39,6 +58,9 @@ pub struct StepConfig {
     /// What makes up the reward `R`.
     #[config(default = "RewardKind::Both")]
     pub reward: RewardKind,
+    /// Whether the critics and the agents learn in one optimizer step or the critics first.
+    #[config(default = "UpdateOrder::Joint")]
+    pub update_order: UpdateOrder,
 }
 
 /// The terms of one step's loss, before the backward pass.
@@ -60,6 +82,31 @@ pub struct ScalLoss {
     pub values: Vec<Tensor<1>>,
     /// The logits with attention.
     pub logits: Tensor<2>,
+    /// The attended stages' inputs, detached: what the agents' `J_cri` reads (empty without
+    /// the critic).
+    pub agent_inputs: Vec<Tensor<4>>,
+}
+
+/// The agents' critic objective `J_cri = −Σ_l mean C_l⊥φ(X_l⊥, A_l(X_l⊥))` (unweighted):
+/// the maps recomputed from the detached stage inputs, the critics frozen, so its gradient
+/// reaches the agents only.
+///
+/// # Shapes
+/// - `agent_inputs[l]`: `[N, C_l, H_l, W_l]`, the input of attended stage `l`, detached
+/// - returns `[1]`
+pub fn agents_critic_objective(model: &ScalModel, agent_inputs: &[Tensor<4>]) -> Tensor<1> {
+    let frozen = model.critics.clone().no_grad();
+    let maps: Vec<Tensor<4>> = agent_inputs
+        .iter()
+        .enumerate()
+        .map(|(l, x)| {
+            model
+                .attention
+                .attention_map(l, x.clone())
+                .expect("an agent per stage")
+        })
+        .collect();
+    CriticObjective::new().forward(&frozen.forward(agent_inputs.to_vec(), maps))
 }
 
 /// Builds the step's loss (forward passes, rewards, the four terms) without back-propagating.
@@ -83,27 +130,16 @@ pub fn scal_loss(
         .forward(out.logits.clone(), labels.clone());
     let mut total = triplet.clone() + classification.clone();
     let (mut j_cri, mut j_mse, mut reward) = (None, None, None);
+    let mut agent_inputs = Vec::new();
     if model.has_attention() && config.critic {
         let plain = model.no_attention_copy().forward(images, Gating::Ones);
         let r = rewards(out.logits.clone(), plain.logits, labels, config.reward);
-        // The agents' path: maps recomputed from detached inputs, critics frozen.
-        let frozen = model.critics.clone().no_grad();
-        let detached: Vec<Tensor<4>> = out
+        agent_inputs = out
             .stage_inputs
             .iter()
             .map(|x| x.clone().detach())
             .collect();
-        let maps: Vec<Tensor<4>> = detached
-            .iter()
-            .enumerate()
-            .map(|(l, x)| {
-                model
-                    .attention
-                    .attention_map(l, x.clone())
-                    .expect("an agent per stage")
-            })
-            .collect();
-        let cri = CriticObjective::new().forward(&frozen.forward(detached, maps));
+        let cri = agents_critic_objective(model, &agent_inputs);
         let mse = CriticMse::new().forward(&out.values, r.total.clone());
         total = total + cri.clone().mul_scalar(config.lambda) + mse.clone();
         j_cri = Some(cri);
@@ -119,6 +155,7 @@ pub fn scal_loss(
         rewards: reward,
         values: out.values,
         logits: out.logits,
+        agent_inputs,
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::TrainError;
 use crate::backend::Backend;
-use scal_model::objective::StepConfig;
+use scal_model::objective::{StepConfig, UpdateOrder};
 
 /// The defaults of the crates that use each hyper-parameter, which the sections below take
 /// as theirs: one default per hyper-parameter (the network's in `scal-model`, the
@@ -476,6 +476,15 @@ impl TrainingConfig {
                     "{} devices cannot share {} identities per batch equally: data.p must be a multiple of the number of devices",
                     self.devices.len(),
                     self.data.p
+                ),
+            );
+        }
+        if self.devices.len() > 1 && self.step.update_order == UpdateOrder::CriticFirst {
+            return invalid(
+                "step.update_order",
+                format!(
+                    "critic_first runs on one device, but {} devices are named: use joint or one device",
+                    self.devices.len()
                 ),
             );
         }

@@ -1,14 +1,21 @@
 //! One SCAL training step on one device ([`scal_step`]) or data-parallel over several
 //! ([`scal_step_data_parallel`]): the objective of `scal_model::objective`, one backward
-//! pass, one optimizer step.
+//! pass, one optimizer step — or, with `update_order = critic_first` on one device, the
+//! critics' step before the rest's.
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
 use scal_model::ScalModel;
-use scal_model::objective::{StepConfig, StepReport, scal_loss};
+use scal_model::objective::{
+    ScalLoss, StepConfig, StepReport, UpdateOrder, agents_critic_objective, scal_loss,
+};
 
-/// One step: loss, one backward pass, one optimizer step at learning rate `lr`.
+/// One step at learning rate `lr`. [`UpdateOrder::Joint`]: the summed loss, one backward
+/// pass, one optimizer step. [`UpdateOrder::CriticFirst`] (with the critic on): a step of
+/// the critics on `J_mse` alone, then `J_cri` recomputed against the updated critics and a
+/// step of the rest on the triplet, classification and `λ·J_cri` losses. The report is
+/// read before any update.
 pub fn scal_step(
     model: ScalModel,
     optimizer: &mut ModuleOptimizer,
@@ -19,8 +26,32 @@ pub fn scal_step(
 ) -> (ScalModel, StepReport) {
     let loss = scal_loss(&model, images, labels, config);
     let report = StepReport::from_loss(&loss);
+    if config.update_order == UpdateOrder::CriticFirst && loss.critic_mse.is_some() {
+        let model = critic_first_step(model, optimizer, lr, loss, config.lambda);
+        return (model, report);
+    }
     let grads = GradientsParams::from_grads(loss.total.backward(), &model);
     (optimizer.step(lr, model, grads), report)
+}
+
+/// The critics first: a backward pass of `J_mse` and an optimizer step (it reaches the
+/// critics only), then `J_cri` taken again against the updated critics on the same detached
+/// stage inputs, and a second backward pass and step for `J_tri + J_cls + λ J_cri` (backbone,
+/// agents, head). Each parameter still takes one optimizer step per iteration.
+fn critic_first_step(
+    model: ScalModel,
+    optimizer: &mut ModuleOptimizer,
+    lr: f64,
+    loss: ScalLoss,
+    lambda: f64,
+) -> ScalModel {
+    let mse = loss.critic_mse.expect("the critic is on");
+    let critic_grads = GradientsParams::from_grads(mse.backward(), &model);
+    let model = optimizer.step(lr, model, critic_grads);
+    let cri = agents_critic_objective(&model, &loss.agent_inputs);
+    let rest = loss.triplet + loss.classification + cri.mul_scalar(lambda);
+    let grads = GradientsParams::from_grads(rest.backward(), &model);
+    optimizer.step(lr, model, grads)
 }
 
 /// One data-parallel step over several devices: shard `i` (already on `devices[i]`) runs
@@ -37,7 +68,8 @@ pub fn scal_step(
 /// asynchronous GPU backends overlap; the report is the mean over shards (calibration
 /// weighted by counts).
 ///
-/// With one shard this is exactly [`scal_step`].
+/// With one shard this is exactly [`scal_step`]; with several, the update order is always
+/// [`UpdateOrder::Joint`] (training configs refuse `critic_first` on several devices).
 ///
 /// # Shapes
 /// - `shards[i]`: images `[N_i, 3, H, W]` and labels `[N_i]` on `devices[i]`

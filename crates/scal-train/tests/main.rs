@@ -5,3 +5,4 @@ mod common;
 mod data_parallel;
 mod overfit;
 mod train_run;
+mod update_order;
