@@ -121,3 +121,9 @@ pub mod sort;
 mod transaction;
 pub mod unary;
 pub mod unfold;
+
+// PATCH (scal-rs): batch normalization, convolution forward and gradients, and element-wise
+// loops split across threads (README.md of this copy).
+pub mod batch_norm;
+pub mod conv_grad;
+pub(crate) mod elementwise_parallel;

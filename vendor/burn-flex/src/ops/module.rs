@@ -2,14 +2,15 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{batch_norm, conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
-        DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions,
+        ConvTransposeOptions, DeformConv2dBackward, DeformConvOptions, FloatTensorOps,
+        IntTensorOps, InterpolateMode, InterpolateOptions, MaxPool2dBackward, MaxPool2dWithIndices,
+        ModuleOps, conv::pad_asymmetric_conv_input,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
@@ -67,12 +68,77 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
+            // PATCH (scal-rs): ungrouped f32 convolutions as per-image im2col + gemm on the
+            // NCHW data (ops/conv_grad.rs), without the serial NHWC copy of the input.
+            DType::F32 if options.groups == 1 => {
+                conv_grad::conv2d_forward(x, weight, bias, &options)
+            }
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
             DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    // PATCH (scal-rs): the convolution gradients as im2col/col2im + gemm on NCHW data
+    // (ops/conv_grad.rs) instead of burn-backend's conv_transpose2d and swapped-axes
+    // convolution defaults.
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        conv_grad::conv2d_x_backward(&x, weight, output_grad, &options)
+    }
+
+    // PATCH (scal-rs): see conv2d_x_backward.
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        conv_grad::conv2d_weight_backward(x, &weight, output_grad, &options)
+    }
+
+    // PATCH (scal-rs): batch normalization in per-channel passes (ops/batch_norm.rs)
+    // instead of burn-backend's composition of tensor primitives.
+    fn batch_norm(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> FloatTensor<Flex> {
+        batch_norm::batch_norm_inference(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    // PATCH (scal-rs): see batch_norm.
+    fn batch_norm_train(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> BatchNormTrain<Flex> {
+        let (output, mean, variance) = batch_norm::batch_norm_train(x, gamma, beta, epsilon);
+        BatchNormTrain::new(output, mean, variance)
+    }
+
+    // PATCH (scal-rs): see batch_norm.
+    fn batch_norm_train_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> BatchNormTrainBackward<Flex> {
+        let (x_grad, gamma_grad, beta_grad) =
+            batch_norm::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        BatchNormTrainBackward::new(x_grad, gamma_grad, beta_grad)
     }
 
     fn deform_conv2d(
