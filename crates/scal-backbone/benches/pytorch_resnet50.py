@@ -10,11 +10,18 @@ Measures:
                 pooled f -> batch-hard triplet (margin 0.3, Euclidean) ; f -> BN neck (shift
                 frozen) -> bias-free classifier (751) -> label-smoothed CE (0.1) ; one
                 backward ; Adam lr 3.5e-4 (batch 64 by default, P x 4)
+  ops           the operation-level profile of `cargo xtask bench --measures ops`: every
+                distinct operation of the train_bnneck step (convolution forward, data and
+                weight gradient; batch norm training forward and backward; max pooling;
+                ReLU; the residual and gradient additions; one Adam step), each timed alone
+                with ATen's own kernels, then the whole step (batch 16 by default). One JSON
+                line per operation with the same `op` and `input` strings as Burn's rows.
 
     python crates/scal-backbone/benches/pytorch_resnet50.py --threads 2 inference
     python crates/scal-backbone/benches/pytorch_resnet50.py --threads 2 train
     python crates/scal-backbone/benches/pytorch_resnet50.py --device cuda --batch 64 train_bnneck
     python crates/scal-backbone/benches/pytorch_resnet50.py --device cuda --no-tf32 train_bnneck
+    python crates/scal-backbone/benches/pytorch_resnet50.py --threads 2 --batch 16 ops
 
 Each measure runs in its own process so that its peak memory is its own. Prints one JSON
 line: {"measure", "device", "batch", "img_per_s", "s_per_iter", "peak_rss_mib",
@@ -114,9 +121,168 @@ def batch_hard_triplet(f, y, margin=0.3):
     return F.relu(hardest_pos - hardest_neg + margin).mean()
 
 
+def step_ops(n, h, w):
+    """The operations of one BN-neck training step of ResNet-50 (last stride 1) on
+    [n, 3, h, w] images, with their counts, in the order and with the labels of
+    xtask/src/bench/ops.rs (resnet50_step_ops)."""
+    ops = {}
+
+    def add(op, spec, label):
+        key = (op, label)
+        if key in ops:
+            ops[key]["count"] += 1
+        else:
+            ops[key] = {"op": op, "input": label, "count": 1, "spec": spec}
+
+    def dims(d):
+        return "x[%d,%d,%d,%d]" % tuple(d)
+
+    def conv(c_in, h, w, c_out, k, s, p, data_grad=True):
+        label = "x[%d,%d,%d,%d] w[%d,%d,%d,%d] s%d p%d" % (n, c_in, h, w, c_out, c_in, k, k, s, p)
+        spec = (n, c_in, h, w, c_out, k, s, p)
+        add("conv_forward", spec, label)
+        if data_grad:
+            add("conv_data_grad", spec, label)
+        add("conv_weight_grad", spec, label)
+        return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+    def bn(d):
+        add("bn_train_forward", d, dims(d))
+        add("bn_train_backward", d, dims(d))
+
+    def relu(d):
+        add("relu_forward", d, dims(d))
+        add("relu_backward", d, dims(d))
+
+    h, w = conv(3, h, w, 64, 7, 2, 3, data_grad=False)
+    bn([n, 64, h, w])
+    relu([n, 64, h, w])
+    add("maxpool_forward", [n, 64, h, w], dims([n, 64, h, w]))
+    add("maxpool_backward", [n, 64, h, w], dims([n, 64, h, w]))
+    h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    c_in = 64
+    for width, blocks, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 1)]:
+        for block in range(blocks):
+            s = stride if block == 0 else 1
+            conv(c_in, h, w, width, 1, 1, 0)
+            bn([n, width, h, w])
+            relu([n, width, h, w])
+            oh, ow = conv(width, h, w, width, 3, s, 1)
+            bn([n, width, oh, ow])
+            relu([n, width, oh, ow])
+            conv(width, oh, ow, width * 4, 1, 1, 0)
+            bn([n, width * 4, oh, ow])
+            if block == 0:
+                conv(c_in, h, w, width * 4, 1, s, 0)
+                bn([n, width * 4, oh, ow])
+            out = [n, width * 4, oh, ow]
+            add("residual_add", out, dims(out))
+            relu(out)
+            add("grad_add", [n, c_in, h, w], dims([n, c_in, h, w]))
+            h, w, c_in = oh, ow, width * 4
+    rows = list(ops.values())
+    rows.append({"op": "adam_step", "input": "resnet50+bnneck+classifier(751)", "count": 1, "spec": None})
+    return rows
+
+
+def op_call(op, spec):
+    """A no-argument function running one operation on random operands of its shape."""
+    aten = torch.ops.aten
+    if op.startswith("conv"):
+        n, c_in, h, w, c_out, k, s, p = spec
+        x, wt = torch.randn(n, c_in, h, w), torch.randn(c_out, c_in, k, k)
+        y = F.conv2d(x, wt, None, s, p)
+        dy = torch.randn_like(y)
+        if op == "conv_forward":
+            return lambda: F.conv2d(x, wt, None, s, p)
+        mask = [op == "conv_data_grad", op == "conv_weight_grad", False]
+        return lambda: aten.convolution_backward(dy, x, wt, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, mask)
+    x = torch.randn(*spec)
+    if op.startswith("bn"):
+        c = spec[1]
+        g, b, rm, rv = torch.randn(c), torch.randn(c), torch.zeros(c), torch.ones(c)
+        out, mean, invstd = aten.native_batch_norm(x, g, b, rm, rv, True, 0.1, 1e-5)
+        dy = torch.randn_like(x)
+        if op == "bn_train_forward":
+            return lambda: aten.native_batch_norm(x, g, b, rm, rv, True, 0.1, 1e-5)
+        return lambda: aten.native_batch_norm_backward(dy, x, g, rm, rv, mean, invstd, True, 1e-5, [True, True, True])
+    if op.startswith("maxpool"):
+        out, idx = aten.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+        dy = torch.randn_like(out)
+        if op == "maxpool_forward":
+            return lambda: aten.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+        return lambda: aten.max_pool2d_with_indices_backward(dy, x, [3, 3], [2, 2], [1, 1], [1, 1], False, idx)
+    if op == "relu_forward":  # torchvision's ReLU(inplace=True)
+        return lambda: torch.relu_(x)
+    if op == "relu_backward":
+        out, dy = torch.relu(x), torch.randn_like(x)
+        return lambda: aten.threshold_backward(dy, out, 0)
+    other = torch.randn_like(x)
+    if op == "residual_add":  # torchvision's `out += identity`
+        return lambda: x.add_(other)
+    if op == "grad_add":  # autograd's sum of two branch gradients
+        return lambda: x + other
+    raise ValueError(op)
+
+
+def ops_profile(args):
+    """Prints one JSON line per operation of step_ops, then the whole step's."""
+    batch = args.batch or 16
+    common = {"framework": "pytorch", "measure": "ops", "batch": batch, "threads": args.threads,
+              "torch": torch.__version__}
+    total = 0.0
+    for row in step_ops(batch, 256, 128):
+        op = row["op"]
+        if op == "adam_step":
+            model = BNNeck(751).train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            opt = torch.optim.Adam(params, lr=3.5e-4)
+            for p in params:
+                p.grad = torch.randn_like(p) * 1e-3
+            call = opt.step
+        else:
+            call = op_call(op, row["spec"])
+        with torch.no_grad():
+            for _ in range(args.warmup):
+                call()
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                call()
+            s = (time.perf_counter() - t0) / args.iters
+        total += s * row["count"]
+        print(json.dumps({**common, "op": op, "input": row["input"], "count": row["count"],
+                          "ms": round(s * 1000, 3), "step_ms": round(s * 1000 * row["count"], 3)}),
+              flush=True)
+    step_s = bnneck_step_seconds(batch, args)
+    print(json.dumps({**common, "op": "step", "input": "bnneck step, [%d,3,256,128]" % batch, "count": 1,
+                      "ms": round(step_s * 1000, 3), "step_ms": round(total * 1000, 3),
+                      "explained": round(total / step_s, 4)}), flush=True)
+
+
+def bnneck_step_seconds(batch, args):
+    model = BNNeck(751).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3.5e-4)
+    ce = nn.CrossEntropyLoss(label_smoothing=0.1)
+    x = torch.randn(batch, 3, 256, 128)
+    y = torch.arange(batch) // 4 * 7 % 751
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        f, logits = model(x)
+        (batch_hard_triplet(f, y) + ce(logits, y)).backward()
+        opt.step()
+
+    for _ in range(max(args.warmup, 1)):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(args.iters):
+        step()
+    return (time.perf_counter() - t0) / args.iters
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("measure", choices=["inference", "train", "train_bnneck"])
+    parser.add_argument("measure", choices=["inference", "train", "train_bnneck", "ops"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=1)
@@ -131,6 +297,10 @@ def main():
     if cuda and args.no_tf32:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+    if args.measure == "ops":
+        assert not cuda, "the ops profile is for the CPU"
+        ops_profile(args)
+        return
 
     if args.measure == "inference":
         batch = args.batch or 64

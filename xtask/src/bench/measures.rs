@@ -10,7 +10,9 @@
 //!   size (3,368 × 15,913), on the CPU;
 //! - `rerank`: k-reciprocal re-ranking (k1 20, k2 6, λ 0.3) at Market-1501 size, on the CPU;
 //! - `data_pipeline`: JPEG decoding and training augmentation (128 × 64 synthetic images
-//!   → 256 × 128, flip, pad-crop, erasing) in P × K batches of 64, on all cores.
+//!   → 256 × 128, flip, pad-crop, erasing) in P × K batches of 64, on all cores;
+//! - `ops` (not in the default set): the operation-level profile of the BN-neck step on
+//!   flex, one row per operation and a last row for the whole step (`super::ops`).
 //!
 //! Timing: `warmup` untimed iterations (on a GPU they include kernel compilation and
 //! autotuning), then the mean wall time of `iterations`, the device synchronised at the end
@@ -54,17 +56,30 @@ pub enum Measure {
     Rerank,
     /// Decoding and augmentation (CPU).
     DataPipeline,
+    /// The operation-level profile of the BN-neck step (flex only; not in the default set).
+    Ops,
 }
 
 impl Measure {
-    /// Every measure, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Measure; 6] = [
+    /// The measures `cargo xtask bench` runs without `--measures`, in that order.
+    pub const DEFAULT: [Measure; 6] = [
         Measure::BackboneInference,
         Measure::BackboneTrainStep,
         Measure::ScalTrainStep,
         Measure::Evaluation,
         Measure::Rerank,
         Measure::DataPipeline,
+    ];
+
+    /// Every measure `--measures` accepts: the default set and the `ops` profile.
+    pub const ALL: [Measure; 7] = [
+        Measure::BackboneInference,
+        Measure::BackboneTrainStep,
+        Measure::ScalTrainStep,
+        Measure::Evaluation,
+        Measure::Rerank,
+        Measure::DataPipeline,
+        Measure::Ops,
     ];
 
     /// The measure's name on the command line and in the output.
@@ -76,6 +91,7 @@ impl Measure {
             Measure::Evaluation => "evaluation",
             Measure::Rerank => "rerank",
             Measure::DataPipeline => "data_pipeline",
+            Measure::Ops => "ops",
         }
     }
 
@@ -83,7 +99,10 @@ impl Measure {
     pub fn uses_backend(self) -> bool {
         matches!(
             self,
-            Measure::BackboneInference | Measure::BackboneTrainStep | Measure::ScalTrainStep
+            Measure::BackboneInference
+                | Measure::BackboneTrainStep
+                | Measure::ScalTrainStep
+                | Measure::Ops
         )
     }
 }
@@ -137,7 +156,7 @@ impl BenchOptions {
             width: 128,
             warmup: if gpu { 3 } else { 1 },
             iterations: if gpu { 10 } else { 3 },
-            measures: Measure::ALL.to_vec(),
+            measures: Measure::DEFAULT.to_vec(),
             hosts: Vec::new(),
         }
     }
@@ -174,6 +193,19 @@ pub struct BenchRow {
     pub first_iteration_seconds: Option<f64>,
     /// When the measure ran (UTC, RFC 3339).
     pub date: String,
+    /// `ops` rows: the operation (`conv_weight_grad`, …, or `step` for the last row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// `ops` rows: how many times one training step runs the operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// `ops` rows: milliseconds of a training step spent in the operation (time × count);
+    /// on the `step` row, the sum over all operation rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_ms: Option<f64>,
+    /// The `ops` profile's `step` row: the sum of the operation rows over the step's time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explained: Option<f64>,
 }
 
 /// What [`time`] measured.
@@ -239,7 +271,7 @@ fn remote_label(debug: &str) -> String {
     }
 }
 
-fn now_utc() -> String {
+pub(crate) fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -307,6 +339,11 @@ pub fn run_bench(
     let mut rows = Vec::new();
     for &measure in &options.measures {
         reset_peak_rss();
+        if measure == Measure::Ops {
+            let device = device.as_ref().expect("device");
+            rows.extend(ops_profile(backend, device, options, &mut on_row)?);
+            continue;
+        }
         let row = match measure {
             Measure::BackboneInference => {
                 let device = device.as_ref().expect("device");
@@ -318,6 +355,7 @@ pub fn run_bench(
             }
             Measure::Evaluation | Measure::Rerank => evaluation(options, measure)?,
             Measure::DataPipeline => data_pipeline(options)?,
+            Measure::Ops => unreachable!("handled above"),
         };
         if let Some(device) = &device {
             device.memory_cleanup();
@@ -326,6 +364,26 @@ pub fn run_bench(
         rows.push(row);
     }
     Ok(rows)
+}
+
+#[cfg(feature = "flex")]
+fn ops_profile(
+    backend: Backend,
+    device: &Device,
+    options: &BenchOptions,
+    on_row: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    super::ops::profile(backend, device, options, on_row)
+}
+
+#[cfg(not(feature = "flex"))]
+fn ops_profile(
+    _backend: Backend,
+    _device: &Device,
+    _options: &BenchOptions,
+    _on_row: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    bail!("--measures ops profiles Burn's CPU backend: build xtask with its `flex` feature")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -353,6 +411,10 @@ fn row(
         device_memory_mib: timing.device_mib,
         first_iteration_seconds: timing.first,
         date: now_utc(),
+        op: None,
+        count: None,
+        step_ms: None,
+        explained: None,
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use scal_train::Backend;
 pub mod measures;
+#[cfg(feature = "flex")]
+pub mod ops;
 
 use measures::{BenchOptions, BenchRow, Measure, run_bench};
 
@@ -24,7 +26,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Measures to run, comma-separated: backbone_inference, backbone_train_step,
-    /// scal_train_step, evaluation, rerank, data_pipeline (default: all).
+    /// scal_train_step, evaluation, rerank, data_pipeline (default: these six), and ops
+    /// (the operation-level profile of the BN-neck step on flex, one row per operation).
     #[arg(long, value_delimiter = ',')]
     pub measures: Option<Vec<String>>,
     /// Training batch (P × 4; default 64 on a GPU, 16 on flex).
@@ -81,6 +84,20 @@ fn options(args: &BenchArgs) -> Result<BenchOptions> {
 }
 
 fn table_line(r: &BenchRow) -> String {
+    if let (Some(op), Some(count), Some(step_ms)) = (&r.op, r.count, r.step_ms) {
+        let share = r.explained.map_or(String::new(), |e| {
+            format!("  (operation rows: {:.0} % of the step)", e * 100.0)
+        });
+        return format!(
+            "{:<20} {:<18} {:>9.2} ms × {:<3} = {:>8.1} ms  {}{share}",
+            r.measure,
+            op,
+            r.seconds_per_iteration * 1000.0,
+            count,
+            step_ms,
+            r.input
+        );
+    }
     let mib = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     format!(
         "{:<20} {:<6} {:>6} {:>10.2} {:<9} {:>9.3} {:>9} {:>9}  {}",
