@@ -213,13 +213,25 @@ fn bn_case(
     let (x, dy) = (make(&xv), make(&dyv));
     let (gamma, beta) = (tensor(gamma, &[c]), tensor(beta, &[c]));
     let train = Flex::batch_norm_train(x.clone(), gamma.clone(), beta, 1e-5);
-    let grads = Flex::batch_norm_train_backward(
-        x,
-        gamma,
-        train.mean.clone(),
-        train.variance.clone(),
-        1e-5,
-        dy,
+    let backward = |dy: FlexTensor| {
+        Flex::batch_norm_train_backward(
+            x.clone(),
+            gamma.clone(),
+            train.mean.clone(),
+            train.variance.clone(),
+            1e-5,
+            dy,
+        )
+    };
+    // A gradient held elsewhere too gets a new tensor and stays as it was; one owned alone
+    // (as the graph hands it over) is written over, with the same values.
+    let shared = backward(dy.clone());
+    assert_eq!(values(dy.clone()), dyv, "b{i}: a shared output gradient was modified");
+    let grads = backward(dy);
+    assert_eq!(
+        values(shared.x_grad),
+        values(grads.x_grad.clone()),
+        "b{i}: the in-place and the allocating input gradients differ"
     );
     let name = |what: &str| format!("b{i}.{what}");
     let worst = [

@@ -13,7 +13,8 @@
 //!
 //! The forward passes write over their input when the call owns it alone (inference, or a
 //! training-mode pass without gradients); under autodiff the input is kept for the
-//! backward pass, so they write a new tensor.
+//! backward pass, so they write a new tensor. The backward pass writes the input gradient
+//! over the output gradient when it owns that alone, as the autodiff graph hands it over.
 //!
 //! Channels (statistics) and rows (element-wise passes) run in parallel. Sums are kept in
 //! eight lanes of the element type along a row and in f64 across rows. f32 and f64 are
@@ -109,21 +110,6 @@ fn lane_sum<T: NormElement>(row: &[T], f: impl Fn(T) -> T) -> f64 {
         }
     }
     let tail: f64 = tail.iter().map(|&v| f(v).as_f64()).sum();
-    lanes.iter().map(|l| l.as_f64()).sum::<f64>() + tail
-}
-
-/// `Σ f(a, b)` over two rows of one length, in eight lanes.
-#[inline]
-fn lane_sum2<T: NormElement>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
-    let mut lanes = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            lanes[i] = lanes[i] + f(x[i], y[i]);
-        }
-    }
-    let tail: f64 = ta.iter().zip(tb).map(|(&x, &y)| f(x, y).as_f64()).sum();
     lanes.iter().map(|l| l.as_f64()).sum::<f64>() + tail
 }
 
@@ -226,26 +212,48 @@ fn scale_shift<T: NormElement>(
         .unzip()
 }
 
-fn backward_typed<T: NormElement>(
-    (x, dy): (&[T], &[T]),
-    sizes: Sizes,
-    (gamma, mean, var): (&[T], &[T], &[T]),
-    epsilon: f64,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let count = sizes.per_channel().max(1) as f64;
-    // Per channel: Σ dy and Σ dy·(x − mean), in one pass over both.
-    let sums = per_channel(sizes.c, |c| {
+/// Per channel: `Σ dy` and `Σ dy·(x − mean)`, in one pass over both.
+fn gradient_sums<T: NormElement>(x: &[T], dy: &[T], sizes: Sizes, mean: &[T]) -> Vec<(f64, f64)> {
+    per_channel(sizes.c, |c| {
         let m = mean[c];
         sizes
             .rows(x, c)
             .zip(sizes.rows(dy, c))
             .fold((0.0f64, 0.0f64), |(sd, sdx), (xr, dr)| {
-                (
-                    sd + lane_sum(dr, |g| g),
-                    sdx + lane_sum2(xr, dr, |v, g| g * (v - m)),
-                )
+                let (d, dx) = lane_sums(xr, dr, m);
+                (sd + d, sdx + dx)
             })
-    });
+    })
+}
+
+/// `(Σ g, Σ g·(v − m))` over two rows of one length, in eight lanes.
+#[inline]
+fn lane_sums<T: NormElement>(x: &[T], dy: &[T], m: T) -> (f64, f64) {
+    let (mut sd, mut sdx) = ([T::zero(); 8], [T::zero(); 8]);
+    let (cx, cd) = (x.chunks_exact(8), dy.chunks_exact(8));
+    let (tx, td) = (cx.remainder(), cd.remainder());
+    for (v, g) in cx.zip(cd) {
+        for i in 0..8 {
+            sd[i] = sd[i] + g[i];
+            sdx[i] = sdx[i] + g[i] * (v[i] - m);
+        }
+    }
+    let lanes = |l: [T; 8]| l.iter().map(|v| v.as_f64()).sum::<f64>();
+    let tail_d: f64 = td.iter().map(|g| g.as_f64()).sum();
+    let tail_dx: f64 = tx.iter().zip(td).map(|(&v, &g)| (g * (v - m)).as_f64()).sum();
+    (lanes(sd) + tail_d, lanes(sdx) + tail_dx)
+}
+
+/// The input gradient's per-channel coefficients `(a, b, k)` of `dx = a·dy + b·x + k`, and
+/// the gradients of γ and β.
+#[allow(clippy::type_complexity)]
+fn backward_coefficients<T: NormElement>(
+    sums: &[(f64, f64)],
+    sizes: Sizes,
+    (gamma, mean, var): (&[T], &[T], &[T]),
+    epsilon: f64,
+) -> (Vec<(T, T, T)>, Vec<T>, Vec<T>) {
+    let count = sizes.per_channel().max(1) as f64;
     // dx = γ·inv_std·(dy − Σdy/M − (x − mean)·inv_std²·Σdy(x − mean)/M) = a·dy + b·x + k.
     let mut coefficients = Vec::with_capacity(sizes.c);
     let (mut gamma_grad, mut beta_grad) = (Vec::with_capacity(sizes.c), Vec::new());
@@ -258,16 +266,43 @@ fn backward_typed<T: NormElement>(
         gamma_grad.push(T::from_f64(sum_dy_xc * inv_std));
         beta_grad.push(T::from_f64(sum_dy));
     }
-    let mut dx = vec![T::zero(); x.len()];
+    (coefficients, gamma_grad, beta_grad)
+}
+
+/// The input, γ and β gradients; the input gradient is written over `dy` when this call
+/// owns it alone (as the autodiff graph hands it over), else into a new tensor.
+fn backward_typed<T: NormElement>(
+    x: &FlexTensor,
+    mut dy: FlexTensor,
+    sizes: Sizes,
+    (gamma, mean, var): (&[T], &[T], &[T]),
+    epsilon: f64,
+) -> (FlexTensor, Vec<T>, Vec<T>) {
+    let x = x.storage::<T>();
+    let sums = gradient_sums(x, dy.storage::<T>(), sizes, mean);
+    let (coefficients, gamma_grad, beta_grad) =
+        backward_coefficients(&sums, sizes, (gamma, mean, var), epsilon);
     let s = sizes.s;
+    if let Some(d) = dy.try_storage_mut::<T>() {
+        per_row(d, sizes, |c, row, i| {
+            let (a, b, k) = coefficients[c];
+            for (g, &v) in row.iter_mut().zip(&x[i * s..(i + 1) * s]) {
+                *g = a * *g + b * v + k;
+            }
+        });
+        return (dy, gamma_grad, beta_grad);
+    }
+    let (shape, dtype) = (dy.layout().shape().clone(), dy.dtype());
+    let dyv = dy.storage::<T>();
+    let mut dx = vec![T::zero(); x.len()];
     per_row(&mut dx, sizes, |c, row, i| {
         let (a, b, k) = coefficients[c];
-        let (xr, dr) = (&x[i * s..(i + 1) * s], &dy[i * s..(i + 1) * s]);
+        let (xr, dr) = (&x[i * s..(i + 1) * s], &dyv[i * s..(i + 1) * s]);
         for ((o, &v), &g) in row.iter_mut().zip(xr).zip(dr) {
             *o = a * g + b * v + k;
         }
     });
-    (dx, gamma_grad, beta_grad)
+    (tensor(dx, shape, dtype), gamma_grad, beta_grad)
 }
 
 fn tensor<T: NormElement>(data: Vec<T>, shape: Shape, dtype: DType) -> FlexTensor {
@@ -285,7 +320,7 @@ fn compute_dtype(dtype: DType) -> DType {
 
 /// `t` contiguous and in the compute type `cd`.
 fn contiguous_as(t: FlexTensor, cd: DType) -> FlexTensor {
-    let t = t.to_contiguous();
+    let t = t.into_contiguous();
     let shape = t.layout().shape().clone();
     let widened: Vec<f32> = match t.dtype() {
         d if d == cd => return t,
@@ -391,16 +426,13 @@ pub fn batch_norm_train_backward(
     macro_rules! run {
         ($t:ty) => {{
             let (dx, dg, db) = backward_typed::<$t>(
-                (x.storage(), dy.storage()),
+                &x,
+                dy,
                 sizes,
                 (gamma.storage(), mean.storage(), variance.storage()),
                 epsilon,
             );
-            (
-                tensor(dx, shape, cd),
-                tensor(dg, channel.clone(), cd),
-                tensor(db, channel, cd),
-            )
+            (dx, tensor(dg, channel.clone(), cd), tensor(db, channel, cd))
         }};
     }
     let (dx, dg, db) = if cd == DType::F64 {
