@@ -240,7 +240,11 @@ fn lane_sums<T: NormElement>(x: &[T], dy: &[T], m: T) -> (f64, f64) {
     }
     let lanes = |l: [T; 8]| l.iter().map(|v| v.as_f64()).sum::<f64>();
     let tail_d: f64 = td.iter().map(|g| g.as_f64()).sum();
-    let tail_dx: f64 = tx.iter().zip(td).map(|(&v, &g)| (g * (v - m)).as_f64()).sum();
+    let tail_dx: f64 = tx
+        .iter()
+        .zip(td)
+        .map(|(&v, &g)| (g * (v - m)).as_f64())
+        .sum();
     (lanes(sd) + tail_d, lanes(sdx) + tail_dx)
 }
 
