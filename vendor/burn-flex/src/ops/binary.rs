@@ -145,8 +145,14 @@ where
     binary_op_typed(lhs, rhs, op)
 }
 
-/// Binary operation with in-place optimization for Pod types.
-pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, mut rhs: FlexTensor, op: Op) -> FlexTensor
+/// PATCH (scal-rs): `binary_op_typed`'s in-place paths for contiguous operands, moved out of
+/// it: the result written over `lhs` when it is unique and at offset 0, else over `rhs`
+/// likewise; `Err` hands both operands back when neither applies.
+fn contiguous_in_place<E, Op>(
+    mut lhs: FlexTensor,
+    mut rhs: FlexTensor,
+    op: &Op,
+) -> Result<FlexTensor, (FlexTensor, FlexTensor)>
 where
     E: Element + bytemuck::Pod,
     Op: Fn(E, E) -> E + Sync + Send,
@@ -171,7 +177,7 @@ where
                 }
             },
         );
-        return lhs;
+        return Ok(lhs);
     }
     // PATCH (scal-rs): the same with the right operand as the destination (e.g. a ReLU
     // backward pass writing into the gradient it owns while the forward output is shared).
@@ -193,8 +199,23 @@ where
                 }
             },
         );
-        return rhs;
+        return Ok(rhs);
     }
+
+    Err((lhs, rhs))
+}
+
+/// Binary operation with in-place optimization for Pod types.
+pub(crate) fn binary_op_typed<E, Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
+where
+    E: Element + bytemuck::Pod,
+    Op: Fn(E, E) -> E + Sync + Send,
+{
+    // In-place fast paths on contiguous operands (PATCH (scal-rs): moved to a function).
+    let (mut lhs, mut rhs) = match contiguous_in_place(lhs, rhs, &op) {
+        Ok(out) => return out,
+        Err(operands) => operands,
+    };
 
     // Broadcast/strided in-place: when one operand is uniquely owned and
     // the collapsed nest walks it densely from storage index 0, the nest
