@@ -18,9 +18,47 @@ pub struct ServeArgs {
     /// TCP port to listen on (0: any free port, printed on start).
     #[arg(long, default_value_t = 3000)]
     pub port: u16,
-    /// Address to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only).
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address to listen on: 127.0.0.1 (this machine only) unless told otherwise; 0.0.0.0
+    /// listens on every interface, which needs `SCAL_REMOTE_TOKEN` or
+    /// `--allow-unauthenticated`.
+    #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
+    /// Listen beyond this machine without `SCAL_REMOTE_TOKEN`: any peer that reaches the port
+    /// can then drive (or stop) the server. Prints a warning.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+}
+
+/// Whether listening on `bind` exposes the server beyond this machine without a token: an
+/// error when `token_set` and `allow_unauthenticated` are both false, a warning to print
+/// when only the latter is true, `None` when the address is a loopback one or a token is set.
+/// `bind` is an IP address or a host name (resolved here, port 0).
+pub fn exposure_check(
+    bind: &str,
+    token_set: bool,
+    allow_unauthenticated: bool,
+) -> Result<Option<String>> {
+    use std::net::ToSocketAddrs;
+    let addresses: Vec<std::net::SocketAddr> = (bind, 0u16)
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("--bind {bind}: not an address of this machine ({e})"))?
+        .collect();
+    if token_set || addresses.iter().all(|a| a.ip().is_loopback()) {
+        return Ok(None);
+    }
+    let risk = format!(
+        "--bind {bind} listens beyond this machine without {TOKEN}: anyone who can reach the \
+         port can drive the served devices or stop the server",
+        TOKEN = crate::backend::TOKEN_VAR
+    );
+    if !allow_unauthenticated {
+        bail!(
+            "{risk}. Set {TOKEN} to the same secret here and on the training machine, or pass \
+             --allow-unauthenticated on a network you trust",
+            TOKEN = crate::backend::TOKEN_VAR
+        );
+    }
+    Ok(Some(format!("warning: {risk} (--allow-unauthenticated)")))
 }
 
 /// Runs `cargo xtask serve`; returns when the process is asked to stop.
@@ -34,6 +72,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     };
     if devices.is_empty() {
         bail!("--devices: name at least one device");
+    }
+    let token_set = std::env::var(crate::backend::TOKEN_VAR).is_ok_and(|t| !t.is_empty());
+    if let Some(warning) = exposure_check(&args.bind, token_set, args.allow_unauthenticated)? {
+        eprintln!("{warning}");
     }
     serve(args, devices)
 }
@@ -83,4 +125,35 @@ fn serve(_args: &ServeArgs, _devices: Vec<burn::tensor::Device>) -> Result<()> {
         "this binary was built without the `remote` feature: rebuild with \
          `cargo run --release -p xtask --features remote -- serve …` (or `cargo xtask-remote serve …`)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_check;
+
+    #[test]
+    fn loopback_is_served_without_a_token() {
+        for bind in ["127.0.0.1", "::1", "127.0.0.2", "localhost"] {
+            assert_eq!(exposure_check(bind, false, false).unwrap(), None, "{bind}");
+        }
+    }
+
+    #[test]
+    fn every_interface_needs_a_token_or_the_explicit_flag() {
+        for bind in ["0.0.0.0", "::", "192.0.2.7"] {
+            let err = exposure_check(bind, false, false).unwrap_err().to_string();
+            assert!(
+                err.contains(bind)
+                    && err.contains("SCAL_REMOTE_TOKEN")
+                    && err.contains("--allow-unauthenticated"),
+                "{err}"
+            );
+            assert_eq!(exposure_check(bind, true, false).unwrap(), None, "{bind}");
+            let warning = exposure_check(bind, false, true).unwrap().unwrap();
+            assert!(
+                warning.starts_with("warning:") && warning.contains(bind),
+                "{warning}"
+            );
+        }
+    }
 }

@@ -262,3 +262,22 @@ fn a_configuration_file_must_be_an_object() {
         );
     }
 }
+
+/// `serve` on every interface without a token is refused before it listens, naming the
+/// address, the token variable and the flag that accepts the risk (docs/reliability.md).
+#[test]
+fn serving_every_interface_without_a_token_is_refused() {
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["serve", "--port", "0", "--bind", "0.0.0.0"])
+        .env_remove("SCAL_REMOTE_TOKEN")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("--bind 0.0.0.0")
+            && err.contains("SCAL_REMOTE_TOKEN")
+            && err.contains("--allow-unauthenticated"),
+        "{err}"
+    );
+}

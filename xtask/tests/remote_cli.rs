@@ -162,6 +162,27 @@ fn two_servers_train_one_model_and_a_missing_token_is_named() {
     );
 }
 
+/// Without `--bind`, `serve` listens on this machine only.
+#[test]
+fn serve_listens_on_loopback_by_default() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["serve", "--port", "0"])
+        .env_remove("SCAL_REMOTE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout)
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("serving "));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("serve exited before listening");
+    assert!(line.contains(" on ws://127.0.0.1:"), "{line}");
+}
+
 #[test]
 fn remote_without_hosts_and_serving_remote_are_refused() {
     let o = xtask(&["devices", "--backend", "remote"], None);
