@@ -64,13 +64,35 @@ pub fn install_dir() -> Result<PathBuf> {
     Ok(data.join("tracel").join(BUNDLE_DIR))
 }
 
-/// What is missing from an install at `dir` (empty: complete).
+/// What is missing from an install at `dir` (empty: complete): the sentinel, an executable
+/// non-empty `bin/llvm-config`, a non-empty `lib/libLLVMCore.a` (one of the static libraries
+/// the build links) and `include/llvm-c/`. A half-installed folder (empty files, empty
+/// folders) is not taken for an install.
 pub fn missing_parts(dir: &Path) -> Vec<&'static str> {
+    let non_empty = |path: &Path| std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
+    let executable = |path: &Path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        }
+        #[cfg(not(unix))]
+        {
+            path.is_file()
+        }
+    };
+    let config = dir.join("bin/llvm-config");
     [
         (SENTINEL, dir.join(SENTINEL).is_file()),
-        ("bin/llvm-config", dir.join("bin/llvm-config").is_file()),
-        ("lib/", dir.join("lib").is_dir()),
-        ("include/", dir.join("include").is_dir()),
+        (
+            "bin/llvm-config (a non-empty executable)",
+            non_empty(&config) && executable(&config),
+        ),
+        (
+            "lib/libLLVMCore.a",
+            non_empty(&dir.join("lib/libLLVMCore.a")),
+        ),
+        ("include/llvm-c/", dir.join("include/llvm-c").is_dir()),
     ]
     .into_iter()
     .filter(|(_, present)| !present)
@@ -293,14 +315,36 @@ mod tests {
     #[test]
     fn a_partial_install_is_not_taken_for_a_complete_one() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(missing_parts(dir.path()).len(), 4);
-        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
-        std::fs::write(dir.path().join("bin/llvm-config"), "").unwrap();
-        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
-        std::fs::create_dir_all(dir.path().join("include")).unwrap();
-        assert_eq!(missing_parts(dir.path()), vec![SENTINEL]);
-        std::fs::write(dir.path().join(SENTINEL), "").unwrap();
-        assert!(missing_parts(dir.path()).is_empty());
+        let d = dir.path();
+        assert_eq!(missing_parts(d).len(), 4);
+        // The sentinel, an empty llvm-config and empty folders: half installed.
+        for part in ["bin", "lib", "include"] {
+            std::fs::create_dir_all(d.join(part)).unwrap();
+        }
+        std::fs::write(d.join("bin/llvm-config"), "").unwrap();
+        std::fs::write(d.join(SENTINEL), "").unwrap();
+        assert_eq!(
+            missing_parts(d),
+            vec![
+                "bin/llvm-config (a non-empty executable)",
+                "lib/libLLVMCore.a",
+                "include/llvm-c/"
+            ]
+        );
+        std::fs::write(d.join("bin/llvm-config"), "#!/usr/bin/env python3\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let config = d.join("bin/llvm-config");
+            assert!(
+                missing_parts(d)[0].starts_with("bin/llvm-config"),
+                "not executable yet"
+            );
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(d.join("lib/libLLVMCore.a"), "!<arch>\n").unwrap();
+        std::fs::create_dir_all(d.join("include/llvm-c")).unwrap();
+        assert!(missing_parts(d).is_empty());
     }
 
     #[test]
