@@ -328,6 +328,20 @@ fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()>
     })
 }
 
+/// A path on one line of the plain output: control characters (a newline in a file name)
+/// written as escapes (`\n`), everything else as it is. `--json` keeps names exact.
+fn one_line(path: &Path) -> String {
+    let mut line = String::new();
+    for c in path.display().to_string().chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 /// Runs the query.
 pub fn run(args: &QueryArgs) -> Result<()> {
     let queries: Vec<PathBuf> = match (&args.image, &args.queries) {
@@ -351,9 +365,9 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(r)?);
         } else {
-            println!("{}", r.query.display());
+            println!("{}", one_line(&r.query));
             for (i, m) in r.matches.iter().enumerate() {
-                println!("  {:>3}  {:.4}  {}", i + 1, m.distance, m.file.display());
+                println!("  {:>3}  {:.4}  {}", i + 1, m.distance, one_line(&m.file));
             }
         }
     }
@@ -362,4 +376,22 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         eprintln!("page: {}", html.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_file_name_with_a_newline_stays_on_one_line() {
+        assert_eq!(
+            super::one_line(Path::new("G4/new\nline.jpg")),
+            "G4/new\\nline.jpg"
+        );
+        assert_eq!(
+            super::one_line(Path::new("G4/tab\there.jpg")),
+            "G4/tab\\there.jpg"
+        );
+        assert_eq!(super::one_line(Path::new("G4/été 1.jpg")), "G4/été 1.jpg");
+    }
 }
