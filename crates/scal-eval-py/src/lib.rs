@@ -4,7 +4,9 @@
 //! torchreid's signatures, computed by the `scal-eval` crate.
 //!
 //! - `evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50,
-//!   use_metric_cuhk03=False, return_minp=False)` → `(cmc, mAP)` or `(cmc, mAP, mINP)`;
+//!   use_metric_cuhk03=False, use_cython=True, *, return_minp=False)` → `(cmc, mAP)` or
+//!   `(cmc, mAP, mINP)` (`use_cython` is accepted and ignored, so that torchreid's calls,
+//!   positional ones included, run unchanged);
 //! - `re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3)` → float32
 //!   `[Q, G]`;
 //! - `pairwise_distance(query, gallery, metric="euclidean")` → float32 `[Q, G]`
@@ -179,9 +181,10 @@ impl Ranking<'_> {
 /// - returned `cmc`: float32 `[min(max_rank, G)]`
 ///
 /// `use_metric_cuhk03=True` gives the old CUHK03 single-gallery-shot CMC (seeded, where
-/// torchreid draws unseeded). `return_minp=True` adds mINP as a third value.
+/// torchreid draws unseeded). `use_cython`, torchreid's eighth parameter, is accepted
+/// (any value) and ignored. `return_minp=True` (keyword only) adds mINP as a third value.
 #[pyfunction]
-#[pyo3(signature = (distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, use_metric_cuhk03=false, return_minp=false))]
+#[pyo3(signature = (distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, use_metric_cuhk03=false, use_cython=None, *, return_minp=false))]
 #[allow(clippy::too_many_arguments)] // torchreid's signature
 fn evaluate_rank<'py>(
     py: Python<'py>,
@@ -192,8 +195,10 @@ fn evaluate_rank<'py>(
     g_camids: &Bound<'py, PyAny>,
     max_rank: i64,
     use_metric_cuhk03: bool,
+    use_cython: Option<&Bound<'py, PyAny>>,
     return_minp: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let _ = use_cython; // torchreid's switch between its Cython and Python code: nothing to switch here
     let max_rank = positive("max_rank", max_rank)?;
     let distmat = floats("distmat", distmat)?;
     let ranking = Ranking {

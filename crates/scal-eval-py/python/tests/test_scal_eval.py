@@ -73,6 +73,23 @@ def test_fixtures_match_the_reference(name):
             assert abs(m - expected[f"features_{metric}_market1501"]["mAP"]) < 1e-5
 
 
+def test_torchreid_calls_run_unchanged():
+    """torchreid's own calls: `use_cython` by keyword or as the eighth positional argument is
+    accepted and ignored; `return_minp` is keyword only, so a ninth positional is refused."""
+    a, _ = _case(CASES[0])
+    cmc, mAP = scal_eval.evaluate_rank(a["distmat"], *_ids(a), max_rank=50)
+    for call in (
+        lambda: scal_eval.evaluate_rank(a["distmat"], *_ids(a), max_rank=50, use_cython=False),
+        lambda: scal_eval.evaluate_rank(a["distmat"], *_ids(a), 50, False, True),
+        lambda: scal_eval.evaluate_rank(a["distmat"], *_ids(a), 50, False, 0),
+    ):
+        got_cmc, got_map = call()
+        np.testing.assert_array_equal(got_cmc, cmc)
+        assert got_map == mAP
+    with pytest.raises(TypeError):
+        scal_eval.evaluate_rank(a["distmat"], *_ids(a), 50, False, True, True)
+
+
 @pytest.mark.parametrize("name", [c for c in CASES if c not in TIED])
 def test_fixtures_match_torchreid(name, torchreid):
     rank, rerank = torchreid
