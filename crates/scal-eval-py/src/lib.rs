@@ -26,7 +26,7 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::IntoPyObjectExt;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use scal_eval_core::{Distance, DistanceMetric, EvalError, Metrics, ReRankParams};
 
@@ -117,7 +117,20 @@ fn ids(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
 }
 
 /// A count argument (`max_rank`, `k1`, `k2`) that must be at least 1.
-fn positive(name: &str, value: i64) -> PyResult<usize> {
+/// A Python int beyond 64 bits is an `OverflowError` naming the argument (PyO3's own says
+/// only "Python int too large to convert to C long").
+/// `None` (the argument left out) is `default`.
+fn positive(name: &str, value: Option<&Bound<'_, PyAny>>, default: usize) -> PyResult<usize> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let value: i64 = value.extract().map_err(|e: PyErr| {
+        if e.is_instance_of::<PyOverflowError>(value.py()) {
+            PyOverflowError::new_err(format!("{name}: {value} does not fit in 64 bits"))
+        } else {
+            PyTypeError::new_err(format!("{name}: expected an int, got {value}"))
+        }
+    })?;
     usize::try_from(value)
         .ok()
         .filter(|&v| v > 0)
@@ -184,7 +197,10 @@ impl Ranking<'_> {
 /// torchreid draws unseeded). `use_cython`, torchreid's eighth parameter, is accepted
 /// (any value) and ignored. `return_minp=True` (keyword only) adds mINP as a third value.
 #[pyfunction]
-#[pyo3(signature = (distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, use_metric_cuhk03=false, use_cython=None, *, return_minp=false))]
+#[pyo3(signature = (distmat, q_pids, g_pids, q_camids, g_camids, max_rank=None, use_metric_cuhk03=false, use_cython=None, *, return_minp=false))]
+#[pyo3(
+    text_signature = "(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, use_metric_cuhk03=False, use_cython=True, *, return_minp=False)"
+)]
 #[allow(clippy::too_many_arguments)] // torchreid's signature
 fn evaluate_rank<'py>(
     py: Python<'py>,
@@ -193,13 +209,13 @@ fn evaluate_rank<'py>(
     g_pids: &Bound<'py, PyAny>,
     q_camids: &Bound<'py, PyAny>,
     g_camids: &Bound<'py, PyAny>,
-    max_rank: i64,
+    max_rank: Option<&Bound<'py, PyAny>>,
     use_metric_cuhk03: bool,
     use_cython: Option<&Bound<'py, PyAny>>,
     return_minp: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let _ = use_cython; // torchreid's switch between its Cython and Python code: nothing to switch here
-    let max_rank = positive("max_rank", max_rank)?;
+    let max_rank = positive("max_rank", max_rank, 50)?;
     let distmat = floats("distmat", distmat)?;
     let ranking = Ranking {
         distmat: distmat.view(),
@@ -234,19 +250,20 @@ fn as_f64(m: View<'_>) -> Array2<f64> {
 /// - `q_g_dist`: `[Q, G]`, `q_q_dist`: `[Q, Q]`, `g_g_dist`: `[G, G]`
 /// - returned: float32 `[Q, G]`
 #[pyfunction]
-#[pyo3(signature = (q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3))]
+#[pyo3(signature = (q_g_dist, q_q_dist, g_g_dist, k1=None, k2=None, lambda_value=0.3))]
+#[pyo3(text_signature = "(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3)")]
 fn re_ranking<'py>(
     py: Python<'py>,
     q_g_dist: &Bound<'py, PyAny>,
     q_q_dist: &Bound<'py, PyAny>,
     g_g_dist: &Bound<'py, PyAny>,
-    k1: i64,
-    k2: i64,
+    k1: Option<&Bound<'py, PyAny>>,
+    k2: Option<&Bound<'py, PyAny>>,
     lambda_value: f64,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let params = ReRankParams {
-        k1: positive("k1", k1)?,
-        k2: positive("k2", k2)?,
+        k1: positive("k1", k1, 20)?,
+        k2: positive("k2", k2, 6)?,
         lambda: lambda_value,
     };
     let (q_g, q_q, g_g) = (
@@ -304,7 +321,16 @@ fn pairwise_distance<'py>(
         let (q, g) = (features_f32(views.0), features_f32(views.1));
         scal_eval_core::pairwise_distances(q.view(), g.view(), metric)
     });
-    Ok(result.map_err(value_error)?.into_pyarray(py))
+    let distances = result.map_err(value_error)?;
+    // float64 features far beyond float32's range give infinite distances: refused, as NaN
+    // features are, instead of ranking by inf.
+    if distances.iter().any(|d| !d.is_finite()) {
+        return Err(PyValueError::new_err(
+            "query, gallery: the distances overflow float32 (features of magnitude beyond about \
+             1e19); scale the features down, e.g. L2-normalise them",
+        ));
+    }
+    Ok(distances.into_pyarray(py))
 }
 
 /// The `scal_eval` module.

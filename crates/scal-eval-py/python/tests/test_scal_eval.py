@@ -172,8 +172,16 @@ def test_bad_inputs_raise_naming_the_argument():
         scal_eval.evaluate_rank(qg, list(qp), gp, qc, gc)
     with pytest.raises(ValueError, match="max_rank"):
         scal_eval.evaluate_rank(qg, qp, gp, qc, gc, max_rank=0)
+    with pytest.raises(OverflowError, match="max_rank"):
+        scal_eval.evaluate_rank(qg, qp, gp, qc, gc, max_rank=2**70)
+    with pytest.raises(TypeError, match="max_rank"):
+        scal_eval.evaluate_rank(qg, qp, gp, qc, gc, max_rank="50")
     with pytest.raises(ValueError, match="k1"):
         scal_eval.re_ranking(qg, qq, gg, k1=0)
+    with pytest.raises(OverflowError, match="k2"):
+        scal_eval.re_ranking(qg, qq, gg, k2=-(2**70))
+    with pytest.raises(ValueError, match="overflow float32"):
+        scal_eval.pairwise_distance(qf.astype(np.float64) * 1e30, gf.astype(np.float64))
     with pytest.raises(ValueError, match="lambda"):
         scal_eval.re_ranking(qg, qq, gg, lambda_value=1.5)
     with pytest.raises(ValueError, match="gallery-gallery"):
