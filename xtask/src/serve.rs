@@ -29,11 +29,18 @@ pub struct ServeArgs {
     pub allow_unauthenticated: bool,
 }
 
+/// The token clients must present (`SCAL_REMOTE_TOKEN`, when set and not empty).
+fn token() -> Option<String> {
+    std::env::var(crate::backend::TOKEN_VAR)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// Whether listening on `bind` exposes the server beyond this machine without a token: an
 /// error when `token_set` and `allow_unauthenticated` are both false, a warning to print
 /// when only the latter is true, `None` when the address is a loopback one or a token is set.
 /// `bind` is an IP address or a host name (resolved here, port 0).
-pub fn exposure_check(
+fn exposure_check(
     bind: &str,
     token_set: bool,
     allow_unauthenticated: bool,
@@ -73,8 +80,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if devices.is_empty() {
         bail!("--devices: name at least one device");
     }
-    let token_set = std::env::var(crate::backend::TOKEN_VAR).is_ok_and(|t| !t.is_empty());
-    if let Some(warning) = exposure_check(&args.bind, token_set, args.allow_unauthenticated)? {
+    if let Some(warning) =
+        exposure_check(&args.bind, token().is_some(), args.allow_unauthenticated)?
+    {
         eprintln!("{warning}");
     }
     serve(args, devices)
@@ -90,7 +98,7 @@ fn serve(args: &ServeArgs, devices: Vec<burn::tensor::Device>) -> Result<()> {
         .with_context(|| format!("--bind {} --port {}: cannot listen", args.bind, args.port))?;
     let address = listener.local_addr()?;
     let mut server = RemoteServer::new(devices.iter().cloned());
-    let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    let token = token();
     if let Some(token) = &token {
         server = server.with_authorizer(
             TokenAuthorizer::new(token.as_str())

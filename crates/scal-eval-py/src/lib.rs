@@ -116,10 +116,9 @@ fn ids(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
     )))
 }
 
-/// A count argument (`max_rank`, `k1`, `k2`) that must be at least 1.
-/// A Python int beyond 64 bits is an `OverflowError` naming the argument (PyO3's own says
-/// only "Python int too large to convert to C long").
-/// `None` (the argument left out) is `default`.
+/// A count argument (`max_rank`, `k1`, `k2`) that must be at least 1; `None` (the argument
+/// left out) is `default`. A Python int beyond 64 bits is an `OverflowError` naming the
+/// argument (PyO3's own says only "Python int too large to convert to C long").
 fn positive(name: &str, value: Option<&Bound<'_, PyAny>>, default: usize) -> PyResult<usize> {
     let Some(value) = value else {
         return Ok(default);
