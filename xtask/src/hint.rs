@@ -26,6 +26,10 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
             run.display()
         )),
         TrainError::DeviceFailed { run, .. } => Some(resume_hint(run)),
+        TrainError::CheckpointNotRun {
+            checkpoint,
+            run: Some(run),
+        } => Some(checkpoint_not_run_hint(checkpoint, run)),
         TrainError::CheckpointMissing { run, .. } => Some(format!(
             "To start it again from iteration 0: cargo xtask train --resume {} --restart",
             run.display()
@@ -38,6 +42,19 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// For a run's checkpoint folder given to `--resume`: the run, and `--from best` for `best/`.
+fn checkpoint_not_run_hint(checkpoint: &Path, run: &Path) -> String {
+    let from = if checkpoint.file_name().is_some_and(|n| n == "best") {
+        " --from best"
+    } else {
+        ""
+    };
+    format!(
+        "Resume the run itself: cargo xtask train --resume {}{from}",
+        run.display()
+    )
 }
 
 /// For a damaged file of a run's `last/` checkpoint: how to continue from `best/`.

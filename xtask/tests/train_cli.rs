@@ -255,6 +255,31 @@ fn train_then_use_the_checkpoint() {
     let run_s = run.to_str().unwrap();
     let err = fails(&xtask(&["train", "--resume", run_s, "--no-progress"]));
     assert!(err.contains("finished all 2 epochs"), "{err}");
+    // A checkpoint folder is not a run (issue 29, B8): refused before anything is written.
+    for (checkpoint, from) in [("last", ""), ("best", " --from best")] {
+        let folder = run.join(checkpoint);
+        let listing = |f: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(f)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing(&folder);
+        let err = fails(&xtask(&[
+            "train",
+            "--resume",
+            folder.to_str().unwrap(),
+            "--no-progress",
+        ]));
+        assert!(
+            err.contains("is a checkpoint, not a run folder")
+                && err.contains(&format!("--resume {run_s}{from}")),
+            "{err}"
+        );
+        assert_eq!(listing(&folder), before, "{checkpoint}/ left as it was");
+    }
     let err = fails(&xtask(&[
         "train",
         "--config",

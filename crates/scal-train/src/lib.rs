@@ -126,6 +126,16 @@ pub enum TrainError {
         /// Training iterations the log records.
         logged: u64,
     },
+    /// A checkpoint folder (`RUN/last`, `RUN/best`: it holds `model.json`) given where a
+    /// run folder is expected, e.g. to resume. Its `config.json` copy makes it look like a
+    /// run, but training there would start a new run inside the checkpoint.
+    #[error("{} is a checkpoint, not a run folder{}", checkpoint.display(), run.as_ref().map(|r| format!(" (it belongs to the run {})", r.display())).unwrap_or_default())]
+    CheckpointNotRun {
+        /// The folder given.
+        checkpoint: PathBuf,
+        /// The run it belongs to, when its parent folder is one.
+        run: Option<PathBuf>,
+    },
     /// A folder without the run's `config.json`.
     #[error("{} is not a run folder (no config.json)", run.display())]
     NotARun {

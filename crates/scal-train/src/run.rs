@@ -291,6 +291,9 @@ impl<'a> Trainer<'a> {
     ) -> Result<(Trainer<'a>, TrainLoader), TrainError> {
         config.validate()?;
         check_pretrained(config)?;
+        if start != Start::New {
+            check_run_folder(run_dir)?;
+        }
         assert!(!devices.is_empty(), "Trainer::prepare: at least one device");
         let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
         let dataset = load_dataset(config, observer)?;
@@ -592,11 +595,7 @@ fn create_run(
 /// new hosts so that the next resume goes there too.
 fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainError> {
     let config_path = run_dir.join("config.json");
-    if !config_path.is_file() {
-        return Err(TrainError::NotARun {
-            run: run_dir.to_path_buf(),
-        });
-    }
+    check_run_folder(run_dir)?;
     let lock = RunLock::acquire(run_dir)?;
     checkpoint::recover(run_dir, "last")?;
     // A field the saved file lacks (written before the field existed) takes its default.
@@ -617,6 +616,27 @@ fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainErr
         std::fs::rename(&staged, &config_path).map_err(io(&config_path))?;
     }
     Ok(lock)
+}
+
+/// A folder to continue must be a run: it holds `config.json` and is not one of a run's
+/// checkpoints (which hold a copy of it beside `model.json`).
+fn check_run_folder(run_dir: &Path) -> Result<(), TrainError> {
+    if run_dir.join(scal_model::CONFIG_FILE).is_file() {
+        let run = run_dir
+            .parent()
+            .filter(|parent| parent.join("config.json").is_file())
+            .map(Path::to_path_buf);
+        return Err(TrainError::CheckpointNotRun {
+            checkpoint: run_dir.to_path_buf(),
+            run,
+        });
+    }
+    if !run_dir.join("config.json").is_file() {
+        return Err(TrainError::NotARun {
+            run: run_dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// A run without `last/` whose log records iterations cannot continue where it stopped:

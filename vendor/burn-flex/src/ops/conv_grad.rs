@@ -140,6 +140,38 @@ impl Geometry {
             && self.ow == self.w
     }
 
+    /// Stride 1 and an output map as wide as the input (a "same" convolution, or any 1×1
+    /// stride-1 one): output position `(oy, ox)` then reads input position
+    /// `(oy, ox) + (i·d − p, j·d − p)` for kernel offset `(i, j)`, one constant shift of the
+    /// flattened plane.
+    fn is_row_shift(&self) -> bool {
+        self.stride == [1, 1] && self.ow == self.w
+    }
+
+    /// For kernel offset `(i, j)` of a [`Self::is_row_shift`] convolution: the span of
+    /// flattened output positions from the first valid one to the last, or `None` when no
+    /// output position reads inside the input ([`Span`]).
+    fn shifted_span(&self, i: usize, j: usize) -> Option<Span> {
+        let (rows, columns) = (self.valid_range(0, i), self.valid_range(1, j));
+        if rows.0 >= rows.1 || columns.0 >= columns.1 {
+            return None;
+        }
+        let shift = (i * self.dilation[0]) as isize - self.pad[0] as isize;
+        let shift =
+            shift * self.w as isize + (j * self.dilation[1]) as isize - self.pad[1] as isize;
+        let (first, last) = (
+            rows.0 * self.ow + columns.0,
+            (rows.1 - 1) * self.ow + columns.1,
+        );
+        Some(Span {
+            first,
+            last,
+            read: (first as isize + shift) as usize,
+            rows,
+            columns,
+        })
+    }
+
     /// The output positions `o` in `0..out` whose input index `o·stride + k·dilation − pad`
     /// falls inside `0..size`, for kernel offset `k` along one axis (`axis` 0: rows, 1:
     /// columns).
@@ -164,6 +196,22 @@ impl Geometry {
         let hi = first(size as isize).min(out);
         (lo, hi.max(lo))
     }
+}
+
+/// What one kernel offset of a [`Geometry::is_row_shift`] convolution reads: output
+/// positions `first..last` (flattened) read input positions `read..read + (last − first)`
+/// of the same channel, one to one. Between rows, the span also covers the columns outside
+/// `columns`, which read neighbouring pixels and stand for padding
+/// ([`zero_padding_columns`]).
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    first: usize,
+    last: usize,
+    read: usize,
+    /// The valid output rows, `valid_range(0, i)`.
+    rows: (usize, usize),
+    /// The valid output columns, `valid_range(1, j)`.
+    columns: (usize, usize),
 }
 
 /// Columns a product should at least have: images are grouped into one product until their
@@ -260,19 +308,24 @@ struct Block {
 /// - `x_group`: `[C_in/groups, H, W]`
 /// - `col`: `[C_in/groups · kh · kw, block.stride]`
 fn im2col<T: GradElement>(g: &Geometry, x_group: &[T], col: &mut [T], block: Block) {
+    if g.is_row_shift() {
+        return im2col_shifted(g, x_group, col, block);
+    }
     let (ow, out_sp) = (g.ow, g.out_spatial());
-    for c in 0..g.c_in_g {
-        let plane = &x_group[c * g.in_spatial()..(c + 1) * g.in_spatial()];
-        for i in 0..g.kh {
-            let (y_lo, y_hi) = g.valid_range(0, i);
-            for j in 0..g.kw {
-                let (x_lo, x_hi) = g.valid_range(1, j);
+    // Kernel offsets outside, channels inside: the valid ranges (integer divisions) are
+    // computed once per offset, not once per channel.
+    for i in 0..g.kh {
+        let (y_lo, y_hi) = g.valid_range(0, i);
+        for j in 0..g.kw {
+            let (x_lo, x_hi) = g.valid_range(1, j);
+            let x_offset = (j * g.dilation[1]) as isize - g.pad[1] as isize;
+            for c in 0..g.c_in_g {
+                let plane = &x_group[c * g.in_spatial()..(c + 1) * g.in_spatial()];
                 let row = (c * g.kh + i) * g.kw + j;
                 let start = row * block.stride + block.offset;
                 let out = &mut col[start..start + out_sp];
                 out[..y_lo * ow].fill(T::ZERO);
                 out[y_hi * ow..].fill(T::ZERO);
-                let x_offset = (j * g.dilation[1]) as isize - g.pad[1] as isize;
                 for oy in y_lo..y_hi {
                     let iy = oy * g.stride[0] + i * g.dilation[0] - g.pad[0];
                     let src = &plane[iy * g.w..(iy + 1) * g.w];
@@ -281,17 +334,60 @@ fn im2col<T: GradElement>(g: &Geometry, x_group: &[T], col: &mut [T], block: Blo
                     dst[x_hi..].fill(T::ZERO);
                     if x_lo < x_hi {
                         let first = ((x_lo * g.stride[1]) as isize + x_offset) as usize;
-                        if g.stride[1] == 1 {
-                            dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
-                        } else {
-                            for (k, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
-                                *d = src[first + k * g.stride[1]];
-                            }
+                        let src = src[first..].iter().step_by(g.stride[1]);
+                        for (d, &v) in dst[x_lo..x_hi].iter_mut().zip(src) {
+                            *d = v;
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// [`im2col`] when the output map has the input's width and stride 1
+/// ([`Geometry::is_row_shift`]): each row of the column matrix is then the input plane shifted
+/// by one constant, so its valid part is one copy (rather than one per output row, which
+/// cost more in call overhead than in bytes on the small maps of a training step) and the
+/// columns that fall into the padding are zeroed afterwards, one kernel column at a time.
+///
+/// # Shapes
+/// - `x_group`: `[C_in/groups, H, W]`
+/// - `col`: `[C_in/groups · kh · kw, block.stride]`
+fn im2col_shifted<T: GradElement>(g: &Geometry, x_group: &[T], col: &mut [T], block: Block) {
+    let out_sp = g.out_spatial();
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let span = g.shifted_span(i, j);
+            for c in 0..g.c_in_g {
+                let plane = &x_group[c * g.in_spatial()..(c + 1) * g.in_spatial()];
+                let row = (c * g.kh + i) * g.kw + j;
+                let start = row * block.stride + block.offset;
+                let out = &mut col[start..start + out_sp];
+                let Some(span) = &span else {
+                    out.fill(T::ZERO);
+                    continue;
+                };
+                let (first, last) = (span.first, span.last);
+                out[..first].fill(T::ZERO);
+                out[first..last].copy_from_slice(&plane[span.read..span.read + (last - first)]);
+                out[last..].fill(T::ZERO);
+                zero_padding_columns(g.ow, span, out);
+            }
+        }
+    }
+}
+
+/// Zeroes, in one row of a column matrix (`[OH · OW]`), the entries inside `span` whose
+/// column falls outside its valid columns: those read padding. One column at a time, down
+/// the rows (there are only `pad` such columns; a loop along a row would become a call to
+/// `memset` for one or two values).
+#[inline]
+fn zero_padding_columns<T: GradElement>(ow: usize, span: &Span, out: &mut [T]) {
+    let ((y_lo, y_hi), (x_lo, x_hi)) = (span.rows, span.columns);
+    for x in (0..x_lo).chain(x_hi..ow) {
+        let column = out[y_lo * ow + x..].iter_mut().step_by(ow);
+        column.take(y_hi - y_lo).for_each(|v| *v = T::ZERO);
     }
 }
 
@@ -301,9 +397,43 @@ fn im2col<T: GradElement>(g: &Geometry, x_group: &[T], col: &mut [T], block: Blo
 /// # Shapes
 /// - `col`: `[C_in/groups · kh · kw, block.stride]`
 /// - `dx_group`: `[C_in/groups, H, W]`, accumulated into (zero it first)
-fn col2im<T: GradElement>(g: &Geometry, col: &[T], dx_group: &mut [T], block: Block) {
+fn col2im<T: GradElement>(g: &Geometry, col: &mut [T], dx_group: &mut [T], block: Block) {
+    if g.is_row_shift() {
+        return col2im_shifted(g, col, dx_group, block);
+    }
     for (c, plane) in dx_group.chunks_exact_mut(g.in_spatial()).enumerate() {
         col2im_plane(g, c, col, plane, block);
+    }
+}
+
+/// [`col2im`] when [`Geometry::is_row_shift`]: the entries that stand for padding are
+/// zeroed in `col` first ([`zero_padding_columns`]; `col` is scratch), so that each kernel
+/// offset adds one contiguous span into the plane in one vectorised loop, rather than one
+/// short loop per output row. Each input position receives the same terms in the same order
+/// as in [`col2im_plane`], plus zeros.
+///
+/// # Shapes
+/// - `col`: `[C_in/groups · kh · kw, block.stride]`, its padding entries zeroed
+/// - `dx_group`: `[C_in/groups, H, W]`, accumulated into (zero it first)
+fn col2im_shifted<T: GradElement>(g: &Geometry, col: &mut [T], dx_group: &mut [T], block: Block) {
+    let in_sp = g.in_spatial();
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let Some(span) = g.shifted_span(i, j) else {
+                continue;
+            };
+            let len = span.last - span.first;
+            for (c, plane) in dx_group.chunks_exact_mut(in_sp).enumerate() {
+                let row = (c * g.kh + i) * g.kw + j;
+                let start = row * block.stride + block.offset;
+                let src = &mut col[start..start + g.out_spatial()];
+                zero_padding_columns(g.ow, &span, src);
+                let dst = &mut plane[span.read..span.read + len];
+                for (d, &v) in dst.iter_mut().zip(&src[span.first..span.last]) {
+                    *d = *d + v;
+                }
+            }
+        }
     }
 }
 
