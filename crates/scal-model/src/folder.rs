@@ -52,12 +52,16 @@ pub fn write_checksums(dir: &Path, files: &[&str]) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Checks every file listed in `dir/checksums.sha256` against its recorded SHA-256; a
-/// folder without the file (written before checksums existed) passes.
+/// Checks every file listed in `dir/checksums.sha256` against its recorded SHA-256. The list
+/// must be whole: every line a 64-digit hexadecimal digest, two spaces and a name, and every
+/// file of `required` (the files the caller will read) listed, so that an emptied or
+/// truncated list cannot turn the check off. A folder without the file (written before
+/// checksums existed) passes.
 ///
 /// # Errors
-/// [`ModelError::Damaged`] naming the first file that is missing or differs.
-pub fn verify_checksums(dir: &Path) -> Result<(), ModelError> {
+/// [`ModelError::Damaged`] naming the checksum file when it is malformed or leaves out a
+/// required file, or the first file that is missing or differs.
+pub fn verify_checksums(dir: &Path, required: &[&str]) -> Result<(), ModelError> {
     let list = dir.join(CHECKSUMS_FILE);
     let text = match std::fs::read_to_string(&list) {
         Ok(text) => text,
@@ -69,14 +73,31 @@ pub fn verify_checksums(dir: &Path) -> Result<(), ModelError> {
             });
         }
     };
+    let damaged = |problem: String| ModelError::Damaged {
+        path: list.clone(),
+        problem,
+    };
+    let mut entries = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let damaged = |problem: String| ModelError::Damaged {
-            path: list.clone(),
-            problem,
-        };
-        let (digest, name) = line
+        let entry = line
             .split_once("  ")
+            .filter(|(digest, name)| {
+                digest.len() == 64
+                    && digest.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !name.is_empty()
+            })
             .ok_or_else(|| damaged(format!("malformed line `{line}`")))?;
+        entries.push(entry);
+    }
+    if let Some(left_out) = required
+        .iter()
+        .find(|file| !entries.iter().any(|(_, name)| name == *file))
+    {
+        return Err(damaged(format!(
+            "does not list {left_out}, which this folder's loader reads: the list is incomplete (emptied or cut short), so the folder cannot be verified"
+        )));
+    }
+    for (digest, name) in entries {
         let path = dir.join(name);
         if !path.is_file() {
             return Err(ModelError::Damaged {
@@ -85,7 +106,7 @@ pub fn verify_checksums(dir: &Path) -> Result<(), ModelError> {
             });
         }
         let found = sha256_of(&path)?;
-        if found != digest {
+        if !found.eq_ignore_ascii_case(digest) {
             return Err(ModelError::Damaged {
                 path,
                 problem: format!(
@@ -128,7 +149,7 @@ impl ScalModel {
     /// [`ScalModel::load_checkpoint`]).
     pub fn load_dir(dir: &Path, device: &Device) -> Result<(ScalModel, ScalConfig), ModelError> {
         let config = ScalModel::config_of_dir(dir)?;
-        verify_checksums(dir)?;
+        verify_checksums(dir, &[CONFIG_FILE, WEIGHTS_FILE])?;
         let model = config
             .init(device)
             .load_checkpoint(&dir.join(WEIGHTS_FILE))?;

@@ -339,4 +339,42 @@ fn a_model_folder_lists_its_checksums_and_refuses_damage() {
         err.contains("model.bpk") && err.contains("missing"),
         "{err}"
     );
+    // The list fails closed (issue 29, B3): emptied, cut short or garbled, it is damage,
+    // not "nothing to check"; only a folder without the file at all passes unverified.
+    model.save_dir(&config, dir.path()).unwrap();
+    bytes = std::fs::read(&weights).unwrap();
+    bytes[middle] ^= 1;
+    std::fs::write(&weights, &bytes).unwrap();
+    let list = dir.path().join("checksums.sha256");
+    let whole = std::fs::read_to_string(&list).unwrap();
+    let without_weights: String = whole
+        .lines()
+        .filter(|l| !l.ends_with("model.bpk"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let garbled = whole.replacen("  ", " ", 1);
+    for (text, expected) in [
+        (String::new(), "does not list model.json"),
+        (without_weights, "does not list model.bpk"),
+        (garbled, "malformed line"),
+        (
+            whole.replace("model.json", "other.json"),
+            "does not list model.json",
+        ),
+    ] {
+        std::fs::write(&list, &text).unwrap();
+        let err = ScalModel::load_dir(dir.path(), &device).unwrap_err();
+        assert!(
+            matches!(&err, scal_model::ModelError::Damaged { path, problem }
+                if path == &list && problem.contains(expected)),
+            "{text:?}: {err}"
+        );
+    }
+    bytes[middle] ^= 1;
+    std::fs::write(&weights, &bytes).unwrap();
+    std::fs::remove_file(&list).unwrap();
+    assert!(
+        ScalModel::load_dir(dir.path(), &device).is_ok(),
+        "no list at all: loads unverified (written before checksums existed)"
+    );
 }

@@ -87,7 +87,7 @@ pub fn load_training(
     model: &ScalModel,
     optim: ModuleOptimizer,
 ) -> Result<(ScalModel, ModuleOptimizer, TrainState), TrainError> {
-    let (model, state) = load_weights(checkpoint, config, model)?;
+    let (model, state) = load_verified(checkpoint, config, model, &[OPTIMIZER_FILE])?;
     let optim_path = checkpoint.join(OPTIMIZER_FILE);
     let optim = optim
         .load(&optim_path)
@@ -102,11 +102,27 @@ pub fn load_weights(
     config: &TrainingConfig,
     model: &ScalModel,
 ) -> Result<(ScalModel, TrainState), TrainError> {
+    load_verified(checkpoint, config, model, &[])
+}
+
+/// [`load_weights`], with the checksum list required to cover `also` (files the caller reads
+/// next) besides the weights, the state and the configuration copy.
+fn load_verified(
+    checkpoint: &Path,
+    config: &TrainingConfig,
+    model: &ScalModel,
+    also: &[&str],
+) -> Result<(ScalModel, TrainState), TrainError> {
     if !checkpoint.is_dir() {
         return Err(error(checkpoint, "no such checkpoint folder"));
     }
-    scal_model::verify_checksums(checkpoint)?;
     let copy = checkpoint.join(CONFIG_COPY);
+    let mut required = vec![scal_model::WEIGHTS_FILE, STATE_FILE];
+    if copy.is_file() {
+        required.push(CONFIG_COPY);
+    }
+    required.extend_from_slice(also);
+    scal_model::verify_checksums(checkpoint, &required)?;
     if copy.is_file() {
         let trained = TrainingConfig::load_json(&copy)?;
         let differences = trained.differences(config);
