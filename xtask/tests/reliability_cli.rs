@@ -97,6 +97,41 @@ fn a_run_name_is_one_folder_under_runs() {
     assert!(!Path::new("/tmp/scal-absolute-run").exists());
 }
 
+/// Exit codes (issue 29, W14): 2 for a command line that does not parse (clap's own errors:
+/// an unknown flag, a value out of range or of the wrong type), 1 for an error found while
+/// running, each with a message on stderr and nothing on stdout.
+#[test]
+fn argument_errors_exit_with_2_and_run_errors_with_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    for (args, code) in [
+        (&["train", "--no-such-flag"][..], 2),
+        (&["train", "--devices=-1"], 2),
+        (&["train", "--epochs", "many"], 2),
+        (&["query", "--top", "0"], 2),
+        (
+            &[
+                "evaluate",
+                "--checkpoint",
+                missing,
+                "--dataset",
+                "market1501",
+            ],
+            1,
+        ),
+        (&["train", "--resume", missing, "--no-progress"], 1),
+    ] {
+        let o = xtask(args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(
+            !err.trim().is_empty() && out.is_empty(),
+            "{args:?}: {out} / {err}"
+        );
+    }
+}
+
 /// Ctrl-C saves the last checkpoint and exits with 130 (not 0), saying how to resume; a
 /// second process resuming the run while the first trains is refused, naming its PID.
 #[cfg(unix)]
