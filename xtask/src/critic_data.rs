@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ndarray::Array1;
 use scal_data::TrainLoader;
-use scal_model::ScalModel;
 use scal_train::TrainingConfig;
 use scal_train::critic_data::critic_samples;
 
@@ -55,7 +54,7 @@ pub fn run(args: &CriticDataArgs) -> Result<()> {
         config.data.loader(config.seed),
     )?;
     let device = backend::device(args.backend)?.autodiff();
-    let (model, _) = ScalModel::load_dir(&args.run.join(&args.checkpoint), &device)?;
+    let (model, _) = crate::load_model_folder(&args.run.join(&args.checkpoint), &device)?;
     let samples = critic_samples(&model, &loader, args.batches as usize, &device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

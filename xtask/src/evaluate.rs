@@ -336,7 +336,7 @@ fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
 fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let (dataset, root) = dataset(args)?;
     let device = crate::backend::device(args.backend)?;
-    let (model, config) = scal_model::ScalModel::load_dir(dir, &device)?;
+    let (model, config) = crate::load_model_folder(dir, &device)?;
     let split = (dataset.query.as_slice(), dataset.gallery.as_slice());
     let size = (config.height, config.width);
     let features = QueryGallery::embed(

@@ -62,7 +62,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     // Fails now, before any work, when the destination cannot be written.
     let staging = crate::extract::temporary_beside(&args.out, "--out")?;
     let device = crate::backend::device(scal_train::Backend::Flex)?;
-    let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
+    let (model, config) = crate::load_model_folder(&args.checkpoint, &device)?;
     match args.format {
         ExportFormat::Safetensors => {
             drop(staging);

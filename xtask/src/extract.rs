@@ -217,7 +217,7 @@ fn checkpoint_features(
     images: &[PathBuf],
     device: &burn::tensor::Device,
 ) -> Result<(Vec<f32>, usize)> {
-    let (model, config) = scal_model::ScalModel::load_dir(checkpoint, device)?;
+    let (model, config) = crate::load_model_folder(checkpoint, device)?;
     let height = args.height.map_or(config.height, |h| h as usize);
     let width = args.width.map_or(config.width, |w| w as usize);
     if (height, width) != (config.height, config.width)

@@ -91,6 +91,25 @@ enum Command {
     SetupCuda(setup_cuda::SetupCudaArgs),
 }
 
+/// Loads a model folder (a run's `best/` or `last/`) for a command, after the checksum check
+/// of [`scal_model::ScalModel::load_dir`]; a folder without `checksums.sha256` (written
+/// before checksums existed, or a copy that lost it) loads with a warning that it was not
+/// verified.
+pub fn load_model_folder(
+    dir: &std::path::Path,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<(scal_model::ScalModel, scal_model::ScalConfig)> {
+    let loaded = scal_model::ScalModel::load_dir(dir, device)?;
+    if !dir.join(scal_model::CHECKSUMS_FILE).is_file() {
+        eprintln!(
+            "warning: {} has no {}: its files were not verified (a checkpoint written before checksums existed, or a copy that lost the file)",
+            dir.display(),
+            scal_model::CHECKSUMS_FILE
+        );
+    }
+    Ok(loaded)
+}
+
 /// Parses the command line, runs the command, prints its error (with a hint where one
 /// helps) and returns the exit code.
 pub fn main() -> ExitCode {

@@ -350,7 +350,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires --image or --queries"),
     };
     let device = backend::device(args.backend)?;
-    let (model, config) = scal_model::ScalModel::load_dir(&args.checkpoint, &device)?;
+    let (model, config) = crate::load_model_folder(&args.checkpoint, &device)?;
     let size = (config.height, config.width);
     let query_features = embed(&model, size, &queries, args, &device)?;
     let gallery = gallery_features(args, &model, size, &device)?;

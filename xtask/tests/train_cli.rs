@@ -250,6 +250,36 @@ fn train_then_use_the_checkpoint() {
         dir.path().join("x.pth").to_str().unwrap(),
     ]));
     assert!(err.contains(".safetensors"), "{err}");
+    // A checkpoint that lost its checksum list loads, but says it was not verified (W17);
+    // one with its list loads without the warning.
+    let unlisted = dir.path().join("unlisted");
+    std::fs::create_dir(&unlisted).unwrap();
+    for entry in std::fs::read_dir(best_s).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "checksums.sha256" {
+            std::fs::copy(&path, unlisted.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for (checkpoint, warned, out) in [
+        (unlisted.to_str().unwrap(), true, "unlisted.safetensors"),
+        (best_s, false, "listed.safetensors"),
+    ] {
+        let out = dir.path().join(out);
+        let o = xtask(&[
+            "export",
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        ok(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.contains("were not verified"),
+            warned,
+            "{checkpoint}: {err}"
+        );
+    }
 
     // Resuming a finished run, a run folder in use, a folder that is not a checkpoint.
     let run_s = run.to_str().unwrap();
