@@ -91,14 +91,20 @@ enum Command {
     SetupCuda(setup_cuda::SetupCudaArgs),
 }
 
-/// Loads a model folder (a run's `best/` or `last/`) for a command, after the checksum check
-/// of [`scal_model::ScalModel::load_dir`]; a folder without `checksums.sha256` (written
-/// before checksums existed, or a copy that lost it) loads with a warning that it was not
-/// verified.
+/// Loads a model folder (a run's `best/` or `last/`) for a command, after the checks of
+/// [`scal_model::ScalModel::load_dir`] and the command line's rule for input sizes
+/// (`model.json`'s height and width, as `--height`/`--width`); a folder without
+/// `checksums.sha256` (written before checksums existed, or a copy that lost it) loads with
+/// a warning that it was not verified.
 pub fn load_model_folder(
     dir: &std::path::Path,
     device: &burn::tensor::Device,
 ) -> anyhow::Result<(scal_model::ScalModel, scal_model::ScalConfig)> {
+    let config = scal_model::ScalModel::config_of_dir(dir)?;
+    scal_data::check_input_size(config.height, config.width).map_err(|problem| {
+        let file = dir.join(scal_model::CONFIG_FILE);
+        anyhow::anyhow!("{}: height and width: {problem}", file.display())
+    })?;
     let loaded = scal_model::ScalModel::load_dir(dir, device)?;
     if !dir.join(scal_model::CHECKSUMS_FILE).is_file() {
         eprintln!(

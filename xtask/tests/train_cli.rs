@@ -280,6 +280,30 @@ fn train_then_use_the_checkpoint() {
             "{checkpoint}: {err}"
         );
     }
+    // model.json's sizes go through the command line's rules, not a panic (B10, W16).
+    let model_json = unlisted.join("model.json");
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_json).unwrap()).unwrap();
+    for (field, value, expected) in [
+        ("height", 100_000, "at most 2048"),
+        ("height", 0, "height must be > 0"),
+        ("num_classes", 0, "num_classes must be > 0"),
+    ] {
+        let mut edited = original.clone();
+        edited[field] = value.into();
+        std::fs::write(&model_json, edited.to_string()).unwrap();
+        let err = fails(&xtask(&[
+            "export",
+            "--checkpoint",
+            unlisted.to_str().unwrap(),
+            "--out",
+            dir.path().join("sized.safetensors").to_str().unwrap(),
+        ]));
+        assert!(
+            err.contains(expected) && err.contains("model.json"),
+            "{field} {value}: {err}"
+        );
+    }
 
     // Resuming a finished run, a run folder in use, a folder that is not a checkpoint.
     let run_s = run.to_str().unwrap();

@@ -129,8 +129,8 @@ impl ScalModel {
         write_checksums(dir, &[CONFIG_FILE, WEIGHTS_FILE])
     }
 
-    /// The configuration of the model folder `dir` (not verified against the checksums:
-    /// [`ScalModel::load_dir`] does that).
+    /// The configuration of the model folder `dir`, checked ([`ScalConfig::check`]) but not
+    /// verified against the checksums: [`ScalModel::load_dir`] does that.
     pub fn config_of_dir(dir: &Path) -> Result<ScalConfig, ModelError> {
         let path = dir.join(CONFIG_FILE);
         if !path.is_file() {
@@ -138,10 +138,14 @@ impl ScalModel {
                 path: dir.to_path_buf(),
             });
         }
-        ScalConfig::load(&path).map_err(|e| ModelError::BadConfig {
-            path,
+        let config = ScalConfig::load(&path).map_err(|e| ModelError::BadConfig {
+            path: path.clone(),
             message: e.to_string(),
-        })
+        })?;
+        config
+            .check()
+            .map_err(|message| ModelError::BadConfig { path, message })?;
+        Ok(config)
     }
 
     /// Builds the model of the folder `dir` on `device` and loads its weights, after checking

@@ -83,6 +83,32 @@ pub struct ScalConfig {
 }
 
 impl ScalConfig {
+    /// Checks what [`ScalConfig::init`] needs to build the network without panicking: at
+    /// least one class, positive sizes and widths, last stride 1 or 2. The error names the
+    /// field. (The bounds on the input size that the commands apply are `scal-data`'s
+    /// `check_input_size`.)
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("num_classes", self.num_classes),
+            ("base_width", self.base_width),
+            ("height", self.height),
+            ("width", self.width),
+            ("channel_hidden", self.channel_hidden),
+            ("spatial_reduction", self.spatial_reduction),
+            ("critic_hidden", self.critic_hidden),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{field} must be > 0, got 0"));
+        }
+        if !matches!(self.last_stride, 1 | 2) {
+            return Err(format!(
+                "last_stride must be 1 or 2, got {}",
+                self.last_stride
+            ));
+        }
+        Ok(())
+    }
+
     /// Builds the network.
     ///
     /// # Panics
