@@ -197,7 +197,9 @@ pub fn gallery_features(
     size: (usize, usize),
     device: &burn::tensor::Device,
 ) -> Result<GalleryFeatures> {
-    let files = scal_data::list_images(&args.gallery)?.images;
+    let listing = scal_data::list_images(&args.gallery)?;
+    report_skipped(&args.gallery, &listing.skipped);
+    let files = listing.images;
     let gallery = args
         .gallery
         .canonicalize()
@@ -342,11 +344,38 @@ fn one_line(path: &Path) -> String {
     line
 }
 
+/// Says on stderr which entries of `folder` are left out as not images (a phone's `.HEIC`
+/// or `.gif`), as `extract` counts them: at most five named, then how many more.
+fn report_skipped(folder: &Path, skipped: &[PathBuf]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = skipped
+        .iter()
+        .take(5)
+        .map(|p| one_line(Path::new(p.file_name().unwrap_or_default())))
+        .collect();
+    if skipped.len() > 5 {
+        names.push(format!("and {} more", skipped.len() - 5));
+    }
+    eprintln!(
+        "note: {} non-image entries of {} skipped (the images read are .{}): {}",
+        skipped.len(),
+        folder.display(),
+        scal_data::IMAGE_EXTENSIONS.join(", ."),
+        names.join(", ")
+    );
+}
+
 /// Runs the query.
 pub fn run(args: &QueryArgs) -> Result<()> {
     let queries: Vec<PathBuf> = match (&args.image, &args.queries) {
         (Some(image), _) => vec![image.clone()],
-        (None, Some(dir)) => scal_data::list_images(dir)?.images,
+        (None, Some(dir)) => {
+            let listing = scal_data::list_images(dir)?;
+            report_skipped(dir, &listing.skipped);
+            listing.images
+        }
         (None, None) => unreachable!("clap requires --image or --queries"),
     };
     let device = backend::device(args.backend)?;

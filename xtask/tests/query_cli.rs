@@ -237,4 +237,19 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         !gallery.join("cache").exists(),
         "nothing is written into the gallery"
     );
+    // Files that are not images are named, not dropped silently (issue 29, W1).
+    let phone = dir.path().join("phone");
+    std::fs::create_dir(&phone).unwrap();
+    for entry in std::fs::read_dir(&gallery).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, phone.join(path.file_name().unwrap())).unwrap();
+    }
+    for name in ["x.gif", "PHOTO.HEIC"] {
+        std::fs::write(phone.join(name), b"not read").unwrap();
+    }
+    let (_, err) = ok(&query_one(&checkpoint, &phone, &query, &cache));
+    assert!(
+        err.contains("2 non-image entries") && err.contains("PHOTO.HEIC") && err.contains("x.gif"),
+        "{err}"
+    );
 }
