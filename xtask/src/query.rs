@@ -367,8 +367,48 @@ fn report_skipped(folder: &Path, skipped: &[PathBuf]) {
     );
 }
 
+/// Checks `--html` before any work (issue 29, W3–W6): a page name ending in `.html` (its
+/// figure goes beside it as `NAME.png`, so a `.png` page would overwrite its own figure),
+/// not a folder, in a folder that exists, and outside the gallery (where the page and its
+/// figure would be read as photos by the next query).
+fn check_html_destination(args: &QueryArgs) -> Result<()> {
+    let Some(html) = &args.html else {
+        return Ok(());
+    };
+    let is_page = html
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    if html.is_dir() || !is_page {
+        bail!(
+            "--html {}: expected a page name ending in .html, such as results.html (the figure is written beside it as results.png)",
+            html.display()
+        );
+    }
+    let parent = match html.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = parent.canonicalize().with_context(|| {
+        format!(
+            "--html {}: the folder {} does not exist",
+            html.display(),
+            parent.display()
+        )
+    })?;
+    let gallery = args.gallery.canonicalize().unwrap_or(args.gallery.clone());
+    if folder.starts_with(&gallery) {
+        bail!(
+            "--html {} is inside the gallery {}: the page and its figure would be read as photos by the next query; write it outside the gallery",
+            html.display(),
+            args.gallery.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs the query.
 pub fn run(args: &QueryArgs) -> Result<()> {
+    check_html_destination(args)?;
     let queries: Vec<PathBuf> = match (&args.image, &args.queries) {
         (Some(image), _) => vec![image.clone()],
         (None, Some(dir)) => {

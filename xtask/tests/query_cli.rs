@@ -237,6 +237,37 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         !gallery.join("cache").exists(),
         "nothing is written into the gallery"
     );
+    // --html is checked before any work (W3-W6): nothing is written, no figure is left.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    for (html, expected) in [
+        (dir.path().join("r.png"), "ending in .html"),
+        (existing.clone(), "ending in .html"),
+        (dir.path().join("no/such/folder/q.html"), "does not exist"),
+        (gallery.join("result.html"), "inside the gallery"),
+    ] {
+        let mut args = vec![
+            "query",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--gallery",
+            gallery.to_str().unwrap(),
+            "--image",
+            query.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ];
+        args.extend(["--html", html.to_str().unwrap()]);
+        let err = fails(&xtask(&args));
+        assert!(err.contains(expected), "{}: {err}", html.display());
+        assert!(
+            !html.with_extension("png").exists() || html.extension().unwrap() == "png",
+            "no figure left for {}",
+            html.display()
+        );
+        assert!(!html.is_file(), "{} not written", html.display());
+    }
+
     // Files that are not images are named, not dropped silently (issue 29, W1).
     let phone = dir.path().join("phone");
     std::fs::create_dir(&phone).unwrap();
