@@ -144,19 +144,65 @@ fn cache_dir(args: &QueryArgs, gallery: &Path) -> Result<PathBuf> {
             gallery.display()
         );
     }
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the cache folder {}", dir.display()))?;
     Ok(dir)
 }
 
-/// Reads the cached features of `entry` when present and still valid.
-fn read_cached(npy: &Path, json: &Path, entry: &CacheEntry) -> Option<Array2<f32>> {
+/// Reads the cached features of `entry` when present and still valid (`width` columns, one
+/// row per file, every value finite). An entry that belongs to this gallery but cannot be
+/// used (a damaged or edited `.npy`) is named in a warning and embedded again (W8).
+fn read_cached(npy: &Path, json: &Path, entry: &CacheEntry, width: usize) -> Option<Array2<f32>> {
     let saved: CacheEntry = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
     if saved != *entry {
         return None;
     }
-    let features: Array2<f32> = ndarray_npy::read_npy(npy).ok()?;
-    (features.nrows() == entry.files.len()).then_some(features)
+    let problem = match ndarray_npy::read_npy::<_, Array2<f32>>(npy) {
+        Err(e) => format!("unreadable: {e}"),
+        Ok(f) if f.dim() != (entry.files.len(), width) => format!(
+            "{} x {} values where {} x {width} were expected",
+            f.nrows(),
+            f.ncols(),
+            entry.files.len()
+        ),
+        Ok(f) if !f.iter().all(|v| v.is_finite()) => "it holds a non-finite value".into(),
+        Ok(f) => return Some(f),
+    };
+    eprintln!(
+        "warning: the cached gallery features {} cannot be used ({problem}); embedding the gallery again",
+        npy.display()
+    );
+    None
+}
+
+/// Writes the gallery's features and their entry into the cache; a cache that cannot be
+/// written (a read-only or full disk, a file in the way) is a warning, not a failure (W9):
+/// the ranking does not need it.
+fn write_cache(
+    dir: &Path,
+    (npy, json): (&Path, &Path),
+    features: &Array2<f32>,
+    entry: &CacheEntry,
+) {
+    let written = std::fs::create_dir_all(dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            write_atomically(npy, |f| {
+                ndarray_npy::WriteNpyExt::write_npy(features, std::io::BufWriter::new(f))
+                    .map_err(anyhow::Error::from)
+            })
+        })
+        .and_then(|()| {
+            write_atomically(json, |f| {
+                f.write_all(serde_json::to_string_pretty(entry)?.as_bytes())
+                    .map_err(anyhow::Error::from)
+            })
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(npy);
+        eprintln!(
+            "warning: the gallery features could not be cached in {} ({e:#}); the next query embeds the gallery again",
+            dir.display()
+        );
+    }
 }
 
 /// Writes `path` atomically: a temporary file beside it (extract's), then a rename.
@@ -194,7 +240,7 @@ fn embed(
 pub fn gallery_features(
     args: &QueryArgs,
     model: &scal_model::ScalModel,
-    size: (usize, usize),
+    (size, width): ((usize, usize), usize),
     device: &burn::tensor::Device,
 ) -> Result<GalleryFeatures> {
     let listing = scal_data::list_images(&args.gallery)?;
@@ -230,7 +276,7 @@ pub fn gallery_features(
         dir.join(format!("{key}.npy")),
         dir.join(format!("{key}.json")),
     );
-    if let Some(features) = read_cached(&npy, &json, &entry) {
+    if let Some(features) = read_cached(&npy, &json, &entry, width) {
         return Ok(GalleryFeatures {
             files,
             features,
@@ -243,14 +289,7 @@ pub fn gallery_features(
         dir.display()
     );
     let features = embed(model, size, &files, args, device)?;
-    write_atomically(&npy, |f| {
-        ndarray_npy::WriteNpyExt::write_npy(&features, std::io::BufWriter::new(f))
-            .map_err(anyhow::Error::from)
-    })?;
-    write_atomically(&json, |f| {
-        f.write_all(serde_json::to_string_pretty(&entry)?.as_bytes())
-            .map_err(anyhow::Error::from)
-    })?;
+    write_cache(&dir, (&npy, &json), &features, &entry);
     Ok(GalleryFeatures {
         files,
         features,
@@ -410,6 +449,11 @@ fn check_html_destination(args: &QueryArgs) -> Result<()> {
 pub fn run(args: &QueryArgs) -> Result<()> {
     check_html_destination(args)?;
     let queries: Vec<PathBuf> = match (&args.image, &args.queries) {
+        (Some(image), _) if image.is_dir() => bail!(
+            "--image {}: is a folder, not a photo; to rank the gallery for every photo in it, give --queries {}",
+            image.display(),
+            image.display()
+        ),
         (Some(image), _) => vec![image.clone()],
         (None, Some(dir)) => {
             let listing = scal_data::list_images(dir)?;
@@ -422,7 +466,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
     let (model, config) = crate::load_model_folder(&args.checkpoint, &device)?;
     let size = (config.height, config.width);
     let query_features = embed(&model, size, &queries, args, &device)?;
-    let gallery = gallery_features(args, &model, size, &device)?;
+    let gallery = gallery_features(args, &model, (size, query_features.ncols()), &device)?;
     if gallery.cached {
         eprintln!(
             "gallery features: {} images, from the cache",

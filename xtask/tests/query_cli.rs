@@ -166,6 +166,40 @@ fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
         20,
         "nothing written in the gallery"
     );
+    // A damaged cache entry is named and recomputed, not an error every time (W8).
+    let npy = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "npy"))
+        .unwrap();
+    let good: ndarray::Array2<f32> = ndarray_npy::read_npy(&npy).unwrap();
+    let mut nan = good.clone();
+    nan[[5, 0]] = f32::NAN;
+    let narrow = good.slice(ndarray::s![.., ..10]).to_owned();
+    for (damaged, expected) in [(nan, "non-finite"), (narrow, "were expected")] {
+        ndarray_npy::write_npy(&npy, &damaged).unwrap();
+        let (rerun, stderr) = ok(&run(&args("5")));
+        assert!(
+            stderr.contains("cannot be used")
+                && stderr.contains(expected)
+                && stderr.contains(npy.to_str().unwrap())
+                && stderr.contains("embedding 20 gallery images"),
+            "{stderr}"
+        );
+        assert_eq!(json_lines(&rerun), lines);
+    }
+    let (_, stderr) = ok(&run(&args("5")));
+    assert!(stderr.contains("from the cache"), "rewritten: {stderr}");
+    // A cache that cannot be written is a warning; the ranking is printed (W9).
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"a file where the cache folder would go").unwrap();
+    let mut unwritable = args("5");
+    let at = unwritable.iter().position(|a| a == "--cache").unwrap();
+    unwritable[at + 1] = blocker.join("cache").to_str().unwrap().to_string();
+    let (ranked, stderr) = ok(&run(&unwritable));
+    assert!(stderr.contains("could not be cached"), "{stderr}");
+    assert_eq!(json_lines(&ranked), lines);
+
     // A changed gallery (one more photo) is embedded again, and the new photo ranks.
     std::fs::copy(&query, gallery.join("the query itself.jpg")).unwrap();
     let (changed, stderr) = ok(&run(&args("3")));
@@ -237,6 +271,13 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         !gallery.join("cache").exists(),
         "nothing is written into the gallery"
     );
+    // A folder given as --image points at --queries (W13).
+    let err = fails(&query_one(&checkpoint, &gallery, &gallery, &cache));
+    assert!(
+        err.contains("is a folder, not a photo") && err.contains("--queries"),
+        "{err}"
+    );
+
     // --html is checked before any work (W3-W6): nothing is written, no figure is left.
     let existing = dir.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
