@@ -84,6 +84,15 @@ struct CacheEntry {
     files: Vec<PathBuf>,
 }
 
+/// A cache entry's `.json`: the entry and the SHA-256 of its `.npy` as written, so that a
+/// `.npy` changed afterwards (bit rot, a bad copy) is recomputed rather than used (B5).
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheRecord {
+    #[serde(flatten)]
+    entry: CacheEntry,
+    features_sha256: String,
+}
+
 /// The gallery's features: read from the cache or computed (and cached).
 #[derive(Debug)]
 pub struct GalleryFeatures {
@@ -111,7 +120,9 @@ fn checkpoint_digest(dir: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// SHA-256 (hex) of the listing: each file's name, size and modification time.
+/// SHA-256 (hex) of the listing: each file's name, size and modification time, and on Unix
+/// its inode and change time, which a rename or a copy that keeps the modification time
+/// (`mv`, `cp -p`, `tar x`) still changes (B4).
 fn listing_fingerprint(files: &[PathBuf]) -> Result<String> {
     let mut hasher = Sha256::new();
     for f in files {
@@ -121,10 +132,35 @@ fn listing_fingerprint(files: &[PathBuf]) -> Result<String> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
+        #[cfg(unix)]
+        let identity = {
+            use std::os::unix::fs::MetadataExt;
+            format!("{}\0{}.{}", meta.ino(), meta.ctime(), meta.ctime_nsec())
+        };
+        #[cfg(not(unix))]
+        let identity = "";
         let name = f.file_name().unwrap_or_default().to_string_lossy();
-        hasher.update(format!("{name}\0{}\0{modified}\n", meta.len()).as_bytes());
+        hasher.update(format!("{name}\0{}\0{modified}\0{identity}\n", meta.len()).as_bytes());
     }
     Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// `path` with symbolic links resolved as far as it exists (the rest appended as given), so
+/// that a link cannot hide that a folder to be created lies inside another (W12).
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let Some(parent) = existing.parent() else {
+            return Ok(absolute.clone());
+        };
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = parent;
+    }
+    let mut out = existing.canonicalize()?;
+    out.extend(rest.iter().rev());
+    Ok(out)
 }
 
 /// The cache folder: `--cache`, or the user's cache folder; never inside the gallery.
@@ -136,7 +172,7 @@ fn cache_dir(args: &QueryArgs, gallery: &Path) -> Result<PathBuf> {
             .join("scal")
             .join("query"),
     };
-    let absolute = std::path::absolute(&dir)?;
+    let absolute = resolved(&dir)?;
     if absolute.starts_with(gallery) || absolute.starts_with(std::path::absolute(&args.gallery)?) {
         bail!(
             "the cache folder {} is inside the gallery {}: give --cache a folder outside it",
@@ -151,11 +187,13 @@ fn cache_dir(args: &QueryArgs, gallery: &Path) -> Result<PathBuf> {
 /// row per file, every value finite). An entry that belongs to this gallery but cannot be
 /// used (a damaged or edited `.npy`) is named in a warning and embedded again (W8).
 fn read_cached(npy: &Path, json: &Path, entry: &CacheEntry, width: usize) -> Option<Array2<f32>> {
-    let saved: CacheEntry = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
-    if saved != *entry {
+    let saved: CacheRecord = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
+    if saved.entry != *entry {
         return None;
     }
-    let problem = match ndarray_npy::read_npy::<_, Array2<f32>>(npy) {
+    let bytes = std::fs::read(npy).unwrap_or_default();
+    let digest = format!("{:x}", Sha256::digest(&bytes));
+    let problem = match <Array2<f32> as ndarray_npy::ReadNpyExt>::read_npy(&bytes[..]) {
         Err(e) => format!("unreadable: {e}"),
         Ok(f) if f.dim() != (entry.files.len(), width) => format!(
             "{} x {} values where {} x {width} were expected",
@@ -164,6 +202,9 @@ fn read_cached(npy: &Path, json: &Path, entry: &CacheEntry, width: usize) -> Opt
             entry.files.len()
         ),
         Ok(f) if !f.iter().all(|v| v.is_finite()) => "it holds a non-finite value".into(),
+        Ok(_) if digest != saved.features_sha256 => {
+            "its SHA-256 differs from the one recorded when it was written".into()
+        }
         Ok(f) => return Some(f),
     };
     eprintln!(
@@ -191,8 +232,12 @@ fn write_cache(
             })
         })
         .and_then(|()| {
+            let record = CacheRecord {
+                entry: entry.clone(),
+                features_sha256: format!("{:x}", Sha256::digest(std::fs::read(npy)?)),
+            };
             write_atomically(json, |f| {
-                f.write_all(serde_json::to_string_pretty(entry)?.as_bytes())
+                f.write_all(serde_json::to_string_pretty(&record)?.as_bytes())
                     .map_err(anyhow::Error::from)
             })
         });

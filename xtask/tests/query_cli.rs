@@ -190,6 +190,16 @@ fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
     }
     let (_, stderr) = ok(&run(&args("5")));
     assert!(stderr.contains("from the cache"), "rewritten: {stderr}");
+    // Values changed behind the cache's back (rows swapped: same shape, all finite) are
+    // caught by the recorded SHA-256 (B5).
+    let mut swapped = good.clone();
+    for c in 0..swapped.ncols() {
+        swapped.swap([0, c], [1, c]);
+    }
+    ndarray_npy::write_npy(&npy, &swapped).unwrap();
+    let (rerun, stderr) = ok(&run(&args("5")));
+    assert!(stderr.contains("SHA-256 differs"), "{stderr}");
+    assert_eq!(json_lines(&rerun), lines);
     // A cache that cannot be written is a warning; the ranking is printed (W9).
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, b"a file where the cache folder would go").unwrap();
@@ -324,4 +334,71 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         err.contains("2 non-image entries") && err.contains("PHOTO.HEIC") && err.contains("x.gif"),
         "{err}"
     );
+}
+
+/// The query cache trusts neither a listing that only looks unchanged (B4) nor a cache
+/// folder that a symbolic link puts inside the gallery (W12).
+#[test]
+fn a_swapped_photo_and_a_linked_cache_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, gallery, query) = setup(dir.path());
+    let cache = dir.path().join("cache");
+    // Photos swapped under the same names, sizes and modification times (an `mv` of two
+    // equal-size BMPs, then their times restored) are not served from the cache (B4).
+    let swap = dir.path().join("swap");
+    std::fs::create_dir(&swap).unwrap();
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let write_bmp = |name: &str, seed: u32| {
+        let mut state = seed;
+        let img = image::RgbImage::from_fn(32, 64, |_, _| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            image::Rgb([(state >> 24) as u8, (state >> 16) as u8, (state >> 8) as u8])
+        });
+        img.save(swap.join(name)).unwrap();
+    };
+    let set_time = |name: &str| {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(swap.join(name))
+            .unwrap();
+        f.set_modified(when).unwrap();
+    };
+    for (i, name) in ["a.bmp", "b.bmp", "c.bmp"].into_iter().enumerate() {
+        write_bmp(name, 7 + i as u32);
+        set_time(name);
+    }
+    let top = |o: &Output| {
+        let (out, _) = ok(o);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    };
+    let image = swap.join("a.bmp");
+    let first = top(&query_one(&checkpoint, &swap, &image, &cache));
+    let nearest = |line: &str| {
+        let distance: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        line.ends_with("/a.bmp") && distance < 1e-2
+    };
+    assert!(nearest(&first), "the query finds itself: {first}");
+    std::fs::rename(swap.join("a.bmp"), swap.join("t.bmp")).unwrap();
+    std::fs::rename(swap.join("b.bmp"), swap.join("a.bmp")).unwrap();
+    std::fs::rename(swap.join("t.bmp"), swap.join("b.bmp")).unwrap();
+    for name in ["a.bmp", "b.bmp"] {
+        set_time(name);
+    }
+    let after = top(&query_one(&checkpoint, &swap, &image, &cache));
+    assert!(nearest(&after), "not the stale cache's b.bmp: {after}");
+
+    // A cache folder reached through a link into the gallery is refused too (W12).
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&gallery, &link).unwrap();
+        let err = fails(&query_one(
+            &checkpoint,
+            &gallery,
+            &query,
+            &link.join("cache"),
+        ));
+        assert!(err.contains("inside the gallery"), "{err}");
+        assert!(!gallery.join("cache").exists());
+    }
 }
