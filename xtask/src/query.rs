@@ -145,6 +145,12 @@ fn listing_fingerprint(files: &[PathBuf]) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// Whether `path` (which need not exist yet) lies inside the `gallery` folder, links resolved
+/// on both sides: the one rule for everything query writes (the cache, the page).
+fn inside_gallery(path: &Path, gallery: &Path) -> Result<bool> {
+    Ok(resolved(path)?.starts_with(resolved(gallery)?))
+}
+
 /// `path` with symbolic links resolved as far as it exists (the rest appended as given), so
 /// that a link cannot hide that a folder to be created lies inside another (W12).
 fn resolved(path: &Path) -> Result<PathBuf> {
@@ -172,8 +178,7 @@ fn cache_dir(args: &QueryArgs, gallery: &Path) -> Result<PathBuf> {
             .join("scal")
             .join("query"),
     };
-    let absolute = resolved(&dir)?;
-    if absolute.starts_with(gallery) || absolute.starts_with(std::path::absolute(&args.gallery)?) {
+    if inside_gallery(&dir, gallery)? {
         bail!(
             "the cache folder {} is inside the gallery {}: give --cache a folder outside it",
             dir.display(),
@@ -223,22 +228,18 @@ fn write_cache(
     features: &Array2<f32>,
     entry: &CacheEntry,
 ) {
-    let written = std::fs::create_dir_all(dir)
+    let mut bytes = Vec::new();
+    let written = ndarray_npy::WriteNpyExt::write_npy(features, &mut bytes)
         .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            write_atomically(npy, |f| {
-                ndarray_npy::WriteNpyExt::write_npy(features, std::io::BufWriter::new(f))
-                    .map_err(anyhow::Error::from)
-            })
-        })
+        .and_then(|()| Ok(std::fs::create_dir_all(dir)?))
+        .and_then(|()| write_atomically(npy, |f| Ok(f.write_all(&bytes)?)))
         .and_then(|()| {
             let record = CacheRecord {
                 entry: entry.clone(),
-                features_sha256: format!("{:x}", Sha256::digest(std::fs::read(npy)?)),
+                features_sha256: format!("{:x}", Sha256::digest(&bytes)),
             };
             write_atomically(json, |f| {
-                f.write_all(serde_json::to_string_pretty(&record)?.as_bytes())
-                    .map_err(anyhow::Error::from)
+                Ok(f.write_all(serde_json::to_string_pretty(&record)?.as_bytes())?)
             })
         });
     if let Err(e) = written {
@@ -472,15 +473,14 @@ fn check_html_destination(args: &QueryArgs) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let folder = parent.canonicalize().with_context(|| {
-        format!(
+    if !parent.is_dir() {
+        bail!(
             "--html {}: the folder {} does not exist",
             html.display(),
             parent.display()
-        )
-    })?;
-    let gallery = args.gallery.canonicalize().unwrap_or(args.gallery.clone());
-    if folder.starts_with(&gallery) {
+        );
+    }
+    if inside_gallery(html, &args.gallery)? {
         bail!(
             "--html {} is inside the gallery {}: the page and its figure would be read as photos by the next query; write it outside the gallery",
             html.display(),

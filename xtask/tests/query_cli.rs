@@ -243,7 +243,18 @@ fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
 
 /// `query` of one image with its cache under `cache`.
 fn query_one(checkpoint: &Path, gallery: &Path, image: &Path, cache: &Path) -> Output {
-    xtask(&[
+    query_with(checkpoint, gallery, image, cache, &[])
+}
+
+/// [`query_one`] with more arguments.
+fn query_with(
+    checkpoint: &Path,
+    gallery: &Path,
+    image: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
         "query",
         "--checkpoint",
         checkpoint.to_str().unwrap(),
@@ -253,7 +264,9 @@ fn query_one(checkpoint: &Path, gallery: &Path, image: &Path, cache: &Path) -> O
         image.to_str().unwrap(),
         "--cache",
         cache.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
 }
 
 #[test]
@@ -297,19 +310,8 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         (dir.path().join("no/such/folder/q.html"), "does not exist"),
         (gallery.join("result.html"), "inside the gallery"),
     ] {
-        let mut args = vec![
-            "query",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--gallery",
-            gallery.to_str().unwrap(),
-            "--image",
-            query.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-        ];
-        args.extend(["--html", html.to_str().unwrap()]);
-        let err = fails(&xtask(&args));
+        let extra = ["--html", html.to_str().unwrap()];
+        let err = fails(&query_with(&checkpoint, &gallery, &query, &cache, &extra));
         assert!(err.contains(expected), "{}: {err}", html.display());
         assert!(
             !html.with_extension("png").exists() || html.extension().unwrap() == "png",

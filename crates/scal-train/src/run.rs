@@ -594,8 +594,8 @@ fn create_run(
 /// another configuration. Resumed on other servers (`hosts` differ), `config.json` takes the
 /// new hosts so that the next resume goes there too.
 fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainError> {
+    // `Trainer::prepare` checked that `run_dir` is a run (`check_run_folder`).
     let config_path = run_dir.join("config.json");
-    check_run_folder(run_dir)?;
     let lock = RunLock::acquire(run_dir)?;
     checkpoint::recover(run_dir, "last")?;
     // A field the saved file lacks (written before the field existed) takes its default.
