@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use scal_infer::Evaluation;
 use scal_train::config::Profile;
-use scal_train::eval::Evaluation;
 use scal_train::log::Record;
 use scal_train::{RunOutcome, TrainingConfig};
 use serde::Serialize;

@@ -11,7 +11,7 @@ use scal_eval::{
     DistanceMetric, Metrics, ReRankParams, evaluate_cuhk03_classic, evaluate_market1501,
     pairwise_distances, re_rank,
 };
-use scal_train::eval::QueryGallery;
+use scal_infer::{EmbedOptions, Embedder, ForeignModel, QueryGallery};
 
 /// Evaluation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -293,63 +293,45 @@ fn dataset(args: &EvaluateArgs) -> Result<(scal_data::ReidDataset, PathBuf)> {
 fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     scal_data::check_input_size(args.height as usize, args.width as usize)
         .map_err(|problem| anyhow::anyhow!("--height/--width: {problem}"))?;
-    let (dataset, root) = dataset(args)?;
     let device = crate::backend::device(args.backend)?;
-    let model = crate::extract::ForeignModel::load(
+    let model = ForeignModel::load(
         file,
-        args.format,
+        args.format.source(),
         args.arch,
         args.last_stride,
         args.base_width,
         &device,
     )?;
-    let embed = |records: &[scal_data::ImageRecord]| -> Result<Array2<f32>> {
-        let paths: Vec<PathBuf> = records.iter().map(|r| r.path.clone()).collect();
-        let bar = crate::extract::progress_bar(paths.len());
-        let size = (args.height, args.width);
-        let rows = model.features(
-            &paths,
-            size,
-            args.batch as usize,
-            !args.no_flip,
-            &device,
-            &bar,
-        )?;
-        bar.finish_and_clear();
-        Ok(Array2::from_shape_vec((paths.len(), model.dim()), rows)?)
-    };
-    let (query, gallery) = (embed(&dataset.query)?, embed(&dataset.gallery)?);
-    let ids = |r: &[scal_data::ImageRecord], f: fn(&scal_data::ImageRecord) -> i64| -> Vec<i64> {
-        r.iter().map(f).collect()
-    };
-    let labels = Labels {
-        q_pids: ids(&dataset.query, |x| x.pid),
-        g_pids: ids(&dataset.gallery, |x| x.pid),
-        q_camids: ids(&dataset.query, |x| x.camid),
-        g_camids: ids(&dataset.gallery, |x| x.camid),
-    };
-    from_feature_arrays(&query, &gallery, &labels, args)
-        .with_context(|| format!("evaluating {} on {}", file.display(), root.display()))
+    let size = (args.height as usize, args.width as usize);
+    from_model(&model, size, file, args, &device)
 }
 
 /// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
 fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
-    let (dataset, root) = dataset(args)?;
     let device = crate::backend::device(args.backend)?;
     let (model, config) = crate::load_model_folder(dir, &device)?;
+    from_model(&model, (config.height, config.width), dir, args, &device)
+}
+
+/// The one pipeline of `--checkpoint` and `--weights`: `model` embeds the query and gallery
+/// of `--dataset` at `size`, then distances (re-ranked on request) and metrics.
+fn from_model(
+    model: &dyn Embedder,
+    size: (usize, usize),
+    source: &Path,
+    args: &EvaluateArgs,
+    device: &burn::tensor::Device,
+) -> Result<Metrics> {
+    let (dataset, root) = dataset(args)?;
     let split = (dataset.query.as_slice(), dataset.gallery.as_slice());
-    let size = (config.height, config.width);
-    let features = QueryGallery::embed(
-        &model,
-        split,
-        size,
-        args.batch as usize,
-        !args.no_flip,
-        &device,
-    )?;
-    let (query, gallery, labels) = (features.query, features.gallery, features.labels);
-    from_feature_arrays(&query, &gallery, &labels, args)
-        .with_context(|| format!("evaluating {} on {}", dir.display(), root.display()))
+    let options = EmbedOptions::new(size.0, size.1)
+        .with_batch(args.batch as usize)
+        .with_flip(!args.no_flip);
+    let bar = crate::extract::progress_bar(dataset.query.len() + dataset.gallery.len());
+    let features = QueryGallery::embed(model, split, options, device, &mut |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    from_feature_arrays(&features.query, &features.gallery, &features.labels, args)
+        .with_context(|| format!("evaluating {} on {}", source.display(), root.display()))
 }
 
 fn rerank_params(args: &EvaluateArgs) -> ReRankParams {

@@ -82,8 +82,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         ExportFormat::Onnx => {
             let height = args.height.map_or(config.height, |h| h as usize);
             let width = args.width.map_or(config.width, |w| w as usize);
-            let bytes = model
-                .to_onnx(height, width, &device)
+            let bytes = scal_infer::to_onnx(&model, height, width, &device)
                 .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
             let mut file = staging;
             file.write_all(&bytes)

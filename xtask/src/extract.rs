@@ -4,12 +4,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
-use scal_backbone::{ResNetArch, ResNetConfig};
-use scal_data::TestTransform;
+use scal_backbone::ResNetArch;
+use scal_infer::{EmbedOptions, ForeignModel, embed_paths};
 use tempfile::NamedTempFile;
 
 use crate::backend::{self, Backend};
@@ -80,19 +79,12 @@ pub enum WeightsFormat {
 }
 
 impl WeightsFormat {
-    fn source(self) -> scal_backbone::CheckpointSource {
+    /// The library's name for this toolkit.
+    pub fn source(self) -> scal_backbone::CheckpointSource {
         match self {
             WeightsFormat::Torchvision => scal_backbone::CheckpointSource::Torchvision,
             WeightsFormat::Torchreid => scal_backbone::CheckpointSource::Torchreid,
             WeightsFormat::Fastreid => scal_backbone::CheckpointSource::Fastreid,
-        }
-    }
-
-    /// The toolkit's last stride when the user gives none.
-    fn default_last_stride(self) -> u8 {
-        match self {
-            WeightsFormat::Torchreid => 2,
-            WeightsFormat::Torchvision | WeightsFormat::Fastreid => 1,
         }
     }
 }
@@ -160,12 +152,11 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     let names_tmp = temporary_beside(&names_file, "--out")?;
 
     let device = backend::device(args.backend)?;
-    let (features, dim) = match &args.checkpoint {
+    let array = match &args.checkpoint {
         Some(checkpoint) => checkpoint_features(args, checkpoint, &listing.images, &device)?,
         None => backbone_features(args, &listing.images, &device)?,
     };
-    let n = listing.images.len();
-    let array = Array2::from_shape_vec((n, dim), features).expect("n x dim features");
+    let (n, dim) = array.dim();
     let mut writer = BufWriter::new(features_tmp.as_file());
     array
         .write_npy(&mut writer)
@@ -216,7 +207,7 @@ fn checkpoint_features(
     checkpoint: &Path,
     images: &[PathBuf],
     device: &burn::tensor::Device,
-) -> Result<(Vec<f32>, usize)> {
+) -> Result<Array2<f32>> {
     let (model, config) = crate::load_model_folder(checkpoint, device)?;
     let height = args.height.map_or(config.height, |h| h as usize);
     let width = args.width.map_or(config.width, |w| w as usize);
@@ -230,24 +221,7 @@ fn checkpoint_features(
             config.width
         );
     }
-    let bar = progress_bar(images.len());
-    let mut rows = Vec::new();
-    let mut dim = 0;
-    for chunk in images.chunks(args.batch as usize) {
-        let f = scal_train::eval::features(
-            &model,
-            chunk,
-            (height, width),
-            chunk.len(),
-            args.flip,
-            device,
-        )?;
-        dim = f.ncols();
-        rows.extend(f.iter().copied());
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok((rows, dim))
+    embed_with_bar(&model, images, (height, width), args, device)
 }
 
 /// Globally average-pooled backbone features of torchvision or native weights (after
@@ -256,110 +230,41 @@ fn backbone_features(
     args: &ExtractArgs,
     images: &[PathBuf],
     device: &burn::tensor::Device,
-) -> Result<(Vec<f32>, usize)> {
+) -> Result<Array2<f32>> {
     let weights = args
         .weights
         .as_ref()
         .expect("clap requires --weights or --checkpoint");
     let model = ForeignModel::load(
         weights,
-        args.format,
+        args.format.source(),
         args.arch,
         args.last_stride,
         args.base_width,
         device,
     )?;
-    let size = (args.height.unwrap_or(256), args.width.unwrap_or(128));
+    let size = (
+        args.height.unwrap_or(256) as usize,
+        args.width.unwrap_or(128) as usize,
+    );
+    embed_with_bar(&model, images, size, args, device)
+}
+
+/// `images` embedded by `model` at `size`, `--batch` at a time, `--flip`, with a progress bar.
+fn embed_with_bar(
+    model: &dyn scal_infer::Embedder,
+    images: &[PathBuf],
+    (height, width): (usize, usize),
+    args: &ExtractArgs,
+    device: &burn::tensor::Device,
+) -> Result<Array2<f32>> {
+    let options = EmbedOptions::new(height, width)
+        .with_batch(args.batch as usize)
+        .with_flip(args.flip);
     let bar = progress_bar(images.len());
-    let features = model.features(images, size, args.batch as usize, args.flip, device, &bar)?;
+    let features = embed_paths(model, images, options, device, &mut |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
-    Ok((features, model.dim()))
-}
-
-/// A ResNet from a weights file of torchvision, torchreid or FastReID, giving the feature
-/// that toolkit evaluates with.
-#[derive(Debug)]
-pub struct ForeignModel {
-    backbone: scal_backbone::ResNet,
-    neck: Option<scal_backbone::FastreidNeck>,
-}
-
-impl ForeignModel {
-    /// Reads `weights` as `format` into a `arch` backbone (last stride: the toolkit's unless
-    /// given).
-    pub fn load(
-        weights: &Path,
-        format: WeightsFormat,
-        arch: ResNetArch,
-        last_stride: Option<u8>,
-        base_width: usize,
-        device: &burn::tensor::Device,
-    ) -> Result<ForeignModel> {
-        let last_stride = last_stride.unwrap_or(format.default_last_stride());
-        let model = ResNetConfig::new(arch)
-            .with_last_stride(last_stride as usize)
-            .with_base_width(base_width)
-            .with_stem_pool_ceil(format == WeightsFormat::Fastreid)
-            .init(device);
-        let options = scal_backbone::LoadOptions {
-            source: format.source(),
-            ..scal_backbone::LoadOptions::default()
-        };
-        let (backbone, _) = scal_backbone::load_weights(&model, weights, options)?;
-        let neck = match format {
-            WeightsFormat::Fastreid => Some(scal_backbone::FastreidNeck::load(
-                weights,
-                backbone.feature_dim(),
-                device,
-            )?),
-            _ => None,
-        };
-        Ok(ForeignModel { backbone, neck })
-    }
-
-    /// Feature width.
-    pub fn dim(&self) -> usize {
-        self.backbone.feature_dim()
-    }
-
-    /// Features of `images` at `(height, width)`, row-major `[N, D]`, `batch` images per
-    /// pass, flip-averaged on request; `bar` advances per image.
-    pub fn features(
-        &self,
-        images: &[PathBuf],
-        (height, width): (u32, u32),
-        batch: usize,
-        flip: bool,
-        device: &burn::tensor::Device,
-        bar: &ProgressBar,
-    ) -> Result<Vec<f32>> {
-        let transform = TestTransform::new(height, width);
-        let (h, w) = (height as usize, width as usize);
-        let feature = |images: Tensor<4>| {
-            let pooled = self.backbone.forward_pooled(images);
-            match &self.neck {
-                Some(neck) => neck.forward(pooled),
-                None => pooled,
-            }
-        };
-        let mut features: Vec<f32> = Vec::with_capacity(images.len() * self.dim());
-        for chunk in images.chunks(batch.max(1)) {
-            let pixels = transform.load_batch(chunk)?;
-            let images =
-                Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), device);
-            let mut pooled = feature(images.clone());
-            if flip {
-                pooled = (pooled + feature(images.flip([3]))).div_scalar(2.0);
-            }
-            let values = pooled
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading features back from the device: {e:?}"))?;
-            features.extend(values);
-            bar.inc(chunk.len() as u64);
-        }
-        Ok(features)
-    }
+    Ok(features)
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ pub fn for_error(error: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<TrainError>() {
             return for_train_error(e);
         }
+        if let Some(scal_infer::InferError::Data(e)) =
+            cause.downcast_ref::<scal_infer::InferError>()
+        {
+            return for_data_error(e);
+        }
         cause.downcast_ref::<DataError>().and_then(for_data_error)
     })
 }

@@ -91,29 +91,23 @@ enum Command {
     SetupCuda(setup_cuda::SetupCudaArgs),
 }
 
-/// Loads a model folder (a run's `best/` or `last/`) for a command, after the checks of
-/// [`scal_model::ScalModel::load_dir`] and the command line's rule for input sizes
-/// (`model.json`'s height and width, as `--height`/`--width`); a folder without
-/// `checksums.sha256` (written before checksums existed, or a copy that lost it) loads with
-/// a warning that it was not verified.
+/// Loads a model folder (a run's `best/` or `last/`) for a command
+/// ([`scal_infer::load_model_folder`]: its checksums, configuration and input size); a folder
+/// without `checksums.sha256` (written before checksums existed, or a copy that lost it)
+/// loads with a warning that it was not verified.
 pub fn load_model_folder(
     dir: &std::path::Path,
     device: &burn::tensor::Device,
 ) -> anyhow::Result<(scal_model::ScalModel, scal_model::ScalConfig)> {
-    let config = scal_model::ScalModel::config_of_dir(dir)?;
-    scal_data::check_input_size(config.height, config.width).map_err(|problem| {
-        let file = dir.join(scal_model::CONFIG_FILE);
-        anyhow::anyhow!("{}: height and width: {problem}", file.display())
-    })?;
-    let loaded = scal_model::ScalModel::load_dir(dir, device)?;
-    if !dir.join(scal_model::CHECKSUMS_FILE).is_file() {
+    let loaded = scal_infer::load_model_folder(dir, device)?;
+    if !loaded.verified {
         eprintln!(
             "warning: {} has no {}: its files were not verified (a checkpoint written before checksums existed, or a copy that lost the file)",
             dir.display(),
             scal_model::CHECKSUMS_FILE
         );
     }
-    Ok(loaded)
+    Ok((loaded.model, loaded.config))
 }
 
 /// Parses the command line, runs the command, prints its error (with a hint where one

@@ -271,13 +271,15 @@ fn embed(
     args: &QueryArgs,
     device: &burn::tensor::Device,
 ) -> Result<Array2<f32>> {
-    Ok(scal_train::eval::features(
+    let options = scal_infer::EmbedOptions::new(size.0, size.1)
+        .with_batch(args.batch as usize)
+        .with_flip(args.flip);
+    Ok(scal_infer::embed_paths(
         model,
         images,
-        size,
-        args.batch as usize,
-        args.flip,
+        options,
         device,
+        &mut |_| {},
     )?)
 }
 

@@ -21,18 +21,16 @@
 //!
 //! [`objective`] is SCAL's loss (`scal_loss`: the rewards, the four terms and their gradient
 //! routing) and what a step measured; [`ScalModel::save_dir`] and [`ScalModel::load_dir`]
-//! write and read a model folder (`model.json` + `model.bpk`); [`ScalModel::to_onnx`] writes
-//! the inference graph (images → L2-normalised feature) as ONNX for other runtimes.
+//! write and read a model folder (`model.json` + `model.bpk`). Loading a folder for
+//! inference, embedding images and the ONNX export are scal-infer's.
 
 #![warn(missing_docs)]
 
 mod folder;
 pub mod objective;
-mod onnx;
 pub mod probe;
 
 pub use folder::{CHECKSUMS_FILE, CONFIG_FILE, WEIGHTS_FILE, verify_checksums, write_checksums};
-pub use onnx::OnnxError;
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
 //! scal-model's integration tests, in one binary (each test binary links its dependencies).
 
 mod model;
-mod onnx;
 mod routing;

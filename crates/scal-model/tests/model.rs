@@ -378,3 +378,17 @@ fn a_model_folder_lists_its_checksums_and_refuses_damage() {
         "no list at all: loads unverified (written before checksums existed)"
     );
 }
+
+#[test]
+fn l2_normalize_gives_unit_rows_and_keeps_a_zero_row_zero() {
+    let device = Device::flex();
+    let x = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(vec![3.0f32, 4.0, 0.0, 0.0, 1e-3, 0.0], [3, 2]),
+        &device,
+    );
+    let y = scal_model::l2_normalize(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(y, vec![0.6, 0.8, 0.0, 0.0, 1.0, 0.0]);
+}

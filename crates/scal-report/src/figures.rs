@@ -11,8 +11,8 @@ use plotters::prelude::ColorMap;
 use plotters::style::colors::colormaps::ViridisRGB;
 use scal_data::{ImageRecord, TestTransform};
 use scal_eval::{DistanceMetric, average_precision_per_query, top_k_gallery};
+use scal_infer::QueryGallery;
 use scal_model::{AttentionKind, Gating, ScalModel};
-use scal_train::eval::QueryGallery;
 
 use crate::{ReportError, figure_error};
 
@@ -183,7 +183,7 @@ pub fn best_and_worst(
     let d = split.distances(DistanceMetric::Euclidean)?;
     let l = &split.labels;
     let ap = average_precision_per_query(d.view(), &l.q_pids, &l.g_pids, &l.q_camids, &l.g_camids)
-        .map_err(scal_train::TrainError::from)?;
+        .map_err(scal_infer::InferError::from)?;
     let mut valid: Vec<(usize, f64)> = ap
         .iter()
         .enumerate()

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use scal_data::{ReadOptions, ReidDataset};
+use scal_infer::{EmbedOptions, QueryGallery};
 use scal_model::{AttentionKind, ScalModel};
-use scal_train::eval::QueryGallery;
 use scal_train::{TrainError, TrainingConfig};
 
 use crate::curves::{draw_curves, read_log};
@@ -79,6 +79,10 @@ pub enum ReportError {
     /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] scal_model::ModelError),
+    /// The run's model could not embed the images (other than reading them or loading the
+    /// model, which are [`ReportError::Data`] and [`ReportError::Model`]).
+    #[error(transparent)]
+    Infer(scal_infer::InferError),
     /// A figure could not be drawn or written.
     #[error("figure {}: {message}", path.display())]
     Figure {
@@ -96,6 +100,17 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<scal_infer::InferError> for ReportError {
+    fn from(error: scal_infer::InferError) -> Self {
+        use scal_infer::InferError;
+        match error {
+            InferError::Data(e) => ReportError::Data(e),
+            InferError::Model(e) => ReportError::Model(e),
+            other => ReportError::Infer(other),
+        }
+    }
 }
 
 /// The error of a figure that could not be drawn or saved.
@@ -182,14 +197,10 @@ fn model_figures(
         )?;
     }
     let split = (dataset.query.as_slice(), dataset.gallery.as_slice());
-    let features = QueryGallery::embed(
-        &model,
-        split,
-        size,
-        config.eval.batch,
-        config.eval.flip,
-        device,
-    )?;
+    let embedding = EmbedOptions::new(size.0, size.1)
+        .with_batch(config.eval.batch)
+        .with_flip(config.eval.flip);
+    let features = QueryGallery::embed(&model, split, embedding, device, &mut |_| {})?;
     let (best, worst) = best_and_worst(&features, options.ranked_queries)?;
     let shown = (2 * size.0 as u32, 2 * size.1 as u32);
     for (rows, file) in [(&best, "ranked_best.png"), (&worst, "ranked_worst.png")] {

@@ -180,6 +180,10 @@ pub enum TrainError {
     /// Evaluation failed.
     #[error(transparent)]
     Eval(#[from] scal_eval::EvalError),
+    /// Embedding the evaluation's images failed (other than reading them, which is
+    /// [`TrainError::Data`]).
+    #[error(transparent)]
+    Infer(scal_infer::InferError),
     /// The run's `metrics.jsonl` could not be read or written.
     #[error(transparent)]
     Log(#[from] log::LogError),
@@ -251,4 +255,18 @@ pub enum TrainError {
         /// The run folder (to resume).
         run: PathBuf,
     },
+}
+
+/// Data, model and evaluation errors keep their own variants (and hints); the rest is
+/// [`TrainError::Infer`].
+impl From<scal_infer::InferError> for TrainError {
+    fn from(error: scal_infer::InferError) -> Self {
+        use scal_infer::InferError;
+        match error {
+            InferError::Data(e) => TrainError::Data(e),
+            InferError::Eval(e) => TrainError::Eval(e),
+            InferError::Model(e) => TrainError::Model(e),
+            other => TrainError::Infer(other),
+        }
+    }
 }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{Evaluation, ModuleAmelioration};
+use crate::eval::ModuleAmelioration;
+use scal_infer::Evaluation;
 
 /// One iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,7 +222,7 @@ impl LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::Scores;
+    use scal_infer::Scores;
 
     fn train(iteration: u64) -> Record {
         Record::Train(TrainRecord {

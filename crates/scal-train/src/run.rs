@@ -31,10 +31,11 @@ use scal_model::{ScalConfig, ScalModel};
 use crate::TrainError;
 use crate::checkpoint::{self, TrainState};
 use crate::config::{OptimOptions, TrainingConfig};
-use crate::eval::{Evaluation, evaluate, module_amelioration};
+use crate::eval::module_amelioration;
 use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
 use crate::step::{scal_step, scal_step_data_parallel};
+use scal_infer::{EmbedOptions, Evaluation, evaluate_model};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -466,12 +467,13 @@ impl<'a> Trainer<'a> {
     fn evaluate(&self, finished: u64) -> Result<EvalRecord, TrainError> {
         let (config, device) = (self.config, &self.devices[0]);
         let size = (config.data.height, config.data.width);
-        let evaluation = evaluate(
+        let options = EmbedOptions::new(size.0, size.1)
+            .with_batch(config.eval.batch)
+            .with_flip(config.eval.flip);
+        let evaluation = evaluate_model(
             self.model(),
             &self.dataset,
-            size,
-            config.eval.batch,
-            config.eval.flip,
+            options,
             config.eval.rerank,
             device,
         )?;

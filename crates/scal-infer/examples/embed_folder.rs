@@ -2,10 +2,12 @@
 //! image, in file-name order.
 //!
 //! ```sh
-//! cargo run --release -p scal-train --example embed_folder -- runs/<name>/last photos/
+//! cargo run --release -p scal-infer --example embed_folder -- runs/<name>/last photos/
 //! ```
 
 use std::path::PathBuf;
+
+use scal_infer::{EmbedOptions, embed_paths, load_model_folder};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: embed_folder CHECKPOINT_DIR IMAGE_DIR";
@@ -14,10 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let folder = PathBuf::from(args.next().ok_or(usage)?);
 
     let device = burn::tensor::Device::flex();
-    let (model, config) = scal_model::ScalModel::load_dir(&checkpoint, &device)?;
+    let loaded = load_model_folder(&checkpoint, &device)?;
     let images = scal_data::list_images(&folder)?.images;
-    let size = (config.height, config.width);
-    let features = scal_train::eval::features(&model, &images, size, 32, true, &device)?;
+    let options = EmbedOptions::new(loaded.config.height, loaded.config.width);
+    let features = embed_paths(&loaded.model, &images, options, &device, &mut |_| {})?;
 
     for (path, feature) in images.iter().zip(features.rows()) {
         let head: Vec<String> = feature.iter().take(4).map(|v| format!("{v:.4}")).collect();

@@ -1,9 +1,10 @@
-//! The ONNX export's graph boundary and refusals, and the L2 normalisation it shares with
-//! `embed` (ONNX Runtime's agreement with `extract` is xtask's `export_cli` test).
+//! The ONNX export's graph boundary and refusals (ONNX Runtime's agreement with the
+//! features of `embed_paths` is xtask's `export_cli` test).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto};
-use scal_model::{AttentionKind, OnnxError, ScalConfig, l2_normalize};
+use scal_infer::{OnnxError, to_onnx};
+use scal_model::{AttentionKind, ScalConfig};
 
 fn small(attention: AttentionKind) -> scal_model::ScalModel {
     ScalConfig::new(10)
@@ -16,20 +17,9 @@ fn small(attention: AttentionKind) -> scal_model::ScalModel {
 }
 
 #[test]
-fn l2_normalize_gives_unit_rows_and_keeps_a_zero_row_zero() {
-    let device = Device::flex();
-    let x = Tensor::<2>::from_data(
-        TensorData::new(vec![3.0f32, 4.0, 0.0, 0.0, 1e-3, 0.0], [3, 2]),
-        &device,
-    );
-    let y = l2_normalize(x).into_data().try_to_vec::<f32>().unwrap();
-    assert_eq!(y, vec![0.6, 0.8, 0.0, 0.0, 1.0, 0.0]);
-}
-
-#[test]
 fn the_graph_reads_images_and_writes_features_without_the_training_heads() {
     let model = small(AttentionKind::Channel);
-    let bytes = model.to_onnx(64, 32, &Device::flex()).unwrap();
+    let bytes = to_onnx(&model, 64, 32, &Device::flex()).unwrap();
     let proto = ModelProto::parse_from_bytes(&bytes).unwrap();
     let graph = proto.graph.as_ref().unwrap();
     let names = |values: &[onnx_ir::ValueInfoProto]| -> Vec<String> {
@@ -85,7 +75,7 @@ fn the_graph_reads_images_and_writes_features_without_the_training_heads() {
 fn spatial_attention_is_exported_only_at_its_size() {
     let model = small(AttentionKind::Spatial);
     let device = Device::flex();
-    match model.to_onnx(128, 64, &device) {
+    match to_onnx(&model, 128, 64, &device) {
         Err(OnnxError::InputSize {
             height: 128,
             width: 64,
@@ -96,10 +86,10 @@ fn spatial_attention_is_exported_only_at_its_size() {
         other => panic!("expected InputSize, got {other:?}"),
     }
     assert!(matches!(
-        model.to_onnx(0, 32, &device),
+        to_onnx(&model, 0, 32, &device),
         Err(OnnxError::InputSize { .. })
     ));
-    assert!(model.to_onnx(64, 32, &device).is_ok());
+    assert!(to_onnx(&model, 64, 32, &device).is_ok());
     // Channel attention and none are not sized by the input.
-    assert!(small(AttentionKind::None).to_onnx(128, 64, &device).is_ok());
+    assert!(to_onnx(&small(AttentionKind::None), 128, 64, &device).is_ok());
 }

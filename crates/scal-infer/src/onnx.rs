@@ -2,7 +2,7 @@
 //! post-BN ReID feature `[N, D]` ([`ScalModel::embed`] without flip), attention modules
 //! included, the batch dimension dynamic.
 //!
-//! Burn's capture records [`ScalModel::neck_feature`] and [`crate::l2_normalize`] as they
+//! Burn's capture records [`ScalModel::neck_feature`] and [`scal_model::l2_normalize`] as they
 //! run, and burn-onnx 0.22 lowers the record to ONNX (opset 18) with the weights embedded: the
 //! exported graph is the code `extract` runs, not a re-implementation. Three operations that
 //! burn-onnx 0.22 cannot lower (a mean over a dimension, an integer power and a floor) are
@@ -14,7 +14,7 @@ use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use onnx_ir::{Message, ModelProto};
 use scal_attention::Agent;
 
-use crate::ScalModel;
+use scal_model::ScalModel;
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,67 +101,65 @@ fn name_boundaries(bytes: &[u8], dim: usize) -> Result<Vec<u8>, OnnxError> {
         .map_err(|e| unexpected(e.to_string()))
 }
 
-impl ScalModel {
-    /// The inference graph as ONNX bytes for `height × width` inputs, with a dynamic batch
-    /// dimension named `batch` (input `images`, output `features`).
-    ///
-    /// The capture runs the model twice on zero images (batches of 1 and 2) on Burn's private
-    /// capture device; `device` is where those images are made before being moved there.
-    ///
-    /// # Errors
-    /// [`OnnxError::InputSize`] when spatial attention was built for another size (its layers
-    /// are sized by it) or a dimension is zero; [`OnnxError::Export`] when burn-onnx cannot
-    /// lower the graph.
-    ///
-    /// # Shapes
-    /// - the ONNX input: `[batch, 3, height, width]`; its output: `[batch, D]`
-    pub fn to_onnx(
-        &self,
-        height: usize,
-        width: usize,
-        device: &Device,
-    ) -> Result<Vec<u8>, OnnxError> {
-        self.check_export_size(height, width)?;
-        let sample = Tensor::<4>::zeros([1, 3, height, width], device);
-        let validation = Tensor::<4>::zeros([2, 3, height, width], device);
-        let specs = [InputSpec::new([
-            AxisSpec::dynamic("batch"),
-            AxisSpec::Static,
-            AxisSpec::Static,
-            AxisSpec::Static,
-        ])];
-        let model = OnnxExporter::new().export_dynamic(
-            self,
-            sample,
-            validation,
-            &specs,
-            |model: &ScalModel, images: Tensor<4>| crate::l2_normalize(model.neck_feature(images)),
-        )?;
-        let dim = self.neck.gamma.dims()[0];
-        name_boundaries(model.as_bytes(), dim)
-    }
+/// The inference graph of `model` as ONNX bytes for `height × width` inputs, with a dynamic
+/// batch dimension named `batch` (input `images`, output `features`).
+///
+/// The capture runs the model twice on zero images (batches of 1 and 2) on Burn's private
+/// capture device; `device` is where those images are made before being moved there.
+///
+/// # Errors
+/// [`OnnxError::InputSize`] when spatial attention was built for another size (its layers
+/// are sized by it) or a dimension is zero; [`OnnxError::Export`] when burn-onnx cannot
+/// lower the graph.
+///
+/// # Shapes
+/// - the ONNX input: `[batch, 3, height, width]`; its output: `[batch, D]`
+pub fn to_onnx(
+    model: &ScalModel,
+    height: usize,
+    width: usize,
+    device: &Device,
+) -> Result<Vec<u8>, OnnxError> {
+    check_export_size(model, height, width)?;
+    let sample = Tensor::<4>::zeros([1, 3, height, width], device);
+    let validation = Tensor::<4>::zeros([2, 3, height, width], device);
+    let specs = [InputSpec::new([
+        AxisSpec::dynamic("batch"),
+        AxisSpec::Static,
+        AxisSpec::Static,
+        AxisSpec::Static,
+    ])];
+    let graph = OnnxExporter::new().export_dynamic(
+        model,
+        sample,
+        validation,
+        &specs,
+        |model: &ScalModel, images: Tensor<4>| scal_model::l2_normalize(model.neck_feature(images)),
+    )?;
+    let dim = model.neck.gamma.dims()[0];
+    name_boundaries(graph.as_bytes(), dim)
+}
 
-    fn check_export_size(&self, height: usize, width: usize) -> Result<(), OnnxError> {
-        let error = |problem: String| OnnxError::InputSize {
-            height,
-            width,
-            problem,
-        };
-        if height == 0 || width == 0 {
-            return Err(error("the height and width must be positive".into()));
-        }
-        let sizes = self.backbone.stage_sizes(height, width);
-        for (stage, (agent, [h, w])) in self.attention.agents.iter().zip(sizes).enumerate() {
-            if let Agent::Spatial(module) = agent
-                && (module.height, module.width) != (h, w)
-            {
-                return Err(error(format!(
-                    "spatial attention module {stage} is sized for {} x {} maps and this input \
-                     size gives {h} x {w} (export at the size the model was built for)",
-                    module.height, module.width
-                )));
-            }
-        }
-        Ok(())
+fn check_export_size(model: &ScalModel, height: usize, width: usize) -> Result<(), OnnxError> {
+    let error = |problem: String| OnnxError::InputSize {
+        height,
+        width,
+        problem,
+    };
+    if height == 0 || width == 0 {
+        return Err(error("the height and width must be positive".into()));
     }
+    let sizes = model.backbone.stage_sizes(height, width);
+    for (stage, (agent, [h, w])) in model.attention.agents.iter().zip(sizes).enumerate() {
+        if let Agent::Spatial(module) = agent
+            && (module.height, module.width) != (h, w)
+        {
+            return Err(error(format!(
+                "spatial attention module {stage} is sized for {} x {} maps and this input \
+                     size gives {h} x {w} (export at the size the model was built for)",
+                module.height, module.width
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,81 @@
+//! # scal-infer
+//!
+//! A trained model without the trainer: what `extract`, `evaluate`, `query`, `export` and
+//! the report do with a model, as a library.
+//!
+//! ```no_run
+//! use scal_infer::{EmbedOptions, embed_paths, load_model_folder};
+//!
+//! let device = burn::tensor::Device::default();
+//! let loaded = load_model_folder("runs/<name>/last".as_ref(), &device)?;
+//! let images = scal_data::list_images("photos".as_ref())?.images;
+//! let options = EmbedOptions::new(loaded.config.height, loaded.config.width);
+//! let features = embed_paths(&loaded.model, &images, options, &device, &mut |_| {})?;
+//! // one L2-normalised row per image: [N, D]
+//! # Ok::<(), scal_infer::InferError>(())
+//! ```
+//!
+//! - [`load_model_folder`]: a model folder (`runs/NAME/best` or `last`), verified against its
+//!   checksums, its input size checked.
+//! - [`ForeignModel`]: a ResNet trained by torchvision, torchreid or FastReID, giving the
+//!   feature that toolkit evaluates with.
+//! - [`Embedder`] and [`embed_paths`]: either model on image files, in batches,
+//!   flip-averaged on request (the one embedding loop of the workspace).
+//! - [`QueryGallery`] and [`evaluate_model`]: the query/gallery evaluation (Euclidean
+//!   distances, CMC / mAP / mINP, k-reciprocal re-ranking) that `evaluate --checkpoint`,
+//!   `evaluate --weights` and the trainer's evaluation share.
+//! - `to_onnx` (cargo feature `onnx`): the inference graph as ONNX. It needs burn-onnx with
+//!   the patches of this workspace's `vendor/burn-onnx` (see its README); a project outside
+//!   the workspace gets them by copying that `[patch.crates-io]` entry.
+//!
+//! Libraries take a device and return errors with data ([`InferError`]); they never print.
+
+#![warn(missing_docs)]
+
+mod embed;
+mod evaluation;
+mod folder;
+mod foreign;
+#[cfg(feature = "onnx")]
+mod onnx;
+
+use std::path::PathBuf;
+
+pub use embed::{EmbedOptions, Embedder, embed_paths};
+pub use evaluation::{Evaluation, QueryGallery, Scores, evaluate_model, labels_of};
+pub use folder::{LoadedModel, load_model_folder};
+pub use foreign::{ForeignModel, default_last_stride};
+#[cfg(feature = "onnx")]
+pub use onnx::{OnnxError, to_onnx};
+
+/// Why loading, embedding or evaluating failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InferError {
+    /// An image, a folder or a dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] scal_data::DataError),
+    /// The evaluation refused its inputs (sizes, labels, non-finite distances).
+    #[error(transparent)]
+    Eval(#[from] scal_eval::EvalError),
+    /// A model folder could not be read (missing, damaged, another configuration).
+    #[error(transparent)]
+    Model(#[from] scal_model::ModelError),
+    /// A weights file could not be read as the backbone asked for.
+    #[error(transparent)]
+    Backbone(#[from] scal_backbone::BackboneError),
+    /// A model folder's `model.json` gives an input size the images cannot be resized to.
+    #[error("{}: height and width: {problem}", file.display())]
+    InputSize {
+        /// The `model.json`.
+        file: PathBuf,
+        /// What is wrong with the size.
+        problem: String,
+    },
+    /// The device did not hand the features back as 32-bit floats.
+    #[error("reading features back from the device: {problem}")]
+    Readback {
+        /// What Burn said.
+        problem: String,
+    },
+}
