@@ -24,6 +24,9 @@
 //! - [`QueryGallery`] and [`evaluate_model`]: the query/gallery evaluation (Euclidean
 //!   distances, CMC / mAP / mINP, k-reciprocal re-ranking) that `evaluate --checkpoint`,
 //!   `evaluate --weights` and the trainer's evaluation share.
+//! - [`GalleryCache`] and [`rank`]: a folder of gallery photos ranked for query photos, its
+//!   features cached outside it and recomputed when the gallery, the model or the cached
+//!   file changed.
 //! - `to_onnx` (cargo feature `onnx`): the inference graph as ONNX. It needs burn-onnx with
 //!   the patches of this workspace's `vendor/burn-onnx` (see its README); a project outside
 //!   the workspace gets them by copying that `[patch.crates-io]` entry.
@@ -36,6 +39,7 @@ mod embed;
 mod evaluation;
 mod folder;
 mod foreign;
+mod gallery;
 #[cfg(feature = "onnx")]
 mod onnx;
 
@@ -45,6 +49,7 @@ pub use embed::{EmbedOptions, Embedder, embed_paths};
 pub use evaluation::{Evaluation, QueryGallery, Scores, evaluate_model, labels_of};
 pub use folder::{LoadedModel, load_model_folder};
 pub use foreign::{ForeignModel, default_last_stride};
+pub use gallery::{CacheNote, GalleryCache, GalleryFeatures, Match, Ranking, inside_folder, rank};
 #[cfg(feature = "onnx")]
 pub use onnx::{OnnxError, to_onnx};
 
@@ -71,6 +76,24 @@ pub enum InferError {
         file: PathBuf,
         /// What is wrong with the size.
         problem: String,
+    },
+    /// A file or folder could not be read or resolved.
+    #[error("reading {}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A gallery-feature cache folder inside the gallery it serves (its files would be read
+    /// as photos).
+    #[error("the cache folder {} is inside the gallery {}", cache.display(), gallery.display())]
+    CacheInsideGallery {
+        /// The cache folder.
+        cache: PathBuf,
+        /// The gallery folder.
+        gallery: PathBuf,
     },
     /// The device did not hand the features back as 32-bit floats.
     #[error("reading features back from the device: {problem}")]
