@@ -341,11 +341,11 @@ fn evaluation_of(
         run_dir.display(),
         variant.description
     );
-    match crate::train::train_on_configured_devices(config, run_dir, start, bar)? {
+    match crate::cli::train_on_configured_devices(config, run_dir, start, bar)? {
         RunOutcome::Finished { last, .. } => Ok(last),
         RunOutcome::Interrupted { .. } => {
             println!("stopped; run the same command again to continue");
-            Err(crate::train::Interrupted.into())
+            Err(crate::cli::Interrupted.into())
         }
     }
 }
@@ -367,8 +367,7 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             ),
         }
     }
-    let mut common =
-        crate::datasets::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
+    let mut common = crate::cli::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
     let runs = args.runs.clone().unwrap_or_else(|| match &args.dataset {
         Some(d) => PathBuf::from(format!("runs/ablate-{d}")),
         None => PathBuf::from("runs/ablate"),

@@ -191,6 +191,45 @@ fn first_device(kind: burn::tensor::DeviceType, name: &str, hint: &str) -> Resul
     }
 }
 
+/// The device's name for the output.
+pub fn device_name(backend: Backend, device: &Device) -> String {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if backend != Backend::Flex
+        && let Some(id) = device.identity()
+    {
+        return format!("{} ({})", id.name, id.fingerprint);
+    }
+    if backend == Backend::Remote {
+        return remote_label(&format!("{device:?}"));
+    }
+    let _ = (backend, device);
+    format!("cpu ({} threads)", rayon::current_num_threads())
+}
+
+/// `ws://HOST:PORT device I` from a remote device's debug text (Burn gives remote devices no
+/// name); the debug text itself when its shape is not the expected one.
+fn remote_label(debug: &str) -> String {
+    let after = |key: &str| {
+        debug.split_once(key).map(|(_, rest)| {
+            rest.trim_start_matches(['"', ' '])
+                .split(['"', ')', ',', ' ', '}'])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+    };
+    match (
+        after("host: "),
+        after("port: Some("),
+        after("device_index: "),
+    ) {
+        (Some(host), Some(port), Some(index)) if !host.is_empty() && !port.is_empty() => {
+            format!("remote ws://{host}:{port} device {index}")
+        }
+        _ => format!("remote {debug}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +265,12 @@ mod tests {
             err.contains("--hosts") && err.contains("cargo xtask serve"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_remote_device_is_named_by_its_server_and_index() {
+        let debug = r#"Device<Remote(RemoteDevice { endpoint: WebSocket { address: Address { scheme: "ws", host: "127.0.0.1", port: Some(3110) }, .. }, device_index: 2, id: 0 })>"#;
+        assert_eq!(remote_label(debug), "remote ws://127.0.0.1:3110 device 2");
+        assert_eq!(remote_label("Device<Other>"), "remote Device<Other>");
     }
 }

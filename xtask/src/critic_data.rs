@@ -54,7 +54,7 @@ pub fn run(args: &CriticDataArgs) -> Result<()> {
         config.data.loader(config.seed),
     )?;
     let device = backend::device(args.backend)?.autodiff();
-    let (model, _) = crate::load_model_folder(&args.run.join(&args.checkpoint), &device)?;
+    let (model, _) = crate::cli::load_model_folder(&args.run.join(&args.checkpoint), &device)?;
     let samples = critic_samples(&model, &loader, args.batches as usize, &device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -6,6 +6,8 @@ use anyhow::Result;
 use scal_data::synth::{SynthConfig, SynthPreset, generate};
 use scal_data::{DatasetName, ReadOptions, read_dataset};
 
+use crate::cli::synth_folder;
+
 /// Split summary of a dataset, as torchreid prints it.
 #[derive(Debug, clap::Args)]
 pub struct DatasetsArgs {
@@ -76,41 +78,6 @@ pub struct SynthArgs {
 
 fn parse_preset(s: &str) -> Result<SynthPreset, String> {
     s.parse().map_err(|e: scal_data::DataError| e.to_string())
-}
-
-/// The default folder of a synthetic preset: `datasets/synth`, `datasets/synth-hard`.
-pub fn synth_folder(preset: SynthPreset) -> PathBuf {
-    PathBuf::from("datasets").join(preset.dataset_name())
-}
-
-/// The configuration fields that `--dataset NAME` and `--root DIR` set. A synthetic name
-/// (`synth`, `synth-hard`) reads the Market layout written by its generator, at DIR or its
-/// default folder, generated there when absent; any other dataset named on the command line
-/// is read, never generated in its place.
-pub fn dataset_overrides(dataset: Option<&str>, root: Option<&str>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut push = |k: &str, v: String| out.push((k.to_string(), v));
-    match dataset.and_then(SynthPreset::from_dataset_name) {
-        Some(preset) => {
-            push("data.dataset", "market1501".into());
-            push("data.synth_preset", preset.as_str().into());
-            let folder = synth_folder(preset).to_string_lossy().into_owned();
-            push("data.root", root.map_or(folder, str::to_string));
-            push("data.synthesize_if_missing", "true".into());
-        }
-        None => {
-            if root.is_some() || dataset.is_some() {
-                push("data.synthesize_if_missing", "false".into());
-            }
-            if let Some(d) = dataset {
-                push("data.dataset", d.to_string());
-            }
-            if let Some(r) = root {
-                push("data.root", r.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// Generates the dataset.
@@ -224,35 +191,4 @@ pub fn download(args: &DownloadArgs) -> Result<()> {
         dest.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
-        o.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn synthetic_names_generate_their_preset_where_asked() {
-        let o = dataset_overrides(Some("synth-hard"), None);
-        assert_eq!(get(&o, "data.dataset"), Some("market1501"));
-        assert_eq!(get(&o, "data.synth_preset"), Some("hard-v1"));
-        assert_eq!(get(&o, "data.root"), Some("datasets/synth-hard"));
-        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("true"));
-        let o = dataset_overrides(Some("synth"), Some("elsewhere"));
-        assert_eq!(get(&o, "data.synth_preset"), Some("easy"));
-        assert_eq!(get(&o, "data.root"), Some("elsewhere"));
-    }
-
-    #[test]
-    fn real_datasets_are_read_never_generated() {
-        let o = dataset_overrides(Some("dukemtmc"), Some("d"));
-        assert_eq!(get(&o, "data.dataset"), Some("dukemtmc"));
-        assert_eq!(get(&o, "data.root"), Some("d"));
-        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("false"));
-        assert_eq!(get(&o, "data.synth_preset"), None);
-        assert!(dataset_overrides(None, None).is_empty());
-    }
 }

@@ -55,9 +55,9 @@ pub struct EvaluateArgs {
     pub weights: Option<PathBuf>,
     /// With --weights: which toolkit wrote it (torchvision, torchreid, fastreid).
     #[arg(long, value_enum, default_value = "torchvision", requires = "weights")]
-    pub format: crate::extract::WeightsFormat,
+    pub format: crate::cli::WeightsFormat,
     /// With --weights: the architecture (resnet18, resnet34, resnet50, resnet101).
-    #[arg(long, default_value = "resnet50", requires = "weights", value_parser = crate::extract::parse_arch)]
+    #[arg(long, default_value = "resnet50", requires = "weights", value_parser = crate::cli::parse_arch)]
     pub arch: scal_backbone::ResNetArch,
     /// With --weights: the last stage's stride (default: the toolkit's, 2 for torchreid).
     #[arg(long, requires = "weights", value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -280,7 +280,7 @@ fn from_feature_arrays(
 fn dataset(args: &EvaluateArgs) -> Result<(scal_data::ReidDataset, PathBuf)> {
     let name = args.dataset.as_deref().expect("clap requires --dataset");
     let (reader, default_root) = match scal_data::synth::SynthPreset::from_dataset_name(name) {
-        Some(preset) => ("market1501", crate::datasets::synth_folder(preset)),
+        Some(preset) => ("market1501", crate::cli::synth_folder(preset)),
         None => (name, Path::new("datasets").join(name)),
     };
     let reader: scal_data::DatasetName = reader.parse()?;
@@ -309,7 +309,7 @@ fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
 /// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
 fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let device = crate::backend::device(args.backend)?;
-    let (model, config) = crate::load_model_folder(dir, &device)?;
+    let (model, config) = crate::cli::load_model_folder(dir, &device)?;
     from_model(&model, (config.height, config.width), dir, args, &device)
 }
 
@@ -327,7 +327,7 @@ fn from_model(
     let options = EmbedOptions::new(size.0, size.1)
         .with_batch(args.batch as usize)
         .with_flip(!args.no_flip);
-    let bar = crate::extract::progress_bar(dataset.query.len() + dataset.gallery.len());
+    let bar = crate::cli::progress_bar(dataset.query.len() + dataset.gallery.len());
     let features = QueryGallery::embed(model, split, options, device, &mut |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     from_feature_arrays(&features.query, &features.gallery, &features.labels, args)

@@ -60,9 +60,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         bail!("--height/--width apply to --format onnx (safetensors holds weights, not a graph)");
     }
     // Fails now, before any work, when the destination cannot be written.
-    let staging = crate::extract::temporary_beside(&args.out, "--out")?;
+    let staging = crate::cli::temporary_beside(&args.out, "--out")?;
     let device = crate::backend::device(scal_train::Backend::Flex)?;
-    let (model, config) = crate::load_model_folder(&args.checkpoint, &device)?;
+    let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     match args.format {
         ExportFormat::Safetensors => {
             drop(staging);

@@ -4,14 +4,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use scal_backbone::ResNetArch;
 use scal_infer::{EmbedOptions, ForeignModel, embed_paths};
-use tempfile::NamedTempFile;
 
 use crate::backend::{self, Backend};
+use crate::cli::{WeightsFormat, parse_arch, progress_bar, temporary_beside};
 
 /// Pooled features of every image in a folder, written as a float32 `.npy` of shape
 /// [N, D] with the file names beside it.
@@ -67,33 +66,6 @@ pub struct ExtractArgs {
     pub base_width: usize,
 }
 
-/// The toolkit a `--weights` file comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WeightsFormat {
-    /// A torchvision state dict.
-    Torchvision,
-    /// torchreid 0.2.5's ResNets.
-    Torchreid,
-    /// FastReID 1.4.0's BoT ResNet.
-    Fastreid,
-}
-
-impl WeightsFormat {
-    /// The library's name for this toolkit.
-    pub fn source(self) -> scal_backbone::CheckpointSource {
-        match self {
-            WeightsFormat::Torchvision => scal_backbone::CheckpointSource::Torchvision,
-            WeightsFormat::Torchreid => scal_backbone::CheckpointSource::Torchreid,
-            WeightsFormat::Fastreid => scal_backbone::CheckpointSource::Fastreid,
-        }
-    }
-}
-
-pub(crate) fn parse_arch(s: &str) -> Result<ResNetArch, String> {
-    s.parse()
-        .map_err(|e: scal_backbone::UnknownArch| e.to_string())
-}
-
 /// `FEATS.npy` → `FEATS.names.txt`; any other name gets `.names.txt` appended.
 pub fn names_path(out: &Path) -> PathBuf {
     let s = out.as_os_str().to_string_lossy();
@@ -101,29 +73,6 @@ pub fn names_path(out: &Path) -> PathBuf {
         Some(stem) => PathBuf::from(format!("{stem}.names.txt")),
         None => PathBuf::from(format!("{s}.names.txt")),
     }
-}
-
-/// A temporary file in `path`'s folder, to be renamed onto `path` once complete. Made before
-/// any work so that an unwritable destination fails at once.
-pub(crate) fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if path.is_dir() {
-        bail!("{flag} {} is a folder; give a file name", path.display());
-    }
-    if !dir.is_dir() {
-        bail!(
-            "cannot write {flag} {}: folder {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
-    scal_backbone::staging_builder(".scal-extract-", false)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write {flag} {}", path.display()))
 }
 
 /// What [`run`] wrote.
@@ -191,16 +140,6 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     })
 }
 
-pub(crate) fn progress_bar(n: usize) -> ProgressBar {
-    ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template(
-            "{spinner} extracting [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    )
-}
-
 /// The post-BN ReID features of a trained checkpoint (flip-averaged with `--flip`).
 fn checkpoint_features(
     args: &ExtractArgs,
@@ -208,7 +147,7 @@ fn checkpoint_features(
     images: &[PathBuf],
     device: &burn::tensor::Device,
 ) -> Result<Array2<f32>> {
-    let (model, config) = crate::load_model_folder(checkpoint, device)?;
+    let (model, config) = crate::cli::load_model_folder(checkpoint, device)?;
     let height = args.height.map_or(config.height, |h| h as usize);
     let width = args.width.map_or(config.width, |w| w as usize);
     if (height, width) != (config.height, config.width)

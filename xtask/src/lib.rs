@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand};
 pub mod ablate;
 pub mod backend;
 pub mod bench;
+pub mod cli;
 pub mod critic_data;
 pub mod datasets;
 pub mod evaluate;
@@ -91,25 +92,6 @@ enum Command {
     SetupCuda(setup_cuda::SetupCudaArgs),
 }
 
-/// Loads a model folder (a run's `best/` or `last/`) for a command
-/// ([`scal_infer::load_model_folder`]: its checksums, configuration and input size); a folder
-/// without `checksums.sha256` (written before checksums existed, or a copy that lost it)
-/// loads with a warning that it was not verified.
-pub fn load_model_folder(
-    dir: &std::path::Path,
-    device: &burn::tensor::Device,
-) -> anyhow::Result<(scal_model::ScalModel, scal_model::ScalConfig)> {
-    let loaded = scal_infer::load_model_folder(dir, device)?;
-    if !loaded.verified {
-        eprintln!(
-            "warning: {} has no {}: its files were not verified (a checkpoint written before checksums existed, or a copy that lost the file)",
-            dir.display(),
-            scal_model::CHECKSUMS_FILE
-        );
-    }
-    Ok((loaded.model, loaded.config))
-}
-
 /// Parses the command line, runs the command, prints its error (with a hint where one
 /// helps) and returns the exit code.
 pub fn main() -> ExitCode {
@@ -135,7 +117,7 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => datasets::synth(args),
         Command::Download(args) => datasets::download(args),
         Command::Train(args) => train::run(args).and_then(|(_, outcome)| match outcome {
-            scal_train::RunOutcome::Interrupted { .. } => Err(train::Interrupted.into()),
+            scal_train::RunOutcome::Interrupted { .. } => Err(cli::Interrupted.into()),
             scal_train::RunOutcome::Finished { .. } => Ok(()),
         }),
         Command::Export(args) => export::run(args),
@@ -148,14 +130,14 @@ pub fn main() -> ExitCode {
         Command::CriticData(args) => critic_data::run(args),
         Command::SetupCuda(args) => setup_cuda::run(args),
         Command::Ablate(args) => {
-            train::install_ctrl_c();
+            cli::install_ctrl_c();
             ablate::run(args)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Stopped by Ctrl-C after saving: 130, as shells report an interrupted command.
-        Err(e) if e.downcast_ref::<train::Interrupted>().is_some() => ExitCode::from(130),
+        Err(e) if e.downcast_ref::<cli::Interrupted>().is_some() => ExitCode::from(130),
         Err(e) => {
             eprintln!("error: {e:#}");
             if let Some(hint) = hint::for_error(&e) {

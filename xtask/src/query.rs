@@ -80,7 +80,7 @@ fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> Result<()>,
 ) -> Result<()> {
-    let mut tmp = crate::extract::temporary_beside(path, "writing")?;
+    let mut tmp = crate::cli::temporary_beside(path, "writing")?;
     write(tmp.as_file_mut())?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -251,7 +251,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires --image or --queries"),
     };
     let device = backend::device(args.backend)?;
-    let (model, config) = crate::load_model_folder(&args.checkpoint, &device)?;
+    let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     let size = (config.height, config.width);
     let options = embed_options(args, size);
     let query_features = embed_paths(&model, &queries, options, &device, &mut |_| {})?;

@@ -86,7 +86,7 @@ pub struct VisualizeArgs {
 pub fn visualize(args: &VisualizeArgs) -> Result<()> {
     let listing = scal_data::list_images(&args.images)?;
     let device = crate::backend::device(args.backend)?;
-    let (model, config) = crate::load_model_folder(&args.checkpoint, &device)?;
+    let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     if config.attention == scal_model::AttentionKind::None {
         bail!(
             "{} has no attention modules: nothing to draw",

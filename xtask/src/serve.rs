@@ -108,7 +108,7 @@ fn serve(args: &ServeArgs, devices: Vec<burn::tensor::Device>) -> Result<()> {
     for (i, d) in devices.iter().enumerate() {
         println!(
             "device {i}: {}",
-            crate::bench::measures::device_name(args.backend, d)
+            crate::backend::device_name(args.backend, d)
         );
     }
     println!(

@@ -1,29 +1,13 @@
 //! `cargo xtask train`: the main job.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use scal_train::config::Profile;
-use scal_train::{Backend, RunOutcome, Start, TrainingConfig, train};
+use scal_train::{Backend, RunOutcome, Start, TrainingConfig};
 
-use crate::progress::{Progress, score_line};
-
-/// Set by Ctrl-C: finish the iteration, save, exit.
-pub static STOP: AtomicBool = AtomicBool::new(false);
-
-/// A run stopped by Ctrl-C after saving its last checkpoint (what to do next was printed):
-/// the command exits with 130.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Interrupted {}
+use crate::cli::{install_ctrl_c, train_on_configured_devices};
+use crate::progress::score_line;
 
 /// On/off for `--critic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,9 +103,7 @@ impl TrainArgs {
                 out.push((k.to_string(), v));
             }
         };
-        for (k, v) in
-            crate::datasets::dataset_overrides(self.dataset.as_deref(), self.root.as_deref())
-        {
+        for (k, v) in crate::cli::dataset_overrides(self.dataset.as_deref(), self.root.as_deref()) {
             push(&k, Some(v));
         }
         push("backend", self.backend.clone());
@@ -155,19 +137,6 @@ impl TrainArgs {
         }
         Ok(out)
     }
-}
-
-/// Installs the Ctrl-C handler: the first request finishes the iteration, saves and exits;
-/// a second one exits at once.
-pub fn install_ctrl_c() {
-    let _ = ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nstopping after this iteration (checkpoint will be saved); Ctrl-C again to quit now"
-        );
-    });
 }
 
 /// Runs the training; returns the run folder and its outcome.
@@ -249,19 +218,6 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
         }
     }
     Ok((run_dir, outcome))
-}
-
-/// Trains the run on the devices its configuration names (backend, hosts, device indices),
-/// showing progress on the terminal (a bar with `bar`) and stopping on Ctrl-C.
-pub fn train_on_configured_devices(
-    config: &TrainingConfig,
-    run_dir: &std::path::Path,
-    start: Start,
-    bar: bool,
-) -> Result<RunOutcome> {
-    let devices = crate::backend::devices(config.backend, &config.hosts, &config.devices)?;
-    let mut progress = Progress::new(config.optim.epochs, bar, &STOP);
-    Ok(train(config, run_dir, start, &devices, &mut progress)?)
 }
 
 /// A run name is one folder name under --runs: not empty, no path separator, not `.` or

@@ -240,7 +240,7 @@ fn a_run_over_two_servers_matches_the_local_run() {
     let train = |config: &TrainingConfig, name: &str| {
         let run = runs.path().join(name);
         let outcome =
-            xtask::train::train_on_configured_devices(config, &run, scal_train::Start::New, false)
+            xtask::cli::train_on_configured_devices(config, &run, scal_train::Start::New, false)
                 .unwrap();
         let RunOutcome::Finished {
             last, iterations, ..
@@ -272,7 +272,7 @@ fn a_run_over_two_servers_matches_the_local_run() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("ws://{}", l.local_addr().unwrap())
     };
-    let err = xtask::train::train_on_configured_devices(
+    let err = xtask::cli::train_on_configured_devices(
         &config(&root, "remote", std::slice::from_ref(&closed), "[0]"),
         &runs.path().join("unreachable"),
         scal_train::Start::New,

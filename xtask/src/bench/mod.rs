@@ -171,7 +171,7 @@ pub struct ParityArgs {
 pub fn parity(args: &ParityArgs) -> Result<()> {
     let reference = crate::backend::device(Backend::Flex)?;
     let other = crate::backend::device_on(args.backend, &args.hosts)?;
-    let device = measures::device_name(args.backend, &other);
+    let device = crate::backend::device_name(args.backend, &other);
     let checks = crate::parity::parity(&reference, &other)?;
     for c in &checks {
         if args.json {
@@ -226,7 +226,7 @@ pub fn devices(args: &DevicesArgs) -> Result<()> {
         .iter()
         .enumerate()
     {
-        println!("{i}: {}", measures::device_name(args.backend, d));
+        println!("{i}: {}", crate::backend::device_name(args.backend, d));
     }
     Ok(())
 }

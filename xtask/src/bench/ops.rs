@@ -27,8 +27,9 @@ use scal_model::objective::StepConfig;
 use scal_model::{AttentionKind, ScalConfig};
 use scal_train::scal_step;
 
-use super::measures::{BenchOptions, BenchRow, Measure, device_name, peak_rss_mib};
+use super::measures::{BenchOptions, BenchRow, Measure, peak_rss_mib};
 use crate::backend::Backend;
+use crate::backend::device_name;
 
 /// One operation of the step: what it is, its operands, how often a step runs it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,205 @@
+//! What several commands share: flag types, the progress bar of embedding, the staging file
+//! of an output, the dataset flags, Ctrl-C and the training run on the configured devices,
+//! and loading a model folder with its warning. Command modules import this module and
+//! [`crate::backend`], never each other.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use scal_backbone::ResNetArch;
+use scal_data::synth::SynthPreset;
+use scal_train::{RunOutcome, Start, TrainingConfig, train};
+use tempfile::NamedTempFile;
+
+use crate::progress::Progress;
+
+/// The toolkit a `--weights` file comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsFormat {
+    /// A torchvision state dict.
+    Torchvision,
+    /// torchreid 0.2.5's ResNets.
+    Torchreid,
+    /// FastReID 1.4.0's BoT ResNet.
+    Fastreid,
+}
+
+impl WeightsFormat {
+    /// The library's name for this toolkit.
+    pub fn source(self) -> scal_backbone::CheckpointSource {
+        match self {
+            WeightsFormat::Torchvision => scal_backbone::CheckpointSource::Torchvision,
+            WeightsFormat::Torchreid => scal_backbone::CheckpointSource::Torchreid,
+            WeightsFormat::Fastreid => scal_backbone::CheckpointSource::Fastreid,
+        }
+    }
+}
+
+/// `--arch`'s parser: resnet18, resnet34, resnet50 or resnet101.
+pub fn parse_arch(s: &str) -> Result<ResNetArch, String> {
+    s.parse()
+        .map_err(|e: scal_backbone::UnknownArch| e.to_string())
+}
+
+/// A temporary file in `path`'s folder, to be renamed onto `path` once complete. Made before
+/// any work so that an unwritable destination fails at once.
+pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        bail!("{flag} {} is a folder; give a file name", path.display());
+    }
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {flag} {}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    scal_backbone::staging_builder(".scal-extract-", false)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {flag} {}", path.display()))
+}
+
+/// The bar of `extract` and `evaluate` while images are embedded.
+pub fn progress_bar(n: usize) -> ProgressBar {
+    ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} extracting [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    )
+}
+
+/// The default folder of a synthetic preset: `datasets/synth`, `datasets/synth-hard`.
+pub fn synth_folder(preset: SynthPreset) -> PathBuf {
+    PathBuf::from("datasets").join(preset.dataset_name())
+}
+
+/// The configuration fields that `--dataset NAME` and `--root DIR` set. A synthetic name
+/// (`synth`, `synth-hard`) reads the Market layout written by its generator, at DIR or its
+/// default folder, generated there when absent; any other dataset named on the command line
+/// is read, never generated in its place.
+pub fn dataset_overrides(dataset: Option<&str>, root: Option<&str>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut push = |k: &str, v: String| out.push((k.to_string(), v));
+    match dataset.and_then(SynthPreset::from_dataset_name) {
+        Some(preset) => {
+            push("data.dataset", "market1501".into());
+            push("data.synth_preset", preset.as_str().into());
+            let folder = synth_folder(preset).to_string_lossy().into_owned();
+            push("data.root", root.map_or(folder, str::to_string));
+            push("data.synthesize_if_missing", "true".into());
+        }
+        None => {
+            if root.is_some() || dataset.is_some() {
+                push("data.synthesize_if_missing", "false".into());
+            }
+            if let Some(d) = dataset {
+                push("data.dataset", d.to_string());
+            }
+            if let Some(r) = root {
+                push("data.root", r.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Set by Ctrl-C: finish the iteration, save, exit.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// A run stopped by Ctrl-C after saving its last checkpoint (what to do next was printed):
+/// the command exits with 130.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Installs the Ctrl-C handler: the first request finishes the iteration, saves and exits;
+/// a second one exits at once.
+pub fn install_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstopping after this iteration (checkpoint will be saved); Ctrl-C again to quit now"
+        );
+    });
+}
+
+/// Trains the run on the devices its configuration names (backend, hosts, device indices),
+/// showing progress on the terminal (a bar with `bar`) and stopping on Ctrl-C.
+pub fn train_on_configured_devices(
+    config: &TrainingConfig,
+    run_dir: &std::path::Path,
+    start: Start,
+    bar: bool,
+) -> Result<RunOutcome> {
+    let devices = crate::backend::devices(config.backend, &config.hosts, &config.devices)?;
+    let mut progress = Progress::new(config.optim.epochs, bar, &STOP);
+    Ok(train(config, run_dir, start, &devices, &mut progress)?)
+}
+
+/// Loads a model folder (a run's `best/` or `last/`) for a command
+/// ([`scal_infer::load_model_folder`]: its checksums, configuration and input size); a folder
+/// without `checksums.sha256` (written before checksums existed, or a copy that lost it)
+/// loads with a warning that it was not verified.
+pub fn load_model_folder(
+    dir: &std::path::Path,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<(scal_model::ScalModel, scal_model::ScalConfig)> {
+    let loaded = scal_infer::load_model_folder(dir, device)?;
+    if !loaded.verified {
+        eprintln!(
+            "warning: {} has no {}: its files were not verified (a checkpoint written before checksums existed, or a copy that lost the file)",
+            dir.display(),
+            scal_model::CHECKSUMS_FILE
+        );
+    }
+    Ok((loaded.model, loaded.config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        o.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn synthetic_names_generate_their_preset_where_asked() {
+        let o = dataset_overrides(Some("synth-hard"), None);
+        assert_eq!(get(&o, "data.dataset"), Some("market1501"));
+        assert_eq!(get(&o, "data.synth_preset"), Some("hard-v1"));
+        assert_eq!(get(&o, "data.root"), Some("datasets/synth-hard"));
+        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("true"));
+        let o = dataset_overrides(Some("synth"), Some("elsewhere"));
+        assert_eq!(get(&o, "data.synth_preset"), Some("easy"));
+        assert_eq!(get(&o, "data.root"), Some("elsewhere"));
+    }
+
+    #[test]
+    fn real_datasets_are_read_never_generated() {
+        let o = dataset_overrides(Some("dukemtmc"), Some("d"));
+        assert_eq!(get(&o, "data.dataset"), Some("dukemtmc"));
+        assert_eq!(get(&o, "data.root"), Some("d"));
+        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("false"));
+        assert_eq!(get(&o, "data.synth_preset"), None);
+        assert!(dataset_overrides(None, None).is_empty());
+    }
+}
