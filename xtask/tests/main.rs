@@ -2,6 +2,7 @@
 //! as a user runs them (`CARGO_BIN_EXE_xtask`), and, behind the `remote` and `wgpu` features,
 //! several machines on localhost and flex against wgpu.
 
+mod architecture;
 mod bench_cli;
 mod common;
 mod datasets_cli;
