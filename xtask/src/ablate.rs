@@ -306,7 +306,7 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 
 /// The last evaluation logged in a run's `metrics.jsonl`, if the run finished.
 fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> {
-    let records = scal_train::log::read(&run.join("metrics.jsonl"))?;
+    let records = scal_train::log::read(&scal_train::RunDir::new(run).metrics())?;
     let last_eval = records.into_iter().rev().find_map(|r| match r {
         Record::Eval(e) => Some(e),
         Record::Train(_) => None,
@@ -329,7 +329,7 @@ fn evaluation_of(
         println!("{}: finished earlier, read back", run_dir.display());
         return Ok(e);
     }
-    let resume = run_dir.join("config.json").exists();
+    let resume = scal_train::RunDir::new(run_dir).config().exists();
     let start = if resume {
         scal_train::Start::Resume
     } else {

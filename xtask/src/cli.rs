@@ -10,10 +10,20 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use scal_backbone::ResNetArch;
 use scal_data::synth::SynthPreset;
-use scal_train::{RunOutcome, Start, TrainingConfig, train};
+use scal_train::{Checkpoint, RunOutcome, Start, TrainingConfig, train};
 use tempfile::NamedTempFile;
 
 use crate::progress::Progress;
+
+/// The parser of a `--checkpoint`/`--from` flag: `last` or `best` (the run folder's names,
+/// [`scal_train::Checkpoint`]), listed in the help.
+pub fn checkpoint_parser() -> impl clap::builder::TypedValueParser<Value = Checkpoint> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Checkpoint::ALL.map(Checkpoint::as_str)).map(|name| {
+        name.parse::<Checkpoint>()
+            .expect("one of the possible values")
+    })
+}
 
 /// The toolkit a `--weights` file comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

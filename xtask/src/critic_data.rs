@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ndarray::Array1;
 use scal_data::TrainLoader;
-use scal_train::TrainingConfig;
 use scal_train::critic_data::critic_samples;
+use scal_train::{Checkpoint, RunDir, TrainingConfig};
 
 use crate::backend::{self, Backend};
 
@@ -20,8 +20,8 @@ pub struct CriticDataArgs {
     /// The run folder (runs/NAME) of a run with attention.
     pub run: PathBuf,
     /// Checkpoint: last or best.
-    #[arg(long, default_value = "last")]
-    pub checkpoint: String,
+    #[arg(long, default_value_t = Checkpoint::Last, value_parser = crate::cli::checkpoint_parser())]
+    pub checkpoint: Checkpoint,
     /// Training batches (P × K images each), from the start of the run's first epoch (later
     /// epochs when one has fewer).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
@@ -45,7 +45,8 @@ fn write<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
 
 /// Reads the run, draws the batches, writes the files.
 pub fn run(args: &CriticDataArgs) -> Result<()> {
-    let config = TrainingConfig::load_json(&args.run.join("config.json"))
+    let run = RunDir::new(&args.run);
+    let config = TrainingConfig::load_json(&run.config())
         .with_context(|| format!("{} is not a run folder", args.run.display()))?;
     let dataset = scal_train::run::load_dataset(&config, &mut ())?;
     let loader = TrainLoader::new(
@@ -54,7 +55,7 @@ pub fn run(args: &CriticDataArgs) -> Result<()> {
         config.data.loader(config.seed),
     )?;
     let device = backend::device(args.backend)?.autodiff();
-    let (model, _) = crate::cli::load_model_folder(&args.run.join(&args.checkpoint), &device)?;
+    let (model, _) = crate::cli::load_model_folder(&run.checkpoint(args.checkpoint), &device)?;
     let samples = critic_samples(&model, &loader, args.batches as usize, &device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use scal_data::{DataError, DatasetName};
-use scal_train::{Backend, TrainError, TrainingConfig};
+use scal_train::{Backend, Checkpoint, RunDir, TrainError, TrainingConfig};
 
 /// The hint for the first error of `error`'s chain that has one.
 pub fn for_error(error: &anyhow::Error) -> Option<String> {
@@ -51,7 +51,7 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
 
 /// For a run's checkpoint folder given to `--resume`: the run, and `--from best` for `best/`.
 fn checkpoint_not_run_hint(checkpoint: &Path, run: &Path) -> String {
-    let from = if checkpoint.file_name().is_some_and(|n| n == "best") {
+    let from = if RunDir::checkpoint_name(checkpoint) == Some(Checkpoint::Best) {
         " --from best"
     } else {
         ""
@@ -66,7 +66,10 @@ fn checkpoint_not_run_hint(checkpoint: &Path, run: &Path) -> String {
 fn damaged_last_hint(file: &Path) -> Option<String> {
     let checkpoint = file.parent()?;
     let run = checkpoint.parent()?;
-    (checkpoint.file_name()? == "last" && run.join("best").is_dir()).then(|| {
+    let run_dir = RunDir::new(run);
+    (RunDir::checkpoint_name(checkpoint)? == Checkpoint::Last
+        && run_dir.checkpoint(Checkpoint::Best).is_dir())
+    .then(|| {
         format!(
             "To continue from the best checkpoint instead (the optimizer starts afresh): \
              cargo xtask train --resume {} --from best",
@@ -121,7 +124,7 @@ fn dataset_hint(root: &Path, dataset: DatasetName) -> String {
 /// remote devices, check the servers first.
 pub fn resume_hint(run: &Path) -> String {
     let resume = format!("cargo xtask train --resume {}", run.display());
-    match TrainingConfig::load_json(&run.join("config.json")) {
+    match TrainingConfig::load_json(&RunDir::new(run).config()) {
         Ok(config) if config.backend == Backend::Remote => format!(
             "Check that `cargo xtask serve` still runs at {} (restart it if not), then continue \
              with `{resume}` (add --hosts ws://… to use other servers)",

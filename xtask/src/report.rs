@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use scal_report::figures::attention_figure;
 use scal_report::{ReportOptions, build_report};
+use scal_train::{Checkpoint, RunDir};
 
 /// Writes RUN_DIR/report/index.html with its figures.
 #[derive(Debug, clap::Args)]
@@ -14,8 +15,8 @@ pub struct ReportArgs {
     pub run: PathBuf,
     /// Checkpoint of the attention maps and ranked lists: last (the final model) or best
     /// (selected on the test split).
-    #[arg(long, default_value = "last")]
-    pub checkpoint: String,
+    #[arg(long, default_value_t = Checkpoint::Last, value_parser = crate::cli::checkpoint_parser())]
+    pub checkpoint: Checkpoint,
     /// Query images in the attention figure.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub images: u32,
@@ -29,27 +30,32 @@ pub struct ReportArgs {
 
 /// Builds the report.
 pub fn report(args: &ReportArgs) -> Result<()> {
-    if !args.run.join("config.json").is_file() {
+    let run = RunDir::new(&args.run);
+    if !run.holds_run() {
         bail!(
-            "{} is not a run folder (no config.json); expected runs/<name>",
-            args.run.display()
+            "{} is not a run folder (no {}); expected runs/<name>",
+            args.run.display(),
+            scal_train::run_dir::CONFIG_FILE
         );
     }
-    let mut checkpoint = args.checkpoint.clone();
-    let has_model = |name: &str| args.run.join(name).join(scal_model::CONFIG_FILE).is_file();
-    let other = if checkpoint == "last" { "best" } else { "last" };
-    if !has_model(&checkpoint) && has_model(other) {
-        eprintln!(
-            "warning: {} has no {checkpoint}/ checkpoint: the attention maps and ranked lists are drawn from {other}/",
-            args.run.display()
-        );
-        checkpoint = other.into();
-    } else if !has_model(&checkpoint) {
-        eprintln!(
-            "warning: {} has no {checkpoint}/ checkpoint: the report leaves out the attention maps and ranked lists",
-            args.run.display()
-        );
-    }
+    let wanted = args.checkpoint;
+    let checkpoint = match run.model_checkpoint(wanted) {
+        Some(found) if found != wanted => {
+            eprintln!(
+                "warning: {} has no {wanted}/ checkpoint: the attention maps and ranked lists are drawn from {found}/",
+                args.run.display()
+            );
+            found
+        }
+        Some(found) => found,
+        None => {
+            eprintln!(
+                "warning: {} has no {wanted}/ checkpoint: the report leaves out the attention maps and ranked lists",
+                args.run.display()
+            );
+            wanted
+        }
+    };
     let index = build_report(
         &args.run,
         &ReportOptions {

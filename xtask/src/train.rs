@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use scal_train::config::Profile;
-use scal_train::{Backend, RunOutcome, Start, TrainingConfig};
+use scal_train::{Backend, Checkpoint, RunDir, RunOutcome, Start, TrainingConfig};
 
 use crate::cli::{install_ctrl_c, train_on_configured_devices};
 use crate::progress::score_line;
@@ -44,8 +44,8 @@ pub struct TrainArgs {
     /// With --resume: the checkpoint to continue from, last (exactly where it stopped) or
     /// best (for a damaged last/: the best epoch's weights, the optimizer started afresh;
     /// last/ is kept as last.set-aside/).
-    #[arg(long, requires = "resume", conflicts_with = "restart", default_value = "last", value_parser = ["last", "best"])]
-    pub from: String,
+    #[arg(long, requires = "resume", conflicts_with = "restart", default_value_t = Checkpoint::Last, value_parser = crate::cli::checkpoint_parser())]
+    pub from: Checkpoint,
     /// Compute backend: flex, wgpu, cuda, or remote (devices of `cargo xtask serve` servers, with --hosts).
     #[arg(long)]
     pub backend: Option<String>,
@@ -144,13 +144,13 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
     let overrides = args.overrides()?;
     let (config, run_dir, start) = match &args.resume {
         Some(dir) => {
-            let saved = TrainingConfig::load_json(&dir.join("config.json"))
+            let saved = TrainingConfig::load_json(&RunDir::new(dir).config())
                 .with_context(|| format!("--resume {}: not a run folder", dir.display()))?;
             let config = saved.overlaid(args.config.as_deref(), &overrides)?;
-            let start = match (args.restart, args.from.as_str()) {
+            let start = match (args.restart, args.from) {
                 (true, _) => Start::Restart,
-                (false, "best") => Start::FromBest,
-                _ => Start::Resume,
+                (false, Checkpoint::Best) => Start::FromBest,
+                (false, Checkpoint::Last) => Start::Resume,
             };
             (config, dir.clone(), start)
         }
@@ -220,15 +220,9 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
     Ok((run_dir, outcome))
 }
 
-/// A run name is one folder name under --runs: not empty, no path separator, not `.` or
-/// `..` (a name such as `../../x` or `/abs/path` would put the run outside --runs).
+/// A run name is one folder name under --runs ([`RunDir::is_valid_name`]).
 pub fn check_run_name(name: &str) -> Result<()> {
-    let mut parts = std::path::Path::new(name).components();
-    let single = matches!(
-        (parts.next(), parts.next()),
-        (Some(std::path::Component::Normal(_)), None)
-    );
-    if !single || name.contains(['/', '\\']) {
+    if !RunDir::is_valid_name(name) {
         anyhow::bail!(
             "--name {name:?}: a run name is one folder name under --runs (no `/`, `..` or absolute path)"
         );

@@ -8,7 +8,6 @@
 //! written is a [`CacheNote::NotCached`], not a failure.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -235,18 +234,13 @@ fn read_cached(
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it and a rename.
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = scal_backbone::staging_builder(".scal-cache-", false)
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// Writes `bytes` to `path` atomically (the workspace's one atomic write,
+/// [`scal_backbone::write_atomically`]).
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    scal_backbone::write_atomically(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|e| e.to_string())
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Writes the gallery's features and their entry into the cache: `Err` says why not.
@@ -264,11 +258,11 @@ fn write_cache(
     };
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
     let written = std::fs::create_dir_all(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
         .and_then(|()| write_file_atomically(npy, &bytes))
         .and_then(|()| write_file_atomically(json, text.as_bytes()));
-    written.map_err(|e| {
+    written.inspect_err(|_| {
         let _ = std::fs::remove_file(npy);
-        e.to_string()
     })
 }
 

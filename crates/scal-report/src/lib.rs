@@ -33,7 +33,7 @@ use burn::tensor::Device;
 use scal_data::{ReadOptions, ReidDataset};
 use scal_infer::{EmbedOptions, QueryGallery};
 use scal_model::{AttentionKind, ScalModel};
-use scal_train::{TrainError, TrainingConfig};
+use scal_train::{Checkpoint, RunDir, TrainError, TrainingConfig};
 
 use crate::curves::{draw_curves, read_log};
 use crate::figures::{attention_figure, best_and_worst, ranked_figure};
@@ -46,7 +46,7 @@ pub struct ReportOptions {
     pub device: Device,
     /// Checkpoint folder of the run to draw the model figures from (`last`, or `best`, which
     /// was selected on the test split).
-    pub checkpoint: String,
+    pub checkpoint: Checkpoint,
     /// Query images in the attention figure.
     pub attention_images: usize,
     /// Best and worst queries in the ranked lists (each).
@@ -59,7 +59,7 @@ impl ReportOptions {
     pub fn on(device: Device) -> Self {
         ReportOptions {
             device,
-            checkpoint: "last".into(),
+            checkpoint: Checkpoint::Last,
             attention_images: 6,
             ranked_queries: 3,
         }
@@ -124,9 +124,10 @@ pub(crate) fn figure_error(path: &Path, e: impl std::fmt::Display) -> ReportErro
 /// Builds the report of `run_dir` into `run_dir/report` and returns the path of its
 /// `index.html`.
 pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, ReportError> {
-    let config = TrainingConfig::load_json(&run_dir.join("config.json"))?;
-    let log = read_log(&run_dir.join("metrics.jsonl"))?;
-    let out = scal_train::folder::write_staged(run_dir, "report", |dir| {
+    let run = RunDir::new(run_dir);
+    let config = TrainingConfig::load_json(&run.config())?;
+    let log = read_log(&run.metrics())?;
+    let out = scal_train::folder::write_staged(run_dir, scal_train::run_dir::REPORT_DIR, |dir| {
         let curves = draw_curves(&log, &config, dir)?;
         let mut notes = Vec::new();
         let model = model_figures(run_dir, &config, options, dir, &mut notes)?;
@@ -159,7 +160,7 @@ fn model_figures(
     dir: &Path,
     notes: &mut Vec<String>,
 ) -> Result<Option<ModelFigures>, ReportError> {
-    let checkpoint = run_dir.join(&options.checkpoint);
+    let checkpoint = RunDir::new(run_dir).checkpoint(options.checkpoint);
     if !checkpoint.join(scal_model::CONFIG_FILE).is_file() {
         notes.push(format!(
             "No checkpoint in {}: attention maps and ranked lists are left out.",
@@ -213,7 +214,7 @@ fn model_figures(
         )?;
     }
     Ok(Some(ModelFigures {
-        checkpoint: options.checkpoint.clone(),
+        checkpoint: options.checkpoint,
         attention: model_config.attention,
         query: dataset.query,
         best,

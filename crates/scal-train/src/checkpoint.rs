@@ -41,7 +41,7 @@ pub fn recover(run: &Path, name: &str) -> Result<(), TrainError> {
 }
 
 /// The training configuration's copy in a checkpoint (what it was trained with).
-pub const CONFIG_COPY: &str = "config.json";
+pub const CONFIG_COPY: &str = crate::run_dir::CONFIG_FILE;
 /// The optimizer's state in a training checkpoint.
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// The training state of a checkpoint.
@@ -160,7 +160,7 @@ pub fn set_aside(checkpoint: &Path) -> Result<Option<PathBuf>, TrainError> {
 
 /// The training state of a checkpoint folder.
 pub fn state(checkpoint: &Path) -> Result<TrainState, TrainError> {
-    let path = checkpoint.join("state.json");
+    let path = checkpoint.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| error(&path, e))?;
     serde_json::from_str(&text).map_err(|e| error(&path, e))
 }

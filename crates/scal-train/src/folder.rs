@@ -64,8 +64,7 @@ pub fn write_staged<E: From<TrainError>>(
     Ok(current)
 }
 
-/// The lock file of a run folder.
-pub const LOCK_FILE: &str = ".lock";
+pub use crate::run_dir::LOCK_FILE;
 
 /// An exclusive lock on a run folder (`RUN/.lock`, holding the PID of the process that has
 /// it): a second process training the same run is refused, naming the holder. The operating

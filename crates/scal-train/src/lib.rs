@@ -29,6 +29,7 @@ pub mod eval;
 pub mod folder;
 pub mod log;
 pub mod run;
+pub mod run_dir;
 pub mod step;
 
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use std::path::PathBuf;
 pub use backend::Backend;
 pub use config::{Profile, TrainingConfig};
 pub use run::{RunOutcome, Start, TrainObserver, train};
+pub use run_dir::{Checkpoint, RunDir};
 pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
 pub use step::{scal_step, scal_step_data_parallel};
 

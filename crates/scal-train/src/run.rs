@@ -34,6 +34,7 @@ use crate::config::{OptimOptions, TrainingConfig};
 use crate::eval::module_amelioration;
 use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
+use crate::run_dir::{Checkpoint, RunDir};
 use crate::step::{scal_step, scal_step_data_parallel};
 use scal_infer::{EmbedOptions, Evaluation, evaluate_model};
 
@@ -314,15 +315,17 @@ impl<'a> Trainer<'a> {
         }
         let mut optim = optimizer(&config.optim);
         let mut state = TrainState::default();
-        let log_path = run_dir.join("metrics.jsonl");
+        let run = RunDir::new(run_dir);
+        let log_path = run.metrics();
         let (lock, log) = if start == Start::New {
             // A new run's folder is made last, once everything that can fail was checked.
             create_run(config, run_dir, &log_path)?
         } else {
             let lock = open_run(config, run_dir)?;
-            let last = run_dir.join("last");
+            let last = run.checkpoint(Checkpoint::Last);
             if start == Start::FromBest {
-                (model, state) = checkpoint::load_weights(&run_dir.join("best"), config, &model)?;
+                let best = run.checkpoint(Checkpoint::Best);
+                (model, state) = checkpoint::load_weights(&best, config, &model)?;
             } else if last.exists() {
                 (model, optim, state) = checkpoint::load_training(&last, config, &model, optim)?;
             } else if start == Start::Resume {
@@ -340,7 +343,7 @@ impl<'a> Trainer<'a> {
         }
         if start == Start::FromBest {
             // Only once the run can go on: the damaged last/ is kept, not overwritten.
-            checkpoint::set_aside(&run_dir.join("last"))?;
+            checkpoint::set_aside(&run.checkpoint(Checkpoint::Last))?;
         }
         let trainer = Trainer {
             config,
@@ -455,11 +458,11 @@ impl<'a> Trainer<'a> {
             let e = record.evaluation;
             if self.state.best.is_none_or(|(best, _)| e.plain.map > best) {
                 self.state.best = Some((e.plain.map, finished));
-                self.save("best", false)?;
+                self.save(Checkpoint::Best, false)?;
             }
             self.last_eval = Some(e);
         }
-        self.save("last", true)
+        self.save(Checkpoint::Last, true)
     }
 
     /// The evaluation after `finished` epochs: scores on query/gallery and the modules'
@@ -501,15 +504,16 @@ impl<'a> Trainer<'a> {
     pub fn save_if_due(&mut self) -> Result<bool, TrainError> {
         let every = self.config.checkpoint_every as u64;
         if every > 0 && self.state.iteration.is_multiple_of(every) {
-            self.save("last", true)?;
+            self.save(Checkpoint::Last, true)?;
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// Writes checkpoint `name` (with the optimizer for `last`). Saving reads every tensor
+    /// Writes checkpoint `which` (with the optimizer for `last`). Saving reads every tensor
     /// back: with a remote server gone, that is where it shows, as a panic.
-    pub fn save(&self, name: &str, with_optimizer: bool) -> Result<(), TrainError> {
+    pub fn save(&self, which: Checkpoint, with_optimizer: bool) -> Result<(), TrainError> {
+        let name = which.as_str();
         let optim = with_optimizer.then_some(&self.optim);
         let context = format!("writing checkpoint {name}: ");
         let saved = on_devices(&self.run_dir, self.state.iteration, &context, || {
@@ -565,7 +569,7 @@ fn create_run(
     run_dir: &Path,
     log_path: &Path,
 ) -> Result<(RunLock, LogWriter), TrainError> {
-    let config_path = run_dir.join("config.json");
+    let config_path = RunDir::new(run_dir).config();
     let existed = run_dir.exists();
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let lock = RunLock::acquire(run_dir)?;
@@ -597,9 +601,9 @@ fn create_run(
 /// new hosts so that the next resume goes there too.
 fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainError> {
     // `Trainer::prepare` checked that `run_dir` is a run (`check_run_folder`).
-    let config_path = run_dir.join("config.json");
+    let config_path = RunDir::new(run_dir).config();
     let lock = RunLock::acquire(run_dir)?;
-    checkpoint::recover(run_dir, "last")?;
+    checkpoint::recover(run_dir, Checkpoint::Last.as_str())?;
     // A field the saved file lacks (written before the field existed) takes its default.
     let saved = TrainingConfig::load_json(&config_path).map_err(|e| TrainError::Checkpoint {
         path: config_path.clone(),
@@ -613,7 +617,7 @@ fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainErr
         });
     }
     if saved.hosts != config.hosts {
-        let staged = run_dir.join(".config.json.tmp");
+        let staged = run_dir.join(format!(".{}.tmp", crate::run_dir::CONFIG_FILE));
         config.save(&staged).map_err(io(&staged))?;
         std::fs::rename(&staged, &config_path).map_err(io(&config_path))?;
     }
@@ -624,16 +628,13 @@ fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainErr
 /// checkpoints (which hold a copy of it beside `model.json`).
 fn check_run_folder(run_dir: &Path) -> Result<(), TrainError> {
     if run_dir.join(scal_model::CONFIG_FILE).is_file() {
-        let run = run_dir
-            .parent()
-            .filter(|parent| parent.join("config.json").is_file())
-            .map(Path::to_path_buf);
+        let run = RunDir::of_checkpoint(run_dir).map(|r| r.path().to_path_buf());
         return Err(TrainError::CheckpointNotRun {
             checkpoint: run_dir.to_path_buf(),
             run,
         });
     }
-    if !run_dir.join("config.json").is_file() {
+    if !RunDir::new(run_dir).holds_run() {
         return Err(TrainError::NotARun {
             run: run_dir.to_path_buf(),
         });
@@ -716,7 +717,7 @@ pub fn train(
         };
         if observer.should_stop() {
             if !saved {
-                trainer.save("last", true)?;
+                trainer.save(Checkpoint::Last, true)?;
             }
             let outcome = RunOutcome::Interrupted {
                 iterations: trainer.state().iteration,
