@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scal_backbone::ResNetArch;
+use scal_backbone::{CheckpointSource, ResNetArch};
+use scal_data::DatasetSpec;
 use scal_data::synth::SynthPreset;
 use scal_train::{Checkpoint, RunOutcome, Start, TrainingConfig, train};
 use tempfile::NamedTempFile;
@@ -25,26 +26,16 @@ pub fn checkpoint_parser() -> impl clap::builder::TypedValueParser<Value = Check
     })
 }
 
-/// The toolkit a `--weights` file comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WeightsFormat {
-    /// A torchvision state dict.
-    Torchvision,
-    /// torchreid 0.2.5's ResNets.
-    Torchreid,
-    /// FastReID 1.4.0's BoT ResNet.
-    Fastreid,
-}
-
-impl WeightsFormat {
-    /// The library's name for this toolkit.
-    pub fn source(self) -> scal_backbone::CheckpointSource {
-        match self {
-            WeightsFormat::Torchvision => scal_backbone::CheckpointSource::Torchvision,
-            WeightsFormat::Torchreid => scal_backbone::CheckpointSource::Torchreid,
-            WeightsFormat::Fastreid => scal_backbone::CheckpointSource::Fastreid,
-        }
-    }
+/// `--format`'s parser: the toolkit a `--weights` file comes from, by the library's names
+/// ([`CheckpointSource`]), each listed in the help with what it reads.
+pub fn weights_format_parser() -> impl clap::builder::TypedValueParser<Value = CheckpointSource> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    let values =
+        CheckpointSource::ALL.map(|s| PossibleValue::new(s.as_str()).help(s.description()));
+    PossibleValuesParser::new(values).map(|name| {
+        name.parse::<CheckpointSource>()
+            .expect("one of the possible values")
+    })
 }
 
 /// `--arch`'s parser: resnet18, resnet34, resnet50 or resnet101.
@@ -89,7 +80,7 @@ pub fn progress_bar(n: usize) -> ProgressBar {
 
 /// The default folder of a synthetic preset: `datasets/synth`, `datasets/synth-hard`.
 pub fn synth_folder(preset: SynthPreset) -> PathBuf {
-    PathBuf::from("datasets").join(preset.dataset_name())
+    DatasetSpec::Synthetic(preset).default_root()
 }
 
 /// The configuration fields that `--dataset NAME` and `--root DIR` set. A synthetic name
@@ -99,9 +90,15 @@ pub fn synth_folder(preset: SynthPreset) -> PathBuf {
 pub fn dataset_overrides(dataset: Option<&str>, root: Option<&str>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut push = |k: &str, v: String| out.push((k.to_string(), v));
-    match dataset.and_then(SynthPreset::from_dataset_name) {
+    let synthetic = dataset
+        .and_then(|name| name.parse::<DatasetSpec>().ok())
+        .and_then(DatasetSpec::synth_preset);
+    match synthetic {
         Some(preset) => {
-            push("data.dataset", "market1501".into());
+            push(
+                "data.dataset",
+                DatasetSpec::Synthetic(preset).reader().as_str().into(),
+            );
             push("data.synth_preset", preset.as_str().into());
             let folder = synth_folder(preset).to_string_lossy().into_owned();
             push("data.root", root.map_or(folder, str::to_string));

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ndarray::Array2;
+use scal_backbone::CheckpointSource;
 use scal_eval::io::{DistanceMatrix, Labels, check_dim, read_distance_matrix, read_features};
 use scal_eval::{
     DistanceMetric, Metrics, ReRankParams, evaluate_cuhk03_classic, evaluate_market1501,
@@ -54,8 +55,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "FILE", requires = "dataset")]
     pub weights: Option<PathBuf>,
     /// With --weights: which toolkit wrote it (torchvision, torchreid, fastreid).
-    #[arg(long, value_enum, default_value = "torchvision", requires = "weights")]
-    pub format: crate::cli::WeightsFormat,
+    #[arg(long, default_value_t = CheckpointSource::Torchvision, value_parser = crate::cli::weights_format_parser(), requires = "weights")]
+    pub format: CheckpointSource,
     /// With --weights: the architecture (resnet18, resnet34, resnet50, resnet101).
     #[arg(long, default_value = "resnet50", requires = "weights", value_parser = crate::cli::parse_arch)]
     pub arch: scal_backbone::ResNetArch,
@@ -279,13 +280,9 @@ fn from_feature_arrays(
 /// The dataset `--dataset` / `--root` name and the folder it was read from.
 fn dataset(args: &EvaluateArgs) -> Result<(scal_data::ReidDataset, PathBuf)> {
     let name = args.dataset.as_deref().expect("clap requires --dataset");
-    let (reader, default_root) = match scal_data::synth::SynthPreset::from_dataset_name(name) {
-        Some(preset) => ("market1501", crate::cli::synth_folder(preset)),
-        None => (name, Path::new("datasets").join(name)),
-    };
-    let reader: scal_data::DatasetName = reader.parse()?;
-    let root = args.root.clone().unwrap_or(default_root);
-    let dataset = scal_data::read_dataset(reader, &root, scal_data::ReadOptions::default())?;
+    let spec: scal_data::DatasetSpec = name.parse()?;
+    let root = args.root.clone().unwrap_or_else(|| spec.default_root());
+    let dataset = scal_data::read_dataset(spec.reader(), &root, scal_data::ReadOptions::default())?;
     Ok((dataset, root))
 }
 
@@ -296,7 +293,7 @@ fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     let device = crate::backend::device(args.backend)?;
     let model = ForeignModel::load(
         file,
-        args.format.source(),
+        args.format,
         args.arch,
         args.last_stride,
         args.base_width,

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
+use scal_backbone::CheckpointSource;
 use scal_backbone::ResNetArch;
 use scal_infer::{EmbedOptions, ForeignModel, embed_paths};
 
 use crate::backend::{self, Backend};
-use crate::cli::{WeightsFormat, parse_arch, progress_bar, temporary_beside};
+use crate::cli::{parse_arch, progress_bar, temporary_beside};
 
 /// Pooled features of every image in a folder, written as a float32 `.npy` of shape
 /// [N, D] with the file names beside it.
@@ -39,8 +40,8 @@ pub struct ExtractArgs {
     /// Which toolkit wrote --weights: torchvision (a state dict; pooled backbone feature),
     /// torchreid (its resnet18/34/50/101/152 `model.pth.tar`; its eval feature, the pooled
     /// one) or fastreid (a BoT ResNet `model_final.pth`; its eval feature, after the BN neck).
-    #[arg(long, value_enum, default_value = "torchvision", requires = "weights")]
-    pub format: WeightsFormat,
+    #[arg(long, default_value_t = CheckpointSource::Torchvision, value_parser = crate::cli::weights_format_parser(), requires = "weights")]
+    pub format: CheckpointSource,
     /// Stride of the last stage: 1 (ReID convention, 16x8 maps at 256x128) or 2 (torchvision);
     /// default 1, or torchreid's 2 with --format torchreid.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -176,7 +177,7 @@ fn backbone_features(
         .expect("clap requires --weights or --checkpoint");
     let model = ForeignModel::load(
         weights,
-        args.format.source(),
+        args.format,
         args.arch,
         args.last_stride,
         args.base_width,

@@ -80,7 +80,7 @@ impl TrainObserver for Progress<'_> {
             "epoch {}/{} loss {:.3}",
             record.epoch + 1,
             self.epochs,
-            record.loss
+            record.step.loss
         ));
         self.bar.inc(1);
     }

@@ -257,13 +257,57 @@ impl CheckpointSource {
     }
 }
 
-impl fmt::Display for CheckpointSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl CheckpointSource {
+    /// Every toolkit, in the order a user is offered them.
+    pub const ALL: [CheckpointSource; 3] = [
+        CheckpointSource::Torchvision,
+        CheckpointSource::Torchreid,
+        CheckpointSource::Fastreid,
+    ];
+
+    /// The toolkit's name (`torchvision`, `torchreid`, `fastreid`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             CheckpointSource::Torchvision => "torchvision",
             CheckpointSource::Torchreid => "torchreid",
             CheckpointSource::Fastreid => "fastreid",
-        })
+        }
+    }
+
+    /// What a file of this toolkit is and which feature it is evaluated with, in a line.
+    pub fn description(self) -> &'static str {
+        match self {
+            CheckpointSource::Torchvision => "a torchvision state dict (the pooled feature)",
+            CheckpointSource::Torchreid => {
+                "torchreid 0.2.5's ResNets, a model.pth.tar (its eval feature, the pooled one)"
+            }
+            CheckpointSource::Fastreid => {
+                "FastReID 1.4.0's BoT ResNet, a model_final.pth (its eval feature, after the BN neck)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for CheckpointSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parsing a name that is not one of `torchvision|torchreid|fastreid`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown toolkit `{0}`: expected one of torchvision, torchreid, fastreid")]
+pub struct UnknownSource(pub String);
+
+impl std::str::FromStr for CheckpointSource {
+    type Err = UnknownSource;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        CheckpointSource::ALL
+            .into_iter()
+            .find(|source| source.as_str() == lower)
+            .ok_or_else(|| UnknownSource(s.to_string()))
     }
 }
 

@@ -26,6 +26,7 @@ mod error;
 mod folder;
 pub mod loader;
 pub mod sampler;
+mod spec;
 pub mod synth;
 mod transform;
 
@@ -38,6 +39,7 @@ pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images};
 pub use loader::{BatchIter, HostBatch, LoaderOptions, SkippedImage, TrainLoader};
 pub use sampler::{PkSampler, SamplerPosition};
+pub use spec::{DATASETS_DIR, DatasetSpec};
 pub use transform::{
     IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE, MIN_INPUT_SIZE, TestTransform, check_input_size,
     decode, resize_rgb,

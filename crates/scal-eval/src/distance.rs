@@ -4,6 +4,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, linalg::general_mat_mul};
 use rayon::prelude::*;
 
 use crate::EvalError;
+use crate::market::check_finite;
 
 /// How to compare two feature vectors (smaller = more similar).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,30 +80,6 @@ pub fn pairwise_distances(
         }
     }
     Ok(out)
-}
-
-fn check_finite(x: ArrayView2<'_, f32>, what: &str) -> Result<(), EvalError> {
-    let bad = x
-        .axis_iter(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .find_first(|(_, row)| row.iter().any(|v| !v.is_finite()));
-    match bad {
-        None => Ok(()),
-        Some((row, values)) => {
-            let (col, value) = values
-                .iter()
-                .enumerate()
-                .find(|(_, v)| !v.is_finite())
-                .expect("found above");
-            Err(EvalError::NonFinite {
-                what: what.into(),
-                row,
-                col,
-                value: value.to_string(),
-            })
-        }
-    }
 }
 
 fn squared_norms(x: ArrayView2<'_, f32>) -> Array1<f32> {

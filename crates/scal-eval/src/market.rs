@@ -388,66 +388,83 @@ pub fn evaluate_cuhk03_classic<T: Distance>(
         .into_par_iter()
         .enumerate()
         .map(|(q, row)| {
-            let (q_pid, q_cam) = (q_pids[q], q_camids[q]);
-            let mut order: Vec<usize> = (0..row.len())
-                .filter(|&g| !(g_pids[g] == q_pid && g_camids[g] == q_cam))
-                .collect();
-            order.sort_by(|&a, &b| {
-                row[a]
-                    .partial_cmp(&row[b])
-                    .expect("finite distances")
-                    .then(a.cmp(&b))
-            });
-            let hits: Vec<bool> = order.iter().map(|&g| g_pids[g] == q_pid).collect();
-            if !hits.iter().any(|&h| h) {
-                return None;
-            }
-            let positions: Vec<usize> = hits
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| **h)
-                .map(|(i, _)| i + 1)
-                .collect();
-            let (ap, inp) = ap_and_inp(&positions);
-
-            // Identities in order of first appearance, each with its positions in `order`.
-            let mut group_of: HashMap<i64, usize> = HashMap::new();
-            let mut groups: Vec<Vec<usize>> = Vec::new();
-            for (pos, &g) in order.iter().enumerate() {
-                let next = groups.len();
-                let k = *group_of.entry(g_pids[g]).or_insert(next);
-                if k == groups.len() {
-                    groups.push(Vec::new());
-                }
-                groups[k].push(pos);
-            }
-            let mut rng =
-                SplitMix64(seed.wrapping_add((q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-            let mut cmc = vec![0.0f64; max_rank];
-            for _ in 0..CUHK03_CLASSIC_REPEATS {
-                let mut chosen: Vec<usize> = groups
-                    .iter()
-                    .map(|items| items[(rng.next() % items.len() as u64) as usize])
-                    .collect();
-                chosen.sort_unstable();
-                let first = chosen
-                    .iter()
-                    .position(|&pos| hits[pos])
-                    .expect("the query's identity is one of the groups");
-                for value in cmc.iter_mut().skip(first) {
-                    *value += 1.0;
-                }
-            }
-            for value in &mut cmc {
-                *value /= CUHK03_CLASSIC_REPEATS as f64;
-            }
-            Some((cmc, ap, inp))
+            let query = (q_pids[q], q_camids[q]);
+            let rng = SplitMix64(seed.wrapping_add((q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            cuhk03_query(row, query, (g_pids, g_camids), max_rank, rng)
         })
         .collect();
+    averaged(per_query.into_iter().flatten(), max_rank)
+}
 
+/// One query of [`evaluate_cuhk03_classic`]: its single-gallery-shot CMC (the mean over
+/// the draws), AP and INP; `None` when it has no correct match.
+fn cuhk03_query<T: Distance>(
+    row: ArrayView1<'_, T>,
+    (q_pid, q_cam): (i64, i64),
+    (g_pids, g_camids): (&[i64], &[i64]),
+    max_rank: usize,
+    mut rng: SplitMix64,
+) -> Option<(Vec<f64>, f64, f64)> {
+    let mut order: Vec<usize> = (0..row.len())
+        .filter(|&g| !(g_pids[g] == q_pid && g_camids[g] == q_cam))
+        .collect();
+    order.sort_by(|&a, &b| {
+        row[a]
+            .partial_cmp(&row[b])
+            .expect("finite distances")
+            .then(a.cmp(&b))
+    });
+    let hits: Vec<bool> = order.iter().map(|&g| g_pids[g] == q_pid).collect();
+    let positions: Vec<usize> = hits
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| **h)
+        .map(|(i, _)| i + 1)
+        .collect();
+    if positions.is_empty() {
+        return None;
+    }
+    let (ap, inp) = ap_and_inp(&positions);
+    // Identities in order of first appearance, each with its positions in `order`.
+    let mut group_of: HashMap<i64, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (pos, &g) in order.iter().enumerate() {
+        let next = groups.len();
+        let k = *group_of.entry(g_pids[g]).or_insert(next);
+        if k == groups.len() {
+            groups.push(Vec::new());
+        }
+        groups[k].push(pos);
+    }
+    let mut cmc = vec![0.0f64; max_rank];
+    for _ in 0..CUHK03_CLASSIC_REPEATS {
+        let mut chosen: Vec<usize> = groups
+            .iter()
+            .map(|items| items[(rng.next() % items.len() as u64) as usize])
+            .collect();
+        chosen.sort_unstable();
+        let first = chosen
+            .iter()
+            .position(|&pos| hits[pos])
+            .expect("the query's identity is one of the groups");
+        for value in cmc.iter_mut().skip(first) {
+            *value += 1.0;
+        }
+    }
+    for value in &mut cmc {
+        *value /= CUHK03_CLASSIC_REPEATS as f64;
+    }
+    Some((cmc, ap, inp))
+}
+
+/// The mean CMC, mAP and mINP over the valid queries' `(CMC, AP, INP)`.
+fn averaged(
+    per_query: impl Iterator<Item = (Vec<f64>, f64, f64)>,
+    max_rank: usize,
+) -> Result<Metrics, EvalError> {
     let mut cmc = vec![0.0f64; max_rank];
     let (mut ap_sum, mut inp_sum, mut valid) = (0.0, 0.0, 0usize);
-    for (query_cmc, ap, inp) in per_query.into_iter().flatten() {
+    for (query_cmc, ap, inp) in per_query {
         for (total, v) in cmc.iter_mut().zip(query_cmc) {
             *total += v;
         }

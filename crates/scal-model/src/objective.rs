@@ -159,8 +159,9 @@ pub fn scal_loss(
     }
 }
 
-/// What a step measured (all means over the batch).
-#[derive(Debug, Clone, PartialEq)]
+/// What a step measured (all means over the batch). Serialised as the training log's
+/// fields of a step (`metrics.jsonl`, where it is flattened into the record).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepReport {
     /// The summed loss.
     pub loss: f32,

@@ -57,16 +57,16 @@ impl Curve {
     pub fn of(self, r: &TrainRecord) -> Option<f64> {
         let v = |x: f32| Some(x as f64);
         match self {
-            Curve::Loss => v(r.loss),
-            Curve::Triplet => v(r.triplet),
-            Curve::Classification => v(r.classification),
-            Curve::CriticMse => r.critic_mse.map(f64::from),
-            Curve::CriticObjective => r.critic_objective.map(f64::from),
+            Curve::Loss => v(r.step.loss),
+            Curve::Triplet => v(r.step.triplet),
+            Curve::Classification => v(r.step.classification),
+            Curve::CriticMse => r.step.critic_mse.map(f64::from),
+            Curve::CriticObjective => r.step.critic_objective.map(f64::from),
             Curve::Lr => Some(r.lr),
-            Curve::CorrectRate => r.correct_rate.map(f64::from),
-            Curve::AmeliorationRate => r.amelioration_rate.map(f64::from),
-            Curve::MeanValue => r.mean_value.map(f64::from),
-            Curve::CriticError => r.critic_error.map(f64::from),
+            Curve::CorrectRate => r.step.correct_rate.map(f64::from),
+            Curve::AmeliorationRate => r.step.amelioration_rate.map(f64::from),
+            Curve::MeanValue => r.step.mean_value.map(f64::from),
+            Curve::CriticError => r.step.critic_error.map(f64::from),
         }
     }
 }
@@ -88,9 +88,9 @@ impl EpochMeans {
                 e.1 += 1;
             }
         }
-        let counts = &record.reward_counts;
+        let counts = &record.step.reward_counts;
         if counts.len() == 3 {
-            let modules = &record.value_by_reward;
+            let modules = &record.step.value_by_reward;
             if self.calibration.len() < modules.len() {
                 self.calibration.resize(modules.len(), [(0.0, 0); 3]);
             }

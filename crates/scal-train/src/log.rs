@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::ModuleAmelioration;
 use scal_infer::Evaluation;
+use scal_model::objective::StepReport;
 
 /// One iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,28 +29,10 @@ pub struct TrainRecord {
     pub iteration: u64,
     /// Learning rate of the step.
     pub lr: f64,
-    /// The summed loss.
-    pub loss: f32,
-    /// `J_tri`.
-    pub triplet: f32,
-    /// `J_cls`.
-    pub classification: f32,
-    /// `J_cri` (unweighted), with the critic on.
-    pub critic_objective: Option<f32>,
-    /// `J_mse`, with the critic on.
-    pub critic_mse: Option<f32>,
-    /// Share of samples with `R_c = 1`.
-    pub correct_rate: Option<f32>,
-    /// Share of samples with `R_a = 1`.
-    pub amelioration_rate: Option<f32>,
-    /// Mean critic estimate over modules and samples.
-    pub mean_value: Option<f32>,
-    /// Mean |V − R| over modules and samples.
-    pub critic_error: Option<f32>,
-    /// Per module: mean `V_l` over the samples with realised reward 0, 1, 2.
-    pub value_by_reward: Vec<[Option<f32>; 3]>,
-    /// Samples with realised reward 0, 1, 2 (empty without the critic).
-    pub reward_counts: Vec<usize>,
+    /// The losses, rewards and critic measures of the step (their fields, in this order:
+    /// `loss` … `reward_counts`).
+    #[serde(flatten)]
+    pub step: StepReport,
     /// λ of the step (0 during the critic warm-up).
     pub lambda: f64,
     /// Images per second of the step, data loading included.
@@ -229,17 +212,19 @@ mod tests {
             epoch: 0,
             iteration,
             lr: 1e-3,
-            loss: 1.25,
-            triplet: 0.5,
-            classification: 0.75,
-            critic_objective: Some(-1.5),
-            critic_mse: None,
-            correct_rate: Some(0.25),
-            amelioration_rate: None,
-            mean_value: None,
-            critic_error: None,
-            value_by_reward: vec![[Some(0.5), None, Some(1.75)]],
-            reward_counts: vec![1, 0, 3],
+            step: StepReport {
+                loss: 1.25,
+                triplet: 0.5,
+                classification: 0.75,
+                critic_objective: Some(-1.5),
+                critic_mse: None,
+                correct_rate: Some(0.25),
+                amelioration_rate: None,
+                mean_value: None,
+                critic_error: None,
+                value_by_reward: vec![[Some(0.5), None, Some(1.75)]],
+                reward_counts: vec![1, 0, 3],
+            },
             lambda: 1.0,
             images_per_s: 12.5,
             replaced_images: vec![],
