@@ -7,98 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use scal_infer::Evaluation;
+use scal_train::ablation::{self, BASELINE, PairedMeasure, Variant, mean_std};
 use scal_train::config::Profile;
 use scal_train::log::Record;
 use scal_train::{RunOutcome, TrainingConfig};
 use serde::Serialize;
-
-/// One ablation variant: a name and the configuration fields it sets.
-#[derive(Debug, Clone)]
-pub struct Variant {
-    /// Name used in the table and the run folders.
-    pub name: &'static str,
-    /// What it is.
-    pub description: &'static str,
-    /// `field=value` overrides.
-    pub overrides: &'static [(&'static str, &'static str)],
-}
-
-/// The variants `--variants` can name.
-pub const VARIANTS: &[Variant] = &[
-    Variant {
-        name: "none",
-        description: "no attention (the BN-neck baseline)",
-        overrides: &[("model.attention", "none"), ("step.critic", "false")],
-    },
-    Variant {
-        name: "channel-nocritic",
-        description: "channel attention trained by the ReID losses only",
-        overrides: &[("model.attention", "channel"), ("step.critic", "false")],
-    },
-    Variant {
-        name: "channel",
-        description: "SCAL: channel attention with the critic, reward R_c + R_a",
-        overrides: &[
-            ("model.attention", "channel"),
-            ("step.critic", "true"),
-            ("step.reward", "both"),
-        ],
-    },
-    Variant {
-        name: "channel-critic-first",
-        description: "SCAL channel, the critics updated before the agents in each step",
-        overrides: &[
-            ("model.attention", "channel"),
-            ("step.critic", "true"),
-            ("step.reward", "both"),
-            ("step.update_order", "critic_first"),
-        ],
-    },
-    Variant {
-        name: "channel-rc",
-        description: "SCAL channel, reward R_c only",
-        overrides: &[
-            ("model.attention", "channel"),
-            ("step.critic", "true"),
-            ("step.reward", "rc"),
-        ],
-    },
-    Variant {
-        name: "channel-ra",
-        description: "SCAL channel, reward R_a only",
-        overrides: &[
-            ("model.attention", "channel"),
-            ("step.critic", "true"),
-            ("step.reward", "ra"),
-        ],
-    },
-    Variant {
-        name: "channel-squared",
-        description: "SCAL channel with the paper's squared Euclidean triplet distance",
-        overrides: &[
-            ("model.attention", "channel"),
-            ("step.critic", "true"),
-            ("step.reward", "both"),
-            ("step.triplet.distance", "squared"),
-        ],
-    },
-    Variant {
-        name: "spatial-nocritic",
-        description: "spatial attention trained by the ReID losses only",
-        overrides: &[("model.attention", "spatial"), ("step.critic", "false")],
-    },
-    Variant {
-        name: "spatial",
-        description: "SCAL: spatial attention with the critic, reward R_c + R_a",
-        overrides: &[
-            ("model.attention", "spatial"),
-            ("step.critic", "true"),
-            ("step.reward", "both"),
-        ],
-    },
-];
 
 /// Runs the ablation set.
 #[derive(Debug, clap::Args)]
@@ -177,50 +92,22 @@ struct Paired {
     rank1: PairedMeasure,
 }
 
-/// Per-seed differences (variant − none, fractions), their mean and the 95 % confidence
-/// interval of the mean (Student's t, n − 1 degrees of freedom; none with one pair).
-#[derive(Debug, Clone, Serialize)]
-struct PairedMeasure {
-    differences: Vec<f64>,
-    mean: f64,
-    ci95: Option<[f64; 2]>,
+/// `+1.20 [−0.40, +2.80]`: a paired measure's mean and interval, in points.
+fn cell(m: &PairedMeasure) -> String {
+    let pts = |v: f64| format!("{:+.2}", 100.0 * v);
+    match m.ci95 {
+        Some([lo, hi]) => format!("{} [{}, {}]", pts(m.mean), pts(lo), pts(hi)),
+        None => pts(m.mean),
+    }
 }
 
-impl PairedMeasure {
-    fn of(differences: Vec<f64>) -> PairedMeasure {
-        use statrs::distribution::{ContinuousCDF, StudentsT};
-        let (mean, sd) = mean_std(&differences);
-        let n = differences.len();
-        let ci95 = (n >= 2).then(|| {
-            let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
-                .expect("positive degrees of freedom")
-                .inverse_cdf(0.975);
-            let half = t * sd / (n as f64).sqrt();
-            [mean - half, mean + half]
-        });
-        PairedMeasure {
-            differences,
-            mean,
-            ci95,
-        }
-    }
-
-    /// `+1.20 [−0.40, +2.80]` in points.
-    fn cell(&self) -> String {
-        let pts = |v: f64| format!("{:+.2}", 100.0 * v);
-        match self.ci95 {
-            Some([lo, hi]) => format!("{} [{}, {}]", pts(self.mean), pts(lo), pts(hi)),
-            None => pts(self.mean),
-        }
-    }
-
-    fn per_seed(&self) -> String {
-        self.differences
-            .iter()
-            .map(|d| format!("{:+.2}", 100.0 * d))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+/// The per-seed differences, in points.
+fn per_seed(m: &PairedMeasure) -> String {
+    m.differences
+        .iter()
+        .map(|d| format!("{:+.2}", 100.0 * d))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Fills each run's difference from the `none` run of its seed, and pairs every other
@@ -228,10 +115,10 @@ impl PairedMeasure {
 fn pair_with_none(results: &mut [RunResult]) -> Vec<Paired> {
     let none: Vec<(u64, Evaluation)> = results
         .iter()
-        .filter(|r| r.variant == "none")
+        .filter(|r| r.variant == BASELINE)
         .map(|r| (r.seed, r.evaluation))
         .collect();
-    for r in results.iter_mut().filter(|r| r.variant != "none") {
+    for r in results.iter_mut().filter(|r| r.variant != BASELINE) {
         r.difference_from_none = none
             .iter()
             .find(|(s, _)| *s == r.seed)
@@ -278,10 +165,10 @@ fn paired_table(paired: &[Paired]) -> String {
             "| {} | {} | {} | {} | {} | {} |\n",
             p.variant,
             p.seeds.len(),
-            p.map.per_seed(),
-            p.map.cell(),
-            p.rank1.per_seed(),
-            p.rank1.cell(),
+            per_seed(&p.map),
+            cell(&p.map),
+            per_seed(&p.rank1),
+            cell(&p.rank1),
         ));
     }
     out.push_str(
@@ -290,18 +177,6 @@ fn paired_table(paired: &[Paired]) -> String {
          an interval that contains 0 is no significant difference at the 5 % level.\n",
     );
     out
-}
-
-/// Mean and (sample) standard deviation.
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
 }
 
 /// The last evaluation logged in a run's `metrics.jsonl`, if the run finished.
@@ -353,20 +228,12 @@ fn evaluation_of(
 /// Runs every variant with every seed and prints the table.
 pub fn run(args: &AblateArgs) -> Result<()> {
     let profile: Profile = args.profile.parse()?;
-    let mut variants = Vec::new();
-    for name in &args.variants {
-        match VARIANTS.iter().find(|v| v.name == name.trim()) {
-            Some(v) => variants.push(v),
-            None => bail!(
-                "--variants: unknown variant `{name}`; known: {}",
-                VARIANTS
-                    .iter()
-                    .map(|v| v.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
-    }
+    let variants = args
+        .variants
+        .iter()
+        .map(|name| ablation::variant(name))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--variants")?;
     let mut common = crate::cli::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
     let runs = args.runs.clone().unwrap_or_else(|| match &args.dataset {
         Some(d) => PathBuf::from(format!("runs/ablate-{d}")),
@@ -389,14 +256,9 @@ pub fn run(args: &AblateArgs) -> Result<()> {
     for variant in &variants {
         for seed in 0..args.seeds {
             let mut overrides = common.clone();
-            overrides.extend(
-                variant
-                    .overrides
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string())),
-            );
             overrides.push(("seed".into(), seed.to_string()));
             let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
+            let config = variant.configure(config)?;
             let run_dir = runs.join(format!("{}-seed{seed}", variant.name));
             let evaluation = evaluation_of(&config, &run_dir, variant, seed, !args.no_progress)?;
             println!(
@@ -467,45 +329,4 @@ fn table(variants: &[&Variant], results: &[RunResult], seeds: u64) -> String {
     }
     out.push_str("\nmean ± sample standard deviation over seeds; plain Euclidean ranking with flip TTA unless marked re-ranked.\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mean_and_spread() {
-        let (m, s) = mean_std(&[0.5, 0.7, 0.9]);
-        assert!((m - 0.7).abs() < 1e-12);
-        assert!((s - 0.2).abs() < 1e-12);
-        assert_eq!(mean_std(&[0.3]), (0.3, 0.0));
-    }
-
-    #[test]
-    fn paired_interval_matches_scipy() {
-        // scipy.stats.t.interval(0.95, 4, loc=mean, scale=sem) for these differences:
-        // mean 0.012, interval [-0.00477396, 0.02877396] (sd 0.0135093, t 2.7764451).
-        let m = PairedMeasure::of(vec![0.01, 0.03, -0.005, 0.02, 0.005]);
-        assert!((m.mean - 0.012).abs() < 1e-12);
-        let [lo, hi] = m.ci95.unwrap();
-        assert!((lo - -0.004_773_957).abs() < 1e-8, "{lo}");
-        assert!((hi - 0.028_773_957).abs() < 1e-8, "{hi}");
-        assert!(
-            PairedMeasure::of(vec![0.02]).ci95.is_none(),
-            "one pair: no interval"
-        );
-    }
-
-    #[test]
-    fn every_variant_resolves_to_a_valid_configuration() {
-        for v in VARIANTS {
-            let overrides: Vec<(String, String)> = v
-                .overrides
-                .iter()
-                .map(|(k, val)| (k.to_string(), val.to_string()))
-                .collect();
-            TrainingConfig::resolve(Profile::Quick, None, &overrides)
-                .unwrap_or_else(|e| panic!("variant {}: {e}", v.name));
-        }
-    }
 }

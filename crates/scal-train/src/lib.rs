@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ablation;
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
