@@ -75,7 +75,7 @@ impl FastreidNeck {
                 "no BN neck (heads.bottleneck.0.*: MODEL.HEADS.WITH_BNNECK False)",
             ));
         }
-        Ok(neck)
+        Ok(crate::weights::in_f32(neck))
     }
 
     /// FastReID's evaluation feature from the pooled backbone feature.

@@ -405,6 +405,9 @@ pub fn load_weights(
                 .map_err(|e| read_error(path, e))?
         }
     };
+    // A checkpoint saved in float16 (`model.half()`), bfloat16 or float64 loads with its own
+    // precision; the network runs in f32.
+    let candidate = in_f32(candidate);
     let report = report_from(format, options.source, result);
     let clean =
         report.missing.is_empty() && report.unexpected.is_empty() && report.mismatched.is_empty();
@@ -418,6 +421,28 @@ pub fn load_weights(
         });
     }
     Ok((candidate, report))
+}
+
+/// Casts every float parameter and running statistic of `module` that is not f32 to f32:
+/// burn-store keeps a file's float precision, and a half-precision weight meeting f32
+/// activations would stop the forward pass.
+pub(crate) fn in_f32<M: burn::module::Module>(module: M) -> M {
+    struct ToF32;
+    impl burn::module::ModuleMapper for ToF32 {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<burn::tensor::Tensor<D>>,
+        ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+            param.map(|t| {
+                if t.dtype() == burn::tensor::DType::F32 {
+                    t
+                } else {
+                    t.cast(burn::tensor::FloatDType::F32)
+                }
+            })
+        }
+    }
+    module.map(&mut ToF32)
 }
 
 /// A PyTorch file's store: the toolkit's top-level key when the file has it (a training

@@ -399,3 +399,81 @@ fn missing_file_and_unknown_format_are_clear() {
     assert!(matches!(err, BackboneError::Read { .. }), "{err}");
     assert!(err.to_string().contains("weights.pth"), "{err}");
 }
+
+/// `tiny_resnet50.safetensors` rewritten with every float tensor in `dtype` (as
+/// `model.half()`, `.bfloat16()` or `.double()` before saving would).
+fn in_precision(dir: &Path, dtype: safetensors::Dtype) -> PathBuf {
+    use burn::tensor::{bf16, f16};
+    let bytes = std::fs::read(fixture("tiny_resnet50.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = Vec::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            data.push((
+                name,
+                view.shape().to_vec(),
+                view.dtype(),
+                view.data().to_vec(),
+            ));
+            continue;
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let converted: Vec<u8> = match dtype {
+            safetensors::Dtype::F16 => values
+                .flat_map(|v| f16::from_f32(v).to_le_bytes())
+                .collect(),
+            safetensors::Dtype::BF16 => values
+                .flat_map(|v| bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            safetensors::Dtype::F64 => values.flat_map(|v| f64::from(v).to_le_bytes()).collect(),
+            other => panic!("{other:?}"),
+        };
+        data.push((name, view.shape().to_vec(), dtype, converted));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(name, shape, dtype, bytes)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    let path = dir.join(format!("tiny_resnet50_{dtype:?}.safetensors"));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn half_bfloat16_and_double_precision_weights_load_as_f32() {
+    let device = Device::flex();
+    let x = images(&device);
+    let dir = tempfile::tempdir().unwrap();
+    // The error of rounding the weights to the file's precision, on this tiny network.
+    for (dtype, tolerance) in [
+        (safetensors::Dtype::F64, TOLERANCE),
+        (safetensors::Dtype::F16, 2e-2),
+        (safetensors::Dtype::BF16, 1e-1),
+    ] {
+        let file = in_precision(dir.path(), dtype);
+        let model = tiny(ResNetArch::ResNet50, 1, true, &device)
+            .with_weights(&file)
+            .unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        let pooled = model.forward_pooled(x.clone());
+        assert_eq!(pooled.dtype(), burn::tensor::DType::F32, "{dtype:?}");
+        let (shape, want) = expected("resnet50_last_stride1_pooled");
+        assert_eq!(pooled.dims().to_vec(), shape);
+        let got: Vec<f32> = pooled.into_data().try_into_vec::<f32>().unwrap();
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let max_err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_err <= tolerance * scale.max(1.0),
+            "{dtype:?}: max abs error {max_err} (largest value {scale})"
+        );
+    }
+}

@@ -69,6 +69,8 @@ impl EmbedOptions {
 ///
 /// # Errors
 /// [`InferError::Data`] naming the first image that cannot be read or decoded;
+/// [`InferError::NonFiniteFeature`] naming the first image whose feature holds a NaN or an
+/// infinity (weights of a diverged run, a negative running variance);
 /// [`InferError::Readback`] when the device does not return 32-bit floats.
 ///
 /// # Shapes
@@ -99,6 +101,14 @@ pub fn embed_paths<E: Embedder + ?Sized, P: AsRef<Path> + Sync>(
                 .map_err(|e| InferError::Readback {
                     problem: format!("{e:?}"),
                 })?;
+        if let Some(row) = values
+            .chunks(dim.max(1))
+            .position(|row| !row.iter().all(|v| v.is_finite()))
+        {
+            return Err(InferError::NonFiniteFeature {
+                image: chunk[row].as_ref().to_path_buf(),
+            });
+        }
         rows.extend(values);
         progress(chunk.len());
     }

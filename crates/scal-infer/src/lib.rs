@@ -95,6 +95,16 @@ pub enum InferError {
         /// The gallery folder.
         gallery: PathBuf,
     },
+    /// A feature holds a NaN or an infinity: the weights do (a diverged run), or a batch
+    /// norm's running variance is negative. Nothing is written from such features.
+    #[error(
+        "the feature of {} is not finite (NaN or infinite): the model's weights hold NaN or infinite values (a diverged run?) or a batch norm has a negative running variance",
+        image.display()
+    )]
+    NonFiniteFeature {
+        /// The first image with such a feature.
+        image: PathBuf,
+    },
     /// The device did not hand the features back as 32-bit floats.
     #[error("reading features back from the device: {problem}")]
     Readback {

@@ -207,3 +207,53 @@ fn a_split_keeps_its_labels_and_reports_every_image() {
     let metrics = split.metrics(&distances).unwrap();
     assert_eq!(metrics.num_valid_queries, 2);
 }
+
+#[test]
+fn weights_with_a_nan_give_an_error_naming_the_image_not_nan_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (files, _) = images(dir.path(), 2);
+    let resnet = ResNetConfig::new(ResNetArch::ResNet18)
+        .with_base_width(4)
+        .init(&device);
+    let clean = dir.path().join("clean.safetensors");
+    save_torchvision_safetensors(&resnet, &clean).unwrap();
+    // The same file with one NaN in the stem's convolution (a diverged run's weights).
+    let bytes = std::fs::read(&clean).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| (name, v.shape().to_vec(), v.dtype(), v.data().to_vec()))
+        .collect();
+    let conv1 = tensors.iter_mut().find(|t| t.0 == "conv1.weight").unwrap();
+    conv1.3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, shape, dtype, data)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    let nan = dir.path().join("nan.safetensors");
+    std::fs::write(&nan, safetensors::serialize(views, None).unwrap()).unwrap();
+    let load = |weights: &Path| {
+        ForeignModel::load(
+            weights,
+            CheckpointSource::Torchvision,
+            ResNetArch::ResNet18,
+            None,
+            4,
+            &device,
+        )
+        .unwrap()
+    };
+    let options = EmbedOptions::new(SIZE.0, SIZE.1);
+    embed_paths(&load(&clean), &files, options, &device, &mut |_| {}).unwrap();
+    match embed_paths(&load(&nan), &files, options, &device, &mut |_| {}) {
+        Err(e @ InferError::NonFiniteFeature { .. }) => {
+            assert!(e.to_string().contains("0.png"), "{e}");
+        }
+        other => panic!("expected a non-finite feature error, got {other:?}"),
+    }
+}
