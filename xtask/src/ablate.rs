@@ -228,12 +228,22 @@ fn evaluation_of(
 /// Runs every variant with every seed and prints the table.
 pub fn run(args: &AblateArgs) -> Result<()> {
     let profile: Profile = args.profile.parse()?;
+    let known = || {
+        ablation::VARIANTS
+            .iter()
+            .map(|v| v.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let variants = args
         .variants
         .iter()
-        .map(|name| ablation::variant(name))
-        .collect::<Result<Vec<_>, _>>()
-        .context("--variants")?;
+        .map(|name| {
+            ablation::variant(name).map_err(|_| {
+                anyhow::anyhow!("--variants: unknown variant `{name}`; known: {}", known())
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut common = crate::cli::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
     let runs = args.runs.clone().unwrap_or_else(|| match &args.dataset {
         Some(d) => PathBuf::from(format!("runs/ablate-{d}")),

@@ -20,8 +20,8 @@ pub struct CriticDataArgs {
     /// The run folder (runs/NAME) of a run with attention.
     pub run: PathBuf,
     /// Checkpoint: last or best.
-    #[arg(long, default_value_t = Checkpoint::Last, value_parser = crate::cli::checkpoint_parser())]
-    pub checkpoint: Checkpoint,
+    #[arg(long, default_value_t = Checkpoint::Last.as_str().to_string())]
+    pub checkpoint: String,
     /// Training batches (P × K images each), from the start of the run's first epoch (later
     /// epochs when one has fewer).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
@@ -55,7 +55,7 @@ pub fn run(args: &CriticDataArgs) -> Result<()> {
         config.data.loader(config.seed),
     )?;
     let device = backend::device(args.backend)?.autodiff();
-    let (model, _) = crate::cli::load_model_folder(&run.checkpoint(args.checkpoint), &device)?;
+    let (model, _) = crate::cli::load_model_folder(&run.path().join(&args.checkpoint), &device)?;
     let samples = critic_samples(&model, &loader, args.batches as usize, &device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

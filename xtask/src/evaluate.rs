@@ -76,8 +76,10 @@ pub struct EvaluateArgs {
     /// cuhk03-labeled, cuhk03-detected, msmt17, custom), or synth / synth-hard.
     #[arg(long, requires = "model")]
     pub dataset: Option<String>,
-    /// With --checkpoint or --weights: the dataset folder (default datasets/NAME; the
-    /// synthetic datasets, datasets/synth and datasets/synth-hard, are read as market1501).
+    /// With --checkpoint or --weights: the dataset folder (default datasets/NAME, where
+    /// `download` puts it: datasets/cuhk03 for both CUHK03-NP box types, or the folder
+    /// named as typed when that one is missing; the synthetic datasets, datasets/synth and
+    /// datasets/synth-hard, are read as market1501).
     #[arg(long, requires = "model")]
     pub root: Option<PathBuf>,
     /// With --checkpoint or --weights: do not average features with the mirrored images'.
@@ -281,7 +283,16 @@ fn from_feature_arrays(
 fn dataset(args: &EvaluateArgs) -> Result<(scal_data::ReidDataset, PathBuf)> {
     let name = args.dataset.as_deref().expect("clap requires --dataset");
     let spec: scal_data::DatasetSpec = name.parse()?;
-    let root = args.root.clone().unwrap_or_else(|| spec.default_root());
+    let root = args.root.clone().unwrap_or_else(|| {
+        // Before DatasetSpec, the default was the name as typed (datasets/cuhk03-labeled).
+        let as_typed = Path::new(scal_data::DATASETS_DIR).join(name);
+        let canonical = spec.default_root();
+        if !canonical.exists() && as_typed.is_dir() {
+            as_typed
+        } else {
+            canonical
+        }
+    });
     let dataset = scal_data::read_dataset(spec.reader(), &root, scal_data::ReadOptions::default())?;
     Ok((dataset, root))
 }
@@ -290,6 +301,7 @@ fn dataset(args: &EvaluateArgs) -> Result<(scal_data::ReidDataset, PathBuf)> {
 fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     scal_data::check_input_size(args.height as usize, args.width as usize)
         .map_err(|problem| anyhow::anyhow!("--height/--width: {problem}"))?;
+    let split = dataset(args)?;
     let device = crate::backend::device(args.backend)?;
     let model = ForeignModel::load(
         file,
@@ -300,26 +312,28 @@ fn from_weights(file: &Path, args: &EvaluateArgs) -> Result<Metrics> {
         &device,
     )?;
     let size = (args.height as usize, args.width as usize);
-    from_model(&model, size, file, args, &device)
+    from_model(&model, size, (file, split), args, &device)
 }
 
 /// Features of a dataset's query and gallery from a trained checkpoint, then metrics.
 fn from_checkpoint(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    let split = dataset(args)?;
     let device = crate::backend::device(args.backend)?;
     let (model, config) = crate::cli::load_model_folder(dir, &device)?;
-    from_model(&model, (config.height, config.width), dir, args, &device)
+    let size = (config.height, config.width);
+    from_model(&model, size, (dir, split), args, &device)
 }
 
-/// The one pipeline of `--checkpoint` and `--weights`: `model` embeds the query and gallery
-/// of `--dataset` at `size`, then distances (re-ranked on request) and metrics.
+/// The one pipeline of `--checkpoint` and `--weights`: `model` (read from `source`) embeds
+/// the query and gallery of `--dataset` (read first, from `root`) at `size`, then distances
+/// (re-ranked on request) and metrics.
 fn from_model(
     model: &dyn Embedder,
     size: (usize, usize),
-    source: &Path,
+    (source, (dataset, root)): (&Path, (scal_data::ReidDataset, PathBuf)),
     args: &EvaluateArgs,
     device: &burn::tensor::Device,
 ) -> Result<Metrics> {
-    let (dataset, root) = dataset(args)?;
     let split = (dataset.query.as_slice(), dataset.gallery.as_slice());
     let options = EmbedOptions::new(size.0, size.1)
         .with_batch(args.batch as usize)

@@ -15,8 +15,8 @@ pub struct ReportArgs {
     pub run: PathBuf,
     /// Checkpoint of the attention maps and ranked lists: last (the final model) or best
     /// (selected on the test split).
-    #[arg(long, default_value_t = Checkpoint::Last, value_parser = crate::cli::checkpoint_parser())]
-    pub checkpoint: Checkpoint,
+    #[arg(long, default_value_t = Checkpoint::Last.as_str().to_string())]
+    pub checkpoint: String,
     /// Query images in the attention figure.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub images: u32,
@@ -38,24 +38,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
             scal_train::run_dir::CONFIG_FILE
         );
     }
-    let wanted = args.checkpoint;
-    let checkpoint = match run.model_checkpoint(wanted) {
-        Some(found) if found != wanted => {
-            eprintln!(
-                "warning: {} has no {wanted}/ checkpoint: the attention maps and ranked lists are drawn from {found}/",
-                args.run.display()
-            );
-            found
-        }
-        Some(found) => found,
-        None => {
-            eprintln!(
-                "warning: {} has no {wanted}/ checkpoint: the report leaves out the attention maps and ranked lists",
-                args.run.display()
-            );
-            wanted
-        }
-    };
+    let checkpoint = checkpoint_to_draw(&run, &args.checkpoint);
     let index = build_report(
         &args.run,
         &ReportOptions {
@@ -67,6 +50,31 @@ pub fn report(args: &ReportArgs) -> Result<()> {
     )?;
     println!("report: {}", index.display());
     Ok(())
+}
+
+/// The checkpoint folder the report draws from: `asked`, or for `last`/`best` without a
+/// model the other one when it has one (with a warning); any other folder name as it is.
+fn checkpoint_to_draw(run: &RunDir, asked: &str) -> String {
+    let Ok(wanted) = asked.parse::<Checkpoint>() else {
+        return asked.to_string();
+    };
+    match run.model_checkpoint(wanted) {
+        Some(found) if found != wanted => {
+            eprintln!(
+                "warning: {} has no {wanted}/ checkpoint: the attention maps and ranked lists are drawn from {found}/",
+                run.path().display()
+            );
+            found.as_str().to_string()
+        }
+        Some(_) => asked.to_string(),
+        None => {
+            eprintln!(
+                "warning: {} has no {wanted}/ checkpoint: the report leaves out the attention maps and ranked lists",
+                run.path().display()
+            );
+            asked.to_string()
+        }
+    }
 }
 
 /// Draws the attention maps of the five modules over every image of a folder.

@@ -88,11 +88,18 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo metadata` of the workspace, offline, from the lock file.
+/// `cargo metadata` of the workspace's own packages (`--no-deps`: no download needed), offline.
 fn metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+            "--locked",
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("cargo runs");

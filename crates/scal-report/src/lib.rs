@@ -46,7 +46,7 @@ pub struct ReportOptions {
     pub device: Device,
     /// Checkpoint folder of the run to draw the model figures from (`last`, or `best`, which
     /// was selected on the test split).
-    pub checkpoint: Checkpoint,
+    pub checkpoint: String,
     /// Query images in the attention figure.
     pub attention_images: usize,
     /// Best and worst queries in the ranked lists (each).
@@ -59,7 +59,7 @@ impl ReportOptions {
     pub fn on(device: Device) -> Self {
         ReportOptions {
             device,
-            checkpoint: Checkpoint::Last,
+            checkpoint: Checkpoint::Last.as_str().into(),
             attention_images: 6,
             ranked_queries: 3,
         }
@@ -160,7 +160,7 @@ fn model_figures(
     dir: &Path,
     notes: &mut Vec<String>,
 ) -> Result<Option<ModelFigures>, ReportError> {
-    let checkpoint = RunDir::new(run_dir).checkpoint(options.checkpoint);
+    let checkpoint = RunDir::new(run_dir).path().join(&options.checkpoint);
     if !checkpoint.join(scal_model::CONFIG_FILE).is_file() {
         notes.push(format!(
             "No checkpoint in {}: attention maps and ranked lists are left out.",
@@ -214,7 +214,7 @@ fn model_figures(
         )?;
     }
     Ok(Some(ModelFigures {
-        checkpoint: options.checkpoint,
+        checkpoint: options.checkpoint.clone(),
         attention: model_config.attention,
         query: dataset.query,
         best,

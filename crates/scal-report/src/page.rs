@@ -14,7 +14,7 @@ use crate::figures::RankedQuery;
 #[derive(Debug)]
 pub struct ModelFigures {
     /// The checkpoint they were drawn from (`best` or `last`).
-    pub checkpoint: scal_train::Checkpoint,
+    pub checkpoint: String,
     /// The run's attention kind.
     pub attention: AttentionKind,
     /// The query split, for the ranked lists' names.
@@ -225,15 +225,15 @@ fn attention_maps(html: &mut String, model: &ModelFigures) {
     let _ = writeln!(
         html,
         "<h2>Attention maps</h2>\n<figure><img src=\"attention.png\" alt=\"attention maps\"><figcaption>Each row: a query image, then modules 1–5 (after the stem, layer1, layer2, layer3, layer4); shown: {what}, scaled to [0, 1] per image (viridis: dark low, yellow high), checkpoint <code>{}</code>{}.</figcaption></figure>",
-        model.checkpoint,
-        selected_note(model.checkpoint)
+        html_escape(&model.checkpoint),
+        selected_note(&model.checkpoint)
     );
 }
 
 /// " (selected on the test split)" for the `best` checkpoint, which was chosen by its test
 /// mAP; nothing for `last`.
-fn selected_note(checkpoint: scal_train::Checkpoint) -> &'static str {
-    if checkpoint == scal_train::Checkpoint::Best {
+fn selected_note(checkpoint: &str) -> &'static str {
+    if checkpoint == scal_train::Checkpoint::Best.as_str() {
         " (selected on the test split)"
     } else {
         ""
