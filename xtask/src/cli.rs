@@ -67,6 +67,39 @@ pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
         .with_context(|| format!("cannot write {flag} {}", path.display()))
 }
 
+/// Refuses to let an output replace `path` unless `path` is absent, empty, or a file this
+/// command wrote (`ours` reads its first bytes): outputs are renamed into place, so a device
+/// (`/dev/null`), a link, a checkpoint's weights or a photo there would be lost (issue 29,
+/// B1, B2).
+pub fn check_replaceable(
+    path: &Path,
+    flag: &str,
+    what: &str,
+    ours: impl Fn(&[u8]) -> bool,
+) -> Result<()> {
+    use std::io::Read as _;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.is_file() {
+        bail!(
+            "{flag} {}: exists and is not a regular file (a device, a folder or a link); the {what} is renamed into place and would replace it: give another name",
+            path.display()
+        );
+    }
+    let mut head = Vec::with_capacity(64);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64).read_to_end(&mut head))
+        .with_context(|| format!("{flag} {}: reading the file there", path.display()))?;
+    if !head.is_empty() && !ours(&head) {
+        bail!(
+            "{flag} {}: exists and is not a {what} this command wrote; it would be replaced: give another name, or remove it first",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The bar of `extract` and `evaluate` while images are embedded.
 pub fn progress_bar(n: usize) -> ProgressBar {
     ProgressBar::new(n as u64).with_style(

@@ -61,6 +61,18 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     }
     // Fails now, before any work, when the destination cannot be written.
     let staging = crate::cli::temporary_beside(&args.out, "--out")?;
+    let format = args.format;
+    crate::cli::check_replaceable(
+        &args.out,
+        "--out",
+        "file of this format",
+        |head| match format {
+            // SafeTensors: an 8-byte header length, then the JSON header.
+            ExportFormat::Safetensors => head.get(8) == Some(&b'{'),
+            // ONNX: a ModelProto, whose first field is ir_version (tag 0x08).
+            ExportFormat::Onnx => head.first() == Some(&0x08),
+        },
+    )?;
     let device = crate::backend::device(scal_train::Backend::Flex)?;
     let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     match args.format {

@@ -11,7 +11,7 @@ use scal_backbone::ResNetArch;
 use scal_infer::{EmbedOptions, ForeignModel, embed_paths};
 
 use crate::backend::{self, Backend};
-use crate::cli::{parse_arch, progress_bar, temporary_beside};
+use crate::cli::{check_replaceable, parse_arch, progress_bar, temporary_beside};
 
 /// Pooled features of every image in a folder, written as a float32 `.npy` of shape
 /// [N, D] with the file names beside it.
@@ -100,6 +100,12 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     let names_file = names_path(&args.out);
     let features_tmp = temporary_beside(&args.out, "--out")?;
     let names_tmp = temporary_beside(&names_file, "--out")?;
+    check_replaceable(&args.out, "--out", "features file (.npy)", |head| {
+        head.starts_with(b"\x93NUMPY")
+    })?;
+    check_replaceable(&names_file, "--out", "names file", |head| {
+        !head.contains(&0)
+    })?;
 
     let device = backend::device(args.backend)?;
     let array = match &args.checkpoint {

@@ -14,6 +14,7 @@ use scal_infer::{
 };
 
 use crate::backend::{self, Backend};
+use crate::cli::check_replaceable;
 
 /// Ranks a gallery folder for each query image.
 #[derive(Debug, clap::Args)]
@@ -120,6 +121,9 @@ fn gallery_features(
     )?)
 }
 
+/// How every page `query --html` writes begins (and how it recognises one it wrote).
+const PAGE_START: &[u8] = b"<!doctype html>\n<meta charset=\"utf-8\">\n<title>SCAL query";
+
 /// The page: the ranked-list figure (`OUT.png`) and, per query, its matches.
 fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()> {
     let png = path.with_extension("png");
@@ -138,9 +142,8 @@ fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()>
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
-    let mut html = String::from(
-        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>SCAL query</title>\n<h1>Query results</h1>\n",
-    );
+    let mut html = String::from_utf8(PAGE_START.to_vec()).expect("ASCII");
+    html.push_str("</title>\n<h1>Query results</h1>\n");
     let _ = writeln!(
         html,
         "<figure><img src=\"{}\" alt=\"ranked gallery\"><figcaption>Each row: a query (blue border), then its nearest gallery images, nearest first.</figcaption></figure>",
@@ -223,6 +226,12 @@ fn check_html_destination(args: &QueryArgs) -> Result<()> {
             parent.display()
         );
     }
+    check_replaceable(html, "--html", "page", |head| head.starts_with(PAGE_START))?;
+    let page_is_ours = html.is_file();
+    let figure = html.with_extension("png");
+    check_replaceable(&figure, "--html", "figure (its page's)", |head| {
+        page_is_ours && head.starts_with(b"\x89PNG")
+    })?;
     if inside_folder(html, &args.gallery)? {
         bail!(
             "--html {} is inside the gallery {}: the page and its figure would be read as photos by the next query; write it outside the gallery",

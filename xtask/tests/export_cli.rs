@@ -228,4 +228,21 @@ fn onnx_export_refuses_what_it_cannot_write() {
         .filter(|n| (n.ends_with(".onnx") && n != "taken.onnx") || n.contains(".scal-extract-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    // An export replaces its own earlier graph, never another file of that name (B2).
+    let other = dir.path().join("notes.onnx");
+    std::fs::write(&other, b"my notes").unwrap();
+    let err = fails(&export(&other, &[]));
+    assert!(
+        err.contains("notes.onnx") && err.contains("would be replaced"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), b"my notes");
+    for _ in 0..2 {
+        let out = export(&onnx, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -168,13 +168,14 @@ fn unreadable_image_is_named_and_previous_output_survives() {
     )
     .unwrap();
     let out = dir.path().join("feats.npy");
-    std::fs::write(&out, b"previous features").unwrap();
+    // An earlier run's output (it starts as every .npy does).
+    std::fs::write(&out, b"\x93NUMPY previous features").unwrap();
 
     let output = extract(&images, &out, &[]);
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("0004_c1s1_000001_01.jpg"), "{err}");
-    assert_eq!(std::fs::read(&out).unwrap(), b"previous features");
+    assert_eq!(std::fs::read(&out).unwrap(), b"\x93NUMPY previous features");
     assert!(!dir.path().join("feats.names.txt").exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -223,6 +224,46 @@ fn unwritable_output_fails_before_any_work() {
         "{}",
         stderr(&output)
     );
+}
+
+/// `--out` never replaces a file extract did not write (issue 29, B2): a checkpoint's
+/// weights, or a link; its own earlier output is replaced.
+#[test]
+fn outputs_never_replace_what_they_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.bpk");
+    std::fs::write(&weights, b"\x00\x01trained weights").unwrap();
+    let output = extract(&fixture("images"), &weights, &[]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("model.bpk") && err.contains("not a features file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&weights).unwrap(), b"\x00\x01trained weights");
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.npy");
+        std::os::unix::fs::symlink(&weights, &link).unwrap();
+        let output = extract(&fixture("images"), &link, &[]);
+        assert!(!output.status.success());
+        assert!(
+            stderr(&output).contains("not a regular file"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    let out = dir.path().join("feats.npy");
+    for _ in 0..2 {
+        let output = extract(&fixture("images"), &out, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
 }
 
 #[test]

@@ -321,6 +321,41 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         assert!(!html.is_file(), "{} not written", html.display());
     }
 
+    // The page's figure never replaces a file it did not write: the query photo itself
+    // named like the page (issue 29, B1), or a page it did not write (B2).
+    let own = dir.path().join("own");
+    std::fs::create_dir(&own).unwrap();
+    let photo = own.join("someone.png");
+    image::open(&query).unwrap().save(&photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let page = own.join("someone.html");
+    let extra = ["--html", page.to_str().unwrap()];
+    let err = fails(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
+    assert!(
+        err.contains("someone.png") && err.contains("would be replaced"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&photo).unwrap(),
+        before,
+        "the photo is intact"
+    );
+    assert!(!page.exists());
+    let notes = own.join("notes.html");
+    std::fs::write(&notes, "<p>my notes</p>").unwrap();
+    let extra = ["--html", notes.to_str().unwrap()];
+    let err = fails(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
+    assert!(
+        err.contains("notes.html") && err.contains("not a page"),
+        "{err}"
+    );
+    // Its own page and figure are replaced on a second run.
+    let results = own.join("results.html");
+    let extra = ["--html", results.to_str().unwrap()];
+    ok(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
+    ok(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
+    assert!(own.join("results.png").is_file());
+
     // Files that are not images are named, not dropped silently (issue 29, W1).
     let phone = dir.path().join("phone");
     std::fs::create_dir(&phone).unwrap();
