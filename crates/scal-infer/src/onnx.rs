@@ -149,6 +149,7 @@ fn check_export_size(model: &ScalModel, height: usize, width: usize) -> Result<(
     if height == 0 || width == 0 {
         return Err(error("the height and width must be positive".into()));
     }
+    scal_data::check_input_size(height, width).map_err(error)?;
     let sizes = model.backbone.stage_sizes(height, width);
     for (stage, (agent, [h, w])) in model.attention.agents.iter().zip(sizes).enumerate() {
         if let Agent::Spatial(module) = agent
@@ -160,6 +161,18 @@ fn check_export_size(model: &ScalModel, height: usize, width: usize) -> Result<(
                 module.height, module.width
             )));
         }
+    }
+    // burn-onnx 0.22 loses the dynamic batch axis on a strided convolution whose padding is
+    // uneven, which every size that the output stride does not divide produces.
+    let stride = 16 * model.backbone.last_stride();
+    if !height.is_multiple_of(stride) || !width.is_multiple_of(stride) {
+        let up = |x: usize| x.div_ceil(stride) * stride;
+        return Err(error(format!(
+            "the exporter handles heights and widths that are multiples of {stride} (the \
+             network's output stride), such as {} x {}",
+            up(height),
+            up(width)
+        )));
     }
     Ok(())
 }

@@ -93,3 +93,24 @@ fn spatial_attention_is_exported_only_at_its_size() {
     // Channel attention and none are not sized by the input.
     assert!(to_onnx(&small(AttentionKind::None), 128, 64, &device).is_ok());
 }
+
+#[test]
+fn sizes_the_exporter_cannot_lower_are_refused_by_name() {
+    // burn-onnx 0.22 loses the batch dimension on a strided convolution with uneven padding:
+    // every size that is not a multiple of the network's output stride (16 at last stride 1).
+    let model = small(AttentionKind::Channel);
+    let device = Device::flex();
+    for (h, w) in [(80, 40), (100, 50), (66, 34)] {
+        match to_onnx(&model, h, w, &device) {
+            Err(e @ OnnxError::InputSize { .. }) => {
+                assert!(e.to_string().contains("multiples of 16"), "{h} x {w}: {e}");
+            }
+            other => panic!("{h} x {w}: expected InputSize, got {other:?}"),
+        }
+    }
+    // Beyond the size rule every command applies (2048 x 2048).
+    assert!(matches!(
+        to_onnx(&model, 100_000, 64, &device),
+        Err(OnnxError::InputSize { .. })
+    ));
+}
