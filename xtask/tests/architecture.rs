@@ -56,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "scal-report",
         &[
+            "scal-backbone",
             "scal-data",
             "scal-eval",
             "scal-infer",

@@ -353,8 +353,19 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
     let results = own.join("results.html");
     let extra = ["--html", results.to_str().unwrap()];
     ok(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
+    // The figure is replaced by a rename, not rewritten in place (W7: a full disk left a
+    // truncated figure): a hard link to the first one keeps its bytes.
+    let figure = own.join("results.png");
+    let first = std::fs::read(&figure).unwrap();
+    std::fs::hard_link(&figure, own.join("kept.png")).unwrap();
+    let extra = ["--html", results.to_str().unwrap(), "--top", "1"];
     ok(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
-    assert!(own.join("results.png").is_file());
+    assert_eq!(std::fs::read(own.join("kept.png")).unwrap(), first);
+    assert_ne!(
+        std::fs::read(&figure).unwrap(),
+        first,
+        "a new figure (one match)"
+    );
 
     // Files that are not images are named, not dropped silently (issue 29, W1).
     let phone = dir.path().join("phone");

@@ -122,8 +122,14 @@ fn bordered(tile: &RgbImage, color: Rgb<u8>, width: u32) -> RgbImage {
     t
 }
 
+/// Writes `img` as a PNG at `path` atomically (the workspace's one atomic write): a full
+/// disk or a killed process leaves the previous figure, not a truncated one (issue 29, W7).
 fn save_png(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
-    img.save(path).map_err(|e| figure_error(path, e))
+    scal_backbone::write_atomically(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|e| figure_error(path, e))
 }
 
 /// Draws the attention figure of the images at `paths` into `path` (PNG): one row per
