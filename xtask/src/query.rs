@@ -124,16 +124,30 @@ fn gallery_features(
 /// How every page `query --html` writes begins (and how it recognises one it wrote).
 const PAGE_START: &[u8] = b"<!doctype html>\n<meta charset=\"utf-8\">\n<title>SCAL query";
 
+/// The most queries and matches per query the page's figure draws: beyond them a figure grows
+/// past what browsers show and what memory holds (100 queries of 10,000 matches took 65 GB;
+/// issue 29, W10). The page's lists hold every match.
+const FIGURE_QUERIES: usize = 50;
+const FIGURE_MATCHES: usize = 20;
+
 /// The page: the ranked-list figure (`OUT.png`) and, per query, its matches.
 fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()> {
     let png = path.with_extension("png");
     let rows: Vec<scal_report::figures::RankedRow> = rankings
         .iter()
+        .take(FIGURE_QUERIES)
         .map(|r| scal_report::figures::RankedRow {
             query: r.query.clone(),
-            gallery: r.matches.iter().map(|m| (m.file.clone(), None)).collect(),
+            gallery: r
+                .matches
+                .iter()
+                .take(FIGURE_MATCHES)
+                .map(|m| (m.file.clone(), None))
+                .collect(),
         })
         .collect();
+    let cut = rankings.len() > FIGURE_QUERIES
+        || rankings.iter().any(|r| r.matches.len() > FIGURE_MATCHES);
     scal_report::figures::ranked_rows_figure(&rows, size, &png)?;
     let escape = |p: &Path| {
         p.display()
@@ -146,8 +160,15 @@ fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()>
     html.push_str("</title>\n<h1>Query results</h1>\n");
     let _ = writeln!(
         html,
-        "<figure><img src=\"{}\" alt=\"ranked gallery\"><figcaption>Each row: a query (blue border), then its nearest gallery images, nearest first.</figcaption></figure>",
-        escape(Path::new(png.file_name().unwrap_or_default()))
+        "<figure><img src=\"{}\" alt=\"ranked gallery\"><figcaption>Each row: a query (blue border), then its nearest gallery images, nearest first.{}</figcaption></figure>",
+        escape(Path::new(png.file_name().unwrap_or_default())),
+        if cut {
+            format!(
+                " The figure shows the first {FIGURE_QUERIES} queries and the {FIGURE_MATCHES} nearest images of each; the lists below hold every match."
+            )
+        } else {
+            String::new()
+        }
     );
     for r in rankings {
         let _ = writeln!(html, "<h2>{}</h2>\n<ol>", escape(&r.query));

@@ -321,50 +321,12 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         assert!(!html.is_file(), "{} not written", html.display());
     }
 
-    // The page's figure never replaces a file it did not write: the query photo itself
-    // named like the page (issue 29, B1), or a page it did not write (B2).
-    let own = dir.path().join("own");
-    std::fs::create_dir(&own).unwrap();
-    let photo = own.join("someone.png");
-    image::open(&query).unwrap().save(&photo).unwrap();
-    let before = std::fs::read(&photo).unwrap();
-    let page = own.join("someone.html");
-    let extra = ["--html", page.to_str().unwrap()];
-    let err = fails(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
-    assert!(
-        err.contains("someone.png") && err.contains("would be replaced"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read(&photo).unwrap(),
-        before,
-        "the photo is intact"
-    );
-    assert!(!page.exists());
-    let notes = own.join("notes.html");
-    std::fs::write(&notes, "<p>my notes</p>").unwrap();
-    let extra = ["--html", notes.to_str().unwrap()];
-    let err = fails(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
-    assert!(
-        err.contains("notes.html") && err.contains("not a page"),
-        "{err}"
-    );
-    // Its own page and figure are replaced on a second run.
-    let results = own.join("results.html");
-    let extra = ["--html", results.to_str().unwrap()];
-    ok(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
-    // The figure is replaced by a rename, not rewritten in place (W7: a full disk left a
-    // truncated figure): a hard link to the first one keeps its bytes.
-    let figure = own.join("results.png");
-    let first = std::fs::read(&figure).unwrap();
-    std::fs::hard_link(&figure, own.join("kept.png")).unwrap();
-    let extra = ["--html", results.to_str().unwrap(), "--top", "1"];
-    ok(&query_with(&checkpoint, &gallery, &photo, &cache, &extra));
-    assert_eq!(std::fs::read(own.join("kept.png")).unwrap(), first);
-    assert_ne!(
-        std::fs::read(&figure).unwrap(),
-        first,
-        "a new figure (one match)"
+    html_outputs_replace_only_their_own_and_stay_bounded(
+        dir.path(),
+        &checkpoint,
+        &gallery,
+        &query,
+        &cache,
     );
 
     // Files that are not images are named, not dropped silently (issue 29, W1).
@@ -382,6 +344,92 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         err.contains("2 non-image entries") && err.contains("PHOTO.HEIC") && err.contains("x.gif"),
         "{err}"
     );
+}
+
+/// `query --html` replaces only the page and figure it wrote (B1, B2), by a rename (W7), and
+/// bounds the figure (W10).
+fn html_outputs_replace_only_their_own_and_stay_bounded(
+    dir: &Path,
+    checkpoint: &Path,
+    gallery: &Path,
+    query: &Path,
+    cache: &Path,
+) {
+    // The page's figure never replaces a file it did not write: the query photo itself
+    // named like the page (issue 29, B1), or a page it did not write (B2).
+    let own = dir.join("own");
+    std::fs::create_dir(&own).unwrap();
+    let photo = own.join("someone.png");
+    image::open(query).unwrap().save(&photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let page = own.join("someone.html");
+    let extra = ["--html", page.to_str().unwrap()];
+    let err = fails(&query_with(checkpoint, gallery, &photo, cache, &extra));
+    assert!(
+        err.contains("someone.png") && err.contains("would be replaced"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&photo).unwrap(),
+        before,
+        "the photo is intact"
+    );
+    assert!(!page.exists());
+    let notes = own.join("notes.html");
+    std::fs::write(&notes, "<p>my notes</p>").unwrap();
+    let extra = ["--html", notes.to_str().unwrap()];
+    let err = fails(&query_with(checkpoint, gallery, &photo, cache, &extra));
+    assert!(
+        err.contains("notes.html") && err.contains("not a page"),
+        "{err}"
+    );
+    // Its own page and figure are replaced on a second run.
+    let results = own.join("results.html");
+    let extra = ["--html", results.to_str().unwrap()];
+    ok(&query_with(checkpoint, gallery, &photo, cache, &extra));
+    // The figure is replaced by a rename, not rewritten in place (W7: a full disk left a
+    // truncated figure): a hard link to the first one keeps its bytes.
+    let figure = own.join("results.png");
+    let first = std::fs::read(&figure).unwrap();
+    std::fs::hard_link(&figure, own.join("kept.png")).unwrap();
+    let extra = ["--html", results.to_str().unwrap(), "--top", "1"];
+    ok(&query_with(checkpoint, gallery, &photo, cache, &extra));
+    assert_eq!(std::fs::read(own.join("kept.png")).unwrap(), first);
+    assert_ne!(
+        std::fs::read(&figure).unwrap(),
+        first,
+        "a new figure (one match)"
+    );
+    // The figure is bounded (W10): at most 50 query rows; the page lists every query.
+    let many = dir.join("many");
+    std::fs::create_dir(&many).unwrap();
+    let page = own.join("many.html");
+    let mut heights = Vec::new();
+    for n in [50, 51] {
+        for i in 0..n {
+            std::fs::copy(query, many.join(format!("q{i:02}.jpg"))).unwrap();
+        }
+        ok(&xtask(&[
+            "query",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--gallery",
+            gallery.to_str().unwrap(),
+            "--queries",
+            many.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--top",
+            "2",
+            "--html",
+            page.to_str().unwrap(),
+        ]));
+        heights.push(image::image_dimensions(own.join("many.png")).unwrap().1);
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert_eq!(html.matches("<h2>").count(), n, "every query on the page");
+        assert_eq!(html.contains("the first 50 queries"), n > 50);
+    }
+    assert_eq!(heights[0], heights[1], "51 queries draw 50 rows");
 }
 
 /// The query cache trusts neither a listing that only looks unchanged (B4) nor a cache
