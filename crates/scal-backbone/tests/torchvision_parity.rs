@@ -44,7 +44,9 @@ fn tiny(arch: ResNetArch, last_stride: usize, stem_relu: bool, device: &Device) 
         .init(device)
 }
 
-fn assert_close<const D: usize>(actual: Tensor<D>, expected_name: &str) {
+/// The largest absolute difference between `actual` and the fixture tensor `expected_name`
+/// (their shapes checked), and the fixture's largest magnitude.
+fn difference<const D: usize>(actual: Tensor<D>, expected_name: &str) -> (f32, f32) {
     let (shape, want) = expected(expected_name);
     assert_eq!(actual.dims().to_vec(), shape, "{expected_name}: shape");
     let got: Vec<f32> = actual.into_data().try_into_vec::<f32>().unwrap();
@@ -53,6 +55,11 @@ fn assert_close<const D: usize>(actual: Tensor<D>, expected_name: &str) {
         .zip(&want)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
+    (max_err, want.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+}
+
+fn assert_close<const D: usize>(actual: Tensor<D>, expected_name: &str) {
+    let (max_err, _) = difference(actual, expected_name);
     assert!(
         max_err <= TOLERANCE,
         "{expected_name}: max abs error {max_err} > {TOLERANCE}"
@@ -462,15 +469,7 @@ fn half_bfloat16_and_double_precision_weights_load_as_f32() {
             .unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
         let pooled = model.forward_pooled(x.clone());
         assert_eq!(pooled.dtype(), burn::tensor::DType::F32, "{dtype:?}");
-        let (shape, want) = expected("resnet50_last_stride1_pooled");
-        assert_eq!(pooled.dims().to_vec(), shape);
-        let got: Vec<f32> = pooled.into_data().try_into_vec::<f32>().unwrap();
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let max_err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let (max_err, scale) = difference(pooled, "resnet50_last_stride1_pooled");
         assert!(
             max_err <= tolerance * scale.max(1.0),
             "{dtype:?}: max abs error {max_err} (largest value {scale})"
