@@ -196,6 +196,22 @@ fn one_line(path: &Path) -> String {
     line
 }
 
+/// Says on stderr which file names of the output are not UTF-8: JSON cannot hold them
+/// exactly, so they are written with U+FFFD in place of the invalid bytes (issue 29, W2).
+fn warn_non_utf8_names(rankings: &[Ranking]) {
+    let mut named = std::collections::BTreeSet::new();
+    for r in rankings {
+        for path in std::iter::once(&r.query).chain(r.matches.iter().map(|m| &m.file)) {
+            if path.to_str().is_none() && named.insert(path.clone()) {
+                eprintln!(
+                    "warning: {} is not a UTF-8 name: --json writes it with U+FFFD in place of the invalid bytes",
+                    one_line(path)
+                );
+            }
+        }
+    }
+}
+
 /// Says on stderr which entries of `folder` are left out as not images (a phone's `.HEIC`
 /// or `.gif`), as `extract` counts them: at most five named, then how many more.
 fn report_skipped(folder: &Path, skipped: &[PathBuf]) {
@@ -293,6 +309,9 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         );
     }
     let rankings = rank(&queries, &query_features, &gallery, args.top as usize)?;
+    if args.json {
+        warn_non_utf8_names(&rankings);
+    }
     for r in &rankings {
         if args.json {
             println!("{}", serde_json::to_string(r)?);

@@ -328,6 +328,8 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         &query,
         &cache,
     );
+    #[cfg(unix)]
+    a_name_that_is_not_utf8_is_ranked_and_named(dir.path(), &checkpoint, &gallery, &query, &cache);
 
     // Files that are not images are named, not dropped silently (issue 29, W1).
     let phone = dir.path().join("phone");
@@ -344,6 +346,40 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
         err.contains("2 non-image entries") && err.contains("PHOTO.HEIC") && err.contains("x.gif"),
         "{err}"
     );
+}
+
+/// A gallery file whose name is not UTF-8 (W2): the query runs, `--json` writes the name
+/// with U+FFFD and names it on stderr (the whole query failed after embedding, naming
+/// nothing).
+#[cfg(unix)]
+fn a_name_that_is_not_utf8_is_ranked_and_named(
+    dir: &Path,
+    checkpoint: &Path,
+    gallery: &Path,
+    query: &Path,
+    cache: &Path,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let odd = dir.join("odd");
+    std::fs::create_dir(&odd).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"bad\xff\xfename.jpg");
+    std::fs::copy(query, odd.join(name)).unwrap();
+    for entry in std::fs::read_dir(gallery).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, odd.join(path.file_name().unwrap())).unwrap();
+    }
+    let extra = ["--json", "--top", "30"];
+    let (out, err) = ok(&query_with(checkpoint, &odd, query, cache, &extra));
+    assert!(err.contains("is not a UTF-8 name"), "{err}");
+    let lines = json_lines(&out);
+    let files: Vec<&str> = lines[0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 21, "every gallery photo ranked");
+    assert!(files.iter().any(|f| f.contains("bad\u{FFFD}")), "{files:?}");
 }
 
 /// `query --html` replaces only the page and figure it wrote (B1, B2), by a rename (W7), and

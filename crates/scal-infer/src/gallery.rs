@@ -18,10 +18,17 @@ use sha2::{Digest, Sha256};
 
 use crate::{EmbedOptions, InferError, embed_paths};
 
+/// A path as a JSON string: a name that is not UTF-8 (possible on Unix) is written with
+/// U+FFFD in place of its invalid bytes rather than failing the whole output.
+fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
 /// One gallery image near a query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Match {
-    /// The gallery file.
+    /// The gallery file (serialised lossily when its name is not UTF-8).
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// Euclidean distance between the two L2-normalised features (0 to 2).
     pub distance: f32,
@@ -30,7 +37,8 @@ pub struct Match {
 /// A query and its nearest gallery images, nearest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ranking {
-    /// The query file.
+    /// The query file (serialised lossily when its name is not UTF-8).
+    #[serde(serialize_with = "lossy_path")]
     pub query: PathBuf,
     /// The matches.
     pub matches: Vec<Match>,
