@@ -80,6 +80,24 @@ pub struct DatasetSummary {
 }
 
 impl ReidDataset {
+    /// Query images that the Market-1501 protocol can score: those with a gallery image of
+    /// the same identity from another camera (the others are skipped by the evaluation).
+    pub fn scorable_queries(&self) -> usize {
+        let mut cameras: std::collections::HashMap<i64, std::collections::HashSet<i64>> =
+            std::collections::HashMap::new();
+        for g in &self.gallery {
+            cameras.entry(g.pid).or_default().insert(g.camid);
+        }
+        self.query
+            .iter()
+            .filter(|q| {
+                cameras
+                    .get(&q.pid)
+                    .is_some_and(|cams| cams.iter().any(|&c| c != q.camid))
+            })
+            .count()
+    }
+
     /// Number of training identities (classifier outputs).
     pub fn num_train_ids(&self) -> usize {
         self.train

@@ -135,6 +135,23 @@ pub fn load_dataset(
     )?)
 }
 
+/// A dataset whose query no evaluation can score is refused before training: every
+/// evaluation, the last one included, would stop the run (issue 29, W28: found after the
+/// first epoch, leaving a run without a checkpoint).
+fn check_scorable(dataset: &ReidDataset) -> Result<(), TrainError> {
+    if dataset.scorable_queries() == 0 {
+        return Err(TrainError::InvalidField {
+            field: "data.root".into(),
+            problem: format!(
+                "{}: no query image has a gallery image of its identity from another camera, \
+                 so the evaluation can score none (are the cameras in the file names right?)",
+                dataset.root.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The device's random generator is shared by every thread of the process: seeding it and
 /// drawing the initial weights happen under this lock so that two runs in one process (the
 /// ablation, the tests) cannot interleave their draws.
@@ -299,6 +316,7 @@ impl<'a> Trainer<'a> {
         assert!(!devices.is_empty(), "Trainer::prepare: at least one device");
         let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
         let dataset = load_dataset(config, observer)?;
+        check_scorable(&dataset)?;
         let loader = TrainLoader::new(
             dataset.train.clone(),
             config.data.transform(),

@@ -120,6 +120,33 @@ fn a_batch_larger_than_the_dataset_is_refused_before_the_run_folder_exists() {
     ));
 }
 
+/// A dataset whose query and gallery share one camera cannot be evaluated: refused before
+/// training, not after the first epoch (issue 29, W28).
+#[test]
+fn a_dataset_no_evaluation_can_score_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("onecam");
+    copy_dir(&common::tiny_dataset(), &root);
+    for split in ["query", "bounding_box_test"] {
+        for entry in std::fs::read_dir(root.join(split)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // 0001_c2s1_000000_00.jpg → 0001_c1s1_000000_00.jpg: every image on camera 1.
+            let at = name.find("_c").expect("a Market-1501 name") + 2;
+            let renamed = format!("{}1{}", &name[..at], &name[at + 1..]);
+            std::fs::rename(&path, root.join(split).join(renamed)).unwrap();
+        }
+    }
+    let run = dir.path().join("run");
+    let err = train_flex(&config(&root, &[]).unwrap(), &run, false).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::InvalidField { field, .. } if field == "data.root"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another camera"), "{err}");
+    assert!(!run.exists(), "nothing created");
+}
+
 /// Pretrained weights of another network fail the start after everything else was checked:
 /// no run folder is left either.
 #[test]
