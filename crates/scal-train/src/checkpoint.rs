@@ -133,8 +133,30 @@ fn load_verified(
             });
         }
     }
+    check_identities(checkpoint, config, model)?;
     let model = model.load_checkpoint(&checkpoint.join(scal_model::WEIGHTS_FILE))?;
     Ok((model, state(checkpoint)?))
+}
+
+/// A checkpoint whose classifier has another number of identities than the dataset now
+/// gives `model` was trained on another training split: the dataset changed (issue 29, W26;
+/// it was reported as a checkpoint that does not fit this model).
+fn check_identities(
+    checkpoint: &Path,
+    config: &TrainingConfig,
+    model: &ScalModel,
+) -> Result<(), TrainError> {
+    let saved = ScalModel::config_of_dir(checkpoint)?;
+    let now = model.classifier.weight.dims()[1];
+    if saved.num_classes != now {
+        return Err(TrainError::DatasetChanged {
+            checkpoint: checkpoint.to_path_buf(),
+            root: PathBuf::from(&config.data.root),
+            trained: saved.num_classes,
+            now,
+        });
+    }
+    Ok(())
 }
 
 /// Moves the checkpoint folder `checkpoint` (if it exists) out of the way, to

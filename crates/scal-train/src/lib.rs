@@ -222,6 +222,23 @@ pub enum TrainError {
         /// `field: saved -> requested` lines.
         differences: Vec<String>,
     },
+    /// The training split has another number of identities than when the checkpoint was
+    /// written: the dataset changed since the run started.
+    #[error(
+        "{} now has {now} training identities, but {} was trained on {trained}: the dataset changed since the run started (restore it, or train a new run on it)",
+        root.display(),
+        checkpoint.display()
+    )]
+    DatasetChanged {
+        /// The checkpoint folder.
+        checkpoint: PathBuf,
+        /// The dataset folder.
+        root: PathBuf,
+        /// Identities the checkpoint's classifier has.
+        trained: usize,
+        /// Identities the dataset has now.
+        now: usize,
+    },
     /// The run's configuration differs from the one its last checkpoint was trained with
     /// (`config.json` edited by hand after the checkpoint was written).
     #[error(

@@ -147,6 +147,44 @@ fn a_dataset_no_evaluation_can_score_is_refused_before_training() {
     assert!(!run.exists(), "nothing created");
 }
 
+/// A run resumed after an identity left the training split is refused naming the dataset
+/// and both counts (issue 29, W26: it said the checkpoint did not fit "this model").
+#[test]
+fn resuming_after_the_dataset_lost_an_identity_names_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("changed");
+    copy_dir(&common::tiny_dataset(), &root);
+    let config = config(&root, &[]).unwrap();
+    let run = dir.path().join("run");
+    train_flex(&config, &run, false).unwrap();
+    let train = root.join("bounding_box_train");
+    let mut pids = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&train).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        pids.insert(name[..4].to_string());
+    }
+    let gone = pids.iter().next().unwrap().clone();
+    for entry in std::fs::read_dir(&train).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&gone)
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let err = train_flex(&config, &run, true).unwrap_err();
+    match &err {
+        TrainError::DatasetChanged { trained, now, .. } => {
+            assert_eq!((*trained, *now), (pids.len(), pids.len() - 1));
+        }
+        other => panic!("expected DatasetChanged, got {other}"),
+    }
+    assert!(err.to_string().contains("changed"), "{err}");
+}
+
 /// Pretrained weights of another network fail the start after everything else was checked:
 /// no run folder is left either.
 #[test]
