@@ -75,7 +75,9 @@ impl FastreidNeck {
                 "no BN neck (heads.bottleneck.0.*: MODEL.HEADS.WITH_BNNECK False)",
             ));
         }
-        Ok(crate::weights::in_f32(neck))
+        let neck = crate::weights::in_f32(neck);
+        crate::weights::check_finite_weights(&neck, path)?;
+        Ok(neck)
     }
 
     /// FastReID's evaluation feature from the pooled backbone feature.

@@ -96,6 +96,20 @@ pub enum BackboneError {
         /// What the reader said.
         message: String,
     },
+    /// A weight or running statistic of the file is NaN or infinite (the weights of a
+    /// diverged run), or a running variance is negative: every feature would be NaN.
+    #[error(
+        "weights file {}: {parameter} holds {problem} (the weights of a diverged run?); every feature computed with it would be NaN",
+        path.display()
+    )]
+    NonFiniteWeight {
+        /// The file.
+        path: PathBuf,
+        /// The parameter, by its path in the model (`layer4.1.conv2.weight`).
+        parameter: String,
+        /// `a NaN`, `an infinite value` or `a negative variance`.
+        problem: &'static str,
+    },
     /// The file holds a ResNet of another depth.
     #[error(
         "weights file {} holds a {found} but the model is a {expected}; pass the matching architecture (--arch {found})",
@@ -408,6 +422,7 @@ pub fn load_weights(
     // A checkpoint saved in float16 (`model.half()`), bfloat16 or float64 loads with its own
     // precision; the network runs in f32.
     let candidate = in_f32(candidate);
+    check_finite_weights(&candidate, path)?;
     let report = report_from(format, options.source, result);
     let clean =
         report.missing.is_empty() && report.unexpected.is_empty() && report.mismatched.is_empty();
@@ -443,6 +458,78 @@ pub(crate) fn in_f32<M: burn::module::Module>(module: M) -> M {
         }
     }
     module.map(&mut ToF32)
+}
+
+/// A parameter's path in the module as torchvision names it: `downsample.0`/`.1`, a batch
+/// norm's `weight`/`bias` (Burn's `gamma`/`beta`).
+fn torchvision_name(burn: &str) -> String {
+    let name = BURN_TO_TORCHVISION
+        .iter()
+        .fold(format!(".{burn}"), |n, (from, to)| {
+            n.replace(&from.replace('\\', ""), to)
+        });
+    let name = name.trim_start_matches('.');
+    match name.rsplit_once('.') {
+        Some((module, "gamma")) => format!("{module}.weight"),
+        Some((module, "beta")) => format!("{module}.bias"),
+        _ => name.to_string(),
+    }
+}
+
+/// The first parameter or running statistic of `module` that is NaN or infinite, or a running
+/// variance below 0, as [`BackboneError::NonFiniteWeight`] naming it by its path.
+pub(crate) fn check_finite_weights<M: burn::module::Module>(
+    module: &M,
+    path: &Path,
+) -> Result<(), BackboneError> {
+    #[derive(Default)]
+    struct Scan {
+        at: Vec<String>,
+        found: Option<(String, &'static str)>,
+    }
+    impl burn::module::ModuleVisitor for Scan {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.at.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.at.pop();
+        }
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            if self.found.is_some() {
+                return;
+            }
+            let values = param
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            let name = torchvision_name(&self.at.join("."));
+            let problem = if values.iter().any(|v| v.is_nan()) {
+                Some("a NaN")
+            } else if values.iter().any(|v| v.is_infinite()) {
+                Some("an infinite value")
+            } else if name.ends_with("running_var") && values.iter().any(|&v| v < 0.0) {
+                Some("a negative variance")
+            } else {
+                None
+            };
+            self.found = problem.map(|p| (name, p));
+        }
+    }
+    let mut scan = Scan::default();
+    module.visit(&mut scan);
+    match scan.found {
+        Some((parameter, problem)) => Err(BackboneError::NonFiniteWeight {
+            path: path.to_path_buf(),
+            parameter,
+            problem,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A PyTorch file's store: the toolkit's top-level key when the file has it (a training

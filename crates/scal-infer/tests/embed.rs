@@ -209,34 +209,23 @@ fn a_split_keeps_its_labels_and_reports_every_image() {
 }
 
 #[test]
-fn weights_with_a_nan_give_an_error_naming_the_image_not_nan_features() {
+fn weights_with_a_nan_are_refused_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
-    let (files, _) = images(dir.path(), 2);
     let resnet = ResNetConfig::new(ResNetArch::ResNet18)
         .with_base_width(4)
         .init(&device);
     let clean = dir.path().join("clean.safetensors");
     save_torchvision_safetensors(&resnet, &clean).unwrap();
-    // The same file with one NaN in the stem's convolution (a diverged run's weights).
+    // The same file with one NaN in a convolution of the last stage (a diverged run's
+    // weights), then one with a negative running variance.
     let bytes = std::fs::read(&clean).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = file
+    let tensors: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = file
         .tensors()
         .into_iter()
         .map(|(name, v)| (name, v.shape().to_vec(), v.dtype(), v.data().to_vec()))
         .collect();
-    let conv1 = tensors.iter_mut().find(|t| t.0 == "conv1.weight").unwrap();
-    conv1.3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, shape, dtype, data)| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
-            (n.clone(), view)
-        })
-        .collect();
-    let nan = dir.path().join("nan.safetensors");
-    std::fs::write(&nan, safetensors::serialize(views, None).unwrap()).unwrap();
     let load = |weights: &Path| {
         ForeignModel::load(
             weights,
@@ -246,11 +235,54 @@ fn weights_with_a_nan_give_an_error_naming_the_image_not_nan_features() {
             4,
             &device,
         )
-        .unwrap()
     };
+    load(&clean).unwrap();
+    for (key, value, problem) in [
+        ("layer4.1.conv2.weight", f32::NAN, "a NaN"),
+        (
+            "layer2.0.downsample.1.running_var",
+            -1.0,
+            "a negative variance",
+        ),
+    ] {
+        let mut edited = tensors.clone();
+        let target = edited.iter_mut().find(|t| t.0 == key).unwrap();
+        target.3[..4].copy_from_slice(&value.to_le_bytes());
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = edited
+            .iter()
+            .map(|(n, shape, dtype, data)| {
+                let view =
+                    safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
+                (n.clone(), view)
+            })
+            .collect();
+        let bad = dir.path().join("bad.safetensors");
+        std::fs::write(&bad, safetensors::serialize(views, None).unwrap()).unwrap();
+        let err = load(&bad).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(problem), "{err}");
+    }
+}
+
+#[test]
+fn a_model_that_gives_nan_features_is_stopped_naming_the_image() {
+    struct PoisonFirst(bool);
+    impl burn::module::ModuleMapper for PoisonFirst {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<burn::tensor::Tensor<D>>,
+        ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+            if std::mem::replace(&mut self.0, true) {
+                return param;
+            }
+            param.map(|t| t.mul_scalar(f32::NAN))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (files, _) = images(dir.path(), 2);
+    let model = scal_model(&device).map(&mut PoisonFirst(false));
     let options = EmbedOptions::new(SIZE.0, SIZE.1);
-    embed_paths(&load(&clean), &files, options, &device, &mut |_| {}).unwrap();
-    match embed_paths(&load(&nan), &files, options, &device, &mut |_| {}) {
+    match embed_paths(&model, &files, options, &device, &mut |_| {}) {
         Err(e @ InferError::NonFiniteFeature { .. }) => {
             assert!(e.to_string().contains("0.png"), "{e}");
         }
