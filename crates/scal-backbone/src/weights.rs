@@ -124,19 +124,22 @@ pub enum BackboneError {
         found: ResNetArch,
     },
     /// Keys or shapes do not fit the model; nothing was loaded.
-    #[error("weights file {} does not fit the {arch} backbone; nothing was loaded.{}", path.display(), Mismatch { missing, unexpected, mismatched })]
+    #[error("weights file {} does not fit the {arch} backbone; nothing was loaded.{}{}", path.display(), Mismatch { missing, unexpected, mismatched }, if *matched == 0 { "\n  The file holds none of this backbone's entries: is it a ResNet's state dict? (a torchreid model.pth.tar without its state_dict, or another toolkit's file)" } else { "" })]
     Incompatible {
         /// The file.
         path: PathBuf,
         /// The model's architecture.
         arch: ResNetArch,
-        /// Model parameters the file lacks (Burn names).
+        /// Model parameters the file lacks (torchvision names: `bn1.weight`,
+        /// `layer1.0.downsample.0.weight`).
         missing: Vec<String>,
         /// File entries the model has no place for (other than `fc.*` and
         /// `num_batches_tracked`, which are expected and ignored).
         unexpected: Vec<String>,
         /// Entries present on both sides whose shape or type differ.
         mismatched: Vec<String>,
+        /// Entries of the file that fitted (none: the file is likely not a state dict).
+        matched: usize,
     },
     /// The checkpoint holds a model variant the backbone cannot express; nothing was loaded.
     #[error("{} is a {toolkit} model with {variant}, which this toolkit's ResNet cannot express; it reads plain ResNets (torchreid: resnet18/34/50/101/152; FastReID: BoT ResNet)", path.display())]
@@ -432,6 +435,7 @@ pub fn load_weights(
             arch: model.arch(),
             missing: report.missing,
             unexpected: report.unexpected,
+            matched: report.applied,
             mismatched: report.mismatched,
         });
     }
@@ -615,7 +619,11 @@ fn report_from(format: WeightFormat, source: CheckpointSource, result: ApplyResu
         format: Some(format),
         applied: result.applied.len(),
         ignored,
-        missing: result.missing.into_iter().map(|(path, _)| path).collect(),
+        missing: result
+            .missing
+            .into_iter()
+            .map(|(path, _)| torchvision_name(&path))
+            .collect(),
         unexpected,
         mismatched: result.errors.iter().map(describe_apply_error).collect(),
     }

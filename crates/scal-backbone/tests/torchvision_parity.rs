@@ -381,6 +381,10 @@ fn missing_and_unexpected_keys_are_listed() {
         other => panic!("expected Incompatible, got {other}"),
     }
     assert!(message.contains("layer4.1.conv1.weight") && message.contains("head.projection"));
+    assert!(
+        !message.contains("none of this backbone's entries"),
+        "a file that fits in part: {message}"
+    );
 }
 
 #[test]
@@ -475,4 +479,39 @@ fn half_bfloat16_and_double_precision_weights_load_as_f32() {
             "{dtype:?}: max abs error {max_err} (largest value {scale})"
         );
     }
+}
+
+/// A file with none of the backbone's entries (a torchreid `model.pth.tar` holding only
+/// `{"epoch": 60}`) is named as likely not a state dict, and what is missing is listed under
+/// torchvision's names (issue 29, W19: Burn's `gamma`/`beta` were listed, with no hint).
+#[test]
+fn a_file_without_a_state_dict_says_so_in_torchvision_names() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("epoch_only.safetensors");
+    let epoch = 60i64.to_le_bytes();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1], &epoch).unwrap();
+    safetensors::serialize_to_file(vec![("epoch", view)], None, &path).unwrap();
+    let model = tiny(ResNetArch::ResNet18, 2, true, &device);
+    let err = load_weights(&model, &path, LoadOptions::default()).unwrap_err();
+    let message = err.to_string();
+    match &err {
+        BackboneError::Incompatible {
+            missing, matched, ..
+        } => {
+            assert_eq!(*matched, 0, "{message}");
+            assert!(missing.iter().any(|k| k == "bn1.weight"), "{message}");
+            assert!(
+                missing.iter().any(|k| k == "layer2.0.downsample.1.bias"),
+                "{message}"
+            );
+            assert!(!missing.iter().any(|k| k.contains("gamma")), "{message}");
+        }
+        other => panic!("expected Incompatible, got {other}"),
+    }
+    assert!(
+        message.contains("none of this backbone's entries"),
+        "{message}"
+    );
 }
