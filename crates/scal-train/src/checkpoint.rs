@@ -25,6 +25,45 @@ pub struct TrainState {
     pub position: SamplerPosition,
     /// Best mAP evaluated so far, and the epoch (1-based count of finished epochs) it was at.
     pub best: Option<(f64, u64)>,
+    /// The training split the run trains on (absent in checkpoints written before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_split: Option<SplitDigest>,
+}
+
+/// A training split, recognisably: its image count and a digest of its images' names (below
+/// the dataset folder), identities and cameras, so that a resume can tell that images were
+/// added, removed or renamed (exact resume is exact only on the same images).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitDigest {
+    /// Training images.
+    pub images: u64,
+    /// The first 8 bytes of the SHA-256 of the sorted `name, pid, camera` lines.
+    pub digest: u64,
+}
+
+impl SplitDigest {
+    /// The digest of `train`, its names taken below `root`.
+    pub fn of(train: &[scal_data::ImageRecord], root: &Path) -> SplitDigest {
+        use sha2::{Digest, Sha256};
+        let mut lines: Vec<String> = train
+            .iter()
+            .map(|r| {
+                let name = r.path.strip_prefix(root).unwrap_or(&r.path);
+                format!("{}\0{}\0{}\n", name.to_string_lossy(), r.pid, r.camid)
+            })
+            .collect();
+        lines.sort();
+        let mut hasher = Sha256::new();
+        for line in &lines {
+            hasher.update(line.as_bytes());
+        }
+        let sum = hasher.finalize();
+        SplitDigest {
+            images: train.len() as u64,
+            digest: u64::from_le_bytes(sum[..8].try_into().expect("8 bytes")),
+        }
+    }
 }
 
 fn error(path: &Path, message: impl ToString) -> TrainError {

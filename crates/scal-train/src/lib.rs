@@ -239,6 +239,20 @@ pub enum TrainError {
         /// Identities the dataset has now.
         now: usize,
     },
+    /// The training split has other images than when the checkpoint was written (the same
+    /// number of identities): an exact resume needs the same images.
+    #[error(
+        "{}: the training split changed since the checkpoint was written ({then} images then, {now} now, or images renamed or relabelled); an exact resume needs the same images: restore them, or train a new run on them",
+        root.display()
+    )]
+    TrainingSplitChanged {
+        /// The dataset folder.
+        root: PathBuf,
+        /// Training images when the checkpoint was written.
+        then: u64,
+        /// Training images now.
+        now: u64,
+    },
     /// The run's configuration differs from the one its last checkpoint was trained with
     /// (`config.json` edited by hand after the checkpoint was written).
     #[error(

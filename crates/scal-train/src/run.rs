@@ -135,6 +135,27 @@ pub fn load_dataset(
     )?)
 }
 
+/// The training split of the checkpoint must be the one read now (issue 29, W27: a resume on
+/// a changed split finished silently); a checkpoint written before splits were recorded
+/// takes today's.
+fn check_training_split(
+    state: &mut checkpoint::TrainState,
+    dataset: &ReidDataset,
+) -> Result<(), TrainError> {
+    let now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
+    match state.train_split {
+        Some(then) if then != now => Err(TrainError::TrainingSplitChanged {
+            root: dataset.root.clone(),
+            then: then.images,
+            now: now.images,
+        }),
+        _ => {
+            state.train_split = Some(now);
+            Ok(())
+        }
+    }
+}
+
 /// A dataset whose query no evaluation can score is refused before training: every
 /// evaluation, the last one included, would stop the run (issue 29, W28: found after the
 /// first epoch, leaving a run without a checkpoint).
@@ -352,6 +373,7 @@ impl<'a> Trainer<'a> {
             log::truncate(&log_path, state.iteration)?;
             (lock, LogWriter::append(&log_path)?)
         };
+        check_training_split(&mut state, &dataset)?;
         let epochs = config.optim.epochs as u64;
         if state.position.epoch >= epochs {
             return Err(TrainError::RunFinished {

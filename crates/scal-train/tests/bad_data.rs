@@ -185,6 +185,35 @@ fn resuming_after_the_dataset_lost_an_identity_names_the_dataset() {
     assert!(err.to_string().contains("changed"), "{err}");
 }
 
+/// A run resumed after training images were added (the same identities) is refused: the
+/// resume would not be exact (issue 29, W27: it finished silently on the changed split).
+#[test]
+fn resuming_after_training_images_changed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("changed");
+    copy_dir(&common::tiny_dataset(), &root);
+    let config = config(&root, &[]).unwrap();
+    let run = dir.path().join("run");
+    train_flex(&config, &run, false).unwrap();
+    // The same split resumes as before: the finished run says so.
+    let err = train_flex(&config, &run, true).unwrap_err();
+    assert!(matches!(err, TrainError::RunFinished { .. }), "{err}");
+    let train = root.join("bounding_box_train");
+    let mut names: Vec<String> = std::fs::read_dir(&train)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let extra = format!("{}_c6s6_999999_00.jpg", &names[0][..4]);
+    std::fs::copy(train.join(&names[0]), train.join(extra)).unwrap();
+    let err = train_flex(&config, &run, true).unwrap_err();
+    match &err {
+        TrainError::TrainingSplitChanged { then, now, .. } => assert_eq!(*now, *then + 1),
+        other => panic!("expected TrainingSplitChanged, got {other}"),
+    }
+    assert!(err.to_string().contains("changed"), "{err}");
+}
+
 /// Pretrained weights of another network fail the start after everything else was checked:
 /// no run folder is left either.
 #[test]
