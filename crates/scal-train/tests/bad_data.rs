@@ -147,33 +147,33 @@ fn a_dataset_no_evaluation_can_score_is_refused_before_training() {
     assert!(!run.exists(), "nothing created");
 }
 
+/// A finished run on a copy of the tiny dataset: (the copy's training folder, its
+/// configuration, the run folder), and the training image names, sorted.
+fn finished_run_on_a_copy(dir: &Path) -> (PathBuf, TrainingConfig, PathBuf, Vec<String>) {
+    let root = dir.join("changed");
+    copy_dir(&common::tiny_dataset(), &root);
+    let config = config(&root, &[]).unwrap();
+    let run = dir.join("run");
+    train_flex(&config, &run, false).unwrap();
+    let train = root.join("bounding_box_train");
+    let mut names: Vec<String> = std::fs::read_dir(&train)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    (train, config, run, names)
+}
+
 /// A run resumed after an identity left the training split is refused naming the dataset
 /// and both counts (issue 29, W26: it said the checkpoint did not fit "this model").
 #[test]
 fn resuming_after_the_dataset_lost_an_identity_names_the_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("changed");
-    copy_dir(&common::tiny_dataset(), &root);
-    let config = config(&root, &[]).unwrap();
-    let run = dir.path().join("run");
-    train_flex(&config, &run, false).unwrap();
-    let train = root.join("bounding_box_train");
-    let mut pids = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(&train).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        pids.insert(name[..4].to_string());
-    }
-    let gone = pids.iter().next().unwrap().clone();
-    for entry in std::fs::read_dir(&train).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(&gone)
-        {
-            std::fs::remove_file(path).unwrap();
-        }
+    let (train, config, run, names) = finished_run_on_a_copy(dir.path());
+    let pids: std::collections::BTreeSet<&str> = names.iter().map(|n| &n[..4]).collect();
+    let gone = names[0][..4].to_string();
+    for name in names.iter().filter(|n| n.starts_with(&gone)) {
+        std::fs::remove_file(train.join(name)).unwrap();
     }
     let err = train_flex(&config, &run, true).unwrap_err();
     match &err {
@@ -190,20 +190,10 @@ fn resuming_after_the_dataset_lost_an_identity_names_the_dataset() {
 #[test]
 fn resuming_after_training_images_changed_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("changed");
-    copy_dir(&common::tiny_dataset(), &root);
-    let config = config(&root, &[]).unwrap();
-    let run = dir.path().join("run");
-    train_flex(&config, &run, false).unwrap();
+    let (train, config, run, names) = finished_run_on_a_copy(dir.path());
     // The same split resumes as before: the finished run says so.
     let err = train_flex(&config, &run, true).unwrap_err();
     assert!(matches!(err, TrainError::RunFinished { .. }), "{err}");
-    let train = root.join("bounding_box_train");
-    let mut names: Vec<String> = std::fs::read_dir(&train)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     let extra = format!("{}_c6s6_999999_00.jpg", &names[0][..4]);
     std::fs::copy(train.join(&names[0]), train.join(extra)).unwrap();
     let err = train_flex(&config, &run, true).unwrap_err();
