@@ -19,7 +19,8 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
     /// Variants, comma-separated (none, channel-nocritic, channel, channel-critic-first,
-    /// channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial).
+    /// channel-explore, channel-standardized, channel-standardized-explore, channel-rc,
+    /// channel-ra, channel-squared, spatial-nocritic, spatial).
     #[arg(
         long,
         value_delimiter = ',',

@@ -213,6 +213,55 @@ pub fn load_model_folder(
     Ok((loaded.model, loaded.config))
 }
 
+/// A trained run read back to look at its critics: its configuration, a loader that draws
+/// its training batches as its training did (its seed, its augmentation), the model of its
+/// checkpoint `checkpoint` and the autodiff device of `backend` it lives on.
+pub struct RunOnTrainingData {
+    /// The run's `config.json`.
+    pub config: TrainingConfig,
+    /// Its training batches.
+    pub loader: scal_data::TrainLoader,
+    /// The checkpoint's model.
+    pub model: scal_model::ScalModel,
+    /// Where the model lives (autodiff).
+    pub device: burn::tensor::Device,
+}
+
+impl std::fmt::Debug for RunOnTrainingData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOnTrainingData")
+            .field("profile", &self.config.profile)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads run `run`'s configuration, training split and checkpoint `checkpoint` (for
+/// `critic-data` and `critic-grad`).
+pub fn run_on_training_data(
+    run: &Path,
+    checkpoint: &str,
+    backend: crate::backend::Backend,
+) -> Result<RunOnTrainingData> {
+    let dir = scal_train::RunDir::new(run);
+    let config = TrainingConfig::load_json(&dir.config())
+        .with_context(|| format!("{} is not a run folder", run.display()))?;
+    let dataset = scal_train::run::load_dataset(&config, &mut ())?;
+    let loader = scal_data::TrainLoader::new(
+        dataset.train.clone(),
+        config.data.transform(),
+        config.data.loader(config.seed),
+    )?;
+    let device = crate::backend::device(backend)?.autodiff();
+    let (model, _) = load_model_folder(&dir.path().join(checkpoint), &device)?;
+    Ok(RunOnTrainingData {
+        config,
+        loader,
+        model,
+        device,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ndarray::Array1;
-use scal_data::TrainLoader;
+use scal_train::Checkpoint;
 use scal_train::critic_data::critic_samples;
-use scal_train::{Checkpoint, RunDir, TrainingConfig};
 
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 
 /// Writes, for training batches drawn as the run's training draws them (its seed, its
 /// augmentation), each module's critic input `inputs_L.npy` (`[N, D_L]`) and estimate
@@ -45,18 +44,8 @@ fn write<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
 
 /// Reads the run, draws the batches, writes the files.
 pub fn run(args: &CriticDataArgs) -> Result<()> {
-    let run = RunDir::new(&args.run);
-    let config = TrainingConfig::load_json(&run.config())
-        .with_context(|| format!("{} is not a run folder", args.run.display()))?;
-    let dataset = scal_train::run::load_dataset(&config, &mut ())?;
-    let loader = TrainLoader::new(
-        dataset.train.clone(),
-        config.data.transform(),
-        config.data.loader(config.seed),
-    )?;
-    let device = backend::device(args.backend)?.autodiff();
-    let (model, _) = crate::cli::load_model_folder(&run.path().join(&args.checkpoint), &device)?;
-    let samples = critic_samples(&model, &loader, args.batches as usize, &device)?;
+    let run = crate::cli::run_on_training_data(&args.run, &args.checkpoint, args.backend)?;
+    let samples = critic_samples(&run.model, &run.loader, args.batches as usize, &run.device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for (l, (inputs, values)) in samples.inputs.iter().zip(&samples.values).enumerate() {

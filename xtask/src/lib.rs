@@ -31,6 +31,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod critic_data;
+pub mod critic_grad;
 pub mod datasets;
 pub mod evaluate;
 pub mod export;
@@ -80,6 +81,8 @@ enum Command {
     Ablate(ablate::AblateArgs),
     /// What each critic reads, estimates and is taught on a run's training batches, as .npy files.
     CriticData(critic_data::CriticDataArgs),
+    /// What J_cri tells a run's agents: per module, the critic's action-gradient against the true class's, and gradient norms.
+    CriticGrad(critic_grad::CriticGradArgs),
     /// Benchmarks: backbone inference and training step, SCAL step, evaluation, re-ranking, data pipeline.
     Bench(bench::BenchArgs),
     /// The SCAL model on flex and on another backend: forward pass and one training step compared.
@@ -128,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Devices(args) => bench::devices(args),
         Command::Serve(args) => serve::run(args),
         Command::CriticData(args) => critic_data::run(args),
+        Command::CriticGrad(args) => critic_grad::run(args),
         Command::SetupCuda(args) => setup_cuda::run(args),
         Command::Ablate(args) => {
             cli::install_ctrl_c();

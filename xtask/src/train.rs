@@ -73,7 +73,8 @@ pub struct TrainArgs {
     /// Train the critics and the agents through them.
     #[arg(long, value_enum)]
     pub critic: Option<Switch>,
-    /// Reward: rc, ra or both.
+    /// Reward: rc, ra or both (the paper's); planted or planted-noisy (the positive control of
+    /// the critic loop, `step.planted.*`).
     #[arg(long)]
     pub reward: Option<String>,
     /// Data-parallel training on these devices of the backend (indices as `cargo xtask

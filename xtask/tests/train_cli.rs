@@ -692,6 +692,30 @@ fn critic_data_writes_what_each_critic_reads_and_is_taught() {
             ndarray_npy::read_npy(out.join(format!("values_{l}.npy"))).unwrap();
         assert!(values.iter().all(|v| v.is_finite()));
     }
+    // critic-grad on the same run: a row per module, and the JSON with the same numbers.
+    let json = dir.path().join("grad.json");
+    let stdout = ok(&xtask(&[
+        "critic-grad",
+        runs.join("scal").to_str().unwrap(),
+        "--batches",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    let measured: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let modules = measured.as_array().unwrap();
+    assert_eq!(modules.len(), 5, "{stdout}");
+    for (l, m) in modules.iter().enumerate() {
+        assert_eq!(m["samples"], 16, "2 batches of P x K = 4 x 2");
+        let row = format!(
+            "{:>6}  {:>7}  {:+.3}",
+            l,
+            16,
+            m["cosine"]["mean"].as_f64().unwrap()
+        );
+        assert!(stdout.contains(&row), "{row} in {stdout}");
+    }
     ok(&xtask(&[
         "train",
         "--config",
@@ -713,6 +737,11 @@ fn critic_data_writes_what_each_critic_reads_and_is_taught() {
         runs.join("plain").to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("model.attention"), "{err}");
+    let err = fails(&xtask(&[
+        "critic-grad",
+        runs.join("plain").to_str().unwrap(),
     ]));
     assert!(err.contains("model.attention"), "{err}");
 }

@@ -24,7 +24,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Which attention module sits after each stage.
@@ -107,15 +107,15 @@ pub struct ChannelAttention {
 }
 
 impl ChannelAttention {
-    /// The attention map.
+    /// The map before its sigmoid, one value per channel.
     ///
     /// # Shapes
     /// - `x`: `[N, C, H, W]`
-    /// - output: `[N, C, 1, 1]`, values in (0, 1)
+    /// - output: `[N, C]`
     ///
     /// # Panics
     /// If `C` is not the configured channel count.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         let [n, c, h, w] = x.dims();
         let expected = self.fc1.weight.dims()[0];
         assert_eq!(
@@ -128,7 +128,20 @@ impl ChannelAttention {
             .sum_dim(2)
             .div_scalar((h * w) as f64)
             .reshape([n, c]);
-        let a = sigmoid(self.fc2.forward(relu(self.fc1.forward(pooled))));
+        self.fc2.forward(relu(self.fc1.forward(pooled)))
+    }
+
+    /// The attention map: the sigmoid of [`ChannelAttention::logits`].
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`
+    /// - output: `[N, C, 1, 1]`, values in (0, 1)
+    ///
+    /// # Panics
+    /// If `C` is not the configured channel count.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, _, _] = x.dims();
+        let a = sigmoid(self.logits(x));
         // Two steps, one new axis each: burn-onnx 0.22's dynamic-batch export cannot place two
         // new unit axes at once.
         a.reshape([n, c, 1]).reshape([n, c, 1, 1])
@@ -186,16 +199,16 @@ pub struct SpatialAttention {
 }
 
 impl SpatialAttention {
-    /// The attention map.
+    /// The map before its sigmoid, one value per position (row-major over `H × W`).
     ///
     /// # Shapes
     /// - `x`: `[N, C, H, W]` with the configured `H × W`
-    /// - output: `[N, 1, H, W]`, values in (0, 1)
+    /// - output: `[N, H·W]`
     ///
     /// # Panics
     /// If the map is not the configured size (the module's layers are sized by it: build the
     /// model for the input size you train and test at).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         let [n, c, h, w] = x.dims();
         assert!(
             h == self.height && w == self.width,
@@ -206,8 +219,20 @@ impl SpatialAttention {
         );
         // sum / count, not `mean_dim`: see `scal_backbone::global_average_pool`.
         let mean = x.sum_dim(1).div_scalar(c as f64).reshape([n, h * w]);
-        let a = sigmoid(self.fc2.forward(relu(self.fc1.forward(mean))));
-        a.reshape([n, 1, h, w])
+        self.fc2.forward(relu(self.fc1.forward(mean)))
+    }
+
+    /// The attention map: the sigmoid of [`SpatialAttention::logits`].
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]` with the configured `H × W`
+    /// - output: `[N, 1, H, W]`, values in (0, 1)
+    ///
+    /// # Panics
+    /// As [`SpatialAttention::logits`].
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, _, h, w] = x.dims();
+        sigmoid(self.logits(x)).reshape([n, 1, h, w])
     }
 }
 
@@ -227,6 +252,20 @@ impl Agent {
             Agent::Spatial(m) => m.forward(x),
             Agent::Channel(m) => m.forward(x),
         }
+    }
+
+    /// An exploring map: the sigmoid of the logits plus independent Gaussian noise of
+    /// standard deviation `std` (drawn from the device's generator), shaped as
+    /// [`Agent::forward`]'s map. `std = 0` gives the map itself.
+    pub fn perturbed(&self, x: Tensor<4>, std: f64) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let device = x.device();
+        let (logits, shape) = match self {
+            Agent::Spatial(m) => (m.logits(x), [n, 1, h, w]),
+            Agent::Channel(m) => (m.logits(x), [n, c, 1, 1]),
+        };
+        let noise = Tensor::random(logits.dims(), Distribution::Normal(0.0, std), &device);
+        sigmoid(logits + noise).reshape(shape)
     }
 }
 
@@ -287,12 +326,18 @@ pub struct StackedAttention {
 }
 
 /// Whether a forward pass gates the maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Gating {
     /// `X ← X ⊙ A`.
     On,
     /// Every map replaced by ones: `X` passes unchanged (SCAL's no-attention pass).
     Ones,
+    /// `X ← X ⊙ A'`, an exploring map: `A' = sigmoid(logits + ε)`, `ε ~ N(0, std²)` drawn
+    /// per element from the device's generator ([`Agent::perturbed`]).
+    Perturbed {
+        /// Standard deviation of the noise on the pre-sigmoid logits.
+        std: f64,
+    },
 }
 
 impl StackedAttention {
@@ -310,8 +355,9 @@ impl StackedAttention {
         self.agents.get(stage).map(|agent| agent.forward(x))
     }
 
-    /// Gates `x` with stage `stage`'s map: returns `(X ⊙ A, A)`, or `(X, None)` when gating is
-    /// [`Gating::Ones`] or there is no attention.
+    /// Gates `x` with stage `stage`'s map: returns `(X ⊙ A, A)` (with [`Gating::Perturbed`],
+    /// `(X ⊙ A', A')`), or `(X, None)` when gating is [`Gating::Ones`] or there is no
+    /// attention.
     ///
     /// # Shapes
     /// - `x`: `[N, C_l, H_l, W_l]`; output: the same, and the map as in [`StackedAttention::attention_map`]
@@ -321,10 +367,15 @@ impl StackedAttention {
         x: Tensor<4>,
         gating: Gating,
     ) -> (Tensor<4>, Option<Tensor<4>>) {
-        if gating == Gating::Ones {
-            return (x, None);
-        }
-        match self.attention_map(stage, x.clone()) {
+        let map = match gating {
+            Gating::Ones => return (x, None),
+            Gating::On => self.attention_map(stage, x.clone()),
+            Gating::Perturbed { std } => self
+                .agents
+                .get(stage)
+                .map(|agent| agent.perturbed(x.clone(), std)),
+        };
+        match map {
             Some(a) => (x * a.clone(), Some(a)),
             None => (x, None),
         }
@@ -334,7 +385,7 @@ impl StackedAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::TensorData;
 
     fn values(t: Tensor<4>) -> Vec<f32> {
         t.into_data().try_into_vec::<f32>().unwrap()
@@ -436,5 +487,34 @@ mod tests {
         );
         let err = "both".parse::<AttentionKind>().unwrap_err();
         assert!(err.contains("`both`"), "{err}");
+    }
+
+    #[test]
+    fn a_perturbed_map_is_the_sigmoid_of_the_logits_plus_noise_of_the_given_spread() {
+        let device = Device::flex();
+        let logit = |p: f32| (p / (1.0 - p)).ln();
+        for kind in [AttentionKind::Channel, AttentionKind::Spatial] {
+            let stack = StackedAttentionConfig::new(kind, [16; 5], [[8, 4]; 5]).init(&device);
+            let x = random([64, 16, 8, 4], &device);
+            let clean = values(stack.attention_map(2, x.clone()).unwrap());
+            let (_, same) = stack.gate(2, x.clone(), Gating::Perturbed { std: 0.0 });
+            let same = values(same.unwrap());
+            assert!(clean.iter().zip(&same).all(|(a, b)| (a - b).abs() < 1e-6));
+            let (gated, noisy) = stack.gate(2, x.clone(), Gating::Perturbed { std: 0.5 });
+            let noisy = noisy.unwrap();
+            assert_eq!(values(gated), values(x * noisy.clone()), "{kind}: X ⊙ A'");
+            let shifts: Vec<f64> = clean
+                .iter()
+                .zip(values(noisy))
+                .map(|(&a, b)| (logit(b) - logit(a)) as f64)
+                .collect();
+            let n = shifts.len() as f64;
+            let mean = shifts.iter().sum::<f64>() / n;
+            let std = (shifts.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
+            assert!(
+                mean.abs() < 0.05 && (std - 0.5).abs() < 0.05,
+                "{kind}: {mean} ± {std}"
+            );
+        }
     }
 }

@@ -16,6 +16,12 @@
 //! flatten(A_l))` for spatial attention; then `FC → ReLU → FC → 1`, linear output.
 //! No batch norm: a frozen clone of the critic (used on the agent's gradient path) must not
 //! share running statistics with the live one.
+//!
+//! Beyond the paper, [`CriticScaling::BatchStandardized`] centres and scales each input
+//! feature by its mean and standard deviation over the batch (taken as constants, no running
+//! statistics): attention maps vary across samples by hundredths, a spread at which a critic
+//! initialised and trained at the usual scale learns its dependence on `A` only after
+//! thousands of steps.
 
 #![warn(missing_docs)]
 
@@ -44,6 +50,19 @@ pub enum CriticInput {
     },
 }
 
+/// How a critic scales what it reads before its first layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CriticScaling {
+    /// As read (the paper's critic).
+    #[serde(rename = "raw")]
+    Raw,
+    /// Each input feature minus its batch mean, over its batch standard deviation (+ 1e-5),
+    /// mean and deviation detached: a per-sample function of the input given the batch's
+    /// constants. A batch of one reads zeros.
+    #[serde(rename = "batch-standardized")]
+    BatchStandardized,
+}
+
 impl CriticInput {
     fn width(&self) -> usize {
         match *self {
@@ -61,6 +80,9 @@ pub struct CriticConfig {
     /// Hidden width.
     #[config(default = 256)]
     pub hidden: usize,
+    /// How the input is scaled.
+    #[config(default = "CriticScaling::Raw")]
+    pub scaling: CriticScaling,
 }
 
 impl CriticConfig {
@@ -74,6 +96,7 @@ impl CriticConfig {
             fc1: LinearConfig::new(self.input.width(), self.hidden).init(device),
             fc2: LinearConfig::new(self.hidden, 1).init(device),
             spatial: matches!(self.input, CriticInput::Spatial { .. }),
+            standardized: self.scaling == CriticScaling::BatchStandardized,
         }
     }
 }
@@ -87,6 +110,8 @@ pub struct Critic {
     pub fc2: Linear,
     /// Whether it reads spatial (`true`) or channel maps.
     pub spatial: bool,
+    /// Whether it standardises its input over the batch ([`CriticScaling::BatchStandardized`]).
+    pub standardized: bool,
 }
 
 impl Critic {
@@ -100,8 +125,11 @@ impl Critic {
     /// # Panics
     /// If the shapes do not fit the critic's input width.
     pub fn forward(&self, x: Tensor<4>, a: Tensor<4>) -> Tensor<1> {
-        let input = self.input(x, a);
+        let mut input = self.input(x, a);
         let n = input.dims()[0];
+        if self.standardized {
+            input = standardize(input);
+        }
         self.fc2.forward(relu(self.fc1.forward(input))).reshape([n])
     }
 
@@ -135,6 +163,24 @@ impl Critic {
     }
 }
 
+/// Each column minus its mean over the rows, over its standard deviation (+ 1e-5); the
+/// statistics detached.
+///
+/// # Shapes
+/// - `input`: `[N, D]`; output: `[N, D]`
+fn standardize(input: Tensor<2>) -> Tensor<2> {
+    let mean = input.clone().detach().mean_dim(0);
+    let centred = input - mean;
+    let deviation = centred
+        .clone()
+        .detach()
+        .powi_scalar(2)
+        .mean_dim(0)
+        .sqrt()
+        .add_scalar(1e-5);
+    centred / deviation
+}
+
 /// Configuration of [`Critics`]: one critic per attention module.
 #[derive(Config, Debug)]
 pub struct CriticsConfig {
@@ -143,6 +189,9 @@ pub struct CriticsConfig {
     /// Hidden width of every critic.
     #[config(default = 256)]
     pub hidden: usize,
+    /// How every critic scales its input.
+    #[config(default = "CriticScaling::Raw")]
+    pub scaling: CriticScaling,
 }
 
 impl CriticsConfig {
@@ -159,6 +208,7 @@ impl CriticsConfig {
                 .map(|input| {
                     CriticConfig::new(*input)
                         .with_hidden(self.hidden)
+                        .with_scaling(self.scaling)
                         .init(device)
                 })
                 .collect(),
@@ -264,6 +314,43 @@ mod tests {
             .try_into_vec::<f32>()
             .unwrap();
         assert_eq!(v, vec![2.0 + 2.0 * 4.0 + 3.0 * 0.5 + 4.0 * 0.25]);
+    }
+
+    #[test]
+    fn a_standardizing_critic_reads_each_feature_in_batch_units() {
+        let device = Device::flex();
+        let input = CriticInput::Channel { channels: 3 };
+        let critic = CriticConfig::new(input)
+            .with_hidden(4)
+            .with_scaling(CriticScaling::BatchStandardized)
+            .init(&device);
+        let x = random([6, 3, 2, 2], &device);
+        let a = random([6, 3, 1, 1], &device);
+        let standardized = standardize(critic.input(x.clone(), a.clone()));
+        let rows: Vec<f32> = standardized.into_data().try_into_vec().unwrap();
+        for column in 0..6 {
+            let values: Vec<f64> = (0..6).map(|row| rows[row * 6 + column] as f64).collect();
+            let mean = values.iter().sum::<f64>() / 6.0;
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 6.0;
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
+        }
+        // A shifted and scaled batch reads the same: V depends on where a sample stands in
+        // its batch, at any scale.
+        let v = critic.forward(x.clone(), a.clone());
+        let w = critic.forward(x.mul_scalar(100.0).add_scalar(3.0), a.mul_scalar(0.01));
+        let (v, w): (Vec<f32>, Vec<f32>) = (
+            v.into_data().try_into_vec().unwrap(),
+            w.into_data().try_into_vec().unwrap(),
+        );
+        assert!(
+            v.iter().zip(&w).all(|(p, q)| (p - q).abs() < 1e-3),
+            "{v:?} {w:?}"
+        );
+        let raw = CriticConfig::new(input).with_hidden(4).init(&device);
+        assert!(!raw.standardized, "raw by default");
     }
 
     #[test]

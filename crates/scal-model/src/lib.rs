@@ -41,7 +41,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor};
 pub use scal_attention::{AttentionKind, Gating, StackedAttention, StackedAttentionConfig};
 use scal_backbone::{BackboneError, ResNet, ResNetArch, ResNetConfig, global_average_pool};
-pub use scal_critic::{CriticInput, Critics, CriticsConfig};
+pub use scal_critic::{CriticInput, CriticScaling, Critics, CriticsConfig};
 
 /// How to build a [`ScalModel`].
 #[derive(Config, Debug)]
@@ -78,6 +78,10 @@ pub struct ScalConfig {
     /// Hidden width of the critics.
     #[config(default = 256)]
     pub critic_hidden: usize,
+    /// How the critics scale their inputs (`None`, as in folders written before the field
+    /// existed: [`CriticScaling::Raw`], the paper's).
+    #[config(default = "None")]
+    pub critic_scaling: Option<CriticScaling>,
 }
 
 impl ScalConfig {
@@ -137,6 +141,7 @@ impl ScalConfig {
         };
         let critics = CriticsConfig::new(inputs)
             .with_hidden(self.critic_hidden)
+            .with_scaling(self.critic_scaling.unwrap_or(CriticScaling::Raw))
             .init(device);
         let dim = backbone.feature_dim();
         let mut neck = BatchNormConfig::new(dim).init(device);

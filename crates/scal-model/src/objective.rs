@@ -14,14 +14,24 @@
 //! [`UpdateOrder::CriticFirst`] a trainer steps the critics on `J_mse` first and then the rest
 //! on `J_tri + J_cls + λ J_cri` against the updated critics ([`agents_critic_objective`] on
 //! [`ScalLoss::agent_inputs`]). [`StepReport`] reads the scalars a training log keeps.
+//!
+//! Two opt-in departures from the paper, for studying the critic: a planted reward
+//! (`reward = planted`, a known function of one module's map: the positive control of the
+//! loop) replaces `R`, and exploration (`exploration > 0`) adds a third forward pass with
+//! perturbed maps `A'` (copy, no gradient): its logits earn `R`, the critics learn
+//! `V(X', A')`, and `J_cri` still takes the agents' own maps.
 
 use crate::ScalModel;
 use burn::config::Config;
 use burn::module::Module;
+use burn::tensor::Distribution;
 use burn::tensor::{Int, Tensor};
 use scal_attention::Gating;
 use scal_losses::{CriticMse, CriticObjective, LabelSmoothedCrossEntropyConfig, TripletLossConfig};
-use scal_rewards::{RewardKind, Rewards, rewards};
+use scal_rewards::{
+    PlantedRewardConfig, RewardKind, Rewards, median, planted_direction, planted_reward,
+    planted_score, rewards,
+};
 use serde::{Deserialize, Serialize};
 
 /// In which order a step updates the critics and the agents (`joint`, `critic_first` in
@@ -61,6 +71,17 @@ pub struct StepConfig {
     /// Whether the critics and the agents learn in one optimizer step or the critics first.
     #[config(default = "UpdateOrder::Joint")]
     pub update_order: UpdateOrder,
+    /// The planted reward's settings, read with `reward` = `planted` or `planted-noisy` (the
+    /// positive control of the actor-critic loop, not the method).
+    #[config(default = "PlantedRewardConfig::new()")]
+    pub planted: PlantedRewardConfig,
+    /// Exploration on the attention, beyond the paper: with a standard deviation above 0, a
+    /// third forward pass (no gradient) gates with exploring maps `A' = sigmoid(logits + ε)`,
+    /// `ε ~ N(0, exploration²)`; its logits earn `R` and the critics learn `V(X', A')` from
+    /// it, while the ReID losses and the agents' `J_cri` stay on the unperturbed pass
+    /// (deterministic policy gradient with exploration). 0: the paper's method.
+    #[config(default = 0.0)]
+    pub exploration: f64,
 }
 
 /// The terms of one step's loss, before the backward pass.
@@ -111,6 +132,9 @@ pub fn agents_critic_objective(model: &ScalModel, agent_inputs: &[Tensor<4>]) ->
 
 /// Builds the step's loss (forward passes, rewards, the four terms) without back-propagating.
 ///
+/// With a planted reward and no configured threshold, the threshold is this batch's median
+/// score ([`planted_threshold`]); a trainer freezes it from its first batch instead.
+///
 /// # Shapes
 /// - `images`: `[N, 3, H, W]` (a P × K batch), `labels`: `[N]`
 pub fn scal_loss(
@@ -131,16 +155,38 @@ pub fn scal_loss(
     let mut total = triplet.clone() + classification.clone();
     let (mut j_cri, mut j_mse, mut reward) = (None, None, None);
     let mut agent_inputs = Vec::new();
+    let mut values = out.values;
     if model.has_attention() && config.critic {
-        let plain = model.no_attention_copy().forward(images, Gating::Ones);
-        let r = rewards(out.logits.clone(), plain.logits, labels, config.reward);
+        let copy = model.no_attention_copy();
+        let plain = copy.forward(images.clone(), Gating::Ones);
+        // The pass whose logits earn R and whose maps the critics learn from: this one, or
+        // an exploring one.
+        let (acting_logits, acting_maps) = if config.exploration > 0.0 {
+            let std = config.exploration;
+            let explored = copy.forward(images, Gating::Perturbed { std });
+            values = model.critics.forward(
+                explored
+                    .stage_inputs
+                    .iter()
+                    .map(|x| x.clone().detach())
+                    .collect(),
+                explored.maps.iter().map(|a| a.clone().detach()).collect(),
+            );
+            (explored.logits, explored.maps)
+        } else {
+            (out.logits.clone(), out.maps)
+        };
+        let mut r = rewards(acting_logits, plain.logits, labels, config.reward);
+        if config.reward.is_planted() {
+            r.total = planted_total(&acting_maps, config);
+        }
         agent_inputs = out
             .stage_inputs
             .iter()
             .map(|x| x.clone().detach())
             .collect();
         let cri = agents_critic_objective(model, &agent_inputs);
-        let mse = CriticMse::new().forward(&out.values, r.total.clone());
+        let mse = CriticMse::new().forward(&values, r.total.clone());
         total = total + cri.clone().mul_scalar(config.lambda) + mse.clone();
         j_cri = Some(cri);
         j_mse = Some(mse);
@@ -153,10 +199,71 @@ pub fn scal_loss(
         critic_objective: j_cri,
         critic_mse: j_mse,
         rewards: reward,
-        values: out.values,
+        values,
         logits: out.logits,
         agent_inputs,
     }
+}
+
+/// The planted reward of `maps[config.planted.module]`, flipped at random (the device's
+/// generator) with `planted-noisy`.
+fn planted_total(maps: &[Tensor<4>], config: &StepConfig) -> Tensor<1> {
+    let score = planted_scores(maps, &config.planted);
+    let threshold = config.planted.threshold.unwrap_or_else(|| {
+        median(
+            &score
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("float scores"),
+        )
+    });
+    let flips = (config.reward == RewardKind::PlantedNoisy).then(|| {
+        let p = config.planted.flip_probability;
+        Tensor::random(score.dims(), Distribution::Bernoulli(p), &score.device())
+    });
+    planted_reward(score, threshold, flips)
+}
+
+/// `⟨w, A_l⟩` per sample for the planted reward's module `l`.
+///
+/// # Shapes
+/// - `maps[l]`: `[N, C_l, 1, 1]` or `[N, 1, H_l, W_l]`; output: `[N]`
+///
+/// # Panics
+/// If there is no map `l`.
+fn planted_scores(maps: &[Tensor<4>], planted: &PlantedRewardConfig) -> Tensor<1> {
+    let map = maps.get(planted.module).unwrap_or_else(|| {
+        panic!(
+            "the planted reward reads module {}, but the model has {} attention maps",
+            planted.module,
+            maps.len()
+        )
+    });
+    let [_, c, h, w] = map.dims();
+    planted_score(map.clone(), &planted_direction(c * h * w, planted.seed))
+}
+
+/// The planted reward's threshold frozen from a batch: the median of `⟨w, A_l⟩` over it, the
+/// maps from an unperturbed forward pass that neither trains nor moves running statistics
+/// (batch statistics, as in training).
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`
+///
+/// # Panics
+/// If the model has no attention map `planted.module`.
+pub fn planted_threshold(
+    model: &ScalModel,
+    images: Tensor<4>,
+    planted: &PlantedRewardConfig,
+) -> f64 {
+    // A lazily initialised parameter shares its initialisation with the copy: draw it first,
+    // or the copy's `no_grad` would reach the model's own parameters.
+    model.initialize_parameters();
+    let out = model.no_attention_copy().forward(images, Gating::On);
+    let score = planted_scores(&out.maps, planted);
+    median(&score.into_data().try_to_vec::<f32>().expect("float scores"))
 }
 
 /// What a step measured (all means over the batch). Serialised as the training log's

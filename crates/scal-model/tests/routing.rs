@@ -199,3 +199,52 @@ fn without_critic_no_reward_and_no_critic_gradient() {
     assert_eq!(e.critics, 0.0);
     assert!(e.agents > 0.0);
 }
+
+#[test]
+fn exploration_trains_the_critics_on_the_perturbed_pass_and_the_agents_at_their_own_maps() {
+    let s = setup(AttentionKind::Channel);
+    let paper = StepConfig::new();
+    let exploring = StepConfig::new().with_exploration(0.5);
+    // Routing holds as in the paper's step.
+    let e = energies(&s, &gradients(&s, Term::CriticMse, &exploring));
+    assert!(e.critics > 0.0 && (e.backbone, e.agents, e.head) == (0.0, 0.0, 0.0));
+    let e = energies(&s, &gradients(&s, Term::CriticObjective, &exploring));
+    assert!(e.agents > 0.0 && (e.backbone, e.critics, e.head) == (0.0, 0.0, 0.0));
+    // J_cri reads the agents' own maps: the same gradient with or without exploration.
+    let own: HashMap<ParamId, Vec<f32>> =
+        collect(&s.model, &gradients(&s, Term::CriticObjective, &paper))
+            .into_iter()
+            .filter_map(|(id, g)| g.map(|g| (id, g)))
+            .collect();
+    let explored = collect(&s.model, &gradients(&s, Term::CriticObjective, &exploring));
+    for (id, g) in explored
+        .into_iter()
+        .filter_map(|(id, g)| g.map(|g| (id, g)))
+    {
+        let reference = &own[&id];
+        assert!(
+            g.iter()
+                .zip(reference)
+                .all(|(a, b)| (a - b).abs() <= 1e-6 * (1.0 + b.abs()))
+        );
+    }
+    // The critics' estimates are of the perturbed maps: they differ from the paper step's.
+    let values = |config: &StepConfig| -> Vec<f32> {
+        let loss = scal_loss(&s.model, s.images.clone(), s.labels.clone(), config);
+        loss.values
+            .into_iter()
+            .flat_map(|v| v.into_data().iter::<f32>().collect::<Vec<_>>())
+            .collect()
+    };
+    let (a, b) = (values(&paper), values(&exploring));
+    let moved = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| (*x - *y).abs() > 1e-5)
+        .count();
+    assert!(
+        moved > a.len() / 2,
+        "{moved} of {} estimates moved",
+        a.len()
+    );
+}

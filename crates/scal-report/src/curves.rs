@@ -363,21 +363,21 @@ fn draw_rewards(log: &RunLog, reward: RewardKind, dir: &Path) -> Result<bool, Re
         return Ok(false);
     }
     let ra = per_epoch(log, Curve::AmeliorationRate);
+    // The planted reward of the positive control is not made of R_c and R_a.
     let realised = match reward {
-        RewardKind::Correct => rc.clone(),
-        RewardKind::Amelioration => ra.clone(),
-        RewardKind::Both => rc.iter().zip(&ra).map(|(a, b)| (a.0, a.1 + b.1)).collect(),
+        RewardKind::Correct => Some(rc.clone()),
+        RewardKind::Amelioration => Some(ra.clone()),
+        RewardKind::Both => Some(rc.iter().zip(&ra).map(|(a, b)| (a.0, a.1 + b.1)).collect()),
+        RewardKind::Planted | RewardKind::PlantedNoisy => None,
     };
+    let mut series = vec![("R_c rate", rc), ("R_a rate", ra)];
+    series.extend(realised.map(|r| ("mean realised R", r)));
+    series.push(("mean critic V", per_epoch(log, Curve::MeanValue)));
     line_chart(
         &dir.join("rewards.svg"),
         "rewards and the critics' estimate",
         "rate / value",
-        &[
-            ("R_c rate", rc),
-            ("R_a rate", ra),
-            ("mean realised R", realised),
-            ("mean critic V", per_epoch(log, Curve::MeanValue)),
-        ],
+        &series,
         false,
     )?;
     Ok(true)

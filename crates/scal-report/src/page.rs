@@ -104,6 +104,8 @@ impl Page<'_> {
                 RewardKind::Correct => "R_c",
                 RewardKind::Amelioration => "R_a",
                 RewardKind::Both => "R_c + R_a",
+                RewardKind::Planted => "planted (a positive control)",
+                RewardKind::PlantedNoisy => "planted with flips (a positive control)",
             },
             config.step.lambda,
             config.seed,

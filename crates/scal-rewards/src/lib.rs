@@ -20,12 +20,19 @@
 //!   ones), else 0;
 //! - `R = R_c + R_a ∈ {0, 1, 2}`, or only one of them ([`RewardKind`]).
 //!
+//! Beyond the paper, a positive control of the actor-critic loop ([`planted_reward`]): a
+//! reward that is a known function of one module's attention map,
+//! `R = 2·1[⟨w, A_l⟩ > c]` for a fixed seeded unit vector `w` ([`planted_direction`]), each
+//! reward flipped to `2 − R` with a given probability in its noisy form. A critic that reads
+//! `A_l` can learn it exactly, and agents that follow the critic's gradient can raise it.
+//!
 //! Plain functions of detached tensors: no gradient flows through a reward.
 
 #![warn(missing_docs)]
 
+use burn::config::Config;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// Which rewards make up `R` (an ablation of the paper; `rc`, `ra`, `both` in configs).
@@ -40,6 +47,120 @@ pub enum RewardKind {
     /// `R = R_c + R_a` (the paper's).
     #[serde(rename = "both")]
     Both,
+    /// The positive control: `R = 2·1[⟨w, A_l⟩ > c]` ([`planted_reward`], configured by
+    /// [`PlantedRewardConfig`]), not a reward of the method.
+    #[serde(rename = "planted")]
+    Planted,
+    /// The positive control with each reward flipped to `2 − R` with probability
+    /// [`PlantedRewardConfig::flip_probability`].
+    #[serde(rename = "planted-noisy")]
+    PlantedNoisy,
+}
+
+impl RewardKind {
+    /// Whether `R` is the planted reward of the positive control rather than the method's.
+    pub fn is_planted(self) -> bool {
+        matches!(self, RewardKind::Planted | RewardKind::PlantedNoisy)
+    }
+}
+
+/// The positive control's reward `R = 2·1[⟨w, A_l⟩ > c]` (with [`RewardKind::Planted`] and
+/// [`RewardKind::PlantedNoisy`]).
+#[derive(Config, Debug, PartialEq)]
+pub struct PlantedRewardConfig {
+    /// The attention module `l` whose map the reward reads (0: after the stem).
+    #[config(default = 0)]
+    pub module: usize,
+    /// Seed of the direction `w` ([`planted_direction`]).
+    #[config(default = 0)]
+    pub seed: u64,
+    /// The threshold `c`; `None`: the median of `⟨w, A_l⟩` over the run's first batch, so
+    /// that about half of it earns `R = 2` (the trainer records it in its checkpoints).
+    #[config(default = "None")]
+    pub threshold: Option<f64>,
+    /// With [`RewardKind::PlantedNoisy`]: the probability that a reward is flipped to
+    /// `2 − R` (0.34 leaves about a tenth of R's variance predictable from `A_l`, like the
+    /// method's reward from the critics' inputs).
+    #[config(default = 0.34)]
+    pub flip_probability: f64,
+}
+
+/// The direction `w` of the planted reward: a unit vector of `dim` elements, independent
+/// standard normal draws (ChaCha8 from `seed`, Box–Muller) divided by their norm.
+///
+/// # Panics
+/// If `dim` is 0.
+pub fn planted_direction(dim: usize, seed: u64) -> Vec<f32> {
+    use rand::{RngExt, SeedableRng};
+    assert!(dim > 0, "planted_direction: dim must be > 0");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let draws: Vec<f64> = (0..dim)
+        .map(|_| {
+            let u: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+            let v: f64 = rng.random::<f64>();
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        })
+        .collect();
+    let norm = draws.iter().map(|x| x * x).sum::<f64>().sqrt();
+    draws.iter().map(|x| (x / norm) as f32).collect()
+}
+
+/// `⟨w, A⟩` per sample: the map flattened (channels, or positions row by row) against the
+/// direction.
+///
+/// # Shapes
+/// - `map`: `[N, C, H, W]` (a channel map `[N, C, 1, 1]` or a spatial one `[N, 1, H, W]`),
+///   with `C·H·W` = `direction.len()`
+/// - output: `[N]`
+///
+/// # Panics
+/// If the map's size differs from the direction's.
+pub fn planted_score(map: Tensor<4>, direction: &[f32]) -> Tensor<1> {
+    let [n, c, h, w] = map.dims();
+    let d = c * h * w;
+    assert_eq!(
+        d,
+        direction.len(),
+        "planted_score: a [{n}, {c}, {h}, {w}] map against a direction of {} elements",
+        direction.len()
+    );
+    let device = map.device();
+    let w = Tensor::<2>::from_data(TensorData::new(direction.to_vec(), [d, 1]), &device);
+    map.detach().reshape([n, d]).matmul(w).reshape([n])
+}
+
+/// The planted reward: `2·1[score > threshold]`, turned into `2 − R` where `flips` is 1.
+///
+/// # Shapes
+/// - `score`, `flips`: `[N]` (`flips` in {0, 1}); output: `[N]`, values in {0, 2}
+pub fn planted_reward(score: Tensor<1>, threshold: f64, flips: Option<Tensor<1>>) -> Tensor<1> {
+    let reward = score
+        .detach()
+        .greater_elem(threshold)
+        .float()
+        .mul_scalar(2.0);
+    match flips {
+        // R + f·(2 − 2R): R where f = 0, 2 − R where f = 1.
+        Some(f) => reward.clone() + f * reward.mul_scalar(-2.0).add_scalar(2.0),
+        None => reward,
+    }
+}
+
+/// The median of `scores` (the mean of the middle two for an even count): the planted
+/// reward's threshold frozen from a first batch.
+///
+/// # Panics
+/// If `scores` is empty or holds a NaN.
+pub fn median(scores: &[f32]) -> f64 {
+    assert!(!scores.is_empty(), "median of no scores");
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("scores without NaN"));
+    let m = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[m] as f64
+    } else {
+        (sorted[m - 1] as f64 + sorted[m] as f64) / 2.0
+    }
 }
 
 /// The rewards of a batch, each `[N]` with values 0 or 1 (`total` 0, 1 or 2).
@@ -53,7 +174,8 @@ pub struct Rewards {
     pub total: Tensor<1>,
 }
 
-/// Computes the rewards.
+/// Computes the rewards. With a planted kind, `total` is `R_c + R_a` here: the planted
+/// reward needs the attention map ([`planted_reward`]), and its caller replaces `total`.
 ///
 /// # Shapes
 /// - `logits_attention`, `logits_plain`: `[N, K]`
@@ -97,7 +219,9 @@ pub fn rewards(
     let total = match kind {
         RewardKind::Correct => correct.clone(),
         RewardKind::Amelioration => amelioration.clone(),
-        RewardKind::Both => correct.clone() + amelioration.clone(),
+        RewardKind::Both | RewardKind::Planted | RewardKind::PlantedNoisy => {
+            correct.clone() + amelioration.clone()
+        }
     };
     Rewards {
         correct,
@@ -170,6 +294,38 @@ mod tests {
         let r = rewards(logits.clone(), logits, labels, RewardKind::Both);
         assert_eq!(values(r.amelioration), vec![0.0]);
         assert_eq!(values(r.total), vec![1.0]);
+    }
+
+    #[test]
+    fn the_planted_reward_is_two_above_the_threshold_and_flips_where_told() {
+        let dev = Device::flex();
+        let w = planted_direction(3, 7);
+        let norm: f32 = w.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6, "unit length: {norm}");
+        assert_eq!(w, planted_direction(3, 7), "the seed fixes it");
+        assert_ne!(w, planted_direction(3, 8));
+        // Two channel maps [2, 3, 1, 1]: the scores are their dot products with w.
+        let maps = [0.2f32, 0.9, 0.4, 0.7, 0.1, 0.5];
+        let map = Tensor::<4>::from_data(TensorData::new(maps.to_vec(), [2, 3, 1, 1]), &dev);
+        let score = values(planted_score(map, &w));
+        for (i, s) in score.iter().enumerate() {
+            let expected: f32 = (0..3).map(|j| maps[3 * i + j] * w[j]).sum();
+            assert!((s - expected).abs() < 1e-6);
+        }
+        let score = Tensor::<1>::from_data(TensorData::new(vec![0.1f32, 0.5, 0.3, 0.9], [4]), &dev);
+        assert_eq!(
+            values(planted_reward(score.clone(), 0.3, None)),
+            vec![0.0, 2.0, 0.0, 2.0],
+            "strictly above the threshold"
+        );
+        let flips = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0, 0.0], [4]), &dev);
+        assert_eq!(
+            values(planted_reward(score, 0.3, Some(flips))),
+            vec![2.0, 0.0, 0.0, 2.0]
+        );
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(RewardKind::PlantedNoisy.is_planted() && !RewardKind::Both.is_planted());
     }
 
     #[test]

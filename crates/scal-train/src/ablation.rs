@@ -4,6 +4,7 @@
 
 use scal_attention::AttentionKind;
 use scal_losses::TripletDistance;
+use scal_model::CriticScaling;
 use scal_model::objective::UpdateOrder;
 use scal_rewards::RewardKind;
 use serde::Serialize;
@@ -42,6 +43,12 @@ fn no_critic(config: &mut TrainingConfig, attention: AttentionKind) {
     config.step.critic = false;
 }
 
+/// The exploration of the `channel-explore` variant: the standard deviation of the noise on
+/// the attention logits. Chosen before any run, not tuned: 0.5 moves a map value of 0.5 by
+/// about ±0.12 (one standard deviation), a change the classifier's logits can feel without
+/// drowning the agents' own maps.
+pub const EXPLORATION: f64 = 0.5;
+
 /// Every variant, the baseline `none` first.
 pub const VARIANTS: &[Variant] = &[
     Variant {
@@ -65,6 +72,33 @@ pub const VARIANTS: &[Variant] = &[
         edit: |c| {
             scal(c, AttentionKind::Channel, RewardKind::Both);
             c.step.update_order = UpdateOrder::CriticFirst;
+        },
+    },
+    Variant {
+        name: "channel-explore",
+        description: "SCAL channel with exploration: R and the critics' inputs from maps with \
+                      N(0, 0.5²) noise on their logits, the agents' J_cri at their own maps",
+        edit: |c| {
+            scal(c, AttentionKind::Channel, RewardKind::Both);
+            c.step.exploration = EXPLORATION;
+        },
+    },
+    Variant {
+        name: "channel-standardized",
+        description: "SCAL channel, the critics' inputs standardised over the batch",
+        edit: |c| {
+            scal(c, AttentionKind::Channel, RewardKind::Both);
+            c.model.critic_scaling = CriticScaling::BatchStandardized;
+        },
+    },
+    Variant {
+        name: "channel-standardized-explore",
+        description: "SCAL channel, the critics' inputs standardised over the batch, with \
+                      exploration (as channel-explore)",
+        edit: |c| {
+            scal(c, AttentionKind::Channel, RewardKind::Both);
+            c.model.critic_scaling = CriticScaling::BatchStandardized;
+            c.step.exploration = EXPLORATION;
         },
     },
     Variant {
@@ -111,7 +145,8 @@ pub fn variant(name: &str) -> Result<&'static Variant, TrainError> {
         .ok_or_else(|| TrainError::UnknownName {
             what: "variant",
             name: name.to_string(),
-            expected: "none, channel-nocritic, channel, channel-critic-first, channel-rc, \
+            expected: "none, channel-nocritic, channel, channel-critic-first, channel-explore, \
+                       channel-standardized, channel-standardized-explore, channel-rc, \
                        channel-ra, channel-squared, spatial-nocritic, spatial",
         })
 }

@@ -29,6 +29,10 @@ pub struct TrainState {
     /// recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_split: Option<SplitDigest>,
+    /// The planted reward's threshold frozen from the run's first batch (runs with
+    /// `step.reward` planted and no configured threshold; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planted_threshold: Option<f64>,
 }
 
 /// A training split, recognisably: its image count and a digest of its images' names (below

@@ -8,7 +8,7 @@ use scal_attention::AttentionKind;
 use scal_backbone::ResNetArch;
 use scal_data::synth::SynthPreset;
 use scal_data::{DatasetName, LoaderOptions, RandomErasing, TrainTransform};
-use scal_model::ScalConfig;
+use scal_model::{CriticScaling, ScalConfig};
 use serde_json::Value;
 
 use crate::TrainError;
@@ -67,6 +67,10 @@ pub struct ModelOptions {
     /// Hidden width of the critics.
     #[config(default = "leaf::network().critic_hidden")]
     pub critic_hidden: usize,
+    /// How the critics scale their inputs: `raw` (the paper's) or `batch-standardized`
+    /// (each input feature in units of its batch's spread; beyond the paper).
+    #[config(default = "CriticScaling::Raw")]
+    pub critic_scaling: CriticScaling,
     /// torchvision weights for the backbone (.pth/.safetensors), or none (from scratch).
     #[config(default = "None")]
     pub pretrained: Option<String>,
@@ -87,6 +91,10 @@ impl ModelOptions {
             .with_channel_hidden(self.channel_hidden)
             .with_spatial_reduction(self.spatial_reduction)
             .with_critic_hidden(self.critic_hidden)
+            // Raw as `None`: the paper's model.json stays as it was before the field existed.
+            .with_critic_scaling(
+                (self.critic_scaling != CriticScaling::Raw).then_some(self.critic_scaling),
+            )
     }
 }
 
@@ -453,6 +461,7 @@ impl TrainingConfig {
                 format!("must be >= 0, got {}", self.step.lambda),
             );
         }
+        self.validate_critic_study()?;
         if !matches!(self.model.last_stride, 1 | 2) {
             return invalid(
                 "model.last_stride",
@@ -461,6 +470,52 @@ impl TrainingConfig {
         }
         if self.eval.batch == 0 {
             return invalid("eval.batch", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The opt-in fields for studying the critic (planted reward, exploration) need a
+    /// critic to act on: without one they would change nothing, silently.
+    fn validate_critic_study(&self) -> Result<(), TrainError> {
+        let step = &self.step;
+        let critic = step.critic && self.model.attention != AttentionKind::None;
+        if !(step.exploration >= 0.0 && step.exploration.is_finite()) {
+            return invalid(
+                "step.exploration",
+                format!("a standard deviation >= 0, got {}", step.exploration),
+            );
+        }
+        if step.exploration > 0.0 && !critic {
+            return invalid(
+                "step.exploration",
+                "explores for the critics, which need step.critic = true and attention".into(),
+            );
+        }
+        if !step.reward.is_planted() {
+            return Ok(());
+        }
+        if !critic {
+            return invalid(
+                "step.reward",
+                "the planted reward trains critics, which need step.critic = true and attention"
+                    .into(),
+            );
+        }
+        let planted = &step.planted;
+        if planted.module >= 5 {
+            return invalid(
+                "step.planted.module",
+                format!("one of the five modules 0..=4, got {}", planted.module),
+            );
+        }
+        if !(0.0..=1.0).contains(&planted.flip_probability) {
+            return invalid(
+                "step.planted.flip_probability",
+                format!("a probability in [0, 1], got {}", planted.flip_probability),
+            );
+        }
+        if planted.threshold.is_some_and(|c| !c.is_finite()) {
+            return invalid("step.planted.threshold", "must be finite".into());
         }
         Ok(())
     }
@@ -778,6 +833,50 @@ mod tests {
         assert!(
             d.iter().any(|l| l.starts_with("optim.epochs: 36 -> 3")),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_critic_study_fields_parse_and_refuse_what_would_change_nothing() {
+        let set = |pairs: &[(&str, &str)]| {
+            let overrides: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            TrainingConfig::resolve(Profile::Quick, None, &overrides)
+        };
+        let c = set(&[
+            ("step.reward", "planted-noisy"),
+            ("step.exploration", "0.5"),
+            ("model.critic_scaling", "batch-standardized"),
+        ])
+        .unwrap();
+        assert_eq!(c.step.reward, scal_rewards::RewardKind::PlantedNoisy);
+        assert_eq!(c.model.critic_scaling, CriticScaling::BatchStandardized);
+        assert_eq!(c.step.planted.flip_probability, 0.34);
+        let refused = |pairs: &[(&str, &str)], field: &str| {
+            let err = set(pairs).unwrap_err().to_string();
+            assert!(err.contains(field), "{pairs:?}: {err}");
+        };
+        refused(&[("step.exploration", "-1")], "step.exploration");
+        refused(
+            &[("step.exploration", "0.5"), ("step.critic", "false")],
+            "step.exploration",
+        );
+        refused(
+            &[("step.reward", "planted"), ("model.attention", "none")],
+            "step.reward",
+        );
+        refused(
+            &[("step.reward", "planted"), ("step.planted.module", "5")],
+            "step.planted.module",
+        );
+        refused(
+            &[
+                ("step.reward", "planted-noisy"),
+                ("step.planted.flip_probability", "1.5"),
+            ],
+            "step.planted.flip_probability",
         );
     }
 

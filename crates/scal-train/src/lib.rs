@@ -26,6 +26,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod critic_data;
+pub mod critic_grad;
 pub mod eval;
 pub mod folder;
 pub mod log;

@@ -25,7 +25,7 @@ use burn::tensor::Device;
 use burn::tensor::kind::BridgeTensor;
 use scal_data::synth::{SynthConfig, generate};
 use scal_data::{HostBatch, ReadOptions, ReidDataset, SkippedImage, TrainLoader};
-use scal_model::objective::StepReport;
+use scal_model::objective::{StepReport, planted_threshold};
 use scal_model::{ScalConfig, ScalModel};
 
 use crate::TrainError;
@@ -431,6 +431,9 @@ impl<'a> Trainer<'a> {
         if (epoch as usize) < self.config.critic_warmup_epochs {
             step.lambda = 0.0;
         }
+        if step.reward.is_planted() && step.planted.threshold.is_none() {
+            step.planted.threshold = Some(self.planted_threshold(batch)?);
+        }
         let model = self.model.take().expect("the trainer holds its model");
         let (optim, devices) = (&mut self.optim, &self.devices);
         let iteration = self.state.iteration + 1;
@@ -475,6 +478,23 @@ impl<'a> Trainer<'a> {
         self.log.write(&Record::Train(record.clone()))?;
         observer.iteration(&record);
         Ok(())
+    }
+
+    /// The planted reward's threshold: frozen from the first batch the run trains on (the
+    /// median score over it, [`planted_threshold`]), then kept in the training state, so
+    /// that a resumed run goes on with it.
+    fn planted_threshold(&mut self, batch: &HostBatch) -> Result<f64, TrainError> {
+        if let Some(threshold) = self.state.planted_threshold {
+            return Ok(threshold);
+        }
+        let (model, device) = (self.model(), &self.devices[0]);
+        let planted = &self.config.step.planted;
+        let threshold = on_devices(&self.run_dir, self.state.iteration + 1, "", || {
+            let (images, _) = batch.to_tensors(device);
+            planted_threshold(model, images, planted)
+        })?;
+        self.state.planted_threshold = Some(threshold);
+        Ok(threshold)
     }
 
     fn model(&self) -> &ScalModel {

@@ -1,0 +1,145 @@
+//! The positive control of the actor-critic loop (`step.reward = planted`): with a reward
+//! that is a known function of the first module's attention map, a critic that can resolve
+//! its input must learn the reward, and agents that follow its gradient must earn it.
+
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use scal_model::objective::{StepConfig, StepReport, planted_threshold};
+use scal_model::{AttentionKind, CriticScaling, ScalConfig};
+use scal_rewards::RewardKind;
+use scal_train::scal_step;
+
+/// Trains a tiny channel-attention model with critics scaled by `scaling` on one fixed
+/// batch of random images for `steps` steps of `config`; returns the reports.
+fn train(config: &StepConfig, scaling: CriticScaling, steps: usize) -> Vec<StepReport> {
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let (h, w) = (32, 16);
+    let images = Tensor::<4>::random([16, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let labels: Vec<i64> = (0..16).map(|i| i / 2).collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [16]), &device);
+    let mut model = ScalConfig::new(8)
+        .with_base_width(4)
+        .with_height(h)
+        .with_width(w)
+        .with_attention(AttentionKind::Channel)
+        .with_critic_hidden(16)
+        .with_critic_scaling(Some(scaling))
+        .init(&device);
+    let mut config = config.clone();
+    config.planted.threshold = Some(planted_threshold(&model, images.clone(), &config.planted));
+    let mut optimizer = AdamConfig::new().init();
+    let mut reports = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let (next, report) = scal_step(
+            model,
+            &mut optimizer,
+            3e-3,
+            images.clone(),
+            labels.clone(),
+            &config,
+        );
+        model = next;
+        reports.push(report);
+    }
+    reports
+}
+
+/// Share of R = 2 and the critics' mean V over the last `n` reports.
+fn tail(reports: &[StepReport], n: usize) -> (f64, f64) {
+    let tail = &reports[reports.len() - n..];
+    let twos: usize = tail.iter().map(|r| r.reward_counts[2]).sum();
+    let all: usize = tail
+        .iter()
+        .map(|r| r.reward_counts.iter().sum::<usize>())
+        .sum();
+    let value = tail
+        .iter()
+        .map(|r| r.mean_value.unwrap() as f64)
+        .sum::<f64>()
+        / n as f64;
+    (twos as f64 / all as f64, value)
+}
+
+#[test]
+fn a_standardized_critic_with_exploration_learns_a_planted_reward_and_the_agents_earn_it() {
+    let planted = StepConfig::new()
+        .with_reward(RewardKind::Planted)
+        .with_exploration(0.5);
+    let scaling = CriticScaling::BatchStandardized;
+    let reports = train(&planted, scaling, 120);
+    let start = reports[0].reward_counts[2] as f64 / 16.0;
+    assert!(
+        (0.3..=0.7).contains(&start),
+        "the first batch's median splits it: {:?}",
+        reports[0].reward_counts
+    );
+    let (share, value) = tail(&reports, 10);
+    assert!(
+        share > 0.9,
+        "the agents follow J_cri to R = 2: {start:.2} at the start, {share:.2} at the end"
+    );
+    assert!(value > 1.5, "the critics' V tracks R = 2: {value:.2}");
+
+    // The same loop without J_cri (λ = 0): the ReID losses alone do not earn the reward.
+    let (blind, _) = tail(&train(&planted.clone().with_lambda(0.0), scaling, 120), 10);
+    assert!(
+        blind < share - 0.2,
+        "without the critic's gradient: {blind:.2}, with it {share:.2}"
+    );
+}
+
+#[test]
+fn critic_gradients_are_measured_per_module_and_scale_with_lambda() {
+    use scal_train::critic_grad::critic_gradients_of;
+    let device = Device::flex().autodiff();
+    device.seed(2);
+    let model = ScalConfig::new(4)
+        .with_base_width(4)
+        .with_height(32)
+        .with_width(16)
+        .with_attention(AttentionKind::Channel)
+        .with_critic_hidden(8)
+        .init(&device);
+    let batch = || {
+        let images = Tensor::<4>::random([8, 3, 32, 16], Distribution::Normal(0.0, 1.0), &device);
+        let labels: Vec<i64> = (0..8).map(|i| i / 2).collect();
+        (
+            images,
+            Tensor::<1, Int>::from_data(TensorData::new(labels, [8]), &device),
+        )
+    };
+    let batches: Vec<_> = (0..2).map(|_| batch()).collect();
+    let measure = |lambda: f64| {
+        let step = StepConfig::new().with_lambda(lambda);
+        critic_gradients_of(&model, batches.iter().cloned().map(Ok), &step).unwrap()
+    };
+    let (one, two) = (measure(1.0), measure(2.0));
+    assert_eq!(one.len(), 5);
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(a.samples, 16, "two batches of eight");
+        assert!((-1.0..=1.0).contains(&a.cosine.mean), "{a:?}");
+        assert!(a.cosine.low <= a.cosine.mean && a.cosine.mean <= a.cosine.high);
+        assert!(
+            a.critic_gradient_norm > 0.0 && a.reid_gradient_norm > 0.0,
+            "{a:?}"
+        );
+        let ratio = b.critic_gradient_norm / a.critic_gradient_norm;
+        assert!(
+            (ratio - 2.0).abs() < 1e-3,
+            "λ·∇J_cri doubles with λ: {ratio}"
+        );
+        let same = (b.reid_gradient_norm - a.reid_gradient_norm).abs() / a.reid_gradient_norm;
+        assert!(
+            same < 1e-4,
+            "the ReID gradient does not depend on λ: {a:?} {b:?}"
+        );
+    }
+    let plain = ScalConfig::new(4)
+        .with_base_width(4)
+        .with_height(32)
+        .with_width(16)
+        .with_attention(AttentionKind::None)
+        .init(&device);
+    assert!(critic_gradients_of(&plain, std::iter::empty(), &StepConfig::new()).is_err());
+}
