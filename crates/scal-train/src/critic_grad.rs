@@ -23,7 +23,7 @@ use rand::{RngExt, SeedableRng};
 use scal_backbone::global_average_pool;
 use scal_data::{SamplerPosition, TrainLoader};
 use scal_model::objective::{StepConfig, scal_loss};
-use scal_model::{Gating, ScalModel};
+use scal_model::{Gating, ScalModel, ScalOutput};
 use serde::Serialize;
 
 use crate::TrainError;
@@ -157,17 +157,16 @@ fn row_cosines(a: &[f32], b: &[f32], n: usize) -> Vec<f64> {
 /// The cosines and the value/realised gains of module `l` on one batch.
 ///
 /// # Shapes
-/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the copy's unperturbed pass on `images`
 fn measure_module(
     copy: &ScalModel,
-    images: &Tensor<4>,
-    labels: &Tensor<1, Int>,
+    (images, labels): (&Tensor<4>, &Tensor<1, Int>),
+    out: &ScalOutput,
     l: usize,
     acc: &mut Accumulated,
 ) {
     let n = labels.dims()[0];
     let index = labels.clone().reshape([n, 1]);
-    let out = copy.forward(images.clone(), Gating::On);
     let (x, map) = (
         out.stage_inputs[l].clone().detach(),
         out.maps[l].clone().detach(),
@@ -194,7 +193,7 @@ fn measure_module(
             .gather(1, index.clone())
             .reshape([n])
     };
-    let realised = p(out.logits) - p(copy.logits_without_module(images.clone(), l));
+    let realised = p(out.logits.clone()) - p(copy.logits_without_module(images.clone(), l));
     acc.realised_gains
         .extend(floats(realised).iter().map(|v| *v as f64));
 }
@@ -255,8 +254,10 @@ pub fn critic_gradients_of(
     let step = step.clone().with_critic(true);
     for batch in batches {
         let (images, labels) = batch?;
+        // One unperturbed pass serves every module (the copy tracks no gradient).
+        let out = copy.forward(images.clone(), Gating::On);
         for (l, acc) in acc.iter_mut().enumerate() {
-            measure_module(&copy, &images, &labels, l, acc);
+            measure_module(&copy, (&images, &labels), &out, l, acc);
         }
         let loss = scal_loss(model, images, labels, &step);
         let reid =
