@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore};
+use burn::store::{ApplyError, ModuleSnapshot, ModuleStore, PytorchStore};
 use burn::tensor::{Device, Tensor};
 
 use crate::weights::{BackboneError, CheckpointSource};
@@ -26,6 +26,8 @@ impl FastreidNeck {
     /// # Errors
     /// [`BackboneError::UnsupportedVariant`] when the head has no BN neck (`WITH_BNNECK:
     /// False`) or an embedding layer before it (`EMBEDDING_DIM > 0`);
+    /// [`BackboneError::BrokenNeck`] when the neck has another width than `dim` or lacks
+    /// entries;
     /// [`BackboneError::Read`] when the file cannot be parsed.
     pub fn load(path: &Path, dim: usize, device: &Device) -> Result<FastreidNeck, BackboneError> {
         let unsupported = |variant: &str| BackboneError::UnsupportedVariant {
@@ -65,15 +67,45 @@ impl FastreidNeck {
         let result = neck
             .load_from(&mut store)
             .map_err(|e| read(e.to_string()))?;
-        if !result.errors.is_empty() {
-            return Err(unsupported(
-                "an embedding layer before the BN neck (MODEL.HEADS.EMBEDDING_DIM > 0)",
-            ));
-        }
-        if result.applied.len() < 4 {
+        if result.applied.is_empty() && result.errors.is_empty() {
             return Err(unsupported(
                 "no BN neck (heads.bottleneck.0.*: MODEL.HEADS.WITH_BNNECK False)",
             ));
+        }
+        let broken = |problem: String| BackboneError::BrokenNeck {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if let Some(found) = result.errors.iter().find_map(|e| match e {
+            ApplyError::ShapeMismatch { found, .. } => Some(found.num_elements()),
+            _ => None,
+        }) {
+            return Err(broken(format!(
+                "has {found} channels, but the backbone's pooled feature has {dim} (is the \
+                 architecture right, or was the neck saved with another backbone?)"
+            )));
+        }
+        if let Some(error) = result.errors.first() {
+            return Err(broken(error.to_string()));
+        }
+        if !result.missing.is_empty() {
+            let lacking: Vec<String> = result
+                .missing
+                .iter()
+                .map(|(name, _)| {
+                    let entry = name.trim_start_matches("bottleneck.");
+                    match entry {
+                        "gamma" => "weight",
+                        "beta" => "bias",
+                        other => other,
+                    }
+                    .to_string()
+                })
+                .collect();
+            return Err(broken(format!(
+                "lacks {} (a truncated or hand-edited checkpoint?)",
+                lacking.join(", ")
+            )));
         }
         let neck = crate::weights::in_f32(neck);
         crate::weights::check_finite_weights(&neck, path)?;

@@ -151,6 +151,31 @@ pub enum BackboneError {
         /// The variant and the entry that shows it.
         variant: String,
     },
+    /// FastReID's BN neck (`heads.bottleneck.0`) in the file does not fit the backbone, or
+    /// lacks entries; nothing was loaded.
+    #[error("{}: FastReID's BN neck (heads.bottleneck.0) {problem}; nothing was loaded", path.display())]
+    BrokenNeck {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it: `has 256 channels, but the backbone's pooled feature has
+        /// 512 (…)`, `lacks running_mean, running_var (…)`.
+        problem: String,
+    },
+    /// The file normalises its input with statistics other than ImageNet's, which the
+    /// toolkit's preprocessing applies (FastReID 0.x's persistent `pixel_mean`/`pixel_std`
+    /// buffers); its features would not be the model's.
+    #[error(
+        "{} normalises its input with pixel_mean {mean:?} and pixel_std {std:?} (FastReID's MODEL.PIXEL_MEAN / PIXEL_STD, on 0-255 pixels); this toolkit feeds ImageNet's statistics ({IMAGENET_PIXEL_MEAN:?} and {IMAGENET_PIXEL_STD:?}), so its features would not be this model's",
+        path.display()
+    )]
+    InputNormalisation {
+        /// The file.
+        path: PathBuf,
+        /// The file's `pixel_mean`, per channel.
+        mean: Vec<f32>,
+        /// The file's `pixel_std`, per channel.
+        std: Vec<f32>,
+    },
     /// The weights could not be written.
     #[error("cannot write weights file {}: {message}", path.display())]
     Write {
@@ -160,6 +185,12 @@ pub enum BackboneError {
         message: String,
     },
 }
+
+/// ImageNet's channel means on 0-255 pixels: FastReID's default `MODEL.PIXEL_MEAN`, and what
+/// the toolkit's preprocessing subtracts (0.485, 0.456, 0.406 on [0, 1] pixels).
+pub const IMAGENET_PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+/// ImageNet's channel spreads on 0-255 pixels: FastReID's default `MODEL.PIXEL_STD`.
+pub const IMAGENET_PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
 
 /// Formats the three name lists of [`BackboneError::Incompatible`], at most 20 names each.
 struct Mismatch<'a> {
@@ -249,7 +280,11 @@ impl CheckpointSource {
             || match self {
                 CheckpointSource::Torchvision => key.starts_with("fc."),
                 CheckpointSource::Torchreid => key.starts_with("classifier."),
-                CheckpointSource::Fastreid => key.starts_with("heads."),
+                // FastReID 0.x saved its input normalisation as persistent buffers; `check_keys`
+                // refuses the file unless they hold ImageNet's statistics.
+                CheckpointSource::Fastreid => {
+                    key.starts_with("heads.") || key == "pixel_mean" || key == "pixel_std"
+                }
             }
     }
 
@@ -581,6 +616,9 @@ where
             variant,
         });
     }
+    if source == CheckpointSource::Fastreid {
+        check_pixel_statistics(store, &keys, path)?;
+    }
     match ResNetArch::detect_from_keys(keys.iter().map(String::as_str)) {
         Some(found) if found != expected => Err(BackboneError::ArchitectureMismatch {
             path: path.to_path_buf(),
@@ -589,6 +627,46 @@ where
         }),
         _ => Ok(()),
     }
+}
+
+/// Refuses a FastReID 0.x file whose `pixel_mean` / `pixel_std` buffers are not ImageNet's
+/// statistics (to 0.1 %); files without them (FastReID 1.x) pass.
+fn check_pixel_statistics<S: ModuleStore>(
+    store: &mut S,
+    keys: &[String],
+    path: &Path,
+) -> Result<(), BackboneError>
+where
+    S::Error: fmt::Display,
+{
+    if !keys.iter().any(|k| k == "pixel_mean" || k == "pixel_std") {
+        return Ok(());
+    }
+    let mut values = |key: &str| -> Result<Vec<f32>, BackboneError> {
+        let Some(tensor) = store.get_tensor(key).map_err(|e| read_error(path, e))? else {
+            return Ok(Vec::new());
+        };
+        let data = burn::store::bridge::to_data(tensor).map_err(|e| read_error(path, e))?;
+        data.convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| read_error(path, format!("{key}: {e:?}")))
+    };
+    let (mean, std) = (values("pixel_mean")?, values("pixel_std")?);
+    let close = |got: &[f32], want: &[f32; 3]| {
+        got.len() == 3
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| (g - w).abs() <= 1e-3 * w)
+    };
+    if close(&mean, &IMAGENET_PIXEL_MEAN) && close(&std, &IMAGENET_PIXEL_STD) {
+        return Ok(());
+    }
+    Err(BackboneError::InputNormalisation {
+        path: path.to_path_buf(),
+        mean,
+        std,
+    })
 }
 
 /// `layer1.0.conv1.weight: model [64, 64, 3, 3], file [4, 4, 3, 3]`.

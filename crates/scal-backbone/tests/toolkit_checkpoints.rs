@@ -170,3 +170,97 @@ fn torchreid_models_with_layers_after_the_pooling_are_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn a_fastreid_neck_of_another_width_or_truncated_says_what_the_file_holds() {
+    let device = Device::flex();
+    let err = FastreidNeck::load(&fixture("fastreid_neck_16.pth"), 32, &device).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, BackboneError::BrokenNeck { .. })
+            && message.contains("has 16 channels")
+            && message.contains("has 32")
+            && message.contains("fastreid_neck_16.pth"),
+        "{message}"
+    );
+    let err =
+        FastreidNeck::load(&fixture("fastreid_neck_truncated.pth"), 32, &device).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, BackboneError::BrokenNeck { .. })
+            && message.contains("lacks")
+            && message.contains("running_mean")
+            && message.contains("running_var")
+            && !message.contains("WITH_BNNECK")
+            && !message.contains("EMBEDDING_DIM"),
+        "{message}"
+    );
+    // The BoT fixture's full neck still loads.
+    FastreidNeck::load(&fixture("fastreid_bot_r50_w2.pth"), 64, &device).unwrap();
+}
+
+/// FastReID 0.x saved `pixel_mean` / `pixel_std` as persistent buffers: ImageNet's values are
+/// what the toolkit feeds, so they are set aside; other values are refused, naming them.
+#[test]
+fn fastreid_0x_pixel_statistics_load_when_imagenets_and_are_refused_otherwise() {
+    let device = Device::flex();
+    let model = ResNetConfig::new(ResNetArch::ResNet18)
+        .with_base_width(4)
+        .init(&device);
+    let options = read_as(CheckpointSource::Fastreid);
+    let err =
+        load_weights(&model, &fixture("fastreid_0x_pixel_stats.pth"), options).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, BackboneError::InputNormalisation { .. })
+            && message.contains("127.5")
+            && message.contains("pixel_mean")
+            && message.contains("fastreid_0x_pixel_stats.pth"),
+        "{message}"
+    );
+    // The same buffers beside a backbone, as SafeTensors: ImageNet's values load.
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean.safetensors");
+    scal_backbone::save_torchvision_safetensors(&model, &clean).unwrap();
+    let bytes = std::fs::read(&clean).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let with_stats = |mean: [f32; 3], std: [f32; 3], name: &str| {
+        let stats: Vec<(String, Vec<u8>)> = [("pixel_mean", mean), ("pixel_std", std)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .collect();
+        let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (format!("backbone.{k}"), v))
+            .collect();
+        for (k, data) in &stats {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![1, 3, 1, 1],
+                data,
+            )
+            .unwrap();
+            views.push((k.clone(), view));
+        }
+        let path = dir.path().join(name);
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        path
+    };
+    let imagenet = with_stats(
+        scal_backbone::IMAGENET_PIXEL_MEAN,
+        scal_backbone::IMAGENET_PIXEL_STD,
+        "imagenet.safetensors",
+    );
+    let (_, report) = load_weights(&model, &imagenet, options).unwrap();
+    assert!(
+        report.ignored.iter().any(|k| k == "pixel_mean") && report.unexpected.is_empty(),
+        "{report:?}"
+    );
+    let other = with_stats([127.5; 3], [127.5; 3], "other.safetensors");
+    let err = load_weights(&model, &other, options).unwrap_err();
+    assert!(
+        matches!(err, BackboneError::InputNormalisation { .. }),
+        "{err}"
+    );
+}
