@@ -46,5 +46,6 @@ pub use fastreid::FastreidNeck;
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock, global_average_pool};
 pub use weights::{
     BackboneError, CheckpointSource, IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD, LoadOptions,
-    LoadReport, UnknownSource, WeightFormat, load_weights, save_native, save_torchvision_safetensors, staging_builder, write_atomically,
+    LoadReport, UnknownSource, WeightFormat, load_weights, save_native,
+    save_torchvision_safetensors, staging_builder, write_atomically,
 };

@@ -653,11 +653,7 @@ where
     };
     let (mean, std) = (values("pixel_mean")?, values("pixel_std")?);
     let close = |got: &[f32], want: &[f32; 3]| {
-        got.len() == 3
-            && got
-                .iter()
-                .zip(want)
-                .all(|(g, w)| (g - w).abs() <= 1e-3 * w)
+        got.len() == 3 && got.iter().zip(want).all(|(g, w)| (g - w).abs() <= 1e-3 * w)
     };
     if close(&mean, &IMAGENET_PIXEL_MEAN) && close(&std, &IMAGENET_PIXEL_STD) {
         return Ok(());

@@ -183,8 +183,7 @@ fn a_fastreid_neck_of_another_width_or_truncated_says_what_the_file_holds() {
             && message.contains("fastreid_neck_16.pth"),
         "{message}"
     );
-    let err =
-        FastreidNeck::load(&fixture("fastreid_neck_truncated.pth"), 32, &device).unwrap_err();
+    let err = FastreidNeck::load(&fixture("fastreid_neck_truncated.pth"), 32, &device).unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, BackboneError::BrokenNeck { .. })
@@ -208,8 +207,7 @@ fn fastreid_0x_pixel_statistics_load_when_imagenets_and_are_refused_otherwise() 
         .with_base_width(4)
         .init(&device);
     let options = read_as(CheckpointSource::Fastreid);
-    let err =
-        load_weights(&model, &fixture("fastreid_0x_pixel_stats.pth"), options).unwrap_err();
+    let err = load_weights(&model, &fixture("fastreid_0x_pixel_stats.pth"), options).unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, BackboneError::InputNormalisation { .. })
@@ -227,7 +225,12 @@ fn fastreid_0x_pixel_statistics_load_when_imagenets_and_are_refused_otherwise() 
     let with_stats = |mean: [f32; 3], std: [f32; 3], name: &str| {
         let stats: Vec<(String, Vec<u8>)> = [("pixel_mean", mean), ("pixel_std", std)]
             .iter()
-            .map(|(k, v)| (k.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
             .collect();
         let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
             .tensors()

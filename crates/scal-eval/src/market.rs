@@ -354,8 +354,12 @@ impl SplitMix64 {
 /// The draws are reproducible: query `q` uses a SplitMix64 stream started at
 /// `seed + q * 0x9E3779B97F4A7C15` (wrapping); identities are visited in the order of their
 /// first appearance in the ranking (ties broken by gallery index), and each draw picks item
-/// `next() % n` of the identity's `n` items in ranking order. When a query's reduced ranking
-/// is shorter than `max_rank`, its CMC stays at its last value (1) to the end.
+/// `next() % n` of the identity's `n` items in ranking order.
+///
+/// The CMC has one rank per gallery identity (distractor and junk labels included), at most
+/// `max_rank`, as torchreid's `eval_cuhk03`: the reduced ranking holds one image per
+/// identity. (Every query with a correct match sees every gallery identity: the removal
+/// takes only images of its own identity, which keeps an image in another camera.)
 ///
 /// # Errors
 /// As [`evaluate_market1501`].
@@ -382,7 +386,11 @@ pub fn evaluate_cuhk03_classic<T: Distance>(
         q_camids,
         g_camids,
     )?;
-    let max_rank = max_rank.min(distmat.ncols());
+    let identities = g_pids
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let max_rank = max_rank.min(identities);
     let per_query: Vec<Option<(Vec<f64>, f64, f64)>> = distmat
         .axis_iter(Axis(0))
         .into_par_iter()
@@ -397,7 +405,7 @@ pub fn evaluate_cuhk03_classic<T: Distance>(
 }
 
 /// One query of [`evaluate_cuhk03_classic`]: its single-gallery-shot CMC (the mean over
-/// the draws), AP and INP; `None` when it has no correct match.
+/// the draws, of `max_rank` ranks), AP and INP; `None` when it has no correct match.
 fn cuhk03_query<T: Distance>(
     row: ArrayView1<'_, T>,
     (q_pid, q_cam): (i64, i64),
@@ -561,6 +569,40 @@ mod tests {
             }
         ));
         assert!(evaluate_market1501(d.view(), &[1], &[1, 2], &[0], &[1, 1], 0).is_err());
+    }
+
+    /// torchreid's single-gallery-shot CMC has one rank per gallery identity (issue 29, W23):
+    /// 20 queries against 60 images of 10 identities give 10 ranks, not 50.
+    #[test]
+    fn cuhk03_cmc_has_one_rank_per_gallery_identity() {
+        let g_pids: Vec<i64> = (0..60).map(|g| g % 10).collect();
+        let g_cams: Vec<i64> = (0..60).map(|g| 1 + g / 10).collect();
+        let q_pids: Vec<i64> = (0..20).map(|q| q % 10).collect();
+        let q_cams = vec![0i64; 20];
+        let d = ndarray::Array2::from_shape_fn((20, 60), |(q, g)| {
+            ((q * 7 + g * 13) % 17) as f32 + (g as f32) * 1e-3
+        });
+        let m =
+            evaluate_cuhk03_classic(d.view(), &q_pids, &g_pids, &q_cams, &g_cams, 50, 0).unwrap();
+        assert_eq!(m.cmc.len(), 10);
+        assert!((m.cmc[9] - 1.0).abs() < 1e-12, "{:?}", m.cmc);
+        // A distractor (0) and a junk label (-1) count as identities, as in torchreid; a
+        // max_rank below the identity count still cuts.
+        let d = array![[0.3f32, 0.1, 0.2, 0.4]];
+        let metrics = |max_rank| {
+            evaluate_cuhk03_classic(
+                d.view(),
+                &[1],
+                &[1, 0, -1, 2],
+                &[0],
+                &[1, 1, 1, 1],
+                max_rank,
+                0,
+            )
+            .unwrap()
+        };
+        assert_eq!(metrics(50).cmc, vec![0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(metrics(2).cmc, vec![0.0, 0.0]);
     }
 
     #[test]
