@@ -143,11 +143,51 @@ pub fn main() -> ExitCode {
         // Stopped by Ctrl-C after saving: 130, as shells report an interrupted command.
         Err(e) if e.downcast_ref::<cli::Interrupted>().is_some() => ExitCode::from(130),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             if let Some(hint) = hint::for_error(&e) {
                 eprintln!("{hint}");
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: cause`, each cause once: an error
+/// whose message already quotes its source (`cannot read F: No such file`) does not repeat
+/// it.
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    /// An error whose message quotes its source prints the operating system's text once
+    /// (issue 29, W32: `File name too long (os error 36): File name too long (os error 36)`).
+    #[test]
+    fn the_error_chain_says_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(36);
+        let os_text = io.to_string();
+        let error = anyhow::Error::new(scal_data::DataError::Write {
+            path: "dl/x".into(),
+            source: io,
+        })
+        .context("download dukemtmc");
+        let line = super::error_chain(&error);
+        assert_eq!(line.matches(&os_text).count(), 1, "{line}");
+        assert!(
+            line.starts_with("download dukemtmc: cannot write dl/x"),
+            "{line}"
+        );
     }
 }

@@ -270,8 +270,16 @@ static MARKET_NAME: LazyLock<Regex> =
 
 /// `(pid, camera)` from a Market-style file name (`0002_c1s1_000451_03.jpg` → `(2, 0)`), with
 /// torchreid's pattern `([-\d]+)_c(\d)`; the camera is returned 0-based.
+///
+/// A name that is not valid UTF-8 is read through its valid part (the bytes that are not
+/// become U+FFFD), as torchreid's `glob` + `re` read it: `0001_c2s1_000999_00\xff.jpg` is
+/// identity 1, camera 1.
 pub fn parse_market_name(path: &Path) -> Result<(i64, i64), DataError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let name = name.as_ref();
     let bad = |reason: &str| DataError::BadFileName {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -334,7 +342,11 @@ static CUSTOM_NAME: LazyLock<Regex> =
 /// `(pid, camera)` from a custom-layout file name: it must start with the identity, then
 /// `_c` and the camera digit (`1e3_c1_x.jpg` is an error, not identity 3); camera 0-based.
 pub fn parse_custom_name(path: &Path) -> Result<(i64, i64), DataError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let name = name.as_ref();
     if !CUSTOM_NAME.is_match(name) {
         return Err(DataError::BadFileName {
             path: path.to_path_buf(),

@@ -203,20 +203,24 @@ pub fn expansion_limit(archive_bytes: u64) -> u64 {
     archive_bytes.saturating_mul(100).saturating_add(64 << 20)
 }
 
-/// Copies `entry` into a new file `out`, charging its bytes to `budget`; refuses the
-/// archive when the budget runs out.
+/// Copies archive entry `name` into a new file `out` (its folder made first), charging its
+/// bytes to `budget`; refuses the archive when the budget runs out.
 fn copy_within_budget(
     entry: &mut impl Read,
-    out: &Path,
+    (name, out): (&str, &Path),
     budget: &mut u64,
     archive: &Path,
 ) -> Result<(), DataError> {
-    let io = |source| DataError::Io {
-        path: out.to_path_buf(),
+    let failed = |source| DataError::Extract {
+        archive: archive.to_path_buf(),
+        entry: name.to_string(),
         source,
     };
-    let mut f = File::create(out).map_err(io)?;
-    let copied = std::io::copy(&mut entry.take(*budget + 1), &mut f).map_err(io)?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let mut f = File::create(out).map_err(failed)?;
+    let copied = std::io::copy(&mut entry.take(*budget + 1), &mut f).map_err(failed)?;
     if copied > *budget {
         return Err(DataError::Archive {
             path: archive.to_path_buf(),
@@ -244,9 +248,55 @@ fn first_time(
     Ok(())
 }
 
+/// What [`extract`] does with a tar entry of a given type.
+#[derive(Debug, PartialEq, Eq)]
+enum TarEntry {
+    /// Written out as a file: regular (`0`), contiguous (`7`, a regular file to every reader
+    /// but its historical one) and GNU sparse (`S`, its holes written as zeros and charged
+    /// to the expansion limit like any other byte).
+    File,
+    /// A folder.
+    Folder,
+    /// Archive metadata with no file of its own (a pax global header, `g`, as `git
+    /// archive` writes; a GNU volume label, `V`).
+    Metadata,
+    /// Anything else refuses the whole archive, with the reason.
+    Refused(String),
+}
+
+fn tar_entry_kind(kind: tar::EntryType) -> TarEntry {
+    if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
+        TarEntry::File
+    } else if kind.is_dir() {
+        TarEntry::Folder
+    } else if kind.is_pax_global_extensions() || kind.as_byte() == b'V' {
+        TarEntry::Metadata
+    } else if kind.is_symlink() || kind.is_hard_link() {
+        TarEntry::Refused("links are not allowed".into())
+    } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+        TarEntry::Refused("device files and FIFOs are not allowed".into())
+    } else {
+        TarEntry::Refused(format!(
+            "tar entries of type `{}` (neither a file, a folder nor metadata) are not supported",
+            kind.as_byte().escape_ascii()
+        ))
+    }
+}
+
+/// The error of writing out archive entry `name`.
+fn extract_error(archive: &Path, name: &str) -> impl FnOnce(std::io::Error) -> DataError {
+    let (archive, entry) = (archive.to_path_buf(), name.to_string());
+    move |source| DataError::Extract {
+        archive,
+        entry,
+        source,
+    }
+}
+
 /// Extracts `archive` (zip, tar or tar.gz) into `target`, refusing unsafe entries (absolute
-/// paths, `..`, symbolic and hard links, a path that appears twice) and archives that
-/// expand beyond [`expansion_limit`].
+/// paths, `..`, symbolic and hard links, device files, a path that appears twice) and
+/// archives that expand beyond [`expansion_limit`]. Tar's contiguous and GNU sparse files
+/// are files; its metadata entries (pax global headers) are read past.
 pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -278,14 +328,11 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
                 }
                 let out = target.join(&relative);
                 if entry.is_dir() {
-                    std::fs::create_dir_all(&out).map_err(io(&out))?;
+                    std::fs::create_dir_all(&out).map_err(extract_error(archive, &name))?;
                     continue;
                 }
                 first_time(&mut seen, &relative, archive, &name)?;
-                if let Some(parent) = out.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
-                }
-                copy_within_budget(&mut entry, &out, &mut budget, archive)?;
+                copy_within_budget(&mut entry, (&name, &out), &mut budget, archive)?;
                 count += 1;
             }
         }
@@ -303,28 +350,26 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
                     .map_err(|e| bad(e.to_string()))?
                     .to_string_lossy()
                     .into_owned();
-                let relative = safe_relative(archive, &name)?;
                 let kind = entry.header().entry_type();
-                if kind.is_symlink() || kind.is_hard_link() {
-                    return Err(DataError::UnsafeArchive {
-                        path: archive.to_path_buf(),
-                        entry: name,
-                        reason: "links are not allowed".into(),
-                    });
-                }
+                let what = match tar_entry_kind(kind) {
+                    TarEntry::Metadata => continue,
+                    TarEntry::Refused(reason) => {
+                        return Err(DataError::UnsafeArchive {
+                            path: archive.to_path_buf(),
+                            entry: name,
+                            reason,
+                        });
+                    }
+                    what => what,
+                };
+                let relative = safe_relative(archive, &name)?;
                 let out = target.join(&relative);
-                if kind.is_dir() {
-                    std::fs::create_dir_all(&out).map_err(io(&out))?;
-                    continue;
-                }
-                if !kind.is_file() {
+                if what == TarEntry::Folder {
+                    std::fs::create_dir_all(&out).map_err(extract_error(archive, &name))?;
                     continue;
                 }
                 first_time(&mut seen, &relative, archive, &name)?;
-                if let Some(parent) = out.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
-                }
-                copy_within_budget(&mut entry, &out, &mut budget, archive)?;
+                copy_within_budget(&mut entry, (&name, &out), &mut budget, archive)?;
                 count += 1;
             }
         }
@@ -364,13 +409,18 @@ pub fn install(
     }
     let verification = verify(archive, sha256, md5)?;
     let parent = destination.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|source| DataError::Io {
+    if let Some(file) = parent.ancestors().find(|p| p.is_file()) {
+        return Err(DataError::NotAFolder {
+            path: file.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(parent).map_err(|source| DataError::Write {
         path: parent.to_path_buf(),
         source,
     })?;
     let staging = crate::folder::staging_dir_builder(".extracting-")
         .tempdir_in(parent)
-        .map_err(|source| DataError::Io {
+        .map_err(|source| DataError::Write {
             path: parent.to_path_buf(),
             source,
         })?;
@@ -388,7 +438,7 @@ pub fn install(
             .map_err(|e| unusable(e.to_string()))?;
     }
     let staged = staging.keep();
-    std::fs::rename(&staged, destination).map_err(|source| DataError::Io {
+    std::fs::rename(&staged, destination).map_err(|source| DataError::Write {
         path: destination.to_path_buf(),
         source,
     })?;
@@ -419,7 +469,7 @@ pub fn download(
             .and_then(|e| e.to_str())
             .unwrap_or("")
     ));
-    let io = |source| DataError::Io {
+    let io = |source| DataError::Write {
         path: part.clone(),
         source,
     };
@@ -444,7 +494,7 @@ pub fn download(
         )));
     }
     drop(file);
-    std::fs::rename(&part, destination).map_err(|source| DataError::Io {
+    std::fs::rename(&part, destination).map_err(|source| DataError::Write {
         path: destination.to_path_buf(),
         source,
     })?;

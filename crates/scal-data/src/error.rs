@@ -44,6 +44,27 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// A file or folder could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive entry could not be written out (a name too long for the file system, a
+    /// full disk).
+    #[error("cannot extract {entry} from {}: {source}", archive.display())]
+    Extract {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's path in the archive.
+        entry: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A dataset name the readers do not know.
     #[error(
         "unknown dataset `{name}`: expected market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17 or custom"

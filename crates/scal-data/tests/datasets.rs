@@ -82,6 +82,27 @@ fn market1501_layout() {
     }
 }
 
+/// A file name with a byte that is not UTF-8 after a valid prefix is read through that
+/// prefix, as torchreid reads it (issue 29, W31); the file keeps its real name.
+#[cfg(unix)]
+#[test]
+fn a_market_name_that_is_not_utf8_is_read_through_its_valid_prefix() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    market_tree(dir.path());
+    let name = std::ffi::OsStr::from_bytes(b"0007_c2s1_000999_00\xff.jpg");
+    let odd = dir.path().join("bounding_box_train").join(name);
+    std::fs::write(&odd, b"not decoded by the readers").unwrap();
+    let d = read_dataset(DatasetName::Market1501, dir.path(), ReadOptions::default()).unwrap();
+    let record = d.train.iter().find(|r| r.path == odd).unwrap();
+    assert_eq!(
+        (record.pid, record.camid),
+        (1, 1),
+        "raw identity 7 is label 1"
+    );
+    assert_eq!(d.train.len(), 5);
+}
+
 #[test]
 fn dukemtmc_and_cuhk03_np_layouts() {
     let dir = tempfile::tempdir().unwrap();

@@ -297,3 +297,113 @@ fn empty_foreign_duplicate_and_bomb_archives_install_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Tar entries beyond plain files (issue 29, W33): a contiguous file (`7`) and a GNU sparse
+/// file (`S`) are files, as GNU tar extracts them; a pax global header (`g`, as `git archive`
+/// writes) is read past; a device file refuses the archive.
+#[test]
+fn contiguous_and_sparse_tar_entries_are_files_and_devices_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("kinds.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    let mut global = tar::Header::new_ustar();
+    global.set_entry_type(tar::EntryType::XGlobalHeader);
+    let comment = b"52 comment=0123456789abcdef0123456789abcdef01234567\n";
+    global.set_size(comment.len() as u64);
+    global.set_cksum();
+    tar.append_data(&mut global, "pax_global_header", comment.as_slice())
+        .unwrap();
+    for (name, bytes) in market_entries() {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes.as_slice())
+            .unwrap();
+    }
+    let top = "Market-1501-v15.09.15/bounding_box_train";
+    let mut contiguous = tar::Header::new_gnu();
+    contiguous.set_entry_type(tar::EntryType::Continuous);
+    contiguous.set_size(10);
+    contiguous.set_mode(0o644);
+    contiguous.set_cksum();
+    let name = format!("{top}/0009_c1s1_000001_00.jpg");
+    tar.append_data(&mut contiguous, &name, b"contiguous".as_slice())
+        .unwrap();
+    // 1536 bytes: a 1024-byte hole, then 512 stored bytes.
+    let mut sparse = tar::Header::new_gnu();
+    sparse.set_entry_type(tar::EntryType::GNUSparse);
+    sparse.set_size(512);
+    sparse.set_mode(0o644);
+    {
+        let gnu = sparse.as_gnu_mut().unwrap();
+        gnu.set_real_size(1536);
+        gnu.sparse[0].set_offset(1024);
+        gnu.sparse[0].set_length(512);
+    }
+    sparse.set_cksum();
+    let name = format!("{top}/0009_c2s1_000002_00.jpg");
+    tar.append_data(&mut sparse, &name, [7u8; 512].as_slice())
+        .unwrap();
+    tar.finish().unwrap();
+    drop(tar);
+
+    let dest = dir.path().join("market");
+    let (_, files) = install(&archive, &dest, (None, None), Some(DatasetName::Market1501)).unwrap();
+    assert_eq!(files, market_entries().len() + 2);
+    let installed = dest.join(top);
+    assert_eq!(
+        std::fs::read(installed.join("0009_c1s1_000001_00.jpg")).unwrap(),
+        b"contiguous"
+    );
+    let sparse = std::fs::read(installed.join("0009_c2s1_000002_00.jpg")).unwrap();
+    assert_eq!(sparse.len(), 1536);
+    assert!(sparse[..1024].iter().all(|&b| b == 0) && sparse[1024..].iter().all(|&b| b == 7));
+    assert!(!dest.join("pax_global_header").exists());
+
+    let device = dir.path().join("device.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&device).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Char);
+    header.set_size(0);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "null", std::io::empty())
+        .unwrap();
+    tar.finish().unwrap();
+    drop(tar);
+    let err = install(&device, &dir.path().join("d"), (None, None), None).unwrap_err();
+    assert!(
+        matches!(err, DataError::UnsafeArchive { .. })
+            && err.to_string().contains("device files")
+            && err.to_string().contains("null"),
+        "{err}"
+    );
+    assert!(!dir.path().join("d").exists() && leftovers(dir.path()).is_empty());
+}
+
+/// Writing errors say "cannot write" or name the archive entry that could not be written,
+/// not a staging folder that no longer exists (issue 29, W32).
+#[test]
+fn extraction_errors_name_the_entry_and_a_root_under_a_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("longname.tar.gz");
+    let long = format!("Market-1501-v15.09.15/{}.txt", "n".repeat(300));
+    write_tar_gz(&archive, &[(long.clone(), b"x".to_vec())]);
+    let err = install(&archive, &dir.path().join("dl"), (None, None), None).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, DataError::Extract { .. })
+            && message.contains(&long)
+            && message.contains("longname.tar.gz")
+            && !message.contains(".extracting-"),
+        "{message}"
+    );
+    assert!(leftovers(dir.path()).is_empty());
+    // The destination's folder is a file (`--root` given the archive itself).
+    let err = install(&archive, &archive.join("DukeMTMC-reID"), (None, None), None).unwrap_err();
+    assert!(
+        matches!(&err, DataError::NotAFolder { path } if *path == archive),
+        "{err}"
+    );
+}
