@@ -191,7 +191,12 @@ pub fn train_on_configured_devices(
 ) -> Result<RunOutcome> {
     let devices = crate::backend::devices(config.backend, &config.hosts, &config.devices)?;
     let mut progress = Progress::new(config.optim.epochs, bar, &STOP);
-    Ok(train(config, run_dir, start, &devices, &mut progress)?)
+    // A relative dataset folder is resolved here, once: config.json names it absolutely, so
+    // that the run resumes from any working folder.
+    let config = config
+        .with_absolute_root()
+        .with_context(|| format!("data.root {}: cannot resolve it", config.data.root))?;
+    Ok(train(&config, run_dir, start, &devices, &mut progress)?)
 }
 
 /// Loads a model folder (a run's `best/` or `last/`) for a command

@@ -35,6 +35,10 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
             checkpoint,
             run: Some(run),
         } => Some(checkpoint_not_run_hint(checkpoint, run)),
+        TrainError::DatasetMoved { run, .. } => Some(format!(
+            "If the dataset moved: cargo xtask train --resume {} --root NEW_FOLDER",
+            run.display()
+        )),
         TrainError::CheckpointMissing { run, .. } => Some(format!(
             "To start it again from iteration 0: cargo xtask train --resume {} --restart",
             run.display()

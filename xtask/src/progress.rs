@@ -101,6 +101,14 @@ impl TrainObserver for Progress<'_> {
         self.stop.load(Ordering::SeqCst)
     }
 
+    fn starting_over(&mut self, logged: u64) {
+        eprintln!(
+            "note: the run never wrote a checkpoint (its first save failed, or it was stopped \
+             before): it starts again from iteration 0, and the {logged} iterations its log \
+             records are cut back"
+        );
+    }
+
     fn ended(&mut self, outcome: &RunOutcome) {
         match outcome {
             RunOutcome::Finished { .. } => self.bar.finish_and_clear(),

@@ -316,3 +316,37 @@ fn serving_every_interface_without_a_token_is_refused() {
         "{err}"
     );
 }
+
+/// A run started with a relative --root resumes from another working folder: config.json
+/// names the dataset absolutely (issue 29, W30: the resume looked for the folder below the
+/// new working folder, and the hint offered to generate another dataset there).
+#[test]
+fn a_run_started_with_a_relative_root_resumes_from_another_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Tiny::new(dir.path(), 1);
+    let o = tiny
+        .train("rel", &["--root", "synth"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let run = tiny.runs.join("rel");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let root = saved["data"]["root"].as_str().unwrap().to_string();
+    assert_eq!(Path::new(&root), dir.path().join("synth"), "{root}");
+    // Resumed from another folder, the run finds its dataset (and says it has finished).
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--no-progress", "--resume"])
+        .arg(&run)
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("already") && !err.contains("does not exist"),
+        "{err}"
+    );
+}

@@ -29,28 +29,33 @@ pub struct TrainState {
     /// recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_split: Option<SplitDigest>,
+    /// The query and gallery the run is evaluated on (absent in checkpoints written before
+    /// they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_split: Option<SplitDigest>,
     /// The planted reward's threshold frozen from the run's first batch (runs with
     /// `step.reward` planted and no configured threshold; absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planted_threshold: Option<f64>,
 }
 
-/// A training split, recognisably: its image count and a digest of its images' names (below
-/// the dataset folder), identities and cameras, so that a resume can tell that images were
-/// added, removed or renamed (exact resume is exact only on the same images).
+/// A split, recognisably: its image count and a digest of its images' names (below the
+/// dataset folder, so that a moved dataset keeps it), identities and cameras, so that a
+/// resume can tell that images were added, removed or renamed (exact resume is exact only on
+/// the same images).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitDigest {
-    /// Training images.
+    /// Images.
     pub images: u64,
     /// The first 8 bytes of the SHA-256 of the sorted `name, pid, camera` lines.
     pub digest: u64,
 }
 
 impl SplitDigest {
-    /// The digest of `train`, its names taken below `root`.
-    pub fn of(train: &[scal_data::ImageRecord], root: &Path) -> SplitDigest {
+    /// The digest of `images`, their names taken below `root`.
+    pub fn of(images: &[scal_data::ImageRecord], root: &Path) -> SplitDigest {
         use sha2::{Digest, Sha256};
-        let mut lines: Vec<String> = train
+        let mut lines: Vec<String> = images
             .iter()
             .map(|r| {
                 let name = r.path.strip_prefix(root).unwrap_or(&r.path);
@@ -64,7 +69,7 @@ impl SplitDigest {
         }
         let sum = hasher.finalize();
         SplitDigest {
-            images: train.len() as u64,
+            images: images.len() as u64,
             digest: u64::from_le_bytes(sum[..8].try_into().expect("8 bytes")),
         }
     }

@@ -644,19 +644,37 @@ impl TrainingConfig {
         })
     }
 
-    /// Lines `field: old -> new` for the fields that differ.
+    /// Lines `field: old -> new` for the fields that differ: what the run computes. Where it
+    /// computes (`hosts`) and where its dataset lies (`data.root`) are not part of it: a
+    /// resumed run may reach other servers, and read its dataset from where it moved (the
+    /// trainer checks that the splits hold the same images).
     pub fn differences(&self, other: &TrainingConfig) -> Vec<String> {
         let mut a = serde_json::to_value(self).expect("serialisable");
         let mut b = serde_json::to_value(other).expect("serialisable");
-        // Where a run computes is not what it computes: a resumed run may reach other servers.
         for v in [&mut a, &mut b] {
             if let Some(map) = v.as_object_mut() {
                 map.remove("hosts");
+                if let Some(data) = map.get_mut("data").and_then(Value::as_object_mut) {
+                    data.remove("root");
+                }
             }
         }
         let mut out = Vec::new();
         diff(&a, &b, "", &mut out);
         out
+    }
+
+    /// The same configuration with `data.root` made absolute against the working folder (not
+    /// following links), so that the run can be resumed from any folder.
+    ///
+    /// # Errors
+    /// An I/O error when the working folder cannot be read.
+    pub fn with_absolute_root(&self) -> std::io::Result<TrainingConfig> {
+        let mut config = self.clone();
+        config.data.root = std::path::absolute(&self.data.root)?
+            .to_string_lossy()
+            .into_owned();
+        Ok(config)
     }
 }
 
@@ -956,6 +974,12 @@ mod tests {
         let b = set(&[("backend", "remote"), ("hosts", r#"["b:3000","c:3000"]"#)]).unwrap();
         assert_eq!(b.hosts, ["b:3000", "c:3000"]);
         assert!(a.differences(&b).is_empty(), "{:?}", a.differences(&b));
+        let mut moved = a.clone();
+        moved.data.root = "/elsewhere/synth".into();
+        assert!(
+            a.differences(&moved).is_empty(),
+            "data.root is where, not what"
+        );
         let flex = TrainingConfig::profile(Profile::Quick);
         assert!(
             a.differences(&flex)

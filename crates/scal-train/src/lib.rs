@@ -240,19 +240,34 @@ pub enum TrainError {
         /// Identities the dataset has now.
         now: usize,
     },
-    /// The training split has other images than when the checkpoint was written (the same
-    /// number of identities): an exact resume needs the same images.
+    /// A split has other images than when the checkpoint was written (the same number of
+    /// training identities): an exact resume needs the same images.
     #[error(
-        "{}: the training split changed since the checkpoint was written ({then} images then, {now} now, or images renamed or relabelled); an exact resume needs the same images: restore them, or train a new run on them",
+        "{}: the {split} changed since the checkpoint was written ({then} images then, {now} now, or images renamed or relabelled); an exact resume needs the same images: restore them, or train a new run on them",
         root.display()
     )]
-    TrainingSplitChanged {
+    SplitChanged {
         /// The dataset folder.
         root: PathBuf,
-        /// Training images when the checkpoint was written.
+        /// Which: `training split`, `query and gallery`.
+        split: &'static str,
+        /// Its images when the checkpoint was written.
         then: u64,
-        /// Training images now.
+        /// Its images now.
         now: u64,
+    },
+    /// A run resumed while the dataset folder it was trained on is gone (moved, or on a
+    /// drive not mounted), and nothing says where it is now.
+    #[error(
+        "{} was trained on the dataset in {}, which does not exist now: if it moved, name its new place with --root (the run checks that its images are the same)",
+        run.display(),
+        root.display()
+    )]
+    DatasetMoved {
+        /// The run folder.
+        run: PathBuf,
+        /// The dataset folder its configuration names.
+        root: PathBuf,
     },
     /// The run's configuration differs from the one its last checkpoint was trained with
     /// (`config.json` edited by hand after the checkpoint was written).

@@ -93,6 +93,10 @@ pub trait TrainObserver {
     fn should_stop(&mut self) -> bool {
         false
     }
+    /// The run being resumed never wrote a checkpoint (its first save failed, or it was
+    /// stopped before): it starts again from iteration 0, its log of `logged` iterations cut
+    /// back.
+    fn starting_over(&mut self, _logged: u64) {}
     /// The loop has ended, finished or stopped.
     fn ended(&mut self, _outcome: &RunOutcome) {}
 }
@@ -135,25 +139,38 @@ pub fn load_dataset(
     )?)
 }
 
-/// The training split of the checkpoint must be the one read now (issue 29, W27: a resume on
-/// a changed split finished silently); a checkpoint written before splits were recorded
-/// takes today's.
-fn check_training_split(
+/// The splits of the checkpoint must be the ones read now (issue 29, W27: a resume on a
+/// changed split finished silently); a checkpoint written before splits were recorded takes
+/// today's. Names are taken below the dataset folder, so a moved dataset passes.
+fn check_splits(
     state: &mut checkpoint::TrainState,
     dataset: &ReidDataset,
 ) -> Result<(), TrainError> {
-    let now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
-    match state.train_split {
-        Some(then) if then != now => Err(TrainError::TrainingSplitChanged {
-            root: dataset.root.clone(),
-            then: then.images,
-            now: now.images,
-        }),
-        _ => {
-            state.train_split = Some(now);
-            Ok(())
+    let test: Vec<scal_data::ImageRecord> = dataset
+        .query
+        .iter()
+        .chain(&dataset.gallery)
+        .cloned()
+        .collect();
+    let train_now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
+    let test_now = checkpoint::SplitDigest::of(&test, &dataset.root);
+    for (then, now, split) in [
+        (&mut state.train_split, train_now, "training split"),
+        (&mut state.test_split, test_now, "query and gallery"),
+    ] {
+        match *then {
+            Some(then) if then != now => {
+                return Err(TrainError::SplitChanged {
+                    root: dataset.root.clone(),
+                    split,
+                    then: then.images,
+                    now: now.images,
+                });
+            }
+            _ => *then = Some(now),
         }
     }
+    Ok(())
 }
 
 /// A dataset whose query no evaluation can score is refused before training: every
@@ -336,6 +353,15 @@ impl<'a> Trainer<'a> {
         }
         assert!(!devices.is_empty(), "Trainer::prepare: at least one device");
         let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+        if start != Start::New
+            && !config.data.synthesize_if_missing
+            && !Path::new(&config.data.root).exists()
+        {
+            return Err(TrainError::DatasetMoved {
+                run: run_dir.to_path_buf(),
+                root: PathBuf::from(&config.data.root),
+            });
+        }
         let dataset = load_dataset(config, observer)?;
         check_scorable(&dataset)?;
         let loader = TrainLoader::new(
@@ -357,10 +383,11 @@ impl<'a> Trainer<'a> {
         let run = RunDir::new(run_dir);
         let log_path = run.metrics();
         let (lock, log) = if start == Start::New {
+            check_splits(&mut state, &dataset)?;
             // A new run's folder is made last, once everything that can fail was checked.
             create_run(config, run_dir, &log_path)?
         } else {
-            let lock = open_run(config, run_dir)?;
+            let (lock, saved) = open_run(config, run_dir)?;
             let last = run.checkpoint(Checkpoint::Last);
             if start == Start::FromBest {
                 let best = run.checkpoint(Checkpoint::Best);
@@ -368,12 +395,13 @@ impl<'a> Trainer<'a> {
             } else if last.exists() {
                 (model, optim, state) = checkpoint::load_training(&last, config, &model, optim)?;
             } else if start == Start::Resume {
-                refuse_lost_checkpoint(run_dir, &log_path)?;
+                refuse_lost_checkpoint(run_dir, &log_path, observer)?;
             }
+            check_splits(&mut state, &dataset)?;
+            record_location(&saved, config, run_dir)?;
             log::truncate(&log_path, state.iteration)?;
             (lock, LogWriter::append(&log_path)?)
         };
-        check_training_split(&mut state, &dataset)?;
         let epochs = config.optim.epochs as u64;
         if state.position.epoch >= epochs {
             return Err(TrainError::RunFinished {
@@ -657,9 +685,11 @@ fn create_run(
 }
 
 /// A resumed run: locks the folder, recovers an interrupted checkpoint swap and refuses
-/// another configuration. Resumed on other servers (`hosts` differ), `config.json` takes the
-/// new hosts so that the next resume goes there too.
-fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainError> {
+/// another configuration; returns the lock and the saved configuration.
+fn open_run(
+    config: &TrainingConfig,
+    run_dir: &Path,
+) -> Result<(RunLock, TrainingConfig), TrainError> {
     // `Trainer::prepare` checked that `run_dir` is a run (`check_run_folder`).
     let config_path = RunDir::new(run_dir).config();
     let lock = RunLock::acquire(run_dir)?;
@@ -676,12 +706,24 @@ fn open_run(config: &TrainingConfig, run_dir: &Path) -> Result<RunLock, TrainErr
             differences,
         });
     }
-    if saved.hosts != config.hosts {
-        let staged = run_dir.join(format!(".{}.tmp", crate::run_dir::CONFIG_FILE));
-        config.save(&staged).map_err(io(&staged))?;
-        std::fs::rename(&staged, &config_path).map_err(io(&config_path))?;
+    Ok((lock, saved))
+}
+
+/// A run resumed on other servers (`hosts` differ) or on its moved dataset (`data.root`
+/// differs, its splits checked): `config.json` takes the new place, so that the next resume
+/// goes there too.
+fn record_location(
+    saved: &TrainingConfig,
+    config: &TrainingConfig,
+    run_dir: &Path,
+) -> Result<(), TrainError> {
+    if saved.hosts == config.hosts && saved.data.root == config.data.root {
+        return Ok(());
     }
-    Ok(lock)
+    let config_path = RunDir::new(run_dir).config();
+    let staged = run_dir.join(format!(".{}.tmp", crate::run_dir::CONFIG_FILE));
+    config.save(&staged).map_err(io(&staged))?;
+    std::fs::rename(&staged, &config_path).map_err(io(&config_path))
 }
 
 /// A folder to continue must be a run: it holds `config.json` and is not one of a run's
@@ -703,19 +745,29 @@ fn check_run_folder(run_dir: &Path) -> Result<(), TrainError> {
 }
 
 /// A run without `last/` whose log records iterations cannot continue where it stopped:
-/// refused unless the caller restarts it ([`Start::Restart`]).
-fn refuse_lost_checkpoint(run_dir: &Path, log_path: &Path) -> Result<(), TrainError> {
+/// refused unless the caller restarts it ([`Start::Restart`]). A run that never wrote a
+/// checkpoint (no `best/` either: its first save failed, or it was stopped before) has
+/// nothing to lose: it starts again from iteration 0, and `observer` is told.
+fn refuse_lost_checkpoint(
+    run_dir: &Path,
+    log_path: &Path,
+    observer: &mut dyn TrainObserver,
+) -> Result<(), TrainError> {
     let logged = log::read(log_path)?
         .iter()
         .filter(|r| matches!(r, Record::Train(_)))
         .count() as u64;
-    if logged > 0 {
-        return Err(TrainError::CheckpointMissing {
-            run: run_dir.to_path_buf(),
-            logged,
-        });
+    if logged == 0 {
+        return Ok(());
     }
-    Ok(())
+    if !RunDir::new(run_dir).checkpoint(Checkpoint::Best).exists() {
+        observer.starting_over(logged);
+        return Ok(());
+    }
+    Err(TrainError::CheckpointMissing {
+        run: run_dir.to_path_buf(),
+        logged,
+    })
 }
 
 impl TrainRecord {

@@ -198,10 +198,110 @@ fn resuming_after_training_images_changed_is_refused() {
     std::fs::copy(train.join(&names[0]), train.join(extra)).unwrap();
     let err = train_flex(&config, &run, true).unwrap_err();
     match &err {
-        TrainError::TrainingSplitChanged { then, now, .. } => assert_eq!(*now, *then + 1),
-        other => panic!("expected TrainingSplitChanged, got {other}"),
+        TrainError::SplitChanged {
+            then, now, split, ..
+        } => assert_eq!((*now, *split), (*then + 1, "training split")),
+        other => panic!("expected SplitChanged, got {other}"),
     }
     assert!(err.to_string().contains("changed"), "{err}");
+}
+
+/// A run whose dataset folder moved: resumed as it was, the error names the run, the
+/// missing folder and --root; resumed with the new folder (the same images), it goes on and
+/// config.json names the new place; a changed gallery is refused (issue 29, W29).
+#[test]
+fn a_run_resumes_on_its_moved_dataset_when_the_images_are_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    copy_dir(&common::tiny_dataset(), &root);
+    let config = config(&root, &[]).unwrap();
+    let run = dir.path().join("run");
+    let stop = scal_train::train(
+        &config,
+        &run,
+        scal_train::Start::New,
+        &[burn::tensor::Device::flex()],
+        &mut common::StopAtOnce,
+    )
+    .unwrap();
+    assert_eq!(stop, RunOutcome::Interrupted { iterations: 1 });
+    let moved = dir.path().join("moved");
+    std::fs::rename(&root, &moved).unwrap();
+    let err = train_flex(&config, &run, true).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::DatasetMoved { root: r, .. } if *r == root)
+            && err.to_string().contains("--root"),
+        "{err}"
+    );
+    // The gallery lost an image: refused, naming what changed.
+    let mut elsewhere = config.clone();
+    elsewhere.data.root = moved.to_string_lossy().into_owned();
+    let gallery = moved.join("bounding_box_test");
+    let first = std::fs::read_dir(&gallery)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let kept = dir.path().join("kept.jpg");
+    std::fs::rename(first.path(), &kept).unwrap();
+    let err = train_flex(&elsewhere, &run, true).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::SplitChanged { split, .. } if *split == "query and gallery"),
+        "{err}"
+    );
+    std::fs::rename(&kept, first.path()).unwrap();
+    let outcome = train_flex(&elsewhere, &run, true).unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::Finished { .. }),
+        "{outcome:?}"
+    );
+    let saved = TrainingConfig::load_json(&run.join("config.json")).unwrap();
+    assert_eq!(saved.data.root, elsewhere.data.root);
+}
+
+/// A run that never wrote a checkpoint (its first save failed: here `last/` is removed after
+/// the first iteration, before any `best/`) resumes from iteration 0, its log cut back and
+/// the observer told (issue 29, W25: it was refused, and a fresh start said to resume).
+#[test]
+fn a_run_that_never_wrote_a_checkpoint_resumes_from_the_start() {
+    #[derive(Default)]
+    struct Told(Option<u64>);
+    impl scal_train::TrainObserver for Told {
+        fn starting_over(&mut self, logged: u64) {
+            self.0 = Some(logged);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (config, run) = stopped_run(dir.path());
+    std::fs::remove_dir_all(run.join("last")).unwrap();
+    assert!(!run.join("best").exists());
+    let mut told = Told::default();
+    let outcome = scal_train::train(
+        &config,
+        &run,
+        scal_train::Start::Resume,
+        &[burn::tensor::Device::flex()],
+        &mut told,
+    )
+    .unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::Finished { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(told.0, Some(1));
+    let iterations: Vec<u64> = read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Train(t) => Some(t.iteration),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(iterations[0], 1, "the log starts again at iteration 1");
+    assert!(
+        iterations.windows(2).all(|w| w[1] == w[0] + 1),
+        "{iterations:?}"
+    );
 }
 
 /// Pretrained weights of another network fail the start after everything else was checked:
