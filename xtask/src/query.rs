@@ -54,6 +54,11 @@ pub struct QueryArgs {
     /// Compute backend among those compiled in: flex, wgpu or cuda.
     #[arg(long, default_value = "flex")]
     pub backend: Backend,
+    /// Take the photos' pixels as stored, ignoring their EXIF orientation (as PIL, torchreid
+    /// and the dataset readers do). By default a photo is turned upright first, as a photo
+    /// viewer shows it.
+    #[arg(long)]
+    pub ignore_exif: bool,
     /// Folder of the gallery-feature cache [default: the user's cache folder, scal/query].
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
@@ -88,11 +93,14 @@ fn write_atomically(
     Ok(())
 }
 
-/// `--batch` and `--flip` at the checkpoint's input size.
+/// `--batch` and `--flip` at the checkpoint's input size; photos turned upright by their
+/// EXIF orientation (a phone photo taken sideways is stored sideways), unless
+/// `--ignore-exif`.
 fn embed_options(args: &QueryArgs, (height, width): (usize, usize)) -> EmbedOptions {
     EmbedOptions::new(height, width)
         .with_batch(args.batch as usize)
         .with_flip(args.flip)
+        .with_exif_orientation(!args.ignore_exif)
 }
 
 /// The gallery's features, from the cache when its entry matches, otherwise computed and

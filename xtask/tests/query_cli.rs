@@ -330,6 +330,7 @@ fn an_empty_gallery_and_an_unreadable_query_are_named() {
     );
     #[cfg(unix)]
     a_name_that_is_not_utf8_is_ranked_and_named(dir.path(), &checkpoint, &gallery, &query, &cache);
+    a_sideways_phone_photo_is_turned_upright(dir.path(), &checkpoint, &gallery, &cache);
 
     // Files that are not images are named, not dropped silently (issue 29, W1).
     let phone = dir.path().join("phone");
@@ -533,4 +534,59 @@ fn a_swapped_photo_and_a_linked_cache_are_not_trusted() {
         assert!(err.contains("inside the gallery"), "{err}");
         assert!(!gallery.join("cache").exists());
     }
+}
+
+/// JPEG bytes of `image` with an EXIF block saying Orientation = `orientation` (APP1 right
+/// after the start-of-image marker, a big-endian TIFF header and one IFD entry).
+fn jpeg_with_orientation(image: &image::RgbImage, orientation: u8) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(image)
+        .unwrap();
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0, orientation, 0, 0]);
+    tiff.extend_from_slice(&[0, 0, 0, 0]);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\x00\x00");
+    app1.extend_from_slice(&tiff);
+    [&jpeg[..2], &app1[..], &jpeg[2..]].concat()
+}
+
+/// A phone photo stored sideways with EXIF Orientation = 6 (W11): `query` turns it upright,
+/// so its own source ranks first and nearer than with `--ignore-exif`.
+fn a_sideways_phone_photo_is_turned_upright(
+    dir: &Path,
+    checkpoint: &Path,
+    gallery: &Path,
+    cache: &Path,
+) {
+    let source = gallery.join("photo 03.jpg");
+    let upright = image::open(&source).unwrap().to_rgb8();
+    let sideways = image::imageops::rotate270(&upright);
+    let phone = dir.join("phone-photo.jpg");
+    std::fs::write(&phone, jpeg_with_orientation(&sideways, 6)).unwrap();
+    let top = |extra: &[&str]| {
+        let mut args = vec!["--json", "--top", "20"];
+        args.extend_from_slice(extra);
+        let (out, _) = ok(&query_with(checkpoint, gallery, &phone, cache, &args));
+        let line = &json_lines(&out)[0];
+        let matches = line["matches"].as_array().unwrap().clone();
+        let distance_to_source = matches
+            .iter()
+            .find(|m| m["file"].as_str().unwrap().ends_with("photo 03.jpg"))
+            .map(|m| m["distance"].as_f64().unwrap())
+            .unwrap();
+        (
+            matches[0]["file"].as_str().unwrap().to_string(),
+            distance_to_source,
+        )
+    };
+    let (first, upright_distance) = top(&[]);
+    let (_, stored_distance) = top(&["--ignore-exif"]);
+    assert!(first.ends_with("photo 03.jpg"), "{first}");
+    assert!(
+        upright_distance < stored_distance,
+        "upright {upright_distance}, as stored {stored_distance}"
+    );
 }

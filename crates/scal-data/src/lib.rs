@@ -42,5 +42,5 @@ pub use sampler::{PkSampler, SamplerPosition};
 pub use spec::{DATASETS_DIR, DatasetSpec};
 pub use transform::{
     IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE, MIN_INPUT_SIZE, TestTransform, check_input_size,
-    decode, resize_rgb,
+    decode, decode_upright, resize_rgb,
 };

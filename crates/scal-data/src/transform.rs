@@ -26,6 +26,9 @@ pub struct TestTransform {
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by.
     pub std: [f32; 3],
+    /// Turn each image upright by its EXIF orientation (a phone photo taken sideways) before
+    /// the transform. Off by default, as PIL and torchreid read images.
+    pub exif_orientation: bool,
 }
 
 impl TestTransform {
@@ -43,6 +46,15 @@ impl TestTransform {
             width,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            exif_orientation: false,
+        }
+    }
+
+    /// The same transform, turning images upright by their EXIF orientation when `on`.
+    pub fn with_exif_orientation(self, on: bool) -> Self {
+        TestTransform {
+            exif_orientation: on,
+            ..self
         }
     }
 
@@ -72,7 +84,11 @@ impl TestTransform {
     /// # Panics
     /// If `out.len() != self.len()`.
     pub fn load_into(&self, path: &Path, out: &mut [f32]) -> Result<(), DataError> {
-        let image = decode(path)?;
+        let image = if self.exif_orientation {
+            decode_upright(path)?
+        } else {
+            decode(path)?
+        };
         self.apply_into(&image, out);
         Ok(())
     }
@@ -204,23 +220,55 @@ pub fn check_input_size(height: usize, width: usize) -> Result<(), String> {
 /// one decoding function of the workspace (training, evaluation, extraction, figures). An
 /// incomplete file (a JPEG cut off before its end-of-image marker, a PNG cut off in its
 /// data) is an error, as in PIL, never an image with a grey or black remainder.
+///
+/// The pixels are taken as stored: an EXIF orientation is not applied, as PIL and torchreid
+/// read images ([`decode_upright`] applies it).
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
+    let (bytes, format) = read_image_file(path)?;
+    image::load_from_memory_with_format(&bytes, format).map_err(|e| corrupt(path, e))
+}
+
+/// [`decode`], then turned upright by the file's EXIF orientation (JPEG, WebP and TIFF
+/// carry one: a phone photo taken sideways is stored sideways with Orientation = 6).
+pub fn decode_upright(path: &Path) -> Result<DynamicImage, DataError> {
+    use image::ImageDecoder;
+    let (bytes, format) = read_image_file(path)?;
+    let mut decoder = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format)
+        .into_decoder()
+        .map_err(|e| corrupt(path, e))?;
+    // An orientation that cannot be read leaves the image as stored.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(path, e))?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The bytes of an image file and their format, refusing a JPEG cut off before its end.
+fn read_image_file(path: &Path) -> Result<(Vec<u8>, image::ImageFormat), DataError> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let corrupt = |message: String| DataError::Decode {
-        path: path.to_path_buf(),
-        message,
-    };
-    let format = image::guess_format(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let format = image::guess_format(&bytes).map_err(|e| corrupt(path, e))?;
     if format == image::ImageFormat::Jpeg && !crate::complete::jpeg_is_complete(&bytes) {
-        return Err(corrupt(format!(
-            "the JPEG data ends before its end-of-image marker ({} bytes): the file is truncated",
-            bytes.len()
-        )));
+        return Err(corrupt(
+            path,
+            format!(
+                "the JPEG data ends before its end-of-image marker ({} bytes): the file is truncated",
+                bytes.len()
+            ),
+        ));
     }
-    image::load_from_memory_with_format(&bytes, format).map_err(|e| corrupt(e.to_string()))
+    Ok((bytes, format))
 }
 
 fn write_normalised(rgb: &RgbImage, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {

@@ -38,6 +38,9 @@ pub struct EmbedOptions {
     pub batch: usize,
     /// Average each feature with that of the horizontally mirrored image.
     pub flip: bool,
+    /// Turn each image upright by its EXIF orientation first (off: pixels as stored, as
+    /// PIL and torchreid read them).
+    pub exif_orientation: bool,
 }
 
 impl EmbedOptions {
@@ -49,6 +52,15 @@ impl EmbedOptions {
             width,
             batch: 32,
             flip: true,
+            exif_orientation: false,
+        }
+    }
+
+    /// The same, turning images upright by their EXIF orientation when `on`.
+    pub fn with_exif_orientation(self, on: bool) -> EmbedOptions {
+        EmbedOptions {
+            exif_orientation: on,
+            ..self
         }
     }
 
@@ -83,7 +95,8 @@ pub fn embed_paths<E: Embedder + ?Sized, P: AsRef<Path> + Sync>(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Array2<f32>, InferError> {
     let (height, width) = (options.height, options.width);
-    let transform = TestTransform::new(height as u32, width as u32);
+    let transform = TestTransform::new(height as u32, width as u32)
+        .with_exif_orientation(options.exif_orientation);
     let mut rows = Vec::new();
     let mut dim = 0;
     for chunk in paths.chunks(options.batch.max(1)) {

@@ -1,7 +1,7 @@
 //! A gallery folder ranked for query features, and its features cached outside it.
 //!
 //! The cache key holds the gallery folder, the checkpoint's digest (its `checksums.sha256`),
-//! the input size and the flip setting; each entry records every file's name, size,
+//! the input size, the flip setting and EXIF orientation; each entry records every file's name, size,
 //! modification time and (on Unix) inode and change time, and the SHA-256 of its `.npy` as
 //! written. An entry that does not match is embedded again; one whose `.npy` was damaged or
 //! edited is named in a [`CacheNote::Unusable`] and embedded again; a cache that cannot be
@@ -322,8 +322,14 @@ impl GalleryCache {
         let key = {
             let flip = if options.flip { "flip" } else { "noflip" };
             let size = (options.height, options.width);
+            // Keys of entries without EXIF orientation keep their earlier form.
+            let upright = if options.exif_orientation {
+                "\0upright"
+            } else {
+                ""
+            };
             let text = format!(
-                "{}\0{}\0{size:?}\0{flip}",
+                "{}\0{}\0{size:?}\0{flip}{upright}",
                 gallery.display(),
                 checkpoint_digest(checkpoint)?
             );

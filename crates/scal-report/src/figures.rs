@@ -17,8 +17,18 @@ use scal_model::{AttentionKind, Gating, ScalModel};
 use crate::{ReportError, figure_error};
 
 /// An image scaled to `height × width`, for display.
-fn display_image(path: &Path, height: u32, width: u32) -> Result<RgbImage, ReportError> {
-    let img = scal_data::decode(path)?;
+/// The image at `path` at `height × width` for a figure: as stored, or `upright` by its EXIF
+/// orientation (as a photo viewer shows it).
+fn display_image(
+    path: &Path,
+    (height, width): (u32, u32),
+    upright: bool,
+) -> Result<RgbImage, ReportError> {
+    let img = if upright {
+        scal_data::decode_upright(path)?
+    } else {
+        scal_data::decode(path)?
+    };
     Ok(imageops::resize(
         &img.to_rgb8(),
         width,
@@ -156,7 +166,7 @@ pub fn attention_figure(
     let (dh, dw) = (2 * height as u32, 2 * width as u32);
     let mut rows = Vec::new();
     for (i, p) in paths.iter().enumerate() {
-        let base = display_image(p, dh, dw)?;
+        let base = display_image(p, (dh, dw), false)?;
         let mut row = vec![base.clone()];
         for (values, h, w) in &heat {
             let per = h * w;
@@ -256,7 +266,7 @@ pub struct RankedRow {
 
 /// Draws ranked lists into `path` (PNG): per row, the query (blue border) then its gallery
 /// images, bordered green (same identity), red (another) or grey (unknown), each `size`
-/// (height, width) pixels.
+/// (height, width) pixels, upright by their EXIF orientation.
 pub fn ranked_rows_figure(
     rows: &[RankedRow],
     (height, width): (u32, u32),
@@ -265,7 +275,7 @@ pub fn ranked_rows_figure(
     let mut tiles = Vec::new();
     for r in rows {
         let mut row = vec![bordered(
-            &display_image(&r.query, height, width)?,
+            &display_image(&r.query, (height, width), true)?,
             Rgb([40, 90, 220]),
             3,
         )];
@@ -275,7 +285,11 @@ pub fn ranked_rows_figure(
                 Some(false) => Rgb([220, 30, 30]),
                 None => Rgb([150, 150, 150]),
             };
-            row.push(bordered(&display_image(g, height, width)?, color, 3));
+            row.push(bordered(
+                &display_image(g, (height, width), true)?,
+                color,
+                3,
+            ));
         }
         tiles.push(row);
     }
