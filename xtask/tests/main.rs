@@ -11,6 +11,7 @@ mod export_cli;
 mod extract_cli;
 mod query_cli;
 mod reliability_cli;
+mod serve_gate;
 mod setup_cuda_cli;
 mod train_cli;
 
