@@ -49,6 +49,12 @@ fn write_tar_gz(path: &Path, entries: &[(String, Vec<u8>)]) {
         flate2::Compression::fast(),
     );
     let mut tar = tar::Builder::new(gz);
+    append_files(&mut tar, entries);
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+/// Appends `entries` to `tar` as regular files (GNU headers, mode 644).
+fn append_files<W: Write>(tar: &mut tar::Builder<W>, entries: &[(String, Vec<u8>)]) {
     for (name, bytes) in entries {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -57,7 +63,6 @@ fn write_tar_gz(path: &Path, entries: &[(String, Vec<u8>)]) {
         tar.append_data(&mut header, name, bytes.as_slice())
             .unwrap();
     }
-    tar.into_inner().unwrap().finish().unwrap();
 }
 
 fn leftovers(dir: &Path) -> Vec<String> {
@@ -313,14 +318,7 @@ fn contiguous_and_sparse_tar_entries_are_files_and_devices_are_refused() {
     global.set_cksum();
     tar.append_data(&mut global, "pax_global_header", comment.as_slice())
         .unwrap();
-    for (name, bytes) in market_entries() {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, name, bytes.as_slice())
-            .unwrap();
-    }
+    append_files(&mut tar, &market_entries());
     let top = "Market-1501-v15.09.15/bounding_box_train";
     let mut contiguous = tar::Header::new_gnu();
     contiguous.set_entry_type(tar::EntryType::Continuous);

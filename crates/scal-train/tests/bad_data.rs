@@ -214,17 +214,7 @@ fn a_run_resumes_on_its_moved_dataset_when_the_images_are_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     copy_dir(&common::tiny_dataset(), &root);
-    let config = config(&root, &[]).unwrap();
-    let run = dir.path().join("run");
-    let stop = scal_train::train(
-        &config,
-        &run,
-        scal_train::Start::New,
-        &[burn::tensor::Device::flex()],
-        &mut common::StopAtOnce,
-    )
-    .unwrap();
-    assert_eq!(stop, RunOutcome::Interrupted { iterations: 1 });
+    let (config, run) = stopped_run_on(dir.path(), &root);
     let moved = dir.path().join("moved");
     std::fs::rename(&root, &moved).unwrap();
     let err = train_flex(&config, &run, true).unwrap_err();
@@ -328,7 +318,12 @@ fn weights_that_do_not_fit_leave_no_run_folder() {
 /// A run stopped after its first iteration (so `last/` holds a checkpoint), on the tiny
 /// dataset.
 fn stopped_run(dir: &Path) -> (TrainingConfig, PathBuf) {
-    let config = config(&common::tiny_dataset(), &[]).unwrap();
+    stopped_run_on(dir, &common::tiny_dataset())
+}
+
+/// [`stopped_run`] on the dataset in `root`.
+fn stopped_run_on(dir: &Path, root: &Path) -> (TrainingConfig, PathBuf) {
+    let config = config(root, &[]).unwrap();
     let run = dir.join("run");
     let outcome = scal_train::train(
         &config,
