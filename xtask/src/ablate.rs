@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use scal_infer::Evaluation;
 use scal_train::ablation::{self, BASELINE, PairedMeasure, Variant, mean_std};
-use scal_train::config::Profile;
-use scal_train::log::Record;
-use scal_train::{RunOutcome, TrainingConfig};
+use scal_run::config::Profile;
+use scal_run::log::Record;
+use scal_run::TrainingConfig;
+use scal_train::RunOutcome;
 use serde::Serialize;
 
 /// Runs the ablation set.
@@ -182,7 +183,7 @@ fn paired_table(paired: &[Paired]) -> String {
 
 /// The last evaluation logged in a run's `metrics.jsonl`, if the run finished.
 fn finished_evaluation(run: &Path, epochs: usize) -> Result<Option<Evaluation>> {
-    let records = scal_train::log::read(&scal_train::RunDir::new(run).metrics())?;
+    let records = scal_run::log::read(&scal_run::RunDir::new(run).metrics())?;
     let last_eval = records.into_iter().rev().find_map(|r| match r {
         Record::Eval(e) => Some(e),
         Record::Train(_) => None,
@@ -205,7 +206,7 @@ fn evaluation_of(
         println!("{}: finished earlier, read back", run_dir.display());
         return Ok(e);
     }
-    let resume = scal_train::RunDir::new(run_dir).config().exists();
+    let resume = scal_run::RunDir::new(run_dir).config().exists();
     let start = if resume {
         scal_train::Start::Resume
     } else {

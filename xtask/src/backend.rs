@@ -4,7 +4,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::Device;
-pub use scal_train::Backend;
+pub use scal_run::Backend;
 
 /// Whether this binary was built with `backend` (its cargo feature has the backend's name).
 pub fn compiled(backend: Backend) -> bool {
@@ -138,7 +138,7 @@ pub const TOKEN_VAR: &str = "SCAL_REMOTE_TOKEN";
 #[cfg(feature = "remote")]
 fn remote_devices(host: &str) -> Result<Vec<Device>> {
     use burn::remote::{ConnectError, RemoteHost};
-    use scal_train::backend::host_url;
+    use scal_run::backend::host_url;
     let url = host_url(host).map_err(|e| anyhow!("--hosts {host}: {e}"))?;
     let mut remote = RemoteHost::websocket(&url);
     if let Ok(token) = std::env::var(TOKEN_VAR) {

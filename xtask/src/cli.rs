@@ -11,13 +11,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scal_backbone::{CheckpointSource, ResNetArch};
 use scal_data::DatasetSpec;
 use scal_data::synth::SynthPreset;
-use scal_train::{Checkpoint, RunOutcome, Start, TrainingConfig, train};
+use scal_run::{Checkpoint, TrainingConfig};
+use scal_train::{RunOutcome, Start, train};
 use tempfile::NamedTempFile;
 
 use crate::progress::Progress;
 
 /// The parser of a `--checkpoint`/`--from` flag: `last` or `best` (the run folder's names,
-/// [`scal_train::Checkpoint`]), listed in the help.
+/// [`scal_run::Checkpoint`]), listed in the help.
 pub fn checkpoint_parser() -> impl clap::builder::TypedValueParser<Value = Checkpoint> {
     use clap::builder::TypedValueParser as _;
     clap::builder::PossibleValuesParser::new(Checkpoint::ALL.map(Checkpoint::as_str)).map(|name| {
@@ -61,7 +62,7 @@ pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
             dir.display()
         );
     }
-    scal_backbone::staging_builder(".scal-extract-", false)
+    scal_fs::staging_builder(".scal-extract-", false)
         .suffix(".tmp")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write {flag} {}", path.display()))
@@ -248,7 +249,7 @@ pub fn run_on_training_data(
     checkpoint: &str,
     backend: crate::backend::Backend,
 ) -> Result<RunOnTrainingData> {
-    let dir = scal_train::RunDir::new(run);
+    let dir = scal_run::RunDir::new(run);
     let config = TrainingConfig::load_json(&dir.config())
         .with_context(|| format!("{} is not a run folder", run.display()))?;
     let dataset = scal_train::run::load_dataset(&config, &mut ())?;

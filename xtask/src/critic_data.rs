@@ -5,15 +5,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ndarray::Array1;
-use scal_train::Checkpoint;
+use scal_run::Checkpoint;
 use scal_train::critic_data::critic_samples;
 
 use crate::backend::Backend;
 
 /// Writes, for training batches drawn as the run's training draws them (its seed, its
 /// augmentation), each module's critic input `inputs_L.npy` (`[N, D_L]`) and estimate
-/// `values_L.npy` (`[N]`), and the realised rewards `correct.npy` (R_c) and `amelioration.npy`
-/// (R_a), with `labels.npy`.
+/// `values_L.npy` (`[N]`), the realised rewards `correct.npy` (R_c) and `amelioration.npy`
+/// (R_a), with `labels.npy`; and what a critic could know beyond its inputs: per module, the
+/// realised gain `gain_L.npy` (the true class's probability with every module against module
+/// L's map replaced by ones) and its sign `amelioration_L.npy` (R_a^L), and `pooled_L.npy`
+/// (`[N, 2 · C_L · 8]`: X_L and X_L ⊙ A_L averaged on a 4 × 2 grid).
 #[derive(Debug, clap::Args)]
 pub struct CriticDataArgs {
     /// The run folder (runs/NAME) of a run with attention.
@@ -48,13 +51,22 @@ pub fn run(args: &CriticDataArgs) -> Result<()> {
     let samples = critic_samples(&run.model, &run.loader, args.batches as usize, &run.device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    for (l, (inputs, values)) in samples.inputs.iter().zip(&samples.values).enumerate() {
+    let module_amelioration = samples.module_amelioration();
+    let per_module = samples.inputs.iter().zip(&samples.pooled).zip(
+        samples
+            .values
+            .iter()
+            .zip(&samples.module_gain)
+            .zip(&module_amelioration),
+    );
+    for (l, ((inputs, pooled), ((values, gain), own))) in per_module.enumerate() {
         write(&args.out, &format!("inputs_{l}.npy"), inputs)?;
-        write(
-            &args.out,
-            &format!("values_{l}.npy"),
-            &Array1::from(values.clone()),
-        )?;
+        write(&args.out, &format!("pooled_{l}.npy"), pooled)?;
+        let vectors = [("values", values), ("gain", gain), ("amelioration", own)];
+        for (name, vector) in vectors {
+            let array = Array1::from(vector.clone());
+            write(&args.out, &format!("{name}_{l}.npy"), &array)?;
+        }
     }
     write(
         &args.out,

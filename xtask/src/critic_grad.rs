@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use scal_train::Checkpoint;
+use scal_run::Checkpoint;
 use scal_train::critic_grad::{ModuleGradient, critic_gradients};
 
 use crate::backend::Backend;
@@ -46,7 +46,7 @@ pub fn run(args: &CriticGradArgs) -> Result<()> {
     print_table(&measured, step.lambda);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&measured).expect("serialisable");
-        scal_backbone::write_atomically(path, |tmp| {
+        scal_fs::write_atomically(path, |tmp| {
             std::fs::write(tmp, text.as_bytes()).map_err(|e| e.to_string())
         })?;
         println!("wrote {}", path.display());

@@ -90,7 +90,7 @@ pub struct EvaluateArgs {
     pub batch: u32,
     /// With --checkpoint: compute backend among those compiled in (flex, wgpu, cuda).
     #[arg(long, default_value = "flex")]
-    pub backend: scal_train::Backend,
+    pub backend: scal_run::Backend,
     /// Distance between features (with --features or --checkpoint).
     #[arg(long, value_enum, default_value_t = Distance::Euclidean)]
     pub distance: Distance,

@@ -73,7 +73,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             ExportFormat::Onnx => head.first() == Some(&0x08),
         },
     )?;
-    let device = crate::backend::device(scal_train::Backend::Flex)?;
+    let device = crate::backend::device(scal_run::Backend::Flex)?;
     let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     match args.format {
         ExportFormat::Safetensors => {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use scal_data::{DataError, DatasetName};
-use scal_train::{Backend, Checkpoint, RunDir, TrainError, TrainingConfig};
+use scal_run::{Backend, Checkpoint, RunDir, TrainError, TrainingConfig};
 
 /// The hint for the first error of `error`'s chain that has one.
 pub fn for_error(error: &anyhow::Error) -> Option<String> {
@@ -193,7 +193,7 @@ mod tests {
             "{hint}"
         );
         let config = TrainingConfig::resolve(
-            scal_train::Profile::Quick,
+            scal_run::Profile::Quick,
             None,
             &[
                 ("backend".into(), "remote".into()),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use indicatif::{ProgressBar, ProgressStyle};
 use scal_data::SkippedImage;
 use scal_infer::Scores;
-use scal_train::log::{EvalRecord, TrainRecord};
+use scal_run::log::{EvalRecord, TrainRecord};
 use scal_train::{RunOutcome, TrainObserver};
 
 /// One line of scores: Rank-1/5/10, mAP and mINP in percent, after a label.

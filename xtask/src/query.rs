@@ -4,10 +4,9 @@
 //! ([`scal_infer::GalleryCache`]).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use scal_infer::{
     CacheNote, EmbedOptions, GalleryCache, GalleryFeatures, InferError, Ranking, embed_paths,
     inside_folder, rank,
@@ -79,18 +78,6 @@ fn cache(args: &QueryArgs) -> Result<GalleryCache> {
         }
         other => other.into(),
     })
-}
-
-/// Writes `path` atomically: a temporary file beside it (extract's), then a rename.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    let mut tmp = crate::cli::temporary_beside(path, "writing")?;
-    write(tmp.as_file_mut())?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// `--batch` and `--flip` at the checkpoint's input size; photos turned upright by their
@@ -185,9 +172,10 @@ fn write_html(path: &Path, rankings: &[Ranking], size: (u32, u32)) -> Result<()>
         }
         html.push_str("</ol>\n");
     }
-    write_atomically(path, |f| {
-        f.write_all(html.as_bytes()).map_err(anyhow::Error::from)
-    })
+    scal_fs::write_atomically(path, |tmp| {
+        std::fs::write(tmp, html.as_bytes()).map_err(|e| e.to_string())
+    })?;
+    Ok(())
 }
 
 /// A path on one line of the plain output: control characters (a newline in a file name)

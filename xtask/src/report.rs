@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use scal_report::figures::attention_figure;
 use scal_report::{ReportOptions, build_report};
-use scal_train::{Checkpoint, RunDir};
+use scal_run::{Checkpoint, RunDir};
 
 /// Writes RUN_DIR/report/index.html with its figures.
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,7 @@ pub struct ReportArgs {
     pub ranked: u32,
     /// Compute backend among those compiled in: flex, wgpu or cuda.
     #[arg(long, default_value = "flex")]
-    pub backend: scal_train::Backend,
+    pub backend: scal_run::Backend,
 }
 
 /// Builds the report.
@@ -35,7 +35,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         bail!(
             "{} is not a run folder (no {}); expected runs/<name>",
             args.run.display(),
-            scal_train::run_dir::CONFIG_FILE
+            scal_run::run_dir::CONFIG_FILE
         );
     }
     let checkpoint = checkpoint_to_draw(&run, &args.checkpoint);
@@ -91,7 +91,7 @@ pub struct VisualizeArgs {
     pub out: PathBuf,
     /// Compute backend among those compiled in: flex, wgpu or cuda.
     #[arg(long, default_value = "flex")]
-    pub backend: scal_train::Backend,
+    pub backend: scal_run::Backend,
 }
 
 /// Runs the visualisation. The output folder is written as a whole (staged beside it, then
@@ -109,7 +109,7 @@ pub fn visualize(args: &VisualizeArgs) -> Result<()> {
     }
     let (parent, name) = split_out(&args.out)?;
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    scal_train::folder::write_staged(&parent, &name, |dir| -> Result<()> {
+    scal_run::folder::write_staged(&parent, &name, |dir| -> Result<()> {
         for path in &listing.images {
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
             let out = dir.join(format!("{stem}.png"));

@@ -3,7 +3,7 @@
 //! remote backend over WebSocket.
 
 use anyhow::{Result, bail};
-use scal_train::Backend;
+use scal_run::Backend;
 
 /// Serve this machine's devices to `--backend remote` clients until Ctrl-C or SIGTERM.
 #[derive(Debug, clap::Args)]

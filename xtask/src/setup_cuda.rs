@@ -128,7 +128,7 @@ pub fn run(args: &SetupCudaArgs) -> Result<()> {
     check_prerequisites(&args.python)?;
     let parent = dir.parent().expect("the install folder has a parent");
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = scal_backbone::staging_builder(".tracel-llvm-", true)
+    let staging = scal_fs::staging_builder(".tracel-llvm-", true)
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging folder in {}", parent.display()))?;
     let wheels = download_wheels(&args.python, staging.path())?;

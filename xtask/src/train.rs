@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use scal_train::config::Profile;
-use scal_train::{Backend, Checkpoint, RunDir, RunOutcome, Start, TrainingConfig};
+use scal_run::config::Profile;
+use scal_run::{Backend, Checkpoint, RunDir, TrainingConfig};
+use scal_train::{RunOutcome, Start};
 
 use crate::cli::{install_ctrl_c, train_on_configured_devices};
 use crate::progress::score_line;

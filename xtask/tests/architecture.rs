@@ -12,12 +12,13 @@ use serde_json::Value;
 /// Our crates each library crate may depend on (normal and build dependencies): the table of
 /// docs/architecture.md. `xtask` may depend on any of them.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("scal-backbone", &[]),
+    ("scal-fs", &[]),
+    ("scal-backbone", &["scal-fs"]),
     ("scal-attention", &[]),
     ("scal-critic", &[]),
     ("scal-rewards", &[]),
     ("scal-losses", &[]),
-    ("scal-data", &[]),
+    ("scal-data", &["scal-fs"]),
     ("scal-eval", &[]),
     ("scal-eval-py", &["scal-eval"]),
     (
@@ -26,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-attention",
             "scal-backbone",
             "scal-critic",
+            "scal-fs",
             "scal-losses",
             "scal-rewards",
         ],
@@ -37,6 +39,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-backbone",
             "scal-data",
             "scal-eval",
+            "scal-fs",
+            "scal-model",
+        ],
+    ),
+    (
+        "scal-run",
+        &[
+            "scal-attention",
+            "scal-backbone",
+            "scal-data",
+            "scal-eval",
+            "scal-fs",
+            "scal-infer",
             "scal-model",
         ],
     ),
@@ -47,10 +62,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-backbone",
             "scal-data",
             "scal-eval",
+            "scal-fs",
             "scal-infer",
             "scal-losses",
             "scal-model",
             "scal-rewards",
+            "scal-run",
         ],
     ),
     (
@@ -59,10 +76,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-backbone",
             "scal-data",
             "scal-eval",
+            "scal-fs",
             "scal-infer",
             "scal-model",
             "scal-rewards",
-            "scal-train",
+            "scal-run",
         ],
     ),
 ];
@@ -78,6 +96,11 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "scal-infer",
         &["scal-train", "scal-report", "clap", "indicatif", "plotters"],
     ),
+    (
+        "scal-run",
+        &["scal-train", "scal-report", "clap", "indicatif", "plotters"],
+    ),
+    ("scal-report", &["scal-train", "clap", "indicatif"]),
     ("scal-model", &["burn-onnx", "onnx-ir", "image", "plotters"]),
     ("scal-eval", &["burn"]),
 ];

@@ -12,7 +12,7 @@ use burn::server::{RemoteServer, WebSocketTransport};
 use burn::tensor::Device;
 use scal_model::AttentionKind;
 use scal_model::probe::{float_tensors, probe_batch, probe_config as parity_model_config};
-use scal_train::config::Profile;
+use scal_run::config::Profile;
 use scal_train::{RunOutcome, StepConfig, TrainingConfig, scal_step_data_parallel};
 use xtask::backend::{self, Backend};
 use xtask::parity::parity;

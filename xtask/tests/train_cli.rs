@@ -641,6 +641,34 @@ fn synth_hard_is_generated_read_and_recorded_by_its_version() {
     assert!(err.contains("easy, hard or hard-v1"), "{err}");
 }
 
+/// `pooled_L.npy` holds X_l and X_l ⊙ A_l averaged on a 4 × 2 grid (channel-major cells).
+/// Checked against the critic's own inputs `[GAP(X_l), A_l]`, computed apart: the mean of a
+/// channel's eight X cells is its GAP (the tiny model's maps divide into equal cells), and
+/// with channel attention each gated cell is the channel's weight times the X cell.
+fn pooled_maps_agree_with_the_critic_inputs(out: &Path, l: usize, inputs: &ndarray::Array2<f32>) {
+    let pooled: ndarray::Array2<f32> =
+        ndarray_npy::read_npy(out.join(format!("pooled_{l}.npy"))).unwrap();
+    let channels = inputs.dim().1 / 2;
+    assert_eq!(pooled.dim(), (24, 2 * channels * 8), "module {l}");
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+    for n in 0..24 {
+        for c in 0..channels {
+            let cells: Vec<f32> = (0..8).map(|j| pooled[[n, c * 8 + j]]).collect();
+            let mean = cells.iter().sum::<f32>() / 8.0;
+            assert!(
+                close(mean, inputs[[n, c]]),
+                "module {l}, sample {n}, channel {c}: cells' mean {mean} against GAP {}",
+                inputs[[n, c]]
+            );
+            let weight = inputs[[n, channels + c]];
+            for (j, cell) in cells.iter().enumerate() {
+                let gated = pooled[[n, (channels + c) * 8 + j]];
+                assert!(close(gated, weight * cell), "module {l}, sample {n}, cell {j}");
+            }
+        }
+    }
+}
+
 #[test]
 fn critic_data_writes_what_each_critic_reads_and_is_taught() {
     let dir = tempfile::tempdir().unwrap();
@@ -691,6 +719,17 @@ fn critic_data_writes_what_each_critic_reads_and_is_taught() {
         let values: ndarray::Array1<f32> =
             ndarray_npy::read_npy(out.join(format!("values_{l}.npy"))).unwrap();
         assert!(values.iter().all(|v| v.is_finite()));
+        pooled_maps_agree_with_the_critic_inputs(&out, l, &inputs);
+        let gain: ndarray::Array1<f32> =
+            ndarray_npy::read_npy(out.join(format!("gain_{l}.npy"))).unwrap();
+        let own: ndarray::Array1<f32> =
+            ndarray_npy::read_npy(out.join(format!("amelioration_{l}.npy"))).unwrap();
+        assert_eq!(gain.len(), 24);
+        assert!(gain.iter().all(|g| (-1.0..=1.0).contains(g)), "{gain}");
+        assert!(gain.iter().any(|&g| g != 0.0), "module {l} changes the prediction");
+        for (g, r) in gain.iter().zip(&own) {
+            assert_eq!(*r, f32::from(*g > 0.0), "R_a^l is the sign of the gain");
+        }
     }
     // critic-grad on the same run: a row per module, and the JSON with the same numbers.
     let json = dir.path().join("grad.json");

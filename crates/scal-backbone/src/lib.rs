@@ -47,5 +47,5 @@ pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock, global_average
 pub use weights::{
     BackboneError, CheckpointSource, IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD, LoadOptions,
     LoadReport, UnknownSource, WeightFormat, load_weights, save_native,
-    save_torchvision_safetensors, staging_builder, write_atomically,
+    save_torchvision_safetensors,
 };

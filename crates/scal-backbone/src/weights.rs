@@ -176,14 +176,9 @@ pub enum BackboneError {
         /// The file's `pixel_std`, per channel.
         std: Vec<f32>,
     },
-    /// The weights could not be written.
-    #[error("cannot write weights file {}: {message}", path.display())]
-    Write {
-        /// The destination.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// The weights could not be written (the file is named).
+    #[error(transparent)]
+    Write(#[from] scal_fs::FsError),
 }
 
 /// ImageNet's channel means on 0-255 pixels: FastReID's default `MODEL.PIXEL_MEAN`, and what
@@ -224,13 +219,6 @@ impl fmt::Display for Mismatch<'_> {
 
 fn read_error(path: &Path, e: impl fmt::Display) -> BackboneError {
     BackboneError::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn write_error(path: &Path, e: impl fmt::Display) -> BackboneError {
-    BackboneError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
@@ -706,12 +694,13 @@ fn report_from(format: WeightFormat, source: CheckpointSource, result: ApplyResu
 /// Writes `model`'s weights as a native burnpack file, atomically: a temporary file beside
 /// `path` is renamed over it, so a failure leaves any previous file intact.
 pub fn save_native(model: &ResNet, path: &Path) -> Result<(), BackboneError> {
-    write_atomically(path, |tmp| {
+    scal_fs::write_atomically(path, |tmp| {
         let mut store = BurnpackStore::from_file(tmp)
             .auto_extension(false)
             .overwrite(true);
         model.save_into(&mut store).map_err(|e| e.to_string())
-    })
+    })?;
+    Ok(())
 }
 
 /// Writes `model`'s weights as a SafeTensors file with torchvision's key names
@@ -719,7 +708,7 @@ pub fn save_native(model: &ResNet, path: &Path) -> Result<(), BackboneError> {
 /// `resnet.load_state_dict(safetensors.torch.load_file(path), strict=False)` (only `fc` and
 /// `num_batches_tracked` are absent). Written atomically.
 pub fn save_torchvision_safetensors(model: &ResNet, path: &Path) -> Result<(), BackboneError> {
-    write_atomically(path, |tmp| {
+    scal_fs::write_atomically(path, |tmp| {
         let mut store = BURN_TO_TORCHVISION.iter().fold(
             SafetensorsStore::from_file(tmp)
                 .with_to_adapter(BurnToPyTorchAdapter)
@@ -727,44 +716,7 @@ pub fn save_torchvision_safetensors(model: &ResNet, path: &Path) -> Result<(), B
             |s, (from, to)| s.with_key_remapping(from, *to),
         );
         model.save_into(&mut store).map_err(|e| e.to_string())
-    })
-}
-
-/// A builder of temporary files and folders that are created as other tools create files:
-/// with the permissions the process's umask leaves (`0666`/`0777` less the umask), not
-/// `tempfile`'s private `0600`/`0700`, so that what is renamed into place afterwards can be
-/// read by the user's group as their other files can.
-pub fn staging_builder<'a>(prefix: &'a str, folder: bool) -> tempfile::Builder<'a, 'a> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if folder { 0o777 } else { 0o666 };
-        builder.permissions(std::fs::Permissions::from_mode(mode));
-    }
-    #[cfg(not(unix))]
-    let _ = folder;
-    builder
-}
-
-/// Runs `write` on a temporary path in `path`'s folder, then renames it to `path`: a failure
-/// (or a killed process) never leaves a half-written `path`, and any previous file at `path`
-/// survives it. The temporary file is removed on failure.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), BackboneError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = staging_builder(".weights-", false)
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| write_error(path, e))?;
-    write(tmp.path()).map_err(|m| write_error(path, m))?;
-    tmp.persist(path).map_err(|e| write_error(path, e.error))?;
+    })?;
     Ok(())
 }
 

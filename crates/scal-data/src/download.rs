@@ -418,7 +418,7 @@ pub fn install(
         path: parent.to_path_buf(),
         source,
     })?;
-    let staging = crate::folder::staging_dir_builder(".extracting-")
+    let staging = scal_fs::staging_builder(".extracting-", true)
         .tempdir_in(parent)
         .map_err(|source| DataError::Write {
             path: parent.to_path_buf(),

@@ -66,20 +66,6 @@ pub fn list_images(dir: &Path) -> Result<ImageListing, DataError> {
     Ok(ImageListing { images, skipped })
 }
 
-/// A builder of temporary folders created with the permissions the umask leaves (`0777`
-/// less the umask), not `tempfile`'s private `0700`: a dataset generated or installed
-/// through one is readable by the user's group like their other folders.
-pub(crate) fn staging_dir_builder(prefix: &str) -> tempfile::Builder<'_, '_> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o777));
-    }
-    builder
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

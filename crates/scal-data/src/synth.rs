@@ -723,7 +723,7 @@ pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataEr
         path: parent.clone(),
         source,
     })?;
-    let staging = crate::folder::staging_dir_builder(".synth-")
+    let staging = scal_fs::staging_builder(".synth-", true)
         .tempdir_in(&parent)
         .map_err(|source| DataError::Io {
             path: parent.clone(),

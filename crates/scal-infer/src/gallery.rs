@@ -243,9 +243,9 @@ fn read_cached(
 }
 
 /// Writes `bytes` to `path` atomically (the workspace's one atomic write,
-/// [`scal_backbone::write_atomically`]).
+/// [`scal_fs::write_atomically`]).
 fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    scal_backbone::write_atomically(path, |tmp| {
+    scal_fs::write_atomically(path, |tmp| {
         std::fs::write(tmp, bytes).map_err(|e| e.to_string())
     })
     .map_err(|e| e.to_string())

@@ -46,7 +46,7 @@ pub fn write_checksums(dir: &Path, files: &[&str]) -> Result<(), ModelError> {
     for name in files {
         text.push_str(&format!("{}  {name}\n", sha256_of(&dir.join(name))?));
     }
-    scal_backbone::write_atomically(&dir.join(CHECKSUMS_FILE), |tmp| {
+    scal_fs::write_atomically(&dir.join(CHECKSUMS_FILE), |tmp| {
         std::fs::write(tmp, &text).map_err(|e| e.to_string())
     })?;
     Ok(())
@@ -125,7 +125,7 @@ impl ScalModel {
     pub fn save_dir(&self, config: &ScalConfig, dir: &Path) -> Result<(), ModelError> {
         self.save_checkpoint(&dir.join(WEIGHTS_FILE))?;
         let path = dir.join(CONFIG_FILE);
-        scal_backbone::write_atomically(&path, |tmp| config.save(tmp).map_err(|e| e.to_string()))?;
+        scal_fs::write_atomically(&path, |tmp| config.save(tmp).map_err(|e| e.to_string()))?;
         write_checksums(dir, &[CONFIG_FILE, WEIGHTS_FILE])
     }
 

@@ -229,6 +229,10 @@ pub enum ModelError {
     /// Reading or writing backbone weights failed.
     #[error(transparent)]
     Backbone(#[from] BackboneError),
+    /// A file of the model (weights, configuration, checksums) could not be written; the
+    /// previous one is intact.
+    #[error(transparent)]
+    Write(#[from] scal_fs::FsError),
     /// The checkpoint file is not there.
     #[error("checkpoint {} does not exist", path.display())]
     NotFound {
@@ -394,7 +398,7 @@ impl ScalModel {
     /// Writes every parameter and running statistic as a burnpack file, atomically.
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), ModelError> {
         self.sync_running_statistics();
-        scal_backbone::write_atomically(path, |tmp| {
+        scal_fs::write_atomically(path, |tmp| {
             let mut store = BurnpackStore::from_file(tmp)
                 .auto_extension(false)
                 .overwrite(true);
@@ -411,7 +415,7 @@ impl ScalModel {
     /// `critics.critics.<l>.*` (linear weights `[out, in]` as in `torch.nn.Linear`).
     pub fn save_torchvision_safetensors(&self, path: &Path) -> Result<(), ModelError> {
         self.sync_running_statistics();
-        scal_backbone::write_atomically(path, |tmp| {
+        scal_fs::write_atomically(path, |tmp| {
             let mut store = burn::store::SafetensorsStore::from_file(tmp)
                 .with_to_adapter(burn::store::BurnToPyTorchAdapter)
                 .overwrite(true)

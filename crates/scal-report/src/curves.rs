@@ -7,9 +7,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 use scal_rewards::RewardKind;
-use scal_train::eval::ModuleAmelioration;
-use scal_train::log::{EvalRecord, Record, TrainRecord};
-use scal_train::{TrainError, TrainingConfig};
+use scal_run::ModuleAmelioration;
+use scal_run::log::{EvalRecord, Record, TrainRecord};
+use scal_run::{TrainError, TrainingConfig};
 
 use crate::{ReportError, figure_error};
 
@@ -152,7 +152,7 @@ impl RunLog {
 /// Reads a run's `metrics.jsonl` into per-epoch means and the evaluations.
 pub fn read_log(path: &Path) -> Result<RunLog, ReportError> {
     let mut log = RunLog::default();
-    for record in scal_train::log::read(path).map_err(TrainError::from)? {
+    for record in scal_run::log::read(path).map_err(TrainError::from)? {
         match record {
             Record::Train(t) => log.epochs.entry(t.epoch).or_default().add(&t),
             Record::Eval(e) => log.evals.push(e),

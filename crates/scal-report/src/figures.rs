@@ -135,7 +135,7 @@ fn bordered(tile: &RgbImage, color: Rgb<u8>, width: u32) -> RgbImage {
 /// Writes `img` as a PNG at `path` atomically (the workspace's one atomic write): a full
 /// disk or a killed process leaves the previous figure, not a truncated one (issue 29, W7).
 fn save_png(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
-    scal_backbone::write_atomically(path, |tmp| {
+    scal_fs::write_atomically(path, |tmp| {
         img.save_with_format(tmp, image::ImageFormat::Png)
             .map_err(|e| e.to_string())
     })

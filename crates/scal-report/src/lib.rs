@@ -17,8 +17,8 @@
 //!   and, per module, the critic's calibration and the amelioration rates), the final
 //!   metrics and the configuration.
 //!
-//! The run is read through `scal-train`'s types (configuration, log, model folder) and the
-//! report folder is written as a whole (`scal_train::folder::write_staged`): a failed or
+//! The run is read through `scal-run`'s types (configuration, log, run folder), without the
+//! training loop, the model through `scal-infer`'s model folder, and the report folder is written as a whole (`scal_run::folder::write_staged`): a failed or
 //! interrupted build keeps the previous report.
 
 #![warn(missing_docs)]
@@ -33,7 +33,7 @@ use burn::tensor::Device;
 use scal_data::{ReadOptions, ReidDataset};
 use scal_infer::{EmbedOptions, QueryGallery};
 use scal_model::{AttentionKind, ScalModel};
-use scal_train::{Checkpoint, RunDir, TrainError, TrainingConfig};
+use scal_run::{Checkpoint, RunDir, TrainError, TrainingConfig};
 
 use crate::curves::{draw_curves, read_log};
 use crate::figures::{attention_figure, best_and_worst, ranked_figure};
@@ -127,7 +127,7 @@ pub fn build_report(run_dir: &Path, options: &ReportOptions) -> Result<PathBuf, 
     let run = RunDir::new(run_dir);
     let config = TrainingConfig::load_json(&run.config())?;
     let log = read_log(&run.metrics())?;
-    let out = scal_train::folder::write_staged(run_dir, scal_train::run_dir::REPORT_DIR, |dir| {
+    let out = scal_run::folder::write_staged(run_dir, scal_run::run_dir::REPORT_DIR, |dir| {
         let curves = draw_curves(&log, &config, dir)?;
         let mut notes = Vec::new();
         let model = model_figures(run_dir, &config, options, dir, &mut notes)?;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use scal_data::ImageRecord;
 use scal_model::AttentionKind;
 use scal_rewards::RewardKind;
-use scal_train::TrainingConfig;
+use scal_run::TrainingConfig;
 
 use crate::curves::{Curve, Figure, RunLog};
 use crate::figures::RankedQuery;
@@ -235,7 +235,7 @@ fn attention_maps(html: &mut String, model: &ModelFigures) {
 /// " (selected on the test split)" for the `best` checkpoint, which was chosen by its test
 /// mAP; nothing for `last`.
 fn selected_note(checkpoint: &str) -> &'static str {
-    if checkpoint == scal_train::Checkpoint::Best.as_str() {
+    if checkpoint == scal_run::Checkpoint::Best.as_str() {
         " (selected on the test split)"
     } else {
         ""

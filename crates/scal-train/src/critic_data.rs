@@ -1,9 +1,13 @@
 //! The critics' data, read back from a trained model: for training batches drawn as training
-//! draws them, each module's critic input (what `V_l` reads), its estimate `V_l` and the
-//! realised rewards. With it, one can ask whether the reward is predictable from what the
-//! critic sees at all (`scripts/critic-probe.py`), which tells a critic that cannot learn
-//! apart from a reward that carries no learnable signal.
+//! draws them, each module's critic input (what `V_l` reads), its estimate `V_l`, the
+//! realised rewards, and what a critic could know beyond its inputs: each module's own
+//! amelioration `R_a^l` and the module's feature map and gated map pooled on a 4 × 2 grid.
+//! With it, one can ask whether the reward is predictable from what the critic sees at all
+//! (`scripts/critic-probe.py`), which tells a critic that cannot learn apart from a reward
+//! that carries no learnable signal.
 
+use burn::tensor::activation::softmax;
+use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 use ndarray::Array2;
 use scal_data::{SamplerPosition, TrainLoader};
@@ -12,13 +16,23 @@ use scal_rewards::{RewardKind, rewards};
 
 use crate::TrainError;
 
+/// The grid the pooled inputs average each module's maps over: `[rows, columns]`, the
+/// person's body in four bands and two halves.
+pub const POOL_GRID: [usize; 2] = [4, 2];
+
 /// Per-sample critic data of several batches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CriticSamples {
     /// Per module `l`: the critic inputs, `[N, D_l]`.
     pub inputs: Vec<Array2<f32>>,
+    /// Per module `l`: the module's input `X_l` and its gated map `X_l ⊙ A_l`, each averaged
+    /// over a [`POOL_GRID`] grid, `[N, 2 · C_l · 8]` (the `X_l` cells first, channel-major).
+    pub pooled: Vec<Array2<f32>>,
     /// Per module `l`: the critic's estimate `V_l`, `N` values.
     pub values: Vec<Vec<f32>>,
+    /// Per module `l`: the true class's probability with every module on minus that with
+    /// module `l`'s map replaced by ones (the realised gain of module `l`), `N` values.
+    pub module_gain: Vec<Vec<f32>>,
     /// `R_c` per sample (1: the attention-based prediction is right).
     pub correct: Vec<f32>,
     /// `R_a` per sample (1: attention raised the true class's probability).
@@ -27,16 +41,57 @@ pub struct CriticSamples {
     pub labels: Vec<i64>,
 }
 
+impl CriticSamples {
+    /// `R_a^l` per module and sample: 1 where module `l` raised the true class's probability
+    /// (its gain is positive), as `R_a` is for all modules together.
+    pub fn module_amelioration(&self) -> Vec<Vec<f32>> {
+        self.module_gain
+            .iter()
+            .map(|g| g.iter().map(|&d| f32::from(d > 0.0)).collect())
+            .collect()
+    }
+}
+
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
 }
 
+/// The true class's probability per sample.
+///
+/// # Shapes
+/// - `logits`: `[N, K]`; `labels`: N class indices
+fn true_class_probability(logits: Tensor<2>, labels: &[i64]) -> Vec<f32> {
+    let p = floats(softmax(logits, 1));
+    let k = p.len() / labels.len().max(1);
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| p[i * k + y as usize])
+        .collect()
+}
+
+/// `X` and `X ⊙ A` averaged over [`POOL_GRID`], one row per sample.
+///
+/// # Shapes
+/// - `x`: `[N, C, H, W]`; `map`: broadcastable to it; output: `[N, 2 · C · 8]`
+fn pooled_maps(x: Tensor<4>, map: Tensor<4>) -> Tensor<2> {
+    let gated = x.clone() * map;
+    let pool = |t: Tensor<4>| adaptive_avg_pool2d(t, POOL_GRID).flatten::<2>(1, 3);
+    Tensor::cat(vec![pool(x), pool(gated)], 1)
+}
+
+/// Rows of `N` samples as an `[N, D]` array.
+fn rows(values: Vec<f32>, n: usize) -> Array2<f32> {
+    let d = values.len() / n.max(1);
+    Array2::from_shape_vec((n, d), values).expect("N rows of D values")
+}
+
 /// The critic data of `model` (which has attention and critics) on the first `batches`
 /// batches `loader` gives from the start of epoch 0 (through the following epochs when one
-/// has fewer), with the augmentation of training. Both
-/// passes run as the training step's no-attention pass does (batch statistics on the
-/// autodiff `device`, no gradients, running statistics untouched), so the model is not
-/// changed and `R` is the reward training would have computed on these batches.
+/// has fewer), with the augmentation of training. Every pass runs as the training step's
+/// no-attention pass does (batch statistics on the autodiff `device`, no gradients, running
+/// statistics untouched), so the model is not changed and `R` is the reward training would
+/// have computed on these batches.
 ///
 /// # Errors
 /// An unreadable training image (with `strict` loading), or a model without attention.
@@ -55,10 +110,12 @@ pub fn critic_samples(
     let copy = model.no_attention_copy();
     let modules = copy.critics.critics.len();
     let mut inputs: Vec<Vec<f32>> = vec![Vec::new(); modules];
-    let mut widths = vec![0usize; modules];
+    let mut pooled: Vec<Vec<f32>> = vec![Vec::new(); modules];
     let mut samples = CriticSamples {
         inputs: Vec::new(),
+        pooled: Vec::new(),
         values: vec![Vec::new(); modules],
+        module_gain: vec![Vec::new(); modules],
         correct: Vec::new(),
         amelioration: Vec::new(),
         labels: Vec::new(),
@@ -68,29 +125,27 @@ pub fn critic_samples(
     for batch in loader.iter_from(start, epochs).take(batches) {
         let batch = batch?;
         let (images, labels) = batch.to_tensors(device);
+        let label_values: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
         let out = copy.forward(images.clone(), Gating::On);
-        let plain = copy.forward(images, Gating::Ones);
-        let r = rewards(
-            out.logits.clone(),
-            plain.logits,
-            labels.clone(),
-            RewardKind::Both,
-        );
+        let plain = copy.forward(images.clone(), Gating::Ones);
+        let r = rewards(out.logits.clone(), plain.logits, labels, RewardKind::Both);
         samples.correct.extend(floats(r.correct));
         samples.amelioration.extend(floats(r.amelioration));
-        samples.labels.extend(labels.into_data().iter::<i64>());
+        let full = true_class_probability(out.logits.clone(), &label_values);
         for (l, critic) in copy.critics.critics.iter().enumerate() {
-            let input = critic.input(out.stage_inputs[l].clone(), out.maps[l].clone());
-            widths[l] = input.dims()[1];
-            inputs[l].extend(floats(input));
+            let x = out.stage_inputs[l].clone();
+            let map = out.maps[l].clone();
+            inputs[l].extend(floats(critic.input(x.clone(), map.clone())));
+            pooled[l].extend(floats(pooled_maps(x, map)));
             samples.values[l].extend(floats(out.values[l].clone()));
+            let without =
+                true_class_probability(copy.logits_without_module(images.clone(), l), &label_values);
+            samples.module_gain[l].extend(full.iter().zip(&without).map(|(a, b)| a - b));
         }
+        samples.labels.extend(label_values);
     }
     let n = samples.labels.len();
-    samples.inputs = inputs
-        .into_iter()
-        .zip(widths)
-        .map(|(v, d)| Array2::from_shape_vec((n, d), v).expect("N rows of D inputs"))
-        .collect();
+    samples.inputs = inputs.into_iter().map(|v| rows(v, n)).collect();
+    samples.pooled = pooled.into_iter().map(|v| rows(v, n)).collect();
     Ok(samples)
 }

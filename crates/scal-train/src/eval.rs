@@ -7,31 +7,9 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use scal_data::{ImageRecord, TestTransform};
 use scal_model::ScalModel;
-use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-
-/// What each attention module adds, measured as the training step measures R_a: on fixed
-/// P × K batches of training images, with batch statistics, changing nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModuleAmelioration {
-    /// Images measured.
-    pub samples: usize,
-    /// Share of images where all modules together raised the true class's probability over
-    /// the no-attention pass (the R_a rate of training, on these images).
-    pub all_modules: f64,
-    /// Per module `l`: share of images where the true class's probability with every module
-    /// is higher than with module `l`'s map replaced by ones.
-    pub per_module: Vec<f64>,
-    /// Picked images that could not be decoded and were left out (`data.strict=false`);
-    /// written to the log only when not 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub skipped: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
+pub use scal_run::ModuleAmelioration;
 
 /// Seed of the sampler that picks the diagnostic's batches: the same images at every
 /// evaluation of every run on a dataset.

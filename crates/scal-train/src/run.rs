@@ -494,7 +494,7 @@ impl<'a> Trainer<'a> {
         for replaced in &batch.replaced {
             observer.replaced_image(replaced);
         }
-        let record = TrainRecord::new(
+        let record = train_record(
             &report,
             epoch,
             self.state.iteration,
@@ -770,26 +770,24 @@ fn refuse_lost_checkpoint(
     })
 }
 
-impl TrainRecord {
-    /// The log record of one step.
-    fn new(
-        report: &StepReport,
-        epoch: u64,
-        iteration: u64,
-        lr: f64,
-        lambda: f64,
-        batch: &HostBatch,
-        seconds: f64,
-    ) -> TrainRecord {
-        TrainRecord {
-            epoch,
-            iteration,
-            lr,
-            step: report.clone(),
-            lambda,
-            images_per_s: batch.labels.len() as f64 / seconds.max(1e-9),
-            replaced_images: batch.replaced.iter().map(|r| r.path.clone()).collect(),
-        }
+/// The log record of one step.
+fn train_record(
+    report: &StepReport,
+    epoch: u64,
+    iteration: u64,
+    lr: f64,
+    lambda: f64,
+    batch: &HostBatch,
+    seconds: f64,
+) -> TrainRecord {
+    TrainRecord {
+        epoch,
+        iteration,
+        lr,
+        step: report.clone(),
+        lambda,
+        images_per_s: batch.labels.len() as f64 / seconds.max(1e-9),
+        replaced_images: batch.replaced.iter().map(|r| r.path.clone()).collect(),
     }
 }
 

@@ -72,34 +72,42 @@ fn child_training_process() {
     train_flex(&config, Path::new(&run), false).unwrap();
 }
 
-#[test]
-fn killed_and_resumed_run_matches_an_uninterrupted_one() {
-    let root = common::tiny_dataset();
-    let config = tiny_config(&root);
-    let dir = tempfile::tempdir().unwrap();
-    let straight = dir.path().join("straight");
-    let outcome = train_flex(&config, &straight, false).unwrap();
-    let RunOutcome::Finished { iterations, .. } = outcome else {
-        panic!("not finished: {outcome:?}")
-    };
-    assert!(
-        iterations > 12,
-        "the test needs a run of several checkpoints, got {iterations} iterations"
-    );
-
-    // Same run in a child process, killed with SIGKILL between two checkpoints.
-    let killed = dir.path().join("killed");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+/// A process of this test binary that trains `run` on `root` with [`tiny_config`]
+/// ([`child_training_process`]). Runs that must match bit for bit start in processes of
+/// their own: the device's random generator is the process's, and the tests running beside
+/// in this one draw from it too.
+fn training_process(run: &Path, root: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "train_run::child_training_process",
             "--ignored",
             "--nocapture",
         ])
-        .env("SCAL_TEST_CHILD_RUN", &killed)
-        .env("SCAL_TEST_CHILD_DATA", &root)
+        .env("SCAL_TEST_CHILD_RUN", run)
+        .env("SCAL_TEST_CHILD_DATA", root)
+        .stdout(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn killed_and_resumed_run_matches_an_uninterrupted_one() {
+    let root = common::tiny_dataset();
+    let config = tiny_config(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let status = training_process(&straight, &root).wait().unwrap();
+    assert!(status.success(), "the uninterrupted run failed: {status}");
+    let iterations = train_lines(&straight) as u64;
+    assert!(
+        iterations > 12,
+        "the test needs a run of several checkpoints, got {iterations} iterations"
+    );
+
+    // The same run in another process, killed with SIGKILL between two checkpoints.
+    let killed = dir.path().join("killed");
+    let mut child = training_process(&killed, &root);
     let start = Instant::now();
     loop {
         if saved_iteration(&killed) >= 4 && train_lines(&killed) >= 6 {

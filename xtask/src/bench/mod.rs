@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use scal_train::Backend;
+use scal_run::Backend;
 pub mod measures;
 #[cfg(feature = "flex")]
 pub mod ops;

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::ModuleAmelioration;
 use scal_infer::Evaluation;
 use scal_model::objective::StepReport;
 
@@ -165,7 +164,7 @@ pub fn truncate(path: &Path, iteration: u64) -> Result<(), LogError> {
         }
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut staged = scal_backbone::staging_builder(".metrics-", false)
+    let mut staged = scal_fs::staging_builder(".metrics-", false)
         .tempfile_in(dir)
         .map_err(io_error(path))?;
     staged.write_all(kept.as_bytes()).map_err(io_error(path))?;
@@ -200,6 +199,29 @@ impl LogWriter {
         writeln!(self.file, "{}", record.to_line()).map_err(io_error(&self.path))?;
         self.file.flush().map_err(io_error(&self.path))
     }
+}
+
+/// What each attention module adds (the trainer's diagnostic at each evaluation, measured by
+/// `scal_train::eval`), measured as the training step measures R_a: on fixed P × K batches
+/// of training images, with batch statistics, changing nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleAmelioration {
+    /// Images measured.
+    pub samples: usize,
+    /// Share of images where all modules together raised the true class's probability over
+    /// the no-attention pass (the R_a rate of training, on these images).
+    pub all_modules: f64,
+    /// Per module `l`: share of images where the true class's probability with every module
+    /// is higher than with module `l`'s map replaced by ones.
+    pub per_module: Vec<f64>,
+    /// Picked images that could not be decoded and were left out (`data.strict=false`);
+    /// written to the log only when not 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn write_staged<E: From<TrainError>>(
 ) -> Result<PathBuf, E> {
     recover(parent, name)?;
     let prefix = format!(".{name}.tmp-");
-    let staging = scal_backbone::staging_builder(&prefix, true)
+    let staging = scal_fs::staging_builder(&prefix, true)
         .tempdir_in(parent)
         .map_err(io(parent))?;
     write(staging.path())?;

@@ -7,7 +7,7 @@
 //!   config.json     the resolved training configuration
 //!   metrics.jsonl   the log (crate::log)
 //!   .lock           the process training it (crate::folder::RunLock)
-//!   last/           the latest training checkpoint (crate::checkpoint)
+//!   last/           the latest training checkpoint (scal_train::checkpoint)
 //!   best/           the checkpoint of the best evaluation
 //!   report/         the run report (scal-report)
 //! ```
