@@ -641,6 +641,33 @@ fn synth_hard_is_generated_read_and_recorded_by_its_version() {
     assert!(err.contains("easy, hard or hard-v1"), "{err}");
 }
 
+/// Module `l`'s files of `critic-data` (24 samples, critic inputs `inputs_width` wide): finite
+/// values, pooled maps that agree with the critic inputs, a gain in [-1, 1] whose sign is
+/// `R_a^l`.
+fn module_files_agree(out: &Path, l: usize, inputs_width: usize) {
+    let inputs: ndarray::Array2<f32> =
+        ndarray_npy::read_npy(out.join(format!("inputs_{l}.npy"))).unwrap();
+    assert_eq!(
+        inputs.dim(),
+        (24, inputs_width),
+        "module {l}: base width 4, not 32"
+    );
+    let values: ndarray::Array1<f32> =
+        ndarray_npy::read_npy(out.join(format!("values_{l}.npy"))).unwrap();
+    assert!(values.iter().all(|v| v.is_finite()));
+    pooled_maps_agree_with_the_critic_inputs(out, l, &inputs);
+    let gain: ndarray::Array1<f32> =
+        ndarray_npy::read_npy(out.join(format!("gain_{l}.npy"))).unwrap();
+    let own: ndarray::Array1<f32> =
+        ndarray_npy::read_npy(out.join(format!("amelioration_{l}.npy"))).unwrap();
+    assert_eq!(gain.len(), 24);
+    assert!(gain.iter().all(|g| (-1.0..=1.0).contains(g)), "{gain}");
+    assert!(gain.iter().any(|&g| g != 0.0), "module {l} changes the prediction");
+    for (g, r) in gain.iter().zip(&own) {
+        assert_eq!(*r, f32::from(*g > 0.0), "R_a^l is the sign of the gain");
+    }
+}
+
 /// `pooled_L.npy` holds X_l and X_l ⊙ A_l averaged on a 4 × 2 grid (channel-major cells).
 /// Checked against the critic's own inputs `[GAP(X_l), A_l]`, computed apart: the mean of a
 /// channel's eight X cells is its GAP (the tiny model's maps divide into equal cells), and
@@ -709,27 +736,7 @@ fn critic_data_writes_what_each_critic_reads_and_is_taught() {
     );
     // The quick profile's channel critics read [GAP(X), A]: twice each stage's width.
     for (l, width) in [64usize, 64, 128, 256, 512].iter().enumerate() {
-        let inputs: ndarray::Array2<f32> =
-            ndarray_npy::read_npy(out.join(format!("inputs_{l}.npy"))).unwrap();
-        assert_eq!(
-            inputs.dim(),
-            (24, width / 8),
-            "module {l}: base width 4, not 32"
-        );
-        let values: ndarray::Array1<f32> =
-            ndarray_npy::read_npy(out.join(format!("values_{l}.npy"))).unwrap();
-        assert!(values.iter().all(|v| v.is_finite()));
-        pooled_maps_agree_with_the_critic_inputs(&out, l, &inputs);
-        let gain: ndarray::Array1<f32> =
-            ndarray_npy::read_npy(out.join(format!("gain_{l}.npy"))).unwrap();
-        let own: ndarray::Array1<f32> =
-            ndarray_npy::read_npy(out.join(format!("amelioration_{l}.npy"))).unwrap();
-        assert_eq!(gain.len(), 24);
-        assert!(gain.iter().all(|g| (-1.0..=1.0).contains(g)), "{gain}");
-        assert!(gain.iter().any(|&g| g != 0.0), "module {l} changes the prediction");
-        for (g, r) in gain.iter().zip(&own) {
-            assert_eq!(*r, f32::from(*g > 0.0), "R_a^l is the sign of the gain");
-        }
+        module_files_agree(&out, l, width / 8);
     }
     // critic-grad on the same run: a row per module, and the JSON with the same numbers.
     let json = dir.path().join("grad.json");
