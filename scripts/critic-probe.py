@@ -5,8 +5,8 @@
     python scripts/critic-probe.py /tmp/critic [/tmp/critic-of-another-run ...] [--json out.json]
 
 For each module l and each input set, fits each target with a linear model (ridge, or a
-logistic regression for the binary ones) and a small MLP (one hidden layer of 256), scored on
-held-out samples (5-fold cross-validation). Input sets:
+logistic regression for the binary ones) and, on the critic's inputs (`--mlp`), a small MLP
+(one hidden layer of 256), scored on held-out samples (5-fold cross-validation). Input sets:
 
 - `critic`: what V_l reads (`inputs_l.npy`: the feature summary and the attention map);
 - `pooled`: what a critic could read instead (`pooled_l.npy`: X_l and X_l * A_l averaged on a
@@ -40,7 +40,7 @@ def r2(pred, y):
     return 1.0 - np.mean((pred - y) ** 2) / np.var(y) if np.var(y) > 0 else float("nan")
 
 
-def held_out_r2(x, y, folds, seed):
+def held_out_r2(x, y, folds, seed, mlp_too):
     if np.var(y) == 0:
         return float("nan"), float("nan")
     ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
@@ -49,11 +49,11 @@ def held_out_r2(x, y, folds, seed):
         MLPRegressor(hidden_layer_sizes=(256,), alpha=1e-2, early_stopping=True, max_iter=500,
                      random_state=seed),
     )
-    return (r2(cross_val_predict(ridge, x, y, cv=folds), y),
-            r2(cross_val_predict(mlp, x, y, cv=folds), y))
+    linear = r2(cross_val_predict(ridge, x, y, cv=folds), y)
+    return linear, r2(cross_val_predict(mlp, x, y, cv=folds), y) if mlp_too else float("nan")
 
 
-def held_out_auc(x, y, folds, seed):
+def held_out_auc(x, y, folds, seed, mlp_too):
     if y.min() == y.max() or min((y == 0).sum(), (y == 1).sum()) < folds.n_splits:
         return float("nan"), float("nan")
     linear = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
@@ -64,10 +64,10 @@ def held_out_auc(x, y, folds, seed):
     )
     score = lambda m: roc_auc_score(y, cross_val_predict(m, x, y, cv=folds,
                                                          method="predict_proba")[:, 1])
-    return score(linear), score(mlp)
+    return score(linear), score(mlp) if mlp_too else float("nan")
 
 
-def probe_folder(folder, seed):
+def probe_folder(folder, seed, mlp_on):
     """Rows {module, inputs, target, measure, linear, mlp} of one critic-data folder."""
     load = lambda name: np.load(os.path.join(folder, name))
     rc, ra = load("correct.npy").astype(np.float64), load("amelioration.npy").astype(np.float64)
@@ -91,7 +91,7 @@ def probe_folder(folder, seed):
             x = np.load(path).astype(np.float64)
             for name, measure, y in targets:
                 fit = held_out_r2 if measure == "R^2" else held_out_auc
-                linear, mlp = fit(x, y, folds, seed)
+                linear, mlp = fit(x, y, folds, seed, mlp_on in ("all", inputs))
                 rows.append(dict(module=l, inputs=f"{inputs} ({x.shape[1]})", target=name,
                                  measure=measure, linear=linear, mlp=mlp))
         l += 1
@@ -114,10 +114,13 @@ def main():
     parser.add_argument("dirs", nargs="+", help="critic-data output folders (one per run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write every folder's rows to this file")
+    parser.add_argument("--mlp", choices=["critic", "pooled", "all", "none"], default="critic",
+                        help="which input sets the MLP probes too (default: the critic's; on "
+                             "the pooled inputs, thousands of features wide, it takes hours)")
     args = parser.parse_args()
     results = {}
     for folder in args.dirs:
-        summary, rows = probe_folder(folder, args.seed)
+        summary, rows = probe_folder(folder, args.seed, args.mlp)
         results[folder] = dict(summary=summary, rows=rows)
         print(f"{folder}: {summary['samples']} samples; R = 0/1/2: {summary['rewards']}; "
               f"R_c rate {summary['rc_rate']:.3f}, R_a rate {summary['ra_rate']:.3f}")

@@ -20,8 +20,8 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
     /// Variants, comma-separated (none, channel-nocritic, channel, channel-critic-first,
-    /// channel-explore, channel-standardized, channel-standardized-explore, channel-rc,
-    /// channel-ra, channel-squared, spatial-nocritic, spatial).
+    /// channel-explore, channel-standardized, channel-standardized-explore,
+    /// channel-per-module, channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial).
     #[arg(
         long,
         value_delimiter = ',',

@@ -219,14 +219,31 @@ impl CriticMse {
     /// # Panics
     /// If `values` is empty or shapes differ.
     pub fn forward(&self, values: &[Tensor<1>], reward: Tensor<1>) -> Tensor<1> {
+        self.forward_each(values, &vec![reward; values.len()])
+    }
+
+    /// `Σ_l mean((V_l − R_l)²)`: each critic against a reward of its own (detached here),
+    /// e.g. its module's own amelioration.
+    ///
+    /// # Shapes
+    /// - `values[l]`, `rewards[l]`: `[N]`; output: `[1]`
+    ///
+    /// # Panics
+    /// If `values` is empty, or the two lists or shapes differ.
+    pub fn forward_each(&self, values: &[Tensor<1>], rewards: &[Tensor<1>]) -> Tensor<1> {
         assert!(
             !values.is_empty(),
             "CriticMse needs at least one critic value"
         );
-        let reward = reward.detach();
+        assert_eq!(
+            values.len(),
+            rewards.len(),
+            "CriticMse: one reward per critic"
+        );
         values
             .iter()
-            .map(|v| {
+            .zip(rewards)
+            .map(|(v, reward)| {
                 assert_eq!(
                     v.dims(),
                     reward.dims(),
@@ -234,7 +251,7 @@ impl CriticMse {
                     v.dims(),
                     reward.dims()
                 );
-                (v.clone() - reward.clone()).powi_scalar(2).mean()
+                (v.clone() - reward.clone().detach()).powi_scalar(2).mean()
             })
             .reduce(|a, b| a + b)
             .expect("non-empty")

@@ -183,7 +183,12 @@ fn critic_losses_follow_their_definitions() {
     assert!((scalar(CriticObjective::new().forward(&[v1.clone(), v2.clone()])) + 2.0).abs() < 1e-6);
     // mean((v1-r)^2) = (0.25+0.25+0)/3, mean((v2-r)^2) = (1+0+1)/3
     let want = 0.5 / 3.0 + 2.0 / 3.0;
-    assert!((scalar(CriticMse::new().forward(&[v1, v2], r)) - want).abs() < 1e-6);
+    let shared = CriticMse::new().forward(&[v1.clone(), v2.clone()], r.clone());
+    assert!((scalar(shared) - want).abs() < 1e-6);
+    // Each critic against its own reward: mean((v1-r)^2) as above, mean((v2-r2)^2) = (0+0+1)/3
+    let r2 = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 1.0, 2.0], [3]), &device);
+    let each = CriticMse::new().forward_each(&[v1, v2], &[r, r2]);
+    assert!((scalar(each) - (0.5 / 3.0 + 1.0 / 3.0)).abs() < 1e-6);
 }
 
 #[test]

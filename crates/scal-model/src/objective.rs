@@ -49,6 +49,20 @@ pub enum UpdateOrder {
     CriticFirst,
 }
 
+/// What each critic learns to estimate (`shared`, `per-module` in configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CriticTarget {
+    /// Every critic the step's reward `R`, one per sample for all five modules (the paper).
+    #[serde(rename = "shared")]
+    Shared,
+    /// Critic `l` the reward of its own module, beyond the paper: the step's reward with
+    /// `R_a` replaced by `R_a^l`, 1 where the true class's probability with every module is
+    /// higher than with module `l`'s map replaced by ones (`R_c + R_a^l` for the paper's
+    /// `both`). Five more forward passes of the no-attention copy per step.
+    #[serde(rename = "per-module")]
+    PerModule,
+}
+
 /// The losses of a step.
 #[derive(Config, Debug, PartialEq)]
 pub struct StepConfig {
@@ -82,6 +96,10 @@ pub struct StepConfig {
     /// (deterministic policy gradient with exploration). 0: the paper's method.
     #[config(default = 0.0)]
     pub exploration: f64,
+    /// What each critic learns to estimate: the shared reward (the paper's) or its own
+    /// module's ([`CriticTarget::PerModule`], beyond the paper).
+    #[config(default = "CriticTarget::Shared")]
+    pub critic_target: CriticTarget,
 }
 
 /// The terms of one step's loss, before the backward pass.
@@ -137,6 +155,11 @@ pub fn agents_critic_objective(model: &ScalModel, agent_inputs: &[Tensor<4>]) ->
 ///
 /// # Shapes
 /// - `images`: `[N, 3, H, W]` (a P × K batch), `labels`: `[N]`
+///
+/// # Panics
+/// With [`CriticTarget::PerModule`] together with exploration or a planted reward: a module's
+/// own reward compares unperturbed passes, and the planted reward has no module's share
+/// (a trainer's configuration refuses both).
 pub fn scal_loss(
     model: &ScalModel,
     images: Tensor<4>,
@@ -157,8 +180,14 @@ pub fn scal_loss(
     let mut agent_inputs = Vec::new();
     let mut values = out.values;
     if model.has_attention() && config.critic {
+        assert!(
+            config.critic_target == CriticTarget::Shared
+                || (config.exploration == 0.0 && !config.reward.is_planted()),
+            "per-module critic targets need the method's reward without exploration"
+        );
         let copy = model.no_attention_copy();
         let plain = copy.forward(images.clone(), Gating::Ones);
+        let images_of_modules = images.clone();
         // The pass whose logits earn R and whose maps the critics learn from: this one, or
         // an exploring one.
         let (acting_logits, acting_maps) = if config.exploration > 0.0 {
@@ -176,6 +205,9 @@ pub fn scal_loss(
         } else {
             (out.logits.clone(), out.maps)
         };
+        let targets = (config.critic_target == CriticTarget::PerModule).then(|| {
+            module_rewards(&copy, images_of_modules, &acting_logits, &labels, config.reward)
+        });
         let mut r = rewards(acting_logits, plain.logits, labels, config.reward);
         if config.reward.is_planted() {
             r.total = planted_total(&acting_maps, config);
@@ -186,7 +218,10 @@ pub fn scal_loss(
             .map(|x| x.clone().detach())
             .collect();
         let cri = agents_critic_objective(model, &agent_inputs);
-        let mse = CriticMse::new().forward(&values, r.total.clone());
+        let mse = match &targets {
+            Some(each) => CriticMse::new().forward_each(&values, each),
+            None => CriticMse::new().forward(&values, r.total.clone()),
+        };
         total = total + cri.clone().mul_scalar(config.lambda) + mse.clone();
         j_cri = Some(cri);
         j_mse = Some(mse);
@@ -203,6 +238,29 @@ pub fn scal_loss(
         logits: out.logits,
         agent_inputs,
     }
+}
+
+/// Each module's own reward, for [`CriticTarget::PerModule`]: the reward of `kind` with the
+/// no-attention pass replaced by the pass that replaces only module `l`'s map by ones, so
+/// that its `R_a` is module `l`'s amelioration `R_a^l` (its `R_c` is the step's). The passes
+/// run on `copy`, the step's no-attention copy (batch statistics, no gradient).
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `acting_logits`: `[N, K]`, `labels`: `[N]`; output: one `[N]`
+///   per module
+fn module_rewards(
+    copy: &ScalModel,
+    images: Tensor<4>,
+    acting_logits: &Tensor<2>,
+    labels: &Tensor<1, Int>,
+    kind: RewardKind,
+) -> Vec<Tensor<1>> {
+    (0..copy.attention.agents.len())
+        .map(|l| {
+            let without = copy.logits_without_module(images.clone(), l);
+            rewards(acting_logits.clone(), without, labels.clone(), kind).total
+        })
+        .collect()
 }
 
 /// The planted reward of `maps[config.planted.module]`, flipped at random (the device's

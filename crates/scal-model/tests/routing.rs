@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use scal_model::objective::{StepConfig, scal_loss};
+use scal_model::objective::{CriticTarget, StepConfig, scal_loss};
 use scal_model::{AttentionKind, ScalConfig, ScalModel};
 
 /// Gradients of every float parameter of a module (None when it got none).
@@ -247,4 +247,73 @@ fn exploration_trains_the_critics_on_the_perturbed_pass_and_the_agents_at_their_
         "{moved} of {} estimates moved",
         a.len()
     );
+}
+
+/// The true class's probability and whether the class is the top one, per sample.
+fn true_class(logits: Tensor<2>, labels: &[i64]) -> Vec<(f32, bool)> {
+    let [n, k] = logits.dims();
+    let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    (0..n)
+        .map(|i| {
+            let row = &p[i * k..(i + 1) * k];
+            let y = labels[i] as usize;
+            (row[y], row.iter().all(|&q| q <= row[y]))
+        })
+        .collect()
+}
+
+#[test]
+fn per_module_targets_teach_each_critic_its_own_modules_reward() {
+    let s = setup(AttentionKind::Channel);
+    let per_module = StepConfig::new().with_critic_target(CriticTarget::PerModule);
+    // Routing holds as in the paper's step, and J_cri, which reads no reward, is the same.
+    let e = energies(&s, &gradients(&s, Term::CriticMse, &per_module));
+    assert!(e.critics > 0.0 && (e.backbone, e.agents, e.head) == (0.0, 0.0, 0.0));
+    let e = energies(&s, &gradients(&s, Term::CriticObjective, &per_module));
+    assert!(e.agents > 0.0 && (e.backbone, e.critics, e.head) == (0.0, 0.0, 0.0));
+    let loss = scal_loss(&s.model, s.images.clone(), s.labels.clone(), &per_module);
+    let paper = scal_loss(&s.model, s.images.clone(), s.labels.clone(), &StepConfig::new());
+    let scalar = |t: Option<Tensor<1>>| -> f32 { t.unwrap().into_scalar() };
+    assert_eq!(
+        scalar(loss.critic_objective.clone()),
+        scalar(paper.critic_objective)
+    );
+
+    // J_mse = Σ_l mean (V_l − T_l)², T_l = R_c + R_a^l computed here apart: R_c from the
+    // pass with every module, R_a^l against the pass with module l's map replaced by ones.
+    let labels: Vec<i64> = s.labels.clone().into_data().iter::<i64>().collect();
+    let copy = s.model.no_attention_copy();
+    let with = true_class(
+        copy.forward(s.images.clone(), scal_model::Gating::On).logits,
+        &labels,
+    );
+    let mut expected = 0.0f64;
+    let mut targets = Vec::new();
+    for (l, values) in loss.values.iter().enumerate() {
+        let without = true_class(copy.logits_without_module(s.images.clone(), l), &labels);
+        let target: Vec<f32> = with
+            .iter()
+            .zip(&without)
+            .map(|(&(p, top), &(q, _))| f32::from(top) + f32::from(p > q))
+            .collect();
+        let v: Vec<f32> = values.clone().into_data().iter::<f32>().collect();
+        expected += v
+            .iter()
+            .zip(&target)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            / v.len() as f64;
+        targets.push(target);
+    }
+    let mse = f64::from(scalar(loss.critic_mse));
+    assert!((mse - expected).abs() <= 1e-5 * expected.max(1.0), "{mse} against {expected}");
+    assert!(
+        targets.iter().any(|t| t != &targets[0]),
+        "the modules' rewards differ somewhere: {targets:?}"
+    );
+    // The paper's step teaches every critic the same R: its J_mse is another number.
+    assert!((f64::from(scalar(paper.critic_mse)) - mse).abs() > 1e-6);
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::TrainError;
 use crate::backend::Backend;
-use scal_model::objective::{StepConfig, UpdateOrder};
+use scal_model::objective::{CriticTarget, StepConfig, UpdateOrder};
 
 /// The defaults of the crates that use each hyper-parameter, which the sections below take
 /// as theirs: one default per hyper-parameter (the network's in `scal-model`, the
@@ -474,11 +474,25 @@ impl TrainingConfig {
         Ok(())
     }
 
-    /// The opt-in fields for studying the critic (planted reward, exploration) need a
-    /// critic to act on: without one they would change nothing, silently.
+    /// The opt-in fields for studying the critic (planted reward, exploration, per-module
+    /// targets) need a critic to act on: without one they would change nothing, silently.
     fn validate_critic_study(&self) -> Result<(), TrainError> {
         let step = &self.step;
         let critic = step.critic && self.model.attention != AttentionKind::None;
+        if step.critic_target == CriticTarget::PerModule {
+            let problem = if !critic {
+                Some("per-module targets train critics, which need step.critic = true and attention")
+            } else if step.exploration > 0.0 {
+                Some("per-module targets compare unperturbed passes: set step.exploration = 0")
+            } else if step.reward.is_planted() {
+                Some("the planted reward has no share per module: use rc, ra or both")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return invalid("step.critic_target", problem.into());
+            }
+        }
         if !(step.exploration >= 0.0 && step.exploration.is_finite()) {
             return invalid(
                 "step.exploration",
@@ -896,6 +910,19 @@ mod tests {
             ],
             "step.planted.flip_probability",
         );
+        let c = set(&[("step.critic_target", "per-module")]).unwrap();
+        assert_eq!(c.step.critic_target, CriticTarget::PerModule);
+        for other in [
+            ("step.critic", "false"),
+            ("model.attention", "none"),
+            ("step.exploration", "0.5"),
+            ("step.reward", "planted"),
+        ] {
+            refused(
+                &[("step.critic_target", "per-module"), other],
+                "configuration: step.critic_target",
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use scal_attention::AttentionKind;
 use scal_losses::TripletDistance;
 use scal_model::CriticScaling;
-use scal_model::objective::UpdateOrder;
+use scal_model::objective::{CriticTarget, UpdateOrder};
 use scal_rewards::RewardKind;
 use serde::Serialize;
 
@@ -102,6 +102,15 @@ pub const VARIANTS: &[Variant] = &[
         },
     },
     Variant {
+        name: "channel-per-module",
+        description: "SCAL channel, each critic taught its own module's reward R_c + R_a^l \
+                      (the module's map against ones) instead of the shared R",
+        edit: |c| {
+            scal(c, AttentionKind::Channel, RewardKind::Both);
+            c.step.critic_target = CriticTarget::PerModule;
+        },
+    },
+    Variant {
         name: "channel-rc",
         description: "SCAL channel, reward R_c only",
         edit: |c| scal(c, AttentionKind::Channel, RewardKind::Correct),
@@ -146,8 +155,8 @@ pub fn variant(name: &str) -> Result<&'static Variant, TrainError> {
             what: "variant",
             name: name.to_string(),
             expected: "none, channel-nocritic, channel, channel-critic-first, channel-explore, \
-                       channel-standardized, channel-standardized-explore, channel-rc, \
-                       channel-ra, channel-squared, spatial-nocritic, spatial",
+                       channel-standardized, channel-standardized-explore, channel-per-module, \
+                       channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial",
         })
 }
 
@@ -259,6 +268,12 @@ mod tests {
             );
             assert_eq!(v.name.ends_with("-squared"), squared, "{}", v.name);
             assert_eq!(v.name.ends_with("-critic-first"), first, "{}", v.name);
+            assert_eq!(
+                v.name.ends_with("-per-module"),
+                config.step.critic_target == CriticTarget::PerModule,
+                "{}",
+                v.name
+            );
         }
         assert_eq!(variant(" channel ").unwrap().name, "channel");
         let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
