@@ -15,8 +15,9 @@ logistic regression for the binary ones) and, on the critic's inputs (`--mlp`), 
 Targets: the reward R = R_c + R_a (R^2), R_c and R_a (AUC), the module's own amelioration
 R_a^l (`amelioration_l.npy`, AUC: did module l raise the true class's probability) and its
 realised gain (`gain_l.npy`, R^2: that probability with module l against without it). The
-critic itself is scored on R (`values_l.npy`, V_l on the same samples). R^2 is 1 - mean
-squared error / variance: 0 is what predicting the mean gives. An AUC of 0.5 is chance.
+critic itself is scored on R and on its module's own reward R_c + R_a^l (`values_l.npy`, V_l
+on the same samples). R^2 is 1 - mean squared error / variance: 0 is what predicting the
+mean gives. An AUC of 0.5 is chance.
 
 If the probes find signal the critic misses, the critic's training is at fault; if they find
 none either, the target carries no signal a critic could learn from those inputs. With
@@ -84,6 +85,10 @@ def probe_folder(folder, seed, mlp_on):
             gain = load(f"gain_{l}.npy").astype(np.float64)
             targets += [("R_a^l", "AUC", (gain > 0).astype(np.float64)),
                         ("gain_l", "R^2", gain)]
+            # What a per-module critic (step.critic_target = per-module) is taught.
+            own = rc + (gain > 0)
+            rows.append(dict(module=l, inputs="critic's V_l", target="R_c + R_a^l",
+                             measure="R^2", linear=r2(v, own), mlp=float("nan")))
         for inputs in ("critic", "pooled"):
             path = os.path.join(folder, f"{'inputs' if inputs == 'critic' else 'pooled'}_{l}.npy")
             if not os.path.exists(path):
@@ -141,7 +146,12 @@ def main():
               f"| {cell([f['mlp'] for f in found])} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, default=float)
+            # NaN (a target with one class) is written as null: JSON has no NaN.
+            clean = lambda v: None if isinstance(v, float) and np.isnan(v) else v
+            rows = {k: dict(summary=r["summary"], rows=[{c: clean(x) for c, x in row.items()}
+                                                          for row in r["rows"]])
+                    for k, r in results.items()}
+            json.dump(rows, f, indent=1, default=float)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use scal_infer::Evaluation;
-use scal_train::ablation::{self, BASELINE, PairedMeasure, Variant, mean_std};
+use scal_run::TrainingConfig;
 use scal_run::config::Profile;
 use scal_run::log::Record;
-use scal_run::TrainingConfig;
 use scal_train::RunOutcome;
+use scal_train::ablation::{self, BASELINE, PairedMeasure, Variant, mean_std};
 use serde::Serialize;
 
 /// Runs the ablation set.

@@ -53,6 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-fs",
             "scal-infer",
             "scal-model",
+            "scal-rewards",
         ],
     ),
     (
@@ -73,7 +74,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "scal-report",
         &[
-            "scal-backbone",
             "scal-data",
             "scal-eval",
             "scal-fs",

@@ -662,7 +662,10 @@ fn module_files_agree(out: &Path, l: usize, inputs_width: usize) {
         ndarray_npy::read_npy(out.join(format!("amelioration_{l}.npy"))).unwrap();
     assert_eq!(gain.len(), 24);
     assert!(gain.iter().all(|g| (-1.0..=1.0).contains(g)), "{gain}");
-    assert!(gain.iter().any(|&g| g != 0.0), "module {l} changes the prediction");
+    assert!(
+        gain.iter().any(|&g| g != 0.0),
+        "module {l} changes the prediction"
+    );
     for (g, r) in gain.iter().zip(&own) {
         assert_eq!(*r, f32::from(*g > 0.0), "R_a^l is the sign of the gain");
     }
@@ -690,7 +693,10 @@ fn pooled_maps_agree_with_the_critic_inputs(out: &Path, l: usize, inputs: &ndarr
             let weight = inputs[[n, channels + c]];
             for (j, cell) in cells.iter().enumerate() {
                 let gated = pooled[[n, (channels + c) * 8 + j]];
-                assert!(close(gated, weight * cell), "module {l}, sample {n}, cell {j}");
+                assert!(
+                    close(gated, weight * cell),
+                    "module {l}, sample {n}, cell {j}"
+                );
             }
         }
     }

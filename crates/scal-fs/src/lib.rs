@@ -134,8 +134,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.txt");
-        write_atomically(&path, |tmp| std::fs::write(tmp, "x").map_err(|e| e.to_string()))
-            .unwrap();
+        write_atomically(&path, |tmp| {
+            std::fs::write(tmp, "x").map_err(|e| e.to_string())
+        })
+        .unwrap();
         let folder = staging_builder(".f-", true).tempdir_in(dir.path()).unwrap();
         // The umask can only remove bits: read it back from a file made the usual way.
         let plain = dir.path().join("plain");
@@ -143,6 +145,10 @@ mod tests {
         let usual = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), usual, "as a file made with File::create");
-        assert_eq!(mode(folder.path()) & 0o666, usual, "a folder: the same bits, and x");
+        assert_eq!(
+            mode(folder.path()) & 0o666,
+            usual,
+            "a folder: the same bits, and x"
+        );
     }
 }

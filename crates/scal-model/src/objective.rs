@@ -206,7 +206,13 @@ pub fn scal_loss(
             (out.logits.clone(), out.maps)
         };
         let targets = (config.critic_target == CriticTarget::PerModule).then(|| {
-            module_rewards(&copy, images_of_modules, &acting_logits, &labels, config.reward)
+            module_rewards(
+                &copy,
+                images_of_modules,
+                &acting_logits,
+                &labels,
+                config.reward,
+            )
         });
         let mut r = rewards(acting_logits, plain.logits, labels, config.reward);
         if config.reward.is_planted() {

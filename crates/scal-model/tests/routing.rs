@@ -275,7 +275,12 @@ fn per_module_targets_teach_each_critic_its_own_modules_reward() {
     let e = energies(&s, &gradients(&s, Term::CriticObjective, &per_module));
     assert!(e.agents > 0.0 && (e.backbone, e.critics, e.head) == (0.0, 0.0, 0.0));
     let loss = scal_loss(&s.model, s.images.clone(), s.labels.clone(), &per_module);
-    let paper = scal_loss(&s.model, s.images.clone(), s.labels.clone(), &StepConfig::new());
+    let paper = scal_loss(
+        &s.model,
+        s.images.clone(),
+        s.labels.clone(),
+        &StepConfig::new(),
+    );
     let scalar = |t: Option<Tensor<1>>| -> f32 { t.unwrap().into_scalar() };
     assert_eq!(
         scalar(loss.critic_objective.clone()),
@@ -287,7 +292,8 @@ fn per_module_targets_teach_each_critic_its_own_modules_reward() {
     let labels: Vec<i64> = s.labels.clone().into_data().iter::<i64>().collect();
     let copy = s.model.no_attention_copy();
     let with = true_class(
-        copy.forward(s.images.clone(), scal_model::Gating::On).logits,
+        copy.forward(s.images.clone(), scal_model::Gating::On)
+            .logits,
         &labels,
     );
     let mut expected = 0.0f64;
@@ -309,7 +315,10 @@ fn per_module_targets_teach_each_critic_its_own_modules_reward() {
         targets.push(target);
     }
     let mse = f64::from(scalar(loss.critic_mse));
-    assert!((mse - expected).abs() <= 1e-5 * expected.max(1.0), "{mse} against {expected}");
+    assert!(
+        (mse - expected).abs() <= 1e-5 * expected.max(1.0),
+        "{mse} against {expected}"
+    );
     assert!(
         targets.iter().any(|t| t != &targets[0]),
         "the modules' rewards differ somewhere: {targets:?}"

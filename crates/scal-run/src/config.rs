@@ -481,11 +481,17 @@ impl TrainingConfig {
         let critic = step.critic && self.model.attention != AttentionKind::None;
         if step.critic_target == CriticTarget::PerModule {
             let problem = if !critic {
-                Some("per-module targets train critics, which need step.critic = true and attention")
+                Some(
+                    "per-module targets train critics, which need step.critic = true and attention",
+                )
             } else if step.exploration > 0.0 {
                 Some("per-module targets compare unperturbed passes: set step.exploration = 0")
             } else if step.reward.is_planted() {
-                Some("the planted reward has no share per module: use rc, ra or both")
+                Some("the planted reward has no share per module: use ra or both")
+            } else if step.reward == scal_rewards::RewardKind::Correct {
+                Some(
+                    "with step.reward = rc every module's reward is R_c, the shared one: use ra or both",
+                )
             } else {
                 None
             };
@@ -917,6 +923,7 @@ mod tests {
             ("model.attention", "none"),
             ("step.exploration", "0.5"),
             ("step.reward", "planted"),
+            ("step.reward", "rc"),
         ] {
             refused(
                 &[("step.critic_target", "per-module"), other],

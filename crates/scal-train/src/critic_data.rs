@@ -138,8 +138,10 @@ pub fn critic_samples(
             inputs[l].extend(floats(critic.input(x.clone(), map.clone())));
             pooled[l].extend(floats(pooled_maps(x, map)));
             samples.values[l].extend(floats(out.values[l].clone()));
-            let without =
-                true_class_probability(copy.logits_without_module(images.clone(), l), &label_values);
+            let without = true_class_probability(
+                copy.logits_without_module(images.clone(), l),
+                &label_values,
+            );
             samples.module_gain[l].extend(full.iter().zip(&without).map(|(a, b)| a - b));
         }
         samples.labels.extend(label_values);

@@ -30,13 +30,12 @@ pub mod eval;
 pub mod run;
 pub mod step;
 
+pub use run::{RunOutcome, Start, TrainObserver, train};
+pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
 /// The run's files and their types are `scal-run`'s, which the report reads without the
 /// trainer; they are re-exported here under the paths they always had.
 pub use scal_run::{
-    Backend, Checkpoint, Profile, RunDir, TrainError, TrainingConfig, backend, config, folder,
-    log, run_dir,
+    Backend, Checkpoint, Profile, RunDir, TrainError, TrainingConfig, backend, config, folder, log,
+    run_dir,
 };
-pub use run::{RunOutcome, Start, TrainObserver, train};
-pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
 pub use step::{scal_step, scal_step_data_parallel};
-

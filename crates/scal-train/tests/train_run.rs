@@ -74,8 +74,9 @@ fn child_training_process() {
 
 /// A process of this test binary that trains `run` on `root` with [`tiny_config`]
 /// ([`child_training_process`]). Runs that must match bit for bit start in processes of
-/// their own: the device's random generator is the process's, and the tests running beside
-/// in this one draw from it too.
+/// their own: their initial weights come from the device's random generator, which is the
+/// process's, and the tests running beside in this one draw from it too. A resumed run loads
+/// its weights and optimizer state, so it may run here.
 fn training_process(run: &Path, root: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
