@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 XTASK=${XTASK:-target/release/xtask}
 RUNS=${RUNS:-runs/verdict-synth-hard}
 ARCHIVE=${ARCHIVE:-docs/verdict-synth-hard}
-VARIANTS=${VARIANTS:-none,channel-nocritic,channel,channel-standardized-explore}
+VARIANTS=${VARIANTS:-channel,channel-nocritic,channel-per-module-standardized,channel-per-module,channel-standardized-explore,none}
 SEEDS=${SEEDS:-5}
 BATCHES=${BATCHES:-10}
 mkdir -p "$RUNS" "$ARCHIVE"

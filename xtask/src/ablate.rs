@@ -21,7 +21,8 @@ use serde::Serialize;
 pub struct AblateArgs {
     /// Variants, comma-separated (none, channel-nocritic, channel, channel-critic-first,
     /// channel-explore, channel-standardized, channel-standardized-explore,
-    /// channel-per-module, channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial).
+    /// channel-per-module, channel-per-module-standardized, channel-rc, channel-ra,
+    /// channel-squared, spatial-nocritic, spatial).
     #[arg(
         long,
         value_delimiter = ',',

@@ -111,6 +111,16 @@ pub const VARIANTS: &[Variant] = &[
         },
     },
     Variant {
+        name: "channel-per-module-standardized",
+        description: "SCAL channel, each critic taught its own module's reward (as \
+                      channel-per-module), the critics' inputs standardised over the batch",
+        edit: |c| {
+            scal(c, AttentionKind::Channel, RewardKind::Both);
+            c.step.critic_target = CriticTarget::PerModule;
+            c.model.critic_scaling = CriticScaling::BatchStandardized;
+        },
+    },
+    Variant {
         name: "channel-rc",
         description: "SCAL channel, reward R_c only",
         edit: |c| scal(c, AttentionKind::Channel, RewardKind::Correct),
@@ -156,7 +166,7 @@ pub fn variant(name: &str) -> Result<&'static Variant, TrainError> {
             name: name.to_string(),
             expected: "none, channel-nocritic, channel, channel-critic-first, channel-explore, \
                        channel-standardized, channel-standardized-explore, channel-per-module, \
-                       channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial",
+                       channel-per-module-standardized, channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial",
         })
 }
 
@@ -269,8 +279,14 @@ mod tests {
             assert_eq!(v.name.ends_with("-squared"), squared, "{}", v.name);
             assert_eq!(v.name.ends_with("-critic-first"), first, "{}", v.name);
             assert_eq!(
-                v.name.ends_with("-per-module"),
+                v.name.contains("-per-module"),
                 config.step.critic_target == CriticTarget::PerModule,
+                "{}",
+                v.name
+            );
+            assert_eq!(
+                v.name.contains("-standardized"),
+                config.model.critic_scaling == CriticScaling::BatchStandardized,
                 "{}",
                 v.name
             );
