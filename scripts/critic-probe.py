@@ -69,7 +69,8 @@ def held_out_auc(x, y, folds, seed, mlp_too):
 
 
 def probe_folder(folder, seed, mlp_on):
-    """Rows {module, inputs, target, measure, linear, mlp} of one critic-data folder."""
+    """Rows {module, inputs, target, measure, linear, mlp[, mean_v]} of one critic-data folder;
+    the critic's rows also give its mean V at targets 0 / 1 / 2 (`mean_v`)."""
     load = lambda name: np.load(os.path.join(folder, name))
     rc, ra = load("correct.npy").astype(np.float64), load("amelioration.npy").astype(np.float64)
     r = rc + ra
@@ -78,8 +79,10 @@ def probe_folder(folder, seed, mlp_on):
     l = 0
     while os.path.exists(os.path.join(folder, f"inputs_{l}.npy")):
         v = load(f"values_{l}.npy").astype(np.float64)
+        mean_v = lambda t: [float(v[t == k].mean()) if (t == k).any() else float("nan")
+                            for k in range(3)]
         rows.append(dict(module=l, inputs="critic's V_l", target="R", measure="R^2",
-                         linear=r2(v, r), mlp=float("nan")))
+                         linear=r2(v, r), mlp=float("nan"), mean_v=mean_v(r)))
         targets = [("R", "R^2", r), ("R_c", "AUC", rc), ("R_a", "AUC", ra)]
         if os.path.exists(os.path.join(folder, f"gain_{l}.npy")):
             gain = load(f"gain_{l}.npy").astype(np.float64)
@@ -88,7 +91,8 @@ def probe_folder(folder, seed, mlp_on):
             # What a per-module critic (step.critic_target = per-module) is taught.
             own = rc + (gain > 0)
             rows.append(dict(module=l, inputs="critic's V_l", target="R_c + R_a^l",
-                             measure="R^2", linear=r2(v, own), mlp=float("nan")))
+                             measure="R^2", linear=r2(v, own), mlp=float("nan"),
+                             mean_v=mean_v(own)))
         for inputs in ("critic", "pooled"):
             path = os.path.join(folder, f"{'inputs' if inputs == 'critic' else 'pooled'}_{l}.npy")
             if not os.path.exists(path):
@@ -137,18 +141,23 @@ def main():
                 keys.append(key)
     runs = f" (mean [min, max] over {len(args.dirs)} runs)" if len(args.dirs) > 1 else ""
     print(f"\nheld-out scores{runs}; R^2: 0 = the mean's, AUC: 0.5 = chance\n")
-    print("| module | inputs | target | measure | linear | MLP |")
-    print("|---|---|---|---|---|---|")
+    print("| module | inputs | target | measure | linear | MLP | critic's mean V at target 0 / 1 / 2 |")
+    print("|---|---|---|---|---|---|---|")
     for key in keys:
         found = [row for folder in args.dirs for row in results[folder]["rows"]
                  if (row["module"], row["inputs"], row["target"], row["measure"]) == key]
+        means = ""
+        if all("mean_v" in f for f in found):
+            levels = np.nanmean([f["mean_v"] for f in found], axis=0) if found else []
+            means = " / ".join("–" if np.isnan(m) else f"{m:.2f}" for m in levels)
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {cell([f['linear'] for f in found])} "
-              f"| {cell([f['mlp'] for f in found])} |")
+              f"| {cell([f['mlp'] for f in found])} | {means} |")
     if args.json:
         with open(args.json, "w") as f:
             # NaN (a target with one class) is written as null: JSON has no NaN.
             clean = lambda v: None if isinstance(v, float) and np.isnan(v) else v
-            rows = {k: dict(summary=r["summary"], rows=[{c: clean(x) for c, x in row.items()}
+            tidy = lambda x: [clean(m) for m in x] if isinstance(x, list) else clean(x)
+            rows = {k: dict(summary=r["summary"], rows=[{c: tidy(x) for c, x in row.items()}
                                                           for row in r["rows"]])
                     for k, r in results.items()}
             json.dump(rows, f, indent=1, default=float)

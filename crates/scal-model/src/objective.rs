@@ -187,7 +187,10 @@ pub fn scal_loss(
         );
         let copy = model.no_attention_copy();
         let plain = copy.forward(images.clone(), Gating::Ones);
-        let images_of_modules = images.clone();
+        // Per-module targets run without exploration (asserted above): the acting pass is
+        // this one.
+        let targets = (config.critic_target == CriticTarget::PerModule)
+            .then(|| module_rewards(&copy, images.clone(), &out.logits, &labels, config.reward));
         // The pass whose logits earn R and whose maps the critics learn from: this one, or
         // an exploring one.
         let (acting_logits, acting_maps) = if config.exploration > 0.0 {
@@ -205,15 +208,6 @@ pub fn scal_loss(
         } else {
             (out.logits.clone(), out.maps)
         };
-        let targets = (config.critic_target == CriticTarget::PerModule).then(|| {
-            module_rewards(
-                &copy,
-                images_of_modules,
-                &acting_logits,
-                &labels,
-                config.reward,
-            )
-        });
         let mut r = rewards(acting_logits, plain.logits, labels, config.reward);
         if config.reward.is_planted() {
             r.total = planted_total(&acting_maps, config);

@@ -6,7 +6,6 @@
 //! (`scripts/critic-probe.py`), which tells a critic that cannot learn apart from a reward
 //! that carries no learnable signal.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 use ndarray::Array2;
@@ -15,6 +14,7 @@ use scal_model::{Gating, ScalModel};
 use scal_rewards::{RewardKind, rewards};
 
 use crate::TrainError;
+use crate::eval::true_class_probability;
 
 /// The grid the pooled inputs average each module's maps over: `[rows, columns]`, the
 /// person's body in four bands and two halves.
@@ -54,20 +54,6 @@ impl CriticSamples {
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
-}
-
-/// The true class's probability per sample.
-///
-/// # Shapes
-/// - `logits`: `[N, K]`; `labels`: N class indices
-fn true_class_probability(logits: Tensor<2>, labels: &[i64]) -> Vec<f32> {
-    let p = floats(softmax(logits, 1));
-    let k = p.len() / labels.len().max(1);
-    labels
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| p[i * k + y as usize])
-        .collect()
 }
 
 /// `X` and `X ⊙ A` averaged over [`POOL_GRID`], one row per sample.

@@ -15,6 +15,23 @@ pub use scal_run::ModuleAmelioration;
 /// evaluation of every run on a dataset.
 const AMELIORATION_SEED: u64 = 0x5CA1;
 
+/// The true class's probability per sample (softmax of the logits).
+///
+/// # Shapes
+/// - `logits`: `[N, K]`; `labels`: N class indices; output: N values
+pub(crate) fn true_class_probability(logits: Tensor<2>, labels: &[i64]) -> Vec<f32> {
+    let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float probabilities");
+    let k = p.len() / labels.len().max(1);
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| p[i * k + y as usize])
+        .collect()
+}
+
 /// Counts, on one batch, the images where all modules together (`.0`) and each module `l`
 /// (`.1[l]`) raised the true class's probability: with all maps against all maps replaced
 /// by ones, and against module `l`'s map replaced by ones. The passes run as the training
@@ -28,20 +45,8 @@ pub fn amelioration_on_batch(
     images: Tensor<4>,
     labels: &[i64],
 ) -> (usize, [usize; 5]) {
-    use burn::tensor::activation::softmax;
     use scal_model::Gating;
-    let true_class = |logits: Tensor<2>| -> Vec<f32> {
-        let p: Vec<f32> = softmax(logits, 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("float probabilities");
-        let k = p.len() / labels.len();
-        labels
-            .iter()
-            .enumerate()
-            .map(|(i, &y)| p[i * k + y as usize])
-            .collect()
-    };
+    let true_class = |logits: Tensor<2>| true_class_probability(logits, labels);
     let copy = model.no_attention_copy();
     let full = true_class(copy.forward(images.clone(), Gating::On).logits);
     let none = true_class(copy.forward(images.clone(), Gating::Ones).logits);
