@@ -10,7 +10,8 @@ logistic regression for the binary ones) and, on the critic's inputs (`--mlp`), 
 
 - `critic`: what V_l reads (`inputs_l.npy`: the feature summary and the attention map);
 - `pooled`: what a critic could read instead (`pooled_l.npy`: X_l and X_l * A_l averaged on a
-  4 x 2 grid), keeping where things are in the picture.
+  4 x 2 grid), keeping where things are in the picture (`--inputs critic` skips them: they
+  take most of the time).
 
 Targets: the reward R = R_c + R_a (R^2), R_c and R_a (AUC), the module's own amelioration
 R_a^l (`amelioration_l.npy`, AUC: did module l raise the true class's probability) and its
@@ -68,7 +69,7 @@ def held_out_auc(x, y, folds, seed, mlp_too):
     return score(linear), score(mlp) if mlp_too else float("nan")
 
 
-def probe_folder(folder, seed, mlp_on):
+def probe_folder(folder, seed, mlp_on, input_sets=("critic", "pooled")):
     """Rows {module, inputs, target, measure, linear, mlp[, mean_v]} of one critic-data folder;
     the critic's rows also give its mean V at targets 0 / 1 / 2 (`mean_v`)."""
     load = lambda name: np.load(os.path.join(folder, name))
@@ -93,7 +94,7 @@ def probe_folder(folder, seed, mlp_on):
             rows.append(dict(module=l, inputs="critic's V_l", target="R_c + R_a^l",
                              measure="R^2", linear=r2(v, own), mlp=float("nan"),
                              mean_v=mean_v(own)))
-        for inputs in ("critic", "pooled"):
+        for inputs in input_sets:
             path = os.path.join(folder, f"{'inputs' if inputs == 'critic' else 'pooled'}_{l}.npy")
             if not os.path.exists(path):
                 continue
@@ -126,10 +127,14 @@ def main():
     parser.add_argument("--mlp", choices=["critic", "pooled", "all", "none"], default="critic",
                         help="which input sets the MLP probes too (default: the critic's; on "
                              "the pooled inputs, thousands of features wide, it takes hours)")
+    parser.add_argument("--inputs", choices=["critic", "pooled", "all"], default="all",
+                        help="which input sets to probe (default: both; the pooled ones take "
+                             "most of the time)")
     args = parser.parse_args()
+    input_sets = ("critic", "pooled") if args.inputs == "all" else (args.inputs,)
     results = {}
     for folder in args.dirs:
-        summary, rows = probe_folder(folder, args.seed, args.mlp)
+        summary, rows = probe_folder(folder, args.seed, args.mlp, input_sets)
         results[folder] = dict(summary=summary, rows=rows)
         print(f"{folder}: {summary['samples']} samples; R = 0/1/2: {summary['rewards']}; "
               f"R_c rate {summary['rc_rate']:.3f}, R_a rate {summary['ra_rate']:.3f}")

@@ -5,13 +5,17 @@
 # checkpoint is there, and the run's record is archived in ARCHIVE: config.json,
 # metrics.jsonl (xz) and critic-grad.json, a few hundred kilobytes per run. A later machine
 # restores the archive into RUNS first, so `ablate` reads those runs back instead of training
-# them again (flex is deterministic: the same code retrains the same run).
+# them again (flex is deterministic: the same code retrains the same run). The critic probe
+# of a run (`critic-data RUN --out D --batches 80`, then `scripts/critic-probe.py D --inputs
+# critic --mlp none --json ARCHIVE/RUN/critic-probe.json`) is archived beside it by hand;
+# `scripts/verdict-summary.py` reads both.
 #
 # usage: scripts/verdict.sh            # train what is missing, archive, print the table
 #        scripts/verdict.sh archive    # only archive the finished runs of RUNS
 # Environment: XTASK (default target/release/xtask), RUNS (runs/verdict-synth-hard),
 # ARCHIVE (docs/verdict-synth-hard), VARIANTS (the order of training within a seed and of the
-# table), SEEDS (5), BATCHES (critic-grad's, 10).
+# table), SEEDS (5), BATCHES (critic-grad's, 10), PAIRED (the paired tables' baselines:
+# those of none, channel-nocritic and channel that VARIANTS holds).
 # It runs for hours on a CPU: start it under `nice -n 19` beside other work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,4 +84,11 @@ for seeds in $(seq 1 "$SEEDS"); do
     archive
   done
 done
-"$XTASK" ablate --dataset synth-hard --variants "$VARIANTS" --seeds "$SEEDS" --runs "$RUNS" --no-progress
+if [ -z "${PAIRED+set}" ]; then
+  PAIRED=
+  for baseline in none channel-nocritic channel; do
+    [[ ",$VARIANTS," == *",$baseline,"* ]] && PAIRED=${PAIRED:+$PAIRED,}$baseline
+  done
+fi
+"$XTASK" ablate --dataset synth-hard --variants "$VARIANTS" --seeds "$SEEDS" --runs "$RUNS" --no-progress \
+  ${PAIRED:+--paired-against "$PAIRED"}

@@ -58,6 +58,10 @@ pub struct AblateArgs {
     /// Any field, for every run: --set optim.lr=0.001 (repeatable).
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub set: Vec<String>,
+    /// Baselines of the paired tables, comma-separated: each other variant minus each of
+    /// these, seed by seed; each must be among --variants [default: none, when it is there].
+    #[arg(long, value_delimiter = ',')]
+    pub paired_against: Option<Vec<String>>,
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
@@ -84,11 +88,13 @@ struct Difference {
     rank1: f64,
 }
 
-/// A variant against `none`, seed by seed: a seed fixes the data order and the
-/// initialisation, so the two runs of a seed form a pair.
+/// A variant against a baseline (`none` unless `--paired-against` says otherwise), seed by
+/// seed: a seed fixes the data order and the initialisation, so the two runs of a seed form
+/// a pair.
 #[derive(Debug, Clone, Serialize)]
 struct Paired {
     variant: String,
+    baseline: String,
     seeds: Vec<u64>,
     #[serde(rename = "mAP")]
     map: PairedMeasure,
@@ -113,9 +119,8 @@ fn per_seed(m: &PairedMeasure) -> String {
         .join(", ")
 }
 
-/// Fills each run's difference from the `none` run of its seed, and pairs every other
-/// variant with `none` over the seeds both have.
-fn pair_with_none(results: &mut [RunResult]) -> Vec<Paired> {
+/// Fills each run's difference from the `none` run of its seed.
+fn fill_difference_from_none(results: &mut [RunResult]) {
     let none: Vec<(u64, Evaluation)> = results
         .iter()
         .filter(|r| r.variant == BASELINE)
@@ -130,55 +135,85 @@ fn pair_with_none(results: &mut [RunResult]) -> Vec<Paired> {
                 rank1: r.evaluation.plain.rank1 - e.plain.rank1,
             });
     }
+}
+
+/// Pairs every variant other than `baseline` and those of `skip` with `baseline` over the
+/// seeds both have, in the order the variants first appear; a variant with no common seed
+/// has no row.
+fn pair_with(results: &[RunResult], baseline: &str, skip: &[String]) -> Vec<Paired> {
+    let base = |seed: u64| {
+        results
+            .iter()
+            .find(|r| r.variant == baseline && r.seed == seed)
+            .map(|r| r.evaluation)
+    };
     let mut variants: Vec<&str> = Vec::new();
-    for r in results.iter().filter(|r| r.difference_from_none.is_some()) {
+    for r in results
+        .iter()
+        .filter(|r| r.variant != baseline && !skip.contains(&r.variant))
+    {
         if !variants.contains(&r.variant.as_str()) {
             variants.push(&r.variant);
         }
     }
     variants
         .into_iter()
-        .map(|v| {
+        .filter_map(|v| {
             let rows: Vec<(u64, Difference)> = results
                 .iter()
                 .filter(|r| r.variant == v)
-                .filter_map(|r| r.difference_from_none.map(|d| (r.seed, d)))
+                .filter_map(|r| {
+                    base(r.seed).map(|e| {
+                        let d = Difference {
+                            map: r.evaluation.plain.map - e.plain.map,
+                            rank1: r.evaluation.plain.rank1 - e.plain.rank1,
+                        };
+                        (r.seed, d)
+                    })
+                })
                 .collect();
-            Paired {
+            (!rows.is_empty()).then(|| Paired {
                 variant: v.to_string(),
+                baseline: baseline.to_string(),
                 seeds: rows.iter().map(|(s, _)| *s).collect(),
                 map: PairedMeasure::of(rows.iter().map(|(_, d)| d.map).collect()),
                 rank1: PairedMeasure::of(rows.iter().map(|(_, d)| d.rank1).collect()),
-            }
+            })
         })
         .collect()
 }
 
-/// The paired table: one row per variant against `none`.
+/// The paired tables: one per baseline, one row per variant against it.
 fn paired_table(paired: &[Paired]) -> String {
-    if paired.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from(
-        "\n| variant − none | pairs | ΔmAP per seed | ΔmAP mean [95 % CI] | ΔRank-1 per seed | ΔRank-1 mean [95 % CI] |\n\
-         |---|---|---|---|---|---|\n",
-    );
+    let mut out = String::new();
+    let mut baselines: Vec<&str> = Vec::new();
     for p in paired {
+        if !baselines.contains(&p.baseline.as_str()) {
+            baselines.push(&p.baseline);
+        }
+    }
+    for baseline in baselines {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            p.variant,
-            p.seeds.len(),
-            per_seed(&p.map),
-            cell(&p.map),
-            per_seed(&p.rank1),
-            cell(&p.rank1),
+            "\n| variant − {baseline} | pairs | ΔmAP per seed | ΔmAP mean [95 % CI] | ΔRank-1 per seed | ΔRank-1 mean [95 % CI] |\n\
+             |---|---|---|---|---|---|\n"
+        ));
+        for p in paired.iter().filter(|p| p.baseline == baseline) {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                p.variant,
+                p.seeds.len(),
+                per_seed(&p.map),
+                cell(&p.map),
+                per_seed(&p.rank1),
+                cell(&p.rank1),
+            ));
+        }
+        out.push_str(&format!(
+            "\npercentage points, variant minus `{baseline}` on the same seed (same data order and initialisation); \
+             95 % confidence interval of the mean difference, Student's t with pairs − 1 degrees of freedom: \
+             an interval that contains 0 is no significant difference at the 5 % level.\n"
         ));
     }
-    out.push_str(
-        "\npercentage points, variant minus `none` on the same seed (same data order and initialisation); \
-         95 % confidence interval of the mean difference, Student's t with pairs − 1 degrees of freedom: \
-         an interval that contains 0 is no significant difference at the 5 % level.\n",
-    );
     out
 }
 
@@ -228,6 +263,30 @@ fn evaluation_of(
     }
 }
 
+/// The baselines of the paired tables: `--paired-against`, each of which must be an
+/// ablated variant, or `none` (paired only when it was ablated).
+fn paired_baselines(args: &AblateArgs, variants: &[&Variant]) -> Result<Vec<String>> {
+    let Some(asked) = &args.paired_against else {
+        return Ok(vec![BASELINE.to_string()]);
+    };
+    if let Some(b) = asked
+        .iter()
+        .find(|b| !variants.iter().any(|v| v.name == b.as_str()))
+    {
+        anyhow::bail!(
+            "--paired-against: `{b}` is not among --variants ({}); its runs would not be read",
+            args.variants.join(",")
+        );
+    }
+    let mut unique: Vec<String> = Vec::new();
+    for b in asked {
+        if !unique.contains(b) {
+            unique.push(b.clone());
+        }
+    }
+    Ok(unique)
+}
+
 /// Runs every variant with every seed and prints the table.
 pub fn run(args: &AblateArgs) -> Result<()> {
     let profile: Profile = args.profile.parse()?;
@@ -247,6 +306,7 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let baselines = paired_baselines(args, &variants)?;
     let mut common = crate::cli::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
     let runs = args.runs.clone().unwrap_or_else(|| match &args.dataset {
         Some(d) => PathBuf::from(format!("runs/ablate-{d}")),
@@ -290,7 +350,13 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         }
     }
 
-    let paired = pair_with_none(&mut results);
+    fill_difference_from_none(&mut results);
+    // A baseline already paired with an earlier one is not paired again the other way round.
+    let paired: Vec<Paired> = baselines
+        .iter()
+        .enumerate()
+        .flat_map(|(i, baseline)| pair_with(&results, baseline, &baselines[..i]))
+        .collect();
     let table = table(&variants, &results, args.seeds) + &paired_table(&paired);
     println!("\n{table}");
     std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
@@ -342,4 +408,91 @@ fn table(variants: &[&Variant], results: &[RunResult], seeds: u64) -> String {
     }
     out.push_str("\nmean ± sample standard deviation over seeds; plain Euclidean ranking with flip TTA unless marked re-ranked.\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scal_infer::Scores;
+
+    fn result(variant: &str, seed: u64, map: f64) -> RunResult {
+        let plain = Scores {
+            rank1: map / 2.0,
+            rank5: 0.0,
+            rank10: 0.0,
+            map,
+            minp: 0.0,
+        };
+        RunResult {
+            variant: variant.into(),
+            seed,
+            run: PathBuf::from(format!("{variant}-seed{seed}")),
+            evaluation: Evaluation {
+                plain,
+                reranked: None,
+                seconds: 0.0,
+            },
+            difference_from_none: None,
+        }
+    }
+
+    #[test]
+    fn pairs_each_variant_with_the_baseline_on_common_seeds_only() {
+        let results = vec![
+            result("none", 0, 0.30),
+            result("none", 1, 0.40),
+            result("channel-nocritic", 0, 0.35),
+            result("channel-nocritic", 1, 0.36),
+            result("channel", 0, 0.40),
+            result("channel", 1, 0.38),
+            result("channel", 2, 0.50),
+        ];
+        let paired = pair_with(&results, "channel-nocritic", &[]);
+        let names: Vec<&str> = paired.iter().map(|p| p.variant.as_str()).collect();
+        assert_eq!(names, ["none", "channel"]);
+        let channel = &paired[1];
+        assert_eq!(channel.baseline, "channel-nocritic");
+        assert_eq!(channel.seeds, [0, 1], "seed 2 has no baseline run");
+        let d = &channel.map.differences;
+        assert!(
+            (d[0] - 0.05).abs() < 1e-12 && (d[1] - 0.02).abs() < 1e-12,
+            "{d:?}"
+        );
+        assert!((channel.rank1.differences[0] - 0.025).abs() < 1e-12);
+        assert!(
+            pair_with(&results, "spatial", &[]).is_empty(),
+            "no baseline runs, no rows"
+        );
+        let skipped = pair_with(&results, "channel-nocritic", &["none".to_string()]);
+        let names: Vec<&str> = skipped.iter().map(|p| p.variant.as_str()).collect();
+        assert_eq!(
+            names,
+            ["channel"],
+            "none − channel-nocritic is already in none's table"
+        );
+
+        let table = paired_table(&[pair_with(&results, "none", &[]), paired].concat());
+        assert!(table.contains("| variant − none |"), "{table}");
+        assert!(table.contains("| variant − channel-nocritic |"), "{table}");
+        assert!(
+            table.contains("| channel | 2 | +5.00, +2.00 | +3.50 ["),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_difference_from_none_is_filled_per_seed() {
+        let mut results = vec![
+            result("none", 0, 0.30),
+            result("channel", 0, 0.40),
+            result("channel", 1, 0.38),
+        ];
+        fill_difference_from_none(&mut results);
+        assert!(results[0].difference_from_none.is_none());
+        assert!((results[1].difference_from_none.unwrap().map - 0.10).abs() < 1e-12);
+        assert!(
+            results[2].difference_from_none.is_none(),
+            "seed 1 has no none run"
+        );
+    }
 }

@@ -13,7 +13,9 @@ use crate::backend::Backend;
 /// module: the cosine between the direction in which `J_cri` moves the map and the direction
 /// that raises the true class's log-probability (mean, bootstrap 95 % interval), the
 /// correlation between the critic's `V(X, A) − V(X, 1)` and the realised gain of the map,
-/// and the norms of `λ·∇J_cri` and of the ReID losses' gradient on the agent's parameters.
+/// and the norms of `λ·∇J_cri` and of the ReID losses' gradient on the agent's parameters;
+/// how much the samples' directions agree for each of the two gradients; with a planted
+/// reward, also the cosine with its direction `w` at its module.
 #[derive(Debug, clap::Args)]
 pub struct CriticGradArgs {
     /// The run folder (runs/NAME) of a run with attention.
@@ -71,5 +73,22 @@ fn print_table(measured: &[ModuleGradient], lambda: f64) {
             m.critic_gradient_norm,
             m.reid_gradient_norm
         );
+    }
+    println!(
+        "how much the samples' directions agree (1: one direction for all; ~1/√samples: unrelated)"
+    );
+    for m in measured {
+        println!(
+            "module {}: ∂V/∂A {:.3}, ∂log p_k/∂A {:.3}",
+            m.module, m.value_gradient_coherence, m.class_gradient_coherence
+        );
+    }
+    for m in measured {
+        if let Some(c) = m.planted_cosine {
+            println!(
+                "module {}: cos(∂V/∂A, w) against the planted reward's direction {:+.3} [{:+.3}, {:+.3}]",
+                m.module, c.mean, c.low, c.high
+            );
+        }
     }
 }

@@ -6,7 +6,13 @@
 //!   log-probability, through every later stage), with a bootstrap 95 % interval of its mean;
 //! - the correlation between what the critic says the map is worth, `V_l(X, A) − V_l(X, 1)`,
 //!   and what it realised, `p_k(A) − p_k(A with map l replaced by ones)`;
-//! - the norms of `λ·∇J_cri` and of the ReID losses' gradient on the agent's parameters.
+//! - the norms of `λ·∇J_cri` and of the ReID losses' gradient on the agent's parameters;
+//! - how much the samples' directions agree, for `∂V_l/∂A_l` and for `∂ log p_k/∂A_l` (the
+//!   length of the mean of their unit vectors): a critic can point where each sample's reward
+//!   improves only if its action-gradient varies between samples as that direction does;
+//! - in a run with the planted reward of the positive control, at its module, the cosine
+//!   between `∂V_l/∂A_l` and the planted direction `w` (the reward rises along `w` and along
+//!   nothing else): the same instrument on a reward whose gradient is known.
 //!
 //! Passes run as the training step's no-attention pass does (batch statistics, running
 //! statistics untouched), so the model is not changed. Batch norm couples the samples of a
@@ -49,6 +55,12 @@ pub struct ModuleGradient {
     /// Mean cosine between `∂V_l/∂A_l` and `∂ log p_k/∂A_l` over samples, with the
     /// percentile bootstrap's 95 % interval (2,000 resamples of the samples).
     pub cosine: Interval,
+    /// `‖mean over samples of ∂V_l/∂A_l / ‖∂V_l/∂A_l‖‖`: 1 when the critic's action-gradient
+    /// points the same way for every sample, about `1/√samples` when the directions are
+    /// unrelated.
+    pub value_gradient_coherence: f64,
+    /// The same for `∂ log p_k/∂A_l`, the direction that raises each sample's true class.
+    pub class_gradient_coherence: f64,
     /// Pearson correlation of `V_l(X, A) − V_l(X, 1)` with `p_k(A) − p_k(A, map l = 1)`
     /// (`None` when either is constant).
     pub value_gain_correlation: Option<f64>,
@@ -56,6 +68,10 @@ pub struct ModuleGradient {
     pub critic_gradient_norm: f64,
     /// Mean over batches of `‖∇(J_tri + J_cls)‖` on the agent's parameters.
     pub reid_gradient_norm: f64,
+    /// With a planted reward, at its module only: the mean cosine between `∂V_l/∂A_l` and
+    /// the planted direction `w`, with the bootstrap's 95 % interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planted_cosine: Option<Interval>,
 }
 
 /// Sums of squared gradients of a set of parameters.
@@ -107,10 +123,50 @@ fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 #[derive(Default, Clone)]
 struct Accumulated {
     cosines: Vec<f64>,
+    value_directions: UnitSum,
+    class_directions: UnitSum,
+    planted_cosines: Vec<f64>,
     value_gains: Vec<f64>,
     realised_gains: Vec<f64>,
     critic_norms: Vec<f64>,
     reid_norms: Vec<f64>,
+}
+
+/// The sum of the unit vectors of the rows of `[N, D]` matrices, and how many rows were added
+/// (a zero row adds nothing to the sum but counts).
+#[derive(Default, Clone)]
+struct UnitSum {
+    sum: Vec<f64>,
+    rows: usize,
+}
+
+impl UnitSum {
+    fn add_rows(&mut self, rows: &[f32], n: usize) {
+        if n == 0 {
+            return;
+        }
+        let d = rows.len() / n;
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; d];
+        }
+        assert_eq!(d, self.sum.len(), "rows of one width");
+        for row in rows.chunks_exact(d.max(1)) {
+            let norm = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            if norm > 0.0 {
+                self.sum
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(s, v)| *s += *v as f64 / norm);
+            }
+            self.rows += 1;
+        }
+    }
+
+    /// The length of the mean unit vector (0 with no rows).
+    fn coherence(&self) -> f64 {
+        let n = self.rows.max(1) as f64;
+        self.sum.iter().map(|s| (s / n).powi(2)).sum::<f64>().sqrt()
+    }
 }
 
 /// The logits with module `module`'s map replaced by `map` (every other module computing
@@ -154,15 +210,17 @@ fn row_cosines(a: &[f32], b: &[f32], n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The cosines and the value/realised gains of module `l` on one batch.
+/// The cosines and the value/realised gains of module `l` on one batch; with `planted`
+/// (the direction of a planted reward on this module), also the cosines against it.
 ///
 /// # Shapes
-/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the copy's unperturbed pass on `images`
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the copy's unperturbed pass on `images`;
+///   `planted`: the map's `C·H·W` elements
 fn measure_module(
     copy: &ScalModel,
     (images, labels): (&Tensor<4>, &Tensor<1, Int>),
     out: &ScalOutput,
-    l: usize,
+    (l, planted): (usize, Option<&[f32]>),
     acc: &mut Accumulated,
 ) {
     let n = labels.dims()[0];
@@ -185,6 +243,13 @@ fn measure_module(
     );
     acc.cosines
         .extend(row_cosines(&toward_value, &toward_class, n));
+    acc.value_directions.add_rows(&toward_value, n);
+    acc.class_directions.add_rows(&toward_class, n);
+    if let Some(w) = planted {
+        let tiled: Vec<f32> = w.iter().copied().cycle().take(w.len() * n).collect();
+        acc.planted_cosines
+            .extend(row_cosines(&toward_value, &tiled, n));
+    }
     let with_ones = critic.forward(x, map.ones_like());
     acc.value_gains
         .extend(floats(value.detach() - with_ones).iter().map(|v| *v as f64));
@@ -257,7 +322,14 @@ pub fn critic_gradients_of(
         // One unperturbed pass serves every module (the copy tracks no gradient).
         let out = copy.forward(images.clone(), Gating::On);
         for (l, acc) in acc.iter_mut().enumerate() {
-            measure_module(&copy, (&images, &labels), &out, l, acc);
+            let planted = planted_direction_at(&step, &out, l);
+            measure_module(
+                &copy,
+                (&images, &labels),
+                &out,
+                (l, planted.as_deref()),
+                acc,
+            );
         }
         let loss = scal_loss(model, images, labels, &step);
         let reid =
@@ -280,11 +352,30 @@ pub fn critic_gradients_of(
             module,
             samples: a.cosines.len(),
             cosine: bootstrap_mean(&a.cosines, 2000, module as u64),
+            value_gradient_coherence: a.value_directions.coherence(),
+            class_gradient_coherence: a.class_directions.coherence(),
             value_gain_correlation: pearson(&a.value_gains, &a.realised_gains),
             critic_gradient_norm: mean(&a.critic_norms),
             reid_gradient_norm: mean(&a.reid_norms),
+            planted_cosine: (!a.planted_cosines.is_empty())
+                .then(|| bootstrap_mean(&a.planted_cosines, 2000, module as u64)),
         })
         .collect())
+}
+
+/// The planted reward's direction `w` when `step`'s reward is planted on module `l`.
+///
+/// # Shapes
+/// - `out.maps[l]`: `[N, C, H, W]`; output: `C·H·W` elements
+fn planted_direction_at(step: &StepConfig, out: &ScalOutput, l: usize) -> Option<Vec<f32>> {
+    if !step.reward.is_planted() || step.planted.module != l {
+        return None;
+    }
+    let [_, c, h, w] = out.maps[l].dims();
+    Some(scal_rewards::planted_direction(
+        c * h * w,
+        step.planted.seed,
+    ))
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -352,5 +443,19 @@ mod tests {
         assert_eq!(pearson(&[1.0, 2.0, 3.0], &[1.0, 1.0, 1.0]), None);
         let c = row_cosines(&[1.0, 0.0, 1.0, 1.0], &[1.0, 0.0, -1.0, -1.0], 2);
         assert!((c[0] - 1.0).abs() < 1e-12 && (c[1] + 1.0).abs() < 1e-12);
+
+        // Coherence: the same direction at any length is 1; opposite directions cancel; two
+        // orthogonal ones give 1/√2.
+        let mut same = UnitSum::default();
+        same.add_rows(&[3.0, 4.0, 0.6, 0.8], 2);
+        same.add_rows(&[30.0, 40.0], 1);
+        assert!((same.coherence() - 1.0).abs() < 1e-12 && same.rows == 3);
+        let mut opposite = UnitSum::default();
+        opposite.add_rows(&[1.0, 0.0, -2.0, 0.0], 2);
+        assert!(opposite.coherence().abs() < 1e-12);
+        let mut orthogonal = UnitSum::default();
+        orthogonal.add_rows(&[1.0, 0.0, 0.0, 5.0], 2);
+        assert!((orthogonal.coherence() - 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(UnitSum::default().coherence(), 0.0);
     }
 }

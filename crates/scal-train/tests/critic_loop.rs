@@ -5,13 +5,23 @@
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use scal_model::objective::{StepConfig, StepReport, planted_threshold};
-use scal_model::{AttentionKind, CriticScaling, ScalConfig};
+use scal_model::{AttentionKind, CriticScaling, ScalConfig, ScalModel};
 use scal_rewards::RewardKind;
 use scal_train::scal_step;
 
+/// A tiny channel-attention model trained on one fixed batch: copies of the model after the
+/// steps asked for, what it was trained on, and every step's report.
+struct Trained {
+    kept: Vec<(usize, ScalModel)>,
+    config: StepConfig,
+    batch: (Tensor<4>, Tensor<1, Int>),
+    reports: Vec<StepReport>,
+}
+
 /// Trains a tiny channel-attention model with critics scaled by `scaling` on one fixed
-/// batch of random images for `steps` steps of `config`; returns the reports.
-fn train(config: &StepConfig, scaling: CriticScaling, steps: usize) -> Vec<StepReport> {
+/// batch of random images for `steps` steps of `config`, keeping the model after each step
+/// count in `keep`.
+fn train(config: &StepConfig, scaling: CriticScaling, steps: usize, keep: &[usize]) -> Trained {
     let device = Device::flex().autodiff();
     device.seed(1);
     let (h, w) = (32, 16);
@@ -30,7 +40,8 @@ fn train(config: &StepConfig, scaling: CriticScaling, steps: usize) -> Vec<StepR
     config.planted.threshold = Some(planted_threshold(&model, images.clone(), &config.planted));
     let mut optimizer = AdamConfig::new().init();
     let mut reports = Vec::with_capacity(steps);
-    for _ in 0..steps {
+    let mut kept = Vec::new();
+    for step in 1..=steps {
         let (next, report) = scal_step(
             model,
             &mut optimizer,
@@ -41,8 +52,16 @@ fn train(config: &StepConfig, scaling: CriticScaling, steps: usize) -> Vec<StepR
         );
         model = next;
         reports.push(report);
+        if keep.contains(&step) {
+            kept.push((step, model.clone()));
+        }
     }
-    reports
+    Trained {
+        kept,
+        config,
+        batch: (images, labels),
+        reports,
+    }
 }
 
 /// Share of R = 2 and the critics' mean V over the last `n` reports.
@@ -67,14 +86,15 @@ fn a_standardized_critic_with_exploration_learns_a_planted_reward_and_the_agents
         .with_reward(RewardKind::Planted)
         .with_exploration(0.5);
     let scaling = CriticScaling::BatchStandardized;
-    let reports = train(&planted, scaling, 120);
+    let trained = train(&planted, scaling, 120, &[60, 80]);
+    let reports = &trained.reports;
     let start = reports[0].reward_counts[2] as f64 / 16.0;
     assert!(
         (0.3..=0.7).contains(&start),
         "the first batch's median splits it: {:?}",
         reports[0].reward_counts
     );
-    let (share, value) = tail(&reports, 10);
+    let (share, value) = tail(reports, 10);
     assert!(
         share > 0.9,
         "the agents follow J_cri to R = 2: {start:.2} at the start, {share:.2} at the end"
@@ -82,11 +102,49 @@ fn a_standardized_critic_with_exploration_learns_a_planted_reward_and_the_agents
     assert!(value > 1.5, "the critics' V tracks R = 2: {value:.2}");
 
     // The same loop without J_cri (λ = 0): the ReID losses alone do not earn the reward.
-    let (blind, _) = tail(&train(&planted.clone().with_lambda(0.0), scaling, 120), 10);
+    let (blind, _) = tail(
+        &train(&planted.clone().with_lambda(0.0), scaling, 120, &[]).reports,
+        10,
+    );
     assert!(
         blind < share - 0.2,
         "without the critic's gradient: {blind:.2}, with it {share:.2}"
     );
+
+    // critic-grad's instrument on a reward whose gradient is known: while the agents cross
+    // to R = 2 (after 60 and 80 steps here), the first module's critic points along the
+    // planted direction w. (Once R = 2 everywhere, nothing pins its slope and the cosine
+    // falls back towards 0; the paper's raw critic points against w.) The better of the two
+    // is asserted, as the step at which the agents cross varies with the CPU's kernels.
+    let measured: Vec<_> = trained
+        .kept
+        .iter()
+        .map(|(step, model)| {
+            let at = scal_train::critic_grad::critic_gradients_of(
+                model,
+                std::iter::once(Ok(trained.batch.clone())),
+                &trained.config,
+            )
+            .unwrap();
+            (*step, at)
+        })
+        .collect();
+    let (step, best) = measured
+        .iter()
+        .max_by(|a, b| {
+            let cosine = |m: &[scal_train::critic_grad::ModuleGradient]| {
+                m[0].planted_cosine.expect("module 0 is planted").mean
+            };
+            cosine(&a.1).total_cmp(&cosine(&b.1))
+        })
+        .unwrap();
+    let planted_cosine = best[0].planted_cosine.unwrap();
+    assert!(
+        planted_cosine.mean > 0.2 && planted_cosine.low > 0.0,
+        "cos(∂V/∂A, w) of the critic after {step} steps: {planted_cosine:?}"
+    );
+    let measured = best;
+    assert!(measured[1..].iter().all(|m| m.planted_cosine.is_none()));
 }
 
 #[test]
@@ -118,6 +176,10 @@ fn critic_gradients_are_measured_per_module_and_scale_with_lambda() {
     assert_eq!(one.len(), 5);
     for (a, b) in one.iter().zip(&two) {
         assert_eq!(a.samples, 16, "two batches of eight");
+        assert!(a.planted_cosine.is_none(), "no planted reward");
+        for c in [a.value_gradient_coherence, a.class_gradient_coherence] {
+            assert!((0.0..=1.0 + 1e-9).contains(&c), "{a:?}");
+        }
         assert!((-1.0..=1.0).contains(&a.cosine.mean), "{a:?}");
         assert!(a.cosine.low <= a.cosine.mean && a.cosine.mean <= a.cosine.high);
         assert!(
