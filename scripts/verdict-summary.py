@@ -15,8 +15,9 @@ the median over seeds of ‖λ∇J_cri‖ / ‖∇(J_tri + J_cls)‖ on the agen
 
 critic-probe.json: `scripts/critic-probe.py --json` of `critic-data --batches 80` on the run's
 final model (a folder of one run); per variant and module, the mean over
-seeds of the critic's own R² on its target, the linear probe's R² on R from the critic's
-inputs, and the linear probe's AUC for R_a and R_a^l. Standard library only.
+seeds (with how many seeds, where fewer have it) of the critic's own R² on its target, the linear probe's R² on R from the critic's
+inputs, and the linear probe's AUC for R_a and R_a^l; the same R² and R_a^l AUC from the
+pooled inputs where they were probed. Standard library only.
 """
 import argparse
 import json
@@ -81,11 +82,16 @@ def probe_table(archive):
                     by[key]["own R²"].append(value)
                 elif inputs.startswith("critic (") and target in ("R", "R_a", "R_a^l"):
                     by[key][f"probe {target}"].append(value)
-    print("| variant | module | seeds | critic's own R² | probe R² on R | probe AUC R_a | probe AUC R_a^l |")
-    print("|---|---|---|---|---|---|---|")
+                elif inputs.startswith("pooled (") and target in ("R", "R_a^l"):
+                    by[key][f"pooled {target}"].append(value)
+    print("| variant | module | seeds | critic's own R² | probe R² on R | probe AUC R_a | probe AUC R_a^l "
+          "| pooled R² on R | pooled AUC R_a^l |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    names = ("own R²", "probe R", "probe R_a", "probe R_a^l", "pooled R", "pooled R_a^l")
     for key in sorted(by):
-        cells = [by[key].get(k) for k in ("own R²", "probe R", "probe R_a", "probe R_a^l")]
-        text = ["–" if not c else f"{statistics.mean(c):.3f}" for c in cells]
+        cells = [by[key].get(k) for k in names]
+        text = ["–" if not c else f"{statistics.mean(c):.3f}" + ("" if len(c) == len(seeds[key]) else f" ({len(c)})")
+                for c in cells]
         print(f"| {key[0]} | {key[1]} | {len(seeds[key])} | " + " | ".join(text) + " |")
 
 
