@@ -88,6 +88,16 @@ struct Difference {
     rank1: f64,
 }
 
+impl Difference {
+    /// `run`'s final plain scores minus `baseline`'s.
+    fn between(run: &Evaluation, baseline: &Evaluation) -> Difference {
+        Difference {
+            map: run.plain.map - baseline.plain.map,
+            rank1: run.plain.rank1 - baseline.plain.rank1,
+        }
+    }
+}
+
 /// A variant against a baseline (`none` unless `--paired-against` says otherwise), seed by
 /// seed: a seed fixes the data order and the initialisation, so the two runs of a seed form
 /// a pair.
@@ -130,10 +140,7 @@ fn fill_difference_from_none(results: &mut [RunResult]) {
         r.difference_from_none = none
             .iter()
             .find(|(s, _)| *s == r.seed)
-            .map(|(_, e)| Difference {
-                map: r.evaluation.plain.map - e.plain.map,
-                rank1: r.evaluation.plain.rank1 - e.plain.rank1,
-            });
+            .map(|(_, e)| Difference::between(&r.evaluation, e));
     }
 }
 
@@ -163,13 +170,7 @@ fn pair_with(results: &[RunResult], baseline: &str, skip: &[String]) -> Vec<Pair
                 .iter()
                 .filter(|r| r.variant == v)
                 .filter_map(|r| {
-                    base(r.seed).map(|e| {
-                        let d = Difference {
-                            map: r.evaluation.plain.map - e.plain.map,
-                            rank1: r.evaluation.plain.rank1 - e.plain.rank1,
-                        };
-                        (r.seed, d)
-                    })
+                    base(r.seed).map(|e| (r.seed, Difference::between(&r.evaluation, &e)))
                 })
                 .collect();
             (!rows.is_empty()).then(|| Paired {
