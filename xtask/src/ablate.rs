@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use scal_data::DatasetSpec;
 use scal_infer::Evaluation;
 use scal_run::TrainingConfig;
 use scal_run::config::Profile;
@@ -33,18 +34,18 @@ pub struct AblateArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
     /// Starting configuration (quick: the synthetic dataset on the CPU).
-    #[arg(long, default_value = "quick")]
-    pub profile: String,
+    #[arg(long, default_value = "quick", value_parser = crate::cli::profile_parser())]
+    pub profile: Profile,
     /// JSON file overriding fields of the profile, for every run.
     #[arg(long, value_name = "FILE.json")]
     pub config: Option<PathBuf>,
     /// Dataset of every run (as `train --dataset`: synth-hard, a reader name, ...) [default:
     /// the profile's].
-    #[arg(long)]
-    pub dataset: Option<String>,
+    #[arg(long, value_parser = crate::cli::dataset_parser())]
+    pub dataset: Option<DatasetSpec>,
     /// Dataset folder of every run (as `train --root`).
-    #[arg(long)]
-    pub root: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Folder of the ablation's runs [default: runs/ablate, or runs/ablate-DATASET with
     /// --dataset].
     #[arg(long)]
@@ -184,21 +185,25 @@ fn pair_with(results: &[RunResult], baseline: &str, skip: &[String]) -> Vec<Pair
         .collect()
 }
 
-/// The paired tables: one per baseline, one row per variant against it.
-fn paired_table(paired: &[Paired]) -> String {
+/// The paired tables: one per baseline, one row per variant against it; a baseline whose
+/// pairs all appeared against an earlier baseline gets a line saying so.
+fn paired_table(baselines: &[String], paired: &[Paired]) -> String {
     let mut out = String::new();
-    let mut baselines: Vec<&str> = Vec::new();
-    for p in paired {
-        if !baselines.contains(&p.baseline.as_str()) {
-            baselines.push(&p.baseline);
+    for (i, baseline) in baselines.iter().enumerate() {
+        if !paired.iter().any(|p| &p.baseline == baseline) {
+            if i > 0 {
+                out.push_str(&format!(
+                    "\n`{baseline}`: every pair with it is in the tables above (against {}), with the sign reversed.\n",
+                    baselines[..i].join(", ")
+                ));
+            }
+            continue;
         }
-    }
-    for baseline in baselines {
         out.push_str(&format!(
             "\n| variant − {baseline} | pairs | ΔmAP per seed | ΔmAP mean [95 % CI] | ΔRank-1 per seed | ΔRank-1 mean [95 % CI] |\n\
              |---|---|---|---|---|---|\n"
         ));
-        for p in paired.iter().filter(|p| p.baseline == baseline) {
+        for p in paired.iter().filter(|p| &p.baseline == baseline) {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} |\n",
                 p.variant,
@@ -270,6 +275,7 @@ fn paired_baselines(args: &AblateArgs, variants: &[&Variant]) -> Result<Vec<Stri
     let Some(asked) = &args.paired_against else {
         return Ok(vec![BASELINE.to_string()]);
     };
+    let asked: Vec<String> = asked.iter().map(|b| b.trim().to_string()).collect();
     if let Some(b) = asked
         .iter()
         .find(|b| !variants.iter().any(|v| v.name == b.as_str()))
@@ -281,16 +287,15 @@ fn paired_baselines(args: &AblateArgs, variants: &[&Variant]) -> Result<Vec<Stri
     }
     let mut unique: Vec<String> = Vec::new();
     for b in asked {
-        if !unique.contains(b) {
-            unique.push(b.clone());
+        if !unique.contains(&b) {
+            unique.push(b);
         }
     }
     Ok(unique)
 }
 
-/// Runs every variant with every seed and prints the table.
-pub fn run(args: &AblateArgs) -> Result<()> {
-    let profile: Profile = args.profile.parse()?;
+/// The variants of `--variants`, each once (a repeat would count its runs twice), by name.
+fn chosen_variants(args: &AblateArgs) -> Result<Vec<&'static Variant>> {
     let known = || {
         ablation::VARIANTS
             .iter()
@@ -298,59 +303,141 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let variants = args
-        .variants
-        .iter()
-        .map(|name| {
-            ablation::variant(name).map_err(|_| {
-                anyhow::anyhow!("--variants: unknown variant `{name}`; known: {}", known())
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut variants: Vec<&'static Variant> = Vec::new();
+    for name in &args.variants {
+        let variant = ablation::variant(name.trim()).map_err(|_| {
+            anyhow::anyhow!("--variants: unknown variant `{name}`; known: {}", known())
+        })?;
+        if !variants.iter().any(|v| v.name == variant.name) {
+            variants.push(variant);
+        }
+    }
+    Ok(variants)
+}
+
+/// The configuration every run starts from: the profile, `--config`, the typed flags and
+/// `--set` (before the seed and the variant).
+fn common_configuration(args: &AblateArgs) -> Result<TrainingConfig> {
+    let root = args
+        .root
+        .as_deref()
+        .map(|r| crate::cli::path_text("--root", r))
+        .transpose()?;
+    let sets = crate::cli::set_pairs(&args.set)?;
+    let edit = |c: &mut TrainingConfig| {
+        crate::cli::apply_dataset(c, args.dataset, root.as_deref());
+        if let Some(e) = args.epochs {
+            c.optim.epochs = e;
+        }
+        if let Some(l) = args.lambda {
+            c.step.lambda = l;
+        }
+    };
+    Ok(TrainingConfig::profile(args.profile).edited(args.config.as_deref(), edit, &sets)?)
+}
+
+/// `common` as `variant` trains it with `seed`. A `--set` field that the variant (or the
+/// seed) sets to another value is refused: it would be dropped without a word.
+fn run_configuration(
+    args: &AblateArgs,
+    common: &TrainingConfig,
+    variant: &Variant,
+    seed: u64,
+) -> Result<TrainingConfig> {
+    let mut seeded = common.clone();
+    seeded.seed = seed;
+    let config = variant.configure(seeded)?;
+    let (asked, used) = (
+        serde_json::to_value(common)?,
+        serde_json::to_value(&config)?,
+    );
+    for (field, _) in crate::cli::set_pairs(&args.set)? {
+        let pointer = format!("/{}", field.replace('.', "/"));
+        let (a, u) = (asked.pointer(&pointer), used.pointer(&pointer));
+        if a != u {
+            let by = if field == "seed" {
+                "--seeds".to_string()
+            } else {
+                format!("variant `{}`", variant.name)
+            };
+            anyhow::bail!(
+                "--set {field}: {by} sets this field itself (to {}); an ablation compares its variants and seeds, so leave it out",
+                u.map_or_else(|| "nothing".to_string(), ToString::to_string)
+            );
+        }
+    }
+    Ok(config)
+}
+
+/// Runs every variant with every seed and prints the table. A run that fails (a diverging
+/// loss, a device lost) does not stop the others: the table shows what finished, and the
+/// command then fails naming the runs that did not.
+pub fn run(args: &AblateArgs) -> Result<()> {
+    let variants = chosen_variants(args)?;
     let baselines = paired_baselines(args, &variants)?;
-    let mut common = crate::cli::dataset_overrides(args.dataset.as_deref(), args.root.as_deref());
+    let common = common_configuration(args)?;
     let runs = args.runs.clone().unwrap_or_else(|| match &args.dataset {
         Some(d) => PathBuf::from(format!("runs/ablate-{d}")),
         None => PathBuf::from("runs/ablate"),
     });
-    if let Some(e) = args.epochs {
-        common.push(("optim.epochs".into(), e.to_string()));
-    }
-    if let Some(l) = args.lambda {
-        common.push(("step.lambda".into(), l.to_string()));
-    }
-    for s in &args.set {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s}: expected FIELD=VALUE"))?;
-        common.push((k.trim().into(), v.trim().into()));
-    }
-
-    let mut results = Vec::new();
+    // Every run's configuration first: a refused one stops the ablation before any training.
+    let mut planned = Vec::new();
     for variant in &variants {
         for seed in 0..args.seeds {
-            let mut overrides = common.clone();
-            overrides.push(("seed".into(), seed.to_string()));
-            let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
-            let config = variant.configure(config)?;
-            let run_dir = runs.join(format!("{}-seed{seed}", variant.name));
-            let evaluation = evaluation_of(&config, &run_dir, variant, seed, !args.no_progress)?;
-            println!(
-                "  {} seed {seed}: mAP {:.2}%  Rank-1 {:.2}%",
-                variant.name,
-                100.0 * evaluation.plain.map,
-                100.0 * evaluation.plain.rank1
-            );
-            results.push(RunResult {
-                variant: variant.name.to_string(),
+            planned.push((
+                *variant,
                 seed,
-                run: run_dir,
-                evaluation,
-                difference_from_none: None,
-            });
+                run_configuration(args, &common, variant, seed)?,
+            ));
         }
     }
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for (variant, seed, config) in planned {
+        let run_dir = runs.join(format!("{}-seed{seed}", variant.name));
+        let evaluation = match evaluation_of(&config, &run_dir, variant, seed, !args.no_progress) {
+            Ok(e) => e,
+            Err(e) if e.downcast_ref::<crate::cli::Interrupted>().is_some() => return Err(e),
+            Err(e) => {
+                eprintln!("error: {}: {}", run_dir.display(), crate::error_chain(&e));
+                failed.push(run_dir.display().to_string());
+                continue;
+            }
+        };
+        println!(
+            "  {} seed {seed}: mAP {:.2}%  Rank-1 {:.2}%",
+            variant.name,
+            100.0 * evaluation.plain.map,
+            100.0 * evaluation.plain.rank1
+        );
+        results.push(RunResult {
+            variant: variant.name.to_string(),
+            seed,
+            run: run_dir,
+            evaluation,
+            difference_from_none: None,
+        });
+    }
+    write_tables(&runs, &variants, &baselines, results, args.seeds)?;
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of the ablation's runs did not finish (the table holds the others): {}; see each run's error above, then run the same command again",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
 
+/// Prints the tables and writes them to `runs` (`ablation.md`, `ablation.json`,
+/// `ablation-paired.json`), each replaced whole.
+fn write_tables(
+    runs: &Path,
+    variants: &[&Variant],
+    baselines: &[String],
+    mut results: Vec<RunResult>,
+    seeds: u64,
+) -> Result<()> {
     fill_difference_from_none(&mut results);
     // A baseline already paired with an earlier one is not paired again the other way round.
     let paired: Vec<Paired> = baselines
@@ -358,22 +445,27 @@ pub fn run(args: &AblateArgs) -> Result<()> {
         .enumerate()
         .flat_map(|(i, baseline)| pair_with(&results, baseline, &baselines[..i]))
         .collect();
-    let table = table(&variants, &results, args.seeds) + &paired_table(&paired);
+    let table = table(variants, &results, seeds) + &paired_table(baselines, &paired);
     println!("\n{table}");
-    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
-    let md = runs.join("ablation.md");
-    std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
-    let json = runs.join("ablation.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&results)?)
-        .with_context(|| format!("writing {}", json.display()))?;
-    let paired_json = runs.join("ablation-paired.json");
-    std::fs::write(&paired_json, serde_json::to_string_pretty(&paired)?)
-        .with_context(|| format!("writing {}", paired_json.display()))?;
+    std::fs::create_dir_all(runs).with_context(|| format!("creating {}", runs.display()))?;
+    let files = [
+        ("ablation.md", table),
+        ("ablation.json", serde_json::to_string_pretty(&results)?),
+        (
+            "ablation-paired.json",
+            serde_json::to_string_pretty(&paired)?,
+        ),
+    ];
+    for (name, text) in &files {
+        scal_fs::write_atomically(&runs.join(name), |tmp| {
+            std::fs::write(tmp, text).map_err(|e| e.to_string())
+        })?;
+    }
     println!(
         "table: {}, per-run results: {}, paired differences: {}",
-        md.display(),
-        json.display(),
-        paired_json.display()
+        runs.join("ablation.md").display(),
+        runs.join("ablation.json").display(),
+        runs.join("ablation-paired.json").display()
     );
     Ok(())
 }
@@ -472,13 +564,85 @@ mod tests {
             "none − channel-nocritic is already in none's table"
         );
 
-        let table = paired_table(&[pair_with(&results, "none", &[]), paired].concat());
+        let baselines = ["none".to_string(), "channel-nocritic".to_string()];
+        let table = paired_table(
+            &baselines,
+            &[pair_with(&results, "none", &[]), paired].concat(),
+        );
         assert!(table.contains("| variant − none |"), "{table}");
         assert!(table.contains("| variant − channel-nocritic |"), "{table}");
         assert!(
             table.contains("| channel | 2 | +5.00, +2.00 | +3.50 ["),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_baseline_without_a_table_of_its_own_is_named() {
+        let results = vec![result("none", 0, 0.30), result("channel", 0, 0.40)];
+        let baselines = ["none".to_string(), "channel".to_string()];
+        let paired = pair_with(&results, "none", &[]);
+        let table = paired_table(&baselines, &paired);
+        assert!(table.contains("| variant − none |"), "{table}");
+        assert!(
+            table.contains("`channel`: every pair with it is in the tables above (against none)"),
+            "{table}"
+        );
+    }
+
+    fn args(list: &[&str]) -> AblateArgs {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: AblateArgs,
+        }
+        let argv = std::iter::once("ablate").chain(list.iter().copied());
+        Wrapper::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn a_repeated_variant_is_ablated_once() {
+        let a = args(&["--variants", "none,none, channel,channel"]);
+        let names: Vec<&str> = chosen_variants(&a)
+            .unwrap()
+            .iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, ["none", "channel"]);
+        let a = args(&["--variants", "none,channel", "--paired-against", " none"]);
+        let variants = chosen_variants(&a).unwrap();
+        assert_eq!(paired_baselines(&a, &variants).unwrap(), ["none"]);
+    }
+
+    #[test]
+    fn a_set_field_that_a_variant_changes_is_refused_by_name() {
+        let a = args(&[
+            "--variants",
+            "none,channel",
+            "--set",
+            "model.attention=spatial",
+        ]);
+        let common = common_configuration(&a).unwrap();
+        let none = ablation::variant("none").unwrap();
+        let err = run_configuration(&a, &common, none, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--set model.attention") && err.contains("variant `none`"),
+            "{err}"
+        );
+        let a = args(&["--set", "seed=7"]);
+        let common = common_configuration(&a).unwrap();
+        let err = run_configuration(&a, &common, none, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--set seed: --seeds"), "{err}");
+        let a = args(&["--set", "optim.lr=0.002", "--root", "2024"]);
+        let common = common_configuration(&a).unwrap();
+        let config = run_configuration(&a, &common, none, 1).unwrap();
+        assert_eq!((config.optim.lr, config.seed), (0.002, 1));
+        assert_eq!(config.data.root, "2024", "a folder named 2024 is a folder");
     }
 
     #[test]

@@ -39,6 +39,131 @@ pub fn weights_format_parser() -> impl clap::builder::TypedValueParser<Value = C
     })
 }
 
+/// A flag's parser for a value out of a list of names: `--help` lists `names` (the
+/// canonical ones) and the value is read by `parse` (which may take aliases or another
+/// case), so that a flag is typed from the command line on, never a string parsed later.
+#[derive(Clone)]
+pub struct Named<T> {
+    names: &'static [&'static str],
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T> std::fmt::Debug for Named<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Named").field("names", &self.names).finish()
+    }
+}
+
+impl<T> Named<T> {
+    /// A parser of `names`, read by `parse`.
+    pub const fn new(names: &'static [&'static str], parse: fn(&str) -> Result<T, String>) -> Self {
+        Named { names, parse }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Named<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let text = value.to_string_lossy();
+        (self.parse)(&text).map_err(|_| {
+            let mut err = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+            let flag = arg.map(ToString::to_string).unwrap_or_default();
+            err.insert(ContextKind::InvalidArg, ContextValue::String(flag));
+            err.insert(
+                ContextKind::InvalidValue,
+                ContextValue::String(text.into_owned()),
+            );
+            let names = self.names.iter().map(ToString::to_string).collect();
+            err.insert(ContextKind::ValidValue, ContextValue::Strings(names));
+            err
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.names
+                .iter()
+                .map(|n| clap::builder::PossibleValue::new(*n)),
+        ))
+    }
+}
+
+/// A value of a type that serde names (`"channel"`, `"planted-noisy"`), from its name.
+fn from_serde_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|e| e.to_string())
+}
+
+/// `--profile`: quick or paper.
+pub fn profile_parser() -> Named<scal_run::config::Profile> {
+    Named::new(&["quick", "paper"], |s| {
+        s.parse().map_err(|e| format!("{e}"))
+    })
+}
+
+/// `--backend` of training: flex, wgpu, cuda or remote.
+pub fn backend_parser() -> Named<scal_run::Backend> {
+    Named::new(&["flex", "wgpu", "cuda", "remote"], |s| {
+        s.parse().map_err(|e| format!("{e}"))
+    })
+}
+
+/// `--attention`: none, spatial or channel.
+pub fn attention_parser() -> Named<scal_model::AttentionKind> {
+    Named::new(&["none", "spatial", "channel"], |s| s.parse())
+}
+
+/// `--reward`: the method's rewards and the positive controls of the critic loop.
+pub fn reward_parser() -> Named<scal_rewards::RewardKind> {
+    Named::new(
+        &[
+            "rc",
+            "ra",
+            "both",
+            "planted",
+            "planted-noisy",
+            "planted-per-identity",
+        ],
+        from_serde_name,
+    )
+}
+
+/// `--dataset`: a reader's name (with its aliases: `market-1501`, `duke`, …) or a
+/// synthetic dataset.
+pub fn dataset_parser() -> Named<DatasetSpec> {
+    Named::new(
+        &[
+            "market1501",
+            "dukemtmc",
+            "cuhk03-labeled",
+            "cuhk03-detected",
+            "msmt17",
+            "custom",
+            "synth",
+            "synth-hard",
+        ],
+        |s| s.parse().map_err(|e| format!("{e}")),
+    )
+}
+
+/// A path flag's value as the text a configuration saves (`config.json` is UTF-8).
+pub fn path_text(flag: &str, path: &Path) -> Result<String> {
+    path.to_str().map(str::to_string).with_context(|| {
+        format!(
+            "{flag} {}: the path is not valid UTF-8, which the run's config.json cannot record; rename the folder",
+            path.display()
+        )
+    })
+}
+
 /// `--arch`'s parser: resnet18, resnet34, resnet50 or resnet101.
 pub fn parse_arch(s: &str) -> Result<ResNetArch, String> {
     s.parse()
@@ -101,6 +226,50 @@ pub fn check_replaceable(
     Ok(())
 }
 
+/// Refuses to let a folder output (written whole: staged, then swapped in) replace `path`
+/// unless `path` is absent, an empty folder, or a folder holding only files that `ours`
+/// accepts by name (files this command writes): a user's files there would be lost, and a
+/// link or a file at that place would be replaced. Returns `path`'s parent folder and name.
+pub fn check_folder_replaceable(
+    path: &Path,
+    flag: &str,
+    what: &str,
+    ours: impl Fn(&str) -> bool,
+) -> Result<(PathBuf, String)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n != "..")
+        .with_context(|| format!("{flag} {}: name a folder", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok((parent, name));
+    };
+    if !meta.is_dir() {
+        bail!(
+            "{flag} {}: exists and is not a folder (a file, a device or a link); the output is a folder swapped into place and would replace it: give another name",
+            path.display()
+        );
+    }
+    let entries = std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !is_file || !ours(&file_name) {
+            bail!(
+                "{flag} {} holds {}, which is not one of {what}; the folder is replaced as a whole, so name a new or empty folder",
+                path.display(),
+                entry.path().display()
+            );
+        }
+    }
+    Ok((parent, name))
+}
+
 /// The bar of `extract` and `evaluate` while images are embedded.
 pub fn progress_bar(n: usize) -> ProgressBar {
     ProgressBar::new(n as u64).with_style(
@@ -117,40 +286,51 @@ pub fn synth_folder(preset: SynthPreset) -> PathBuf {
     DatasetSpec::Synthetic(preset).default_root()
 }
 
-/// The configuration fields that `--dataset NAME` and `--root DIR` set. A synthetic name
-/// (`synth`, `synth-hard`) reads the Market layout written by its generator, at DIR or its
-/// default folder, generated there when absent; any other dataset named on the command line
-/// is read, never generated in its place.
-pub fn dataset_overrides(dataset: Option<&str>, root: Option<&str>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut push = |k: &str, v: String| out.push((k.to_string(), v));
-    let synthetic = dataset
-        .and_then(|name| name.parse::<DatasetSpec>().ok())
-        .and_then(DatasetSpec::synth_preset);
-    match synthetic {
+/// What `--dataset NAME` and `--root DIR` (as text, [`path_text`]) change in a
+/// configuration. A synthetic name (`synth`, `synth-hard`) reads the Market layout written
+/// by its generator, at DIR or its default folder, generated there when absent; any other
+/// dataset named on the command line is read, never generated in its place.
+pub fn apply_dataset(
+    config: &mut TrainingConfig,
+    dataset: Option<DatasetSpec>,
+    root: Option<&str>,
+) {
+    let data = &mut config.data;
+    match dataset.and_then(DatasetSpec::synth_preset) {
         Some(preset) => {
-            push(
-                "data.dataset",
-                DatasetSpec::Synthetic(preset).reader().as_str().into(),
+            data.dataset = DatasetSpec::Synthetic(preset).reader();
+            data.synth_preset = preset;
+            data.root = root.map_or_else(
+                || synth_folder(preset).to_string_lossy().into_owned(),
+                str::to_string,
             );
-            push("data.synth_preset", preset.as_str().into());
-            let folder = synth_folder(preset).to_string_lossy().into_owned();
-            push("data.root", root.map_or(folder, str::to_string));
-            push("data.synthesize_if_missing", "true".into());
+            data.synthesize_if_missing = true;
         }
         None => {
             if root.is_some() || dataset.is_some() {
-                push("data.synthesize_if_missing", "false".into());
+                data.synthesize_if_missing = false;
             }
             if let Some(d) = dataset {
-                push("data.dataset", d.to_string());
+                data.dataset = d.reader();
             }
             if let Some(r) = root {
-                push("data.root", r.to_string());
+                data.root = r.to_string();
             }
         }
     }
-    out
+}
+
+/// `--set FIELD=VALUE` flags as (field, value) pairs; the value is read later by the field's
+/// own type ([`TrainingConfig::edited`]).
+pub fn set_pairs(sets: &[String]) -> Result<Vec<(String, String)>> {
+    sets.iter()
+        .map(|s| {
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("--set {s}: expected FIELD=VALUE"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
 
 /// Set by Ctrl-C: finish the iteration, save, exit.
@@ -242,24 +422,88 @@ impl std::fmt::Debug for RunOnTrainingData {
     }
 }
 
-/// Reads run `run`'s configuration, training split and checkpoint `checkpoint` (for
-/// `critic-data` and `critic-grad`).
-pub fn run_on_training_data(
-    run: &Path,
-    checkpoint: &str,
-    backend: crate::backend::Backend,
-) -> Result<RunOnTrainingData> {
-    let dir = scal_run::RunDir::new(run);
-    let config = TrainingConfig::load_json(&dir.config())
-        .with_context(|| format!("{} is not a run folder", run.display()))?;
-    let dataset = scal_train::run::load_dataset(&config, &mut ())?;
+/// The flags `critic-data` and `critic-grad` share: which run, which checkpoint, where its
+/// dataset is now, and the backend.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+    /// The run folder (runs/NAME) of a run with attention, or one of its checkpoints
+    /// (runs/NAME/last).
+    pub run: PathBuf,
+    /// Checkpoint: last or best [default: last, or the checkpoint folder given].
+    #[arg(long, value_parser = checkpoint_parser())]
+    pub checkpoint: Option<Checkpoint>,
+    /// The dataset's folder when it moved since the run trained (its training split is
+    /// checked against the one the run recorded).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Compute backend among those compiled in: flex, wgpu or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: crate::backend::Backend,
+}
+
+impl RunFlags {
+    /// The run folder and the checkpoint: `RUN/last` names both.
+    pub fn run_and_checkpoint(&self) -> (PathBuf, Checkpoint) {
+        let named = self
+            .run
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<Checkpoint>().ok());
+        match (named, scal_run::RunDir::of_checkpoint(&self.run)) {
+            (Some(found), Some(run)) => {
+                (run.path().to_path_buf(), self.checkpoint.unwrap_or(found))
+            }
+            _ => (
+                self.run.clone(),
+                self.checkpoint.unwrap_or(Checkpoint::Last),
+            ),
+        }
+    }
+}
+
+/// Reads the run's configuration, its training split (where it is now, checked against the
+/// one the checkpoint recorded) and its checkpoint, for `critic-data` and `critic-grad`
+/// (`command`, for messages).
+pub fn run_on_training_data(flags: &RunFlags, command: &str) -> Result<RunOnTrainingData> {
+    let (run, checkpoint) = flags.run_and_checkpoint();
+    if !scal_run::RunDir::new(&run).config().is_file() {
+        bail!(
+            "{} is not a run folder (no config.json): give runs/NAME, or one of its checkpoints runs/NAME/last",
+            run.display()
+        );
+    }
+    let (config, dataset) = match scal_train::run::trained_run_data(
+        &run,
+        checkpoint,
+        flags.root.as_deref(),
+    ) {
+        Ok(found) => found,
+        Err(scal_run::TrainError::DatasetMoved { run, root }) => bail!(
+            "{} was trained on the dataset in {}, which does not exist now; if it moved, name its new place: cargo xtask {command} {} --root NEW_FOLDER",
+            run.display(),
+            root.display(),
+            run.display()
+        ),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!(
+                "{command} measures {} on the data it trained on",
+                run.display()
+            )));
+        }
+    };
+    if !config.step.critic && config.model.attention != scal_model::AttentionKind::None {
+        eprintln!(
+            "note: {} was trained without its critics (step.critic = false): they hold their initial weights, so this measures untrained critics",
+            run.display()
+        );
+    }
     let loader = scal_data::TrainLoader::new(
         dataset.train.clone(),
         config.data.transform(),
         config.data.loader(config.seed),
     )?;
-    let device = crate::backend::device(backend)?.autodiff();
-    let (model, _) = load_model_folder(&dir.path().join(checkpoint), &device)?;
+    let device = crate::backend::device(flags.backend)?.autodiff();
+    let (model, _) = load_model_folder(&run.join(checkpoint.as_str()), &device)?;
     Ok(RunOnTrainingData {
         config,
         loader,
@@ -272,29 +516,43 @@ pub fn run_on_training_data(
 mod tests {
     use super::*;
 
-    fn get<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
-        o.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    fn applied(dataset: Option<&str>, root: Option<&str>) -> TrainingConfig {
+        let mut config = TrainingConfig::new();
+        apply_dataset(&mut config, dataset.map(|d| d.parse().unwrap()), root);
+        config
     }
 
     #[test]
     fn synthetic_names_generate_their_preset_where_asked() {
-        let o = dataset_overrides(Some("synth-hard"), None);
-        assert_eq!(get(&o, "data.dataset"), Some("market1501"));
-        assert_eq!(get(&o, "data.synth_preset"), Some("hard-v1"));
-        assert_eq!(get(&o, "data.root"), Some("datasets/synth-hard"));
-        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("true"));
-        let o = dataset_overrides(Some("synth"), Some("elsewhere"));
-        assert_eq!(get(&o, "data.synth_preset"), Some("easy"));
-        assert_eq!(get(&o, "data.root"), Some("elsewhere"));
+        let c = applied(Some("synth-hard"), None);
+        assert_eq!(c.data.dataset, scal_data::DatasetName::Market1501);
+        assert_eq!(c.data.synth_preset, SynthPreset::HardV1);
+        assert_eq!(c.data.root, "datasets/synth-hard");
+        assert!(c.data.synthesize_if_missing);
+        let c = applied(Some("synth"), Some("elsewhere"));
+        assert_eq!(c.data.synth_preset, SynthPreset::Easy);
+        assert_eq!(c.data.root, "elsewhere");
     }
 
     #[test]
     fn real_datasets_are_read_never_generated() {
-        let o = dataset_overrides(Some("dukemtmc"), Some("d"));
-        assert_eq!(get(&o, "data.dataset"), Some("dukemtmc"));
-        assert_eq!(get(&o, "data.root"), Some("d"));
-        assert_eq!(get(&o, "data.synthesize_if_missing"), Some("false"));
-        assert_eq!(get(&o, "data.synth_preset"), None);
-        assert!(dataset_overrides(None, None).is_empty());
+        let mut quick = TrainingConfig::new();
+        quick.data.synthesize_if_missing = true;
+        let mut c = quick.clone();
+        apply_dataset(&mut c, Some("dukemtmc".parse().unwrap()), Some("d"));
+        assert_eq!(c.data.dataset, scal_data::DatasetName::Dukemtmc);
+        assert_eq!(c.data.root, "d");
+        assert!(!c.data.synthesize_if_missing);
+        assert_eq!(c.data.synth_preset, quick.data.synth_preset);
+        let mut untouched = quick.clone();
+        apply_dataset(&mut untouched, None, None);
+        assert_eq!(untouched, quick);
+    }
+
+    #[test]
+    fn a_root_is_a_path_whatever_it_looks_like() {
+        for root in ["2024", "null", "true", "1e5", "[1]", "\"q\""] {
+            assert_eq!(applied(None, Some(root)).data.root, root);
+        }
     }
 }

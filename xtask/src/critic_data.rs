@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ndarray::Array1;
-use scal_run::Checkpoint;
 use scal_train::critic_data::critic_samples;
-
-use crate::backend::Backend;
 
 /// Writes, for training batches drawn as the run's training draws them (its seed, its
 /// augmentation), each module's critic input `inputs_L.npy` (`[N, D_L]`) and estimate
@@ -19,21 +16,29 @@ use crate::backend::Backend;
 /// (`[N, 2 · C_L · 8]`: X_L and X_L ⊙ A_L averaged on a 4 × 2 grid).
 #[derive(Debug, clap::Args)]
 pub struct CriticDataArgs {
-    /// The run folder (runs/NAME) of a run with attention.
-    pub run: PathBuf,
-    /// Checkpoint: last or best.
-    #[arg(long, default_value_t = Checkpoint::Last.as_str().to_string())]
-    pub checkpoint: String,
+    /// The run, its checkpoint, its dataset's folder, the backend.
+    #[command(flatten)]
+    pub run: crate::cli::RunFlags,
     /// Training batches (P × K images each), from the start of the run's first epoch (later
     /// epochs when one has fewer).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub batches: u32,
-    /// Output folder (created; files in it are replaced).
-    #[arg(long)]
+    /// Output folder, written as a whole (a new or empty folder, or one critic-data wrote:
+    /// it is replaced once the new files are complete).
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Compute backend among those compiled in: flex, wgpu or cuda.
-    #[arg(long, default_value = "flex")]
-    pub backend: Backend,
+}
+
+/// Whether `name` is one of the files critic-data writes.
+fn is_critic_data_file(name: &str) -> bool {
+    const SHARED: [&str; 3] = ["correct.npy", "amelioration.npy", "labels.npy"];
+    const PER_MODULE: [&str; 5] = ["inputs_", "pooled_", "values_", "gain_", "amelioration_"];
+    SHARED.contains(&name)
+        || PER_MODULE.iter().any(|prefix| {
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(".npy"))
+                .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 fn write<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
@@ -45,12 +50,30 @@ fn write<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
     ndarray_npy::write_npy(&path, array).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Reads the run, draws the batches, writes the files.
+/// Reads the run, draws the batches, writes the files into a staging folder and swaps it in.
 pub fn run(args: &CriticDataArgs) -> Result<()> {
-    let run = crate::cli::run_on_training_data(&args.run, &args.checkpoint, args.backend)?;
+    let (parent, name) = crate::cli::check_folder_replaceable(
+        &args.out,
+        "--out",
+        "critic-data's .npy files",
+        is_critic_data_file,
+    )?;
+    let run = crate::cli::run_on_training_data(&args.run, "critic-data")?;
     let samples = critic_samples(&run.model, &run.loader, args.batches as usize, &run.device)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    scal_fs::write_folder_atomically(&parent, &name, |dir| write_samples(dir, &samples))?;
+    println!(
+        "wrote {} samples of {} critics to {}; probe them with: python scripts/critic-probe.py {}",
+        samples.labels.len(),
+        samples.inputs.len(),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Every file of the samples into `dir`.
+fn write_samples(dir: &Path, samples: &scal_train::critic_data::CriticSamples) -> Result<()> {
     let module_amelioration = samples.module_amelioration();
     let per_module = samples.inputs.iter().zip(&samples.pooled).zip(
         samples
@@ -60,35 +83,47 @@ pub fn run(args: &CriticDataArgs) -> Result<()> {
             .zip(&module_amelioration),
     );
     for (l, ((inputs, pooled), ((values, gain), own))) in per_module.enumerate() {
-        write(&args.out, &format!("inputs_{l}.npy"), inputs)?;
-        write(&args.out, &format!("pooled_{l}.npy"), pooled)?;
+        write(dir, &format!("inputs_{l}.npy"), inputs)?;
+        write(dir, &format!("pooled_{l}.npy"), pooled)?;
         let vectors = [("values", values), ("gain", gain), ("amelioration", own)];
         for (name, vector) in vectors {
             let array = Array1::from(vector.clone());
-            write(&args.out, &format!("{name}_{l}.npy"), &array)?;
+            write(dir, &format!("{name}_{l}.npy"), &array)?;
         }
     }
+    write(dir, "correct.npy", &Array1::from(samples.correct.clone()))?;
     write(
-        &args.out,
-        "correct.npy",
-        &Array1::from(samples.correct.clone()),
-    )?;
-    write(
-        &args.out,
+        dir,
         "amelioration.npy",
         &Array1::from(samples.amelioration.clone()),
     )?;
-    write(
-        &args.out,
-        "labels.npy",
-        &Array1::from(samples.labels.clone()),
-    )?;
-    println!(
-        "wrote {} samples of {} critics to {}; probe them with: python scripts/critic-probe.py {}",
-        samples.labels.len(),
-        samples.inputs.len(),
-        args.out.display(),
-        args.out.display()
-    );
-    Ok(())
+    write(dir, "labels.npy", &Array1::from(samples.labels.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_its_own_files_are_critic_data_files() {
+        for ours in [
+            "inputs_0.npy",
+            "pooled_4.npy",
+            "gain_12.npy",
+            "amelioration_3.npy",
+            "labels.npy",
+            "amelioration.npy",
+        ] {
+            assert!(is_critic_data_file(ours), "{ours}");
+        }
+        for theirs in [
+            "notes.txt",
+            "inputs_.npy",
+            "inputs_x.npy",
+            "inputs_0.npy.bak",
+            "values.npy",
+        ] {
+            assert!(!is_critic_data_file(theirs), "{theirs}");
+        }
+    }
 }

@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use scal_run::Checkpoint;
 use scal_train::critic_grad::{ModuleGradient, critic_gradients};
-
-use crate::backend::Backend;
 
 /// Measures, on training batches drawn as the run's training draws them, for each attention
 /// module: the cosine between the direction in which `J_cri` moves the map and the direction
@@ -18,25 +15,34 @@ use crate::backend::Backend;
 /// reward, also the cosine with its direction `w` at its module.
 #[derive(Debug, clap::Args)]
 pub struct CriticGradArgs {
-    /// The run folder (runs/NAME) of a run with attention.
-    pub run: PathBuf,
-    /// Checkpoint: last or best.
-    #[arg(long, default_value_t = Checkpoint::Last.as_str().to_string())]
-    pub checkpoint: String,
+    /// The run, its checkpoint, its dataset's folder, the backend.
+    #[command(flatten)]
+    pub run: crate::cli::RunFlags,
     /// Training batches (P × K images each), from the start of the run's first epoch.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub batches: u32,
-    /// Also write the measurements as JSON to this file.
-    #[arg(long)]
+    /// Also write the measurements as JSON to this file (a new file, or one critic-grad
+    /// wrote).
+    #[arg(long, value_name = "FILE.json")]
     pub json: Option<PathBuf>,
-    /// Compute backend among those compiled in: flex, wgpu or cuda.
-    #[arg(long, default_value = "flex")]
-    pub backend: Backend,
+}
+
+/// Whether the first bytes of a file are critic-grad's JSON (an array of module records).
+fn is_critic_grad_json(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.starts_with("[{\"module\":") || compact == "[" || compact == "[{"
 }
 
 /// Reads the run, measures, prints the table (and writes the JSON).
 pub fn run(args: &CriticGradArgs) -> Result<()> {
-    let run = crate::cli::run_on_training_data(&args.run, &args.checkpoint, args.backend)?;
+    // The output is checked before minutes of measuring: its folder exists, and what is
+    // there is ours to replace.
+    if let Some(path) = &args.json {
+        drop(crate::cli::temporary_beside(path, "--json")?);
+        crate::cli::check_replaceable(path, "--json", "critic-grad JSON", is_critic_grad_json)?;
+    }
+    let run = crate::cli::run_on_training_data(&args.run, "critic-grad")?;
     let step = &run.config.step;
     let measured = critic_gradients(
         &run.model,

@@ -76,6 +76,51 @@ pub fn names_path(out: &Path) -> PathBuf {
     }
 }
 
+/// The number of rows of the `.npy` file at `path` (its header's first dimension), if it is
+/// one.
+fn npy_rows(path: &Path) -> Option<usize> {
+    use std::io::Read as _;
+    let mut head = vec![0u8; 512];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    if !head.starts_with(b"\x93NUMPY") {
+        return None;
+    }
+    let after = text.split("'shape': (").nth(1)?;
+    after.split([',', ')']).next()?.trim().parse().ok()
+}
+
+/// `--out`'s names file may be replaced only when it is absent, empty, the names file of the
+/// features already at `--out` (one line per row), or a list of image file names: a user's
+/// `feats.names.txt` beside a new `--out feats.npy` is never overwritten (issue 42, O1).
+fn check_names_replaceable(out: &Path, names: &Path) -> Result<()> {
+    check_replaceable(names, "--out", "names file", |_| true)?;
+    let Ok(text) = std::fs::read_to_string(names) else {
+        return match std::fs::symlink_metadata(names) {
+            Ok(_) => bail!(
+                "--out {}: {} exists and is not a names file this command wrote (not text); give another name, or remove it first",
+                out.display(),
+                names.display()
+            ),
+            Err(_) => Ok(()),
+        };
+    };
+    // Ours: the pair of the features there, or (their features removed) a list of image
+    // file names, one per line, as only this command writes.
+    let names_of_images = text
+        .lines()
+        .all(|line| !line.contains('/') && scal_data::is_image_file(Path::new(line)));
+    if text.is_empty() || names_of_images || npy_rows(out) == Some(text.lines().count()) {
+        return Ok(());
+    }
+    bail!(
+        "--out {}: {} exists and is not the names file of the features at {} (it would be replaced); give another name, or remove it first",
+        out.display(),
+        names.display(),
+        out.display()
+    )
+}
+
 /// What [`run`] wrote.
 #[derive(Debug)]
 pub struct Summary {
@@ -103,9 +148,7 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     check_replaceable(&args.out, "--out", "features file (.npy)", |head| {
         head.starts_with(b"\x93NUMPY")
     })?;
-    check_replaceable(&names_file, "--out", "names file", |head| {
-        !head.contains(&0)
-    })?;
+    check_names_replaceable(&args.out, &names_file)?;
 
     let device = backend::device(args.backend)?;
     let array = match &args.checkpoint {

@@ -39,6 +39,14 @@ pub fn for_train_error(error: &TrainError) -> Option<String> {
             "If the dataset moved: cargo xtask train --resume {} --root NEW_FOLDER",
             run.display()
         )),
+        TrainError::RunFinished { run, .. }
+            if !run.join(scal_run::run_dir::REPORT_DIR).is_dir() =>
+        {
+            Some(format!(
+                "Its report was not written (the run was stopped after its last epoch): cargo xtask report {}",
+                run.display()
+            ))
+        }
         TrainError::CheckpointMissing { run, .. } => Some(format!(
             "To start it again from iteration 0: cargo xtask train --resume {} --restart",
             run.display()

@@ -107,7 +107,10 @@ pub fn visualize(args: &VisualizeArgs) -> Result<()> {
             args.checkpoint.display()
         );
     }
-    let (parent, name) = split_out(&args.out)?;
+    let (parent, name) =
+        crate::cli::check_folder_replaceable(&args.out, "--out", "the attention figures", |f| {
+            f.ends_with(".png")
+        })?;
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     scal_run::folder::write_staged(&parent, &name, |dir| -> Result<()> {
         for path in &listing.images {
@@ -135,34 +138,4 @@ pub fn visualize(args: &VisualizeArgs) -> Result<()> {
         }
     );
     Ok(())
-}
-
-/// `--out DIR` as its parent folder and its name.
-fn split_out(out: &std::path::Path) -> Result<(PathBuf, String)> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| n != "..")
-        .with_context(|| format!("--out {}: name a folder", out.display()))?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if out.is_file() {
-        bail!("--out {} is a file; name a folder", out.display());
-    }
-    if out.is_dir() {
-        // The folder is replaced as a whole: only ever one of attention figures.
-        for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("png") || !path.is_file() {
-                bail!(
-                    "--out {} holds {}, which is not an attention figure; the folder is replaced as a whole, so name a new or empty folder",
-                    out.display(),
-                    path.display()
-                );
-            }
-        }
-    }
-    Ok((parent, name))
 }

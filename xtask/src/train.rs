@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use scal_data::DatasetSpec;
+use scal_model::AttentionKind;
+use scal_rewards::RewardKind;
 use scal_run::config::Profile;
 use scal_run::{Backend, Checkpoint, RunDir, TrainingConfig};
 use scal_train::{RunOutcome, Start};
@@ -24,8 +27,8 @@ pub enum Switch {
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// Starting configuration: quick (synthetic data, CPU, minutes) or paper (Market-1501, GPU).
-    #[arg(long, default_value = "quick")]
-    pub profile: String,
+    #[arg(long, default_value = "quick", value_parser = crate::cli::profile_parser())]
+    pub profile: Profile,
     /// JSON file overriding fields of the profile (only the fields it names).
     #[arg(long, value_name = "FILE.json")]
     pub config: Option<PathBuf>,
@@ -48,20 +51,20 @@ pub struct TrainArgs {
     #[arg(long, requires = "resume", conflicts_with = "restart", default_value_t = Checkpoint::Last, value_parser = crate::cli::checkpoint_parser())]
     pub from: Checkpoint,
     /// Compute backend: flex, wgpu, cuda, or remote (devices of `cargo xtask serve` servers, with --hosts).
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[arg(long, value_parser = crate::cli::backend_parser())]
+    pub backend: Option<Backend>,
     /// With --backend remote: the servers, ws://HOST:PORT (or HOST:PORT), comma-separated;
     /// --devices indexes all their devices in this order. Token: SCAL_REMOTE_TOKEN.
     #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT,...")]
     pub hosts: Option<Vec<String>>,
     /// Dataset: market1501, dukemtmc, cuhk03-labeled, cuhk03-detected, msmt17, custom (read
     /// from --root), or synth / synth-hard (generated in datasets/NAME, or --root, when absent).
-    #[arg(long)]
-    pub dataset: Option<String>,
+    #[arg(long, value_parser = crate::cli::dataset_parser())]
+    pub dataset: Option<DatasetSpec>,
     /// Dataset folder (read as it is: a synthetic dataset is only generated for synth,
     /// synth-hard and the quick profile's own folder, datasets/synth).
-    #[arg(long)]
-    pub root: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Training epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -69,15 +72,15 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Attention modules: none, spatial or channel.
-    #[arg(long)]
-    pub attention: Option<String>,
+    #[arg(long, value_parser = crate::cli::attention_parser())]
+    pub attention: Option<AttentionKind>,
     /// Train the critics and the agents through them.
     #[arg(long, value_enum)]
     pub critic: Option<Switch>,
-    /// Reward: rc, ra or both (the paper's); planted or planted-noisy (the positive control of
-    /// the critic loop, `step.planted.*`).
-    #[arg(long)]
-    pub reward: Option<String>,
+    /// Reward: rc, ra or both (the paper's); planted, planted-noisy or planted-per-identity
+    /// (the positive controls of the critic loop, `step.planted.*`).
+    #[arg(long, value_parser = crate::cli::reward_parser())]
+    pub reward: Option<RewardKind>,
     /// Data-parallel training on these devices of the backend (indices as `cargo xtask
     /// devices` lists them), e.g. --devices 0,1,2,3; data.p must be a multiple of their number.
     #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
@@ -85,9 +88,9 @@ pub struct TrainArgs {
     /// Weight of the critic objective for the agents.
     #[arg(long)]
     pub lambda: Option<f64>,
-    /// torchvision weights for the backbone.
-    #[arg(long)]
-    pub pretrained: Option<String>,
+    /// torchvision weights for the backbone (.pth or .safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
     /// Any field: --set optim.lr=0.001 --set data.p=8 (repeatable).
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub set: Vec<String>,
@@ -97,58 +100,76 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The `field=value` overrides of the named flags and `--set`.
-    pub fn overrides(&self) -> Result<Vec<(String, String)>> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut push = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                out.push((k.to_string(), v));
+    /// The run's configuration: `base` (a profile's, or a resumed run's) overlaid with
+    /// `--config`, then changed by the typed flags, then by `--set` (each value read by its
+    /// field's type), and validated.
+    pub fn configuration(&self, base: &TrainingConfig) -> Result<TrainingConfig> {
+        let root = self
+            .root
+            .as_deref()
+            .map(|r| crate::cli::path_text("--root", r))
+            .transpose()?;
+        let pretrained = self
+            .pretrained
+            .as_deref()
+            .map(|p| crate::cli::path_text("--pretrained", p))
+            .transpose()?;
+        let sets = crate::cli::set_pairs(&self.set)?;
+        let edit = |c: &mut TrainingConfig| {
+            crate::cli::apply_dataset(c, self.dataset, root.as_deref());
+            if let Some(b) = self.backend {
+                c.backend = b;
+            }
+            if let Some(e) = self.epochs {
+                c.optim.epochs = e;
+            }
+            if let Some(s) = self.seed {
+                c.seed = s;
+            }
+            if let Some(a) = self.attention {
+                c.model.attention = a;
+            }
+            if let Some(critic) = self.critic {
+                c.step.critic = critic == Switch::On;
+            }
+            if let Some(r) = self.reward {
+                c.step.reward = r;
+            }
+            if let Some(l) = self.lambda {
+                c.step.lambda = l;
+            }
+            if let Some(d) = &self.devices {
+                c.devices.clone_from(d);
+            }
+            if let Some(h) = &self.hosts {
+                c.hosts.clone_from(h);
+            }
+            if let Some(p) = &pretrained {
+                c.model.pretrained = Some(p.clone());
             }
         };
-        for (k, v) in crate::cli::dataset_overrides(self.dataset.as_deref(), self.root.as_deref()) {
-            push(&k, Some(v));
-        }
-        push("backend", self.backend.clone());
-        push("optim.epochs", self.epochs.map(|e| e.to_string()));
-        push("seed", self.seed.map(|s| s.to_string()));
-        push("model.attention", self.attention.clone());
-        push(
-            "step.critic",
-            self.critic.map(|c| (c == Switch::On).to_string()),
-        );
-        push("step.reward", self.reward.clone());
-        push("step.lambda", self.lambda.map(|l| l.to_string()));
-        push(
-            "devices",
-            self.devices
-                .as_ref()
-                .map(|d| serde_json::to_string(d).expect("indices serialise")),
-        );
-        push(
-            "hosts",
-            self.hosts
-                .as_ref()
-                .map(|h| serde_json::to_string(h).expect("hosts serialise")),
-        );
-        push("model.pretrained", self.pretrained.clone());
-        for s in &self.set {
-            let (k, v) = s
-                .split_once('=')
-                .with_context(|| format!("--set {s}: expected FIELD=VALUE"))?;
-            out.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        Ok(out)
+        Ok(base.edited(self.config.as_deref(), edit, &sets)?)
     }
 }
 
 /// Runs the training; returns the run folder and its outcome.
 pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
-    let overrides = args.overrides()?;
+    if let (Some(run), Some(root)) = (&args.resume, &args.root) {
+        // The folder given must be there: it is where the run's data moved to (issue 42,
+        // C17: the message said the run "was trained on" the folder just typed).
+        if !root.exists() {
+            anyhow::bail!(
+                "--root {}: no such folder (--resume {} reads its dataset from there)",
+                root.display(),
+                run.display()
+            );
+        }
+    }
     let (config, run_dir, start) = match &args.resume {
         Some(dir) => {
             let saved = TrainingConfig::load_json(&RunDir::new(dir).config())
                 .with_context(|| format!("--resume {}: not a run folder", dir.display()))?;
-            let config = saved.overlaid(args.config.as_deref(), &overrides)?;
+            let config = args.configuration(&saved)?;
             let start = match (args.restart, args.from) {
                 (true, _) => Start::Restart,
                 (false, Checkpoint::Best) => Start::FromBest,
@@ -157,8 +178,7 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
             (config, dir.clone(), start)
         }
         None => {
-            let profile: Profile = args.profile.parse()?;
-            let config = TrainingConfig::resolve(profile, args.config.as_deref(), &overrides)?;
+            let config = args.configuration(&TrainingConfig::profile(args.profile))?;
             if let Some(name) = &args.name {
                 check_run_name(name)?;
             }
@@ -226,7 +246,7 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
 pub fn check_run_name(name: &str) -> Result<()> {
     if !RunDir::is_valid_name(name) {
         anyhow::bail!(
-            "--name {name:?}: a run name is one folder name under --runs (no `/`, `..` or absolute path)"
+            "--name {name:?}: a run name is one folder name under --runs (no `/`, `..`, absolute path, newline or tab)"
         );
     }
     Ok(())

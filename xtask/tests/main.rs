@@ -14,6 +14,7 @@ mod reliability_cli;
 mod serve_gate;
 mod setup_cuda_cli;
 mod train_cli;
+mod trial4_cli;
 
 #[cfg(feature = "wgpu")]
 mod backend_parity;

@@ -175,6 +175,41 @@ fn ctrl_c_exits_130_and_a_run_takes_one_process_at_a_time() {
     );
 }
 
+/// SIGTERM (what `timeout`, `docker stop`, systemd and batch schedulers send) stops a run as
+/// Ctrl-C does: the iteration finishes, the checkpoint is saved at it, the command says how to
+/// resume and exits with 130 (it was killed at once, losing up to an epoch; issue 42, F17).
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_like_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Tiny::new(dir.path(), 50);
+    let run = tiny.runs.join("term");
+    let mut child = tiny
+        .train("term", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lines(&mut child, &run, 3);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stdout.contains("--resume"), "{stdout}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["iteration"].as_u64().unwrap() as usize,
+        train_lines(&run),
+        "saved at the last logged iteration"
+    );
+}
+
 /// A run whose last/ was deleted is refused (it would start over silently), naming
 /// --restart, which then starts it again from iteration 0 with its log cut back.
 #[test]

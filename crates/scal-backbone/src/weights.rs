@@ -479,7 +479,11 @@ pub(crate) fn in_f32<M: burn::module::Module>(module: M) -> M {
                 if t.dtype() == burn::tensor::DType::F32 {
                     t
                 } else {
-                    t.cast(burn::tensor::FloatDType::F32)
+                    // On an autodiff device the cast is a node of the graph: the parameter
+                    // must be a leaf of its own, or the first backward pass consumes it.
+                    let trained = t.is_require_grad();
+                    let cast = t.cast(burn::tensor::FloatDType::F32).detach();
+                    if trained { cast.require_grad() } else { cast }
                 }
             })
         }

@@ -481,6 +481,34 @@ fn half_bfloat16_and_double_precision_weights_load_as_f32() {
     }
 }
 
+/// Weights of another precision train (issue 42, D11): cast to f32 on load, they are the
+/// model's own parameters (leaves of the graph), not the result of a cast that the first
+/// backward pass consumes; the second iteration's backward panicked before.
+#[test]
+fn half_bfloat16_and_double_precision_weights_train() {
+    let device = Device::flex().autodiff();
+    let dir = tempfile::tempdir().unwrap();
+    for dtype in [
+        safetensors::Dtype::F16,
+        safetensors::Dtype::BF16,
+        safetensors::Dtype::F64,
+    ] {
+        let file = in_precision(dir.path(), dtype);
+        let model = tiny(ResNetArch::ResNet50, 1, true, &device)
+            .with_weights(&file)
+            .unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        for iteration in 0..2 {
+            let loss = model.forward_pooled(images(&device)).sum();
+            let grads = loss.backward();
+            let grad = model.conv1.weight.val().grad(&grads);
+            assert!(
+                grad.is_some(),
+                "{dtype:?}, iteration {iteration}: conv1.weight has no gradient"
+            );
+        }
+    }
+}
+
 /// A file with none of the backbone's entries (a torchreid `model.pth.tar` holding only
 /// `{"epoch": 60}`) is named as likely not a state dict, and what is missing is listed under
 /// torchvision's names (issue 29, W19: Burn's `gamma`/`beta` were listed, with no hint).

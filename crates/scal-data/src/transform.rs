@@ -224,22 +224,41 @@ pub fn check_input_size(height: usize, width: usize) -> Result<(), String> {
 /// The pixels are taken as stored: an EXIF orientation is not applied, as PIL and torchreid
 /// read images ([`decode_upright`] applies it).
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    let (bytes, format) = read_image_file(path)?;
-    image::load_from_memory_with_format(&bytes, format).map_err(|e| corrupt(path, e))
+    decode_limited(path, false)
 }
 
 /// [`decode`], then turned upright by the file's EXIF orientation (JPEG, WebP and TIFF
 /// carry one: a phone photo taken sideways is stored sideways with Orientation = 6).
 pub fn decode_upright(path: &Path) -> Result<DynamicImage, DataError> {
+    decode_limited(path, true)
+}
+
+/// The decoder's memory limit, `image`'s default (512 MiB): a file whose header declares a
+/// larger image (a decompression bomb: a 633-byte JPEG claiming 60000 × 60000) is refused
+/// before anything is allocated, on every path.
+pub const DECODE_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// The one decoding path: the image's declared size checked against
+/// [`DECODE_MEMORY_LIMIT`], then decoded (and with `upright`, turned by its orientation).
+fn decode_limited(path: &Path, upright: bool) -> Result<DynamicImage, DataError> {
     use image::ImageDecoder;
     let (bytes, format) = read_image_file(path)?;
-    let mut decoder = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format)
-        .into_decoder()
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(DECODE_MEMORY_LIMIT);
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(|e| corrupt(path, e))?;
+    limits
+        .reserve(decoder.total_bytes())
         .map_err(|e| corrupt(path, e))?;
     // An orientation that cannot be read leaves the image as stored.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = if upright {
+        decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms)
+    } else {
+        image::metadata::Orientation::NoTransforms
+    };
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(path, e))?;
     image.apply_orientation(orientation);
     Ok(image)

@@ -72,3 +72,96 @@ fn a_file_that_is_not_an_image_is_an_error() {
     let err = decode(&path).unwrap_err();
     assert!(matches!(err, DataError::Decode { .. }), "{err}");
 }
+
+/// CRC-32 (PNG's chunk checksum), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A small valid image of `format` whose header then declares `width × height`.
+fn declared(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(16, 16, image::Rgb([120, 60, 30]));
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+        .unwrap();
+    match format {
+        image::ImageFormat::Jpeg => {
+            // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+            let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+            let (h, w) = (height.min(65_535) as u16, width.min(65_535) as u16);
+            bytes[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+            bytes[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        }
+        image::ImageFormat::Png => {
+            // IHDR: length (4) "IHDR" width (4) height (4) ... CRC over type and data.
+            bytes[16..20].copy_from_slice(&width.to_be_bytes());
+            bytes[20..24].copy_from_slice(&height.to_be_bytes());
+            let crc = crc32(&bytes[12..29]);
+            bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        }
+        image::ImageFormat::Bmp => {
+            // BITMAPINFOHEADER: width at 18, height at 22 (signed, little-endian).
+            let (w, h) = (width.min(i32::MAX as u32), height.min(i32::MAX as u32));
+            bytes[18..22].copy_from_slice(&w.to_le_bytes());
+            bytes[22..26].copy_from_slice(&h.to_le_bytes());
+        }
+        other => unreachable!("{other:?}"),
+    }
+    bytes
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+
+    /// An image whose header declares more pixels than the decoder's memory limit allows
+    /// (a decompression bomb: a few hundred bytes claiming gigabytes) is refused naming the
+    /// file, by both decoding functions (as stored, and upright by its EXIF orientation),
+    /// before anything is allocated for it.
+    #[test]
+    fn a_declared_huge_image_is_refused_on_every_decode_path(
+        format in proptest::sample::select(vec![
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::Png,
+            image::ImageFormat::Bmp,
+        ]),
+        width in 20_000u32..65_000,
+        height in 20_000u32..65_000,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.img");
+        std::fs::write(&path, declared(format, width, height)).unwrap();
+        for (name, result) in [("decode", decode(&path)), ("decode_upright", scal_data::decode_upright(&path))] {
+            let err = result.err().map(|e| e.to_string());
+            proptest::prop_assert!(
+                err.as_deref().is_some_and(|e| e.contains("bomb.img")),
+                "{name} {format:?} {width}x{height}: {err:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_small_images_behind_the_bombs_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [
+        image::ImageFormat::Jpeg,
+        image::ImageFormat::Png,
+        image::ImageFormat::Bmp,
+    ] {
+        let path = dir.path().join("small.img");
+        std::fs::write(&path, declared(format, 16, 16)).unwrap();
+        let image = scal_data::decode_upright(&path).unwrap();
+        assert_eq!((image.width(), image.height()), (16, 16), "{format:?}");
+    }
+}

@@ -7,6 +7,9 @@
 //!
 //! - [`write_atomically`]: a file, written by a closure on the staging path (weights, model
 //!   folders' files, figures, the gallery cache, pages);
+//! - [`write_folder_atomically`]: a folder, filled by a closure in a staging folder, then
+//!   swapped in (checkpoints, the run report, attention figures, the critics' data), with
+//!   [`recover_folder`] for a swap a killed process interrupted;
 //! - [`staging_builder`]: `tempfile`'s builder for the staging files and folders of writers
 //!   that stream into a file or fill a folder before the rename (`extract`'s features, a
 //!   dataset being extracted or generated, a checkpoint, the run report).
@@ -32,6 +35,85 @@ pub enum FsError {
         /// What went wrong.
         message: String,
     },
+    /// A folder being swapped in (or its staging or set-aside copy) could not be created,
+    /// renamed or removed.
+    #[error("cannot write {}: {source}", path.display())]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn folder_error(path: &Path) -> impl Fn(std::io::Error) -> FsError + '_ {
+    // tempfile's errors end in `at path "…/.NAME.tmp-XXXXXX"`, naming a staging folder that
+    // never existed: the system's error alone, with the folder it concerns.
+    move |source| FsError::Folder {
+        path: path.to_path_buf(),
+        source: source
+            .raw_os_error()
+            .map_or(source, std::io::Error::from_raw_os_error),
+    }
+}
+
+/// Puts `.NAME.old` back as `NAME` if a swap of [`write_folder_atomically`] in `parent` was
+/// interrupted between its two renames, and removes the staging folders a killed process
+/// left behind (`.NAME.tmp-*`).
+///
+/// # Errors
+/// [`FsError::Folder`] naming the folder that could not be renamed or removed.
+pub fn recover_folder(parent: &Path, name: &str) -> Result<(), FsError> {
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        let prefix = format!(".{name}.tmp-");
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(folder_error(&path))?;
+            }
+        }
+    }
+    let current = parent.join(name);
+    let old = parent.join(format!(".{name}.old"));
+    if !current.exists() && old.exists() {
+        std::fs::rename(&old, &current).map_err(folder_error(&current))?;
+    } else if current.exists() && old.exists() {
+        std::fs::remove_dir_all(&old).map_err(folder_error(&old))?;
+    }
+    Ok(())
+}
+
+/// Fills a staging folder in `parent` with `write`, then swaps it in as `parent/name` with
+/// two renames (`NAME` → `.NAME.old`, staging → `NAME`; a crash between them leaves
+/// `.NAME.old`, which [`recover_folder`] puts back). On any failure (a full disk included)
+/// the staging folder is removed and the previous folder stays. Returns `parent/name`.
+///
+/// # Errors
+/// `write`'s error, or [`FsError::Folder`] when the staging folder cannot be made or a
+/// rename fails.
+pub fn write_folder_atomically<E: From<FsError>>(
+    parent: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
+    recover_folder(parent, name)?;
+    let prefix = format!(".{name}.tmp-");
+    let staging = staging_builder(&prefix, true)
+        .tempdir_in(parent)
+        .map_err(folder_error(parent))?;
+    write(staging.path())?;
+    let staged = staging.keep();
+    let current = parent.join(name);
+    let old = parent.join(format!(".{name}.old"));
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(folder_error(&current))?;
+    }
+    std::fs::rename(&staged, &current).map_err(folder_error(&current))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(folder_error(&old))?;
+    }
+    Ok(current)
 }
 
 /// A builder of staging files (`folder = false`) or folders (`true`) whose names start with
@@ -114,6 +196,62 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(names(dir.path()), ["out.txt"]);
+    }
+
+    #[test]
+    fn a_folder_is_swapped_in_whole_and_an_interrupted_swap_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &'static str| {
+            move |d: &Path| -> Result<(), FsError> {
+                std::fs::write(d.join("f.txt"), text).unwrap();
+                Ok(())
+            }
+        };
+        write_folder_atomically(dir.path(), "out", write("first")).unwrap();
+        let failed: Result<PathBuf, FsError> = write_folder_atomically(dir.path(), "out", |d| {
+            std::fs::write(d.join("half.txt"), "half").unwrap();
+            Err(FsError::Write {
+                path: d.join("g.txt"),
+                message: "no space left".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(names(dir.path()), ["out"], "the staging folder is gone");
+        assert_eq!(names(&dir.path().join("out")), ["f.txt"]);
+        // Killed between the two renames: `.out.old` is put back.
+        std::fs::rename(dir.path().join("out"), dir.path().join(".out.old")).unwrap();
+        recover_folder(dir.path(), "out").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/f.txt")).unwrap(),
+            "first"
+        );
+        write_folder_atomically(dir.path(), "out", write("second")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/f.txt")).unwrap(),
+            "second"
+        );
+        assert_eq!(names(dir.path()), ["out"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_read_only_folder_is_named_without_the_staging_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // Root writes into read-only folders: nothing to check then.
+        if std::fs::write(ro.join("probe"), "x").is_ok() {
+            return;
+        }
+        let err = write_folder_atomically(&ro, "out", |_| Ok::<(), FsError>(())).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("cannot write {}: ", ro.display()))
+                && !message.contains(".out.tmp-"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -29,8 +29,8 @@ use burn::tensor::{Int, Tensor};
 use scal_attention::Gating;
 use scal_losses::{CriticMse, CriticObjective, LabelSmoothedCrossEntropyConfig, TripletLossConfig};
 use scal_rewards::{
-    PlantedRewardConfig, RewardKind, Rewards, median, planted_direction, planted_reward,
-    planted_score, rewards,
+    PlantedRewardConfig, RewardKind, Rewards, median, planted_direction, planted_directions,
+    planted_reward, planted_row_scores, planted_score, rewards,
 };
 use serde::{Deserialize, Serialize};
 
@@ -208,9 +208,9 @@ pub fn scal_loss(
         } else {
             (out.logits.clone(), out.maps)
         };
-        let mut r = rewards(acting_logits, plain.logits, labels, config.reward);
+        let mut r = rewards(acting_logits, plain.logits, labels.clone(), config.reward);
         if config.reward.is_planted() {
-            r.total = planted_total(&acting_maps, config);
+            r.total = planted_total(&acting_maps, &labels, config);
         }
         agent_inputs = out
             .stage_inputs
@@ -265,8 +265,11 @@ fn module_rewards(
 
 /// The planted reward of `maps[config.planted.module]`, flipped at random (the device's
 /// generator) with `planted-noisy`.
-fn planted_total(maps: &[Tensor<4>], config: &StepConfig) -> Tensor<1> {
-    let score = planted_scores(maps, &config.planted);
+///
+/// # Shapes
+/// - `labels`: `[N]`; output: `[N]`
+fn planted_total(maps: &[Tensor<4>], labels: &Tensor<1, Int>, config: &StepConfig) -> Tensor<1> {
+    let score = planted_scores(maps, labels, config.reward, &config.planted);
     let threshold = config.planted.threshold.unwrap_or_else(|| {
         median(
             &score
@@ -283,14 +286,20 @@ fn planted_total(maps: &[Tensor<4>], config: &StepConfig) -> Tensor<1> {
     planted_reward(score, threshold, flips)
 }
 
-/// `⟨w, A_l⟩` per sample for the planted reward's module `l`.
+/// `⟨w_i, A_l⟩` per sample for the planted reward's module `l`: the one direction `w`, or
+/// each sample's identity's `w_y` with `planted-per-identity`.
 ///
 /// # Shapes
-/// - `maps[l]`: `[N, C_l, 1, 1]` or `[N, 1, H_l, W_l]`; output: `[N]`
+/// - `maps[l]`: `[N, C_l, 1, 1]` or `[N, 1, H_l, W_l]`, `labels`: `[N]`; output: `[N]`
 ///
 /// # Panics
 /// If there is no map `l`.
-fn planted_scores(maps: &[Tensor<4>], planted: &PlantedRewardConfig) -> Tensor<1> {
+fn planted_scores(
+    maps: &[Tensor<4>],
+    labels: &Tensor<1, Int>,
+    kind: RewardKind,
+    planted: &PlantedRewardConfig,
+) -> Tensor<1> {
     let map = maps.get(planted.module).unwrap_or_else(|| {
         panic!(
             "the planted reward reads module {}, but the model has {} attention maps",
@@ -299,7 +308,12 @@ fn planted_scores(maps: &[Tensor<4>], planted: &PlantedRewardConfig) -> Tensor<1
         )
     });
     let [_, c, h, w] = map.dims();
-    planted_score(map.clone(), &planted_direction(c * h * w, planted.seed))
+    if kind != RewardKind::PlantedPerIdentity {
+        return planted_score(map.clone(), &planted_direction(c * h * w, planted.seed));
+    }
+    let labels: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
+    let rows = planted_directions(kind, c * h * w, planted.seed, &labels);
+    planted_row_scores(map.clone(), &rows)
 }
 
 /// The planted reward's threshold frozen from a batch: the median of `⟨w, A_l⟩` over it, the
@@ -313,14 +327,15 @@ fn planted_scores(maps: &[Tensor<4>], planted: &PlantedRewardConfig) -> Tensor<1
 /// If the model has no attention map `planted.module`.
 pub fn planted_threshold(
     model: &ScalModel,
-    images: Tensor<4>,
+    (images, labels): (Tensor<4>, &Tensor<1, Int>),
+    kind: RewardKind,
     planted: &PlantedRewardConfig,
 ) -> f64 {
     // A lazily initialised parameter shares its initialisation with the copy: draw it first,
     // or the copy's `no_grad` would reach the model's own parameters.
     model.initialize_parameters();
     let out = model.no_attention_copy().forward(images, Gating::On);
-    let score = planted_scores(&out.maps, planted);
+    let score = planted_scores(&out.maps, labels, kind, planted);
     median(&score.into_data().try_to_vec::<f32>().expect("float scores"))
 }
 

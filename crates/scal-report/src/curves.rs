@@ -368,7 +368,7 @@ fn draw_rewards(log: &RunLog, reward: RewardKind, dir: &Path) -> Result<bool, Re
         RewardKind::Correct => Some(rc.clone()),
         RewardKind::Amelioration => Some(ra.clone()),
         RewardKind::Both => Some(rc.iter().zip(&ra).map(|(a, b)| (a.0, a.1 + b.1)).collect()),
-        RewardKind::Planted | RewardKind::PlantedNoisy => None,
+        RewardKind::Planted | RewardKind::PlantedNoisy | RewardKind::PlantedPerIdentity => None,
     };
     let mut series = vec![("R_c rate", rc), ("R_a rate", ra)];
     series.extend(realised.map(|r| ("mean realised R", r)));

@@ -102,6 +102,12 @@ pub enum ReportError {
     },
 }
 
+impl From<scal_fs::FsError> for ReportError {
+    fn from(error: scal_fs::FsError) -> Self {
+        ReportError::Run(TrainError::Fs(error))
+    }
+}
+
 impl From<scal_infer::InferError> for ReportError {
     fn from(error: scal_infer::InferError) -> Self {
         use scal_infer::InferError;

@@ -106,6 +106,9 @@ impl Page<'_> {
                 RewardKind::Both => "R_c + R_a",
                 RewardKind::Planted => "planted (a positive control)",
                 RewardKind::PlantedNoisy => "planted with flips (a positive control)",
+                RewardKind::PlantedPerIdentity => {
+                    "planted per identity (a per-sample positive control)"
+                }
             },
             config.step.lambda,
             config.seed,

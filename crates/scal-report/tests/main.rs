@@ -214,7 +214,13 @@ fn report_of_a_tiny_run_has_every_figure() {
     // A run without attention: no attention figure, and the page says why.
     let plain = dir.path().join("plain");
     let config = config
-        .overlaid(None, &[("model.attention".into(), "none".into())])
+        .overlaid(
+            None,
+            &[
+                ("model.attention".into(), "none".into()),
+                ("step.critic".into(), "false".into()),
+            ],
+        )
         .unwrap();
     train_flex(&config, &plain);
     let html = std::fs::read_to_string(build_report(&plain, &report_options()).unwrap()).unwrap();

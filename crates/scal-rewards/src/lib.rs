@@ -55,12 +55,21 @@ pub enum RewardKind {
     /// [`PlantedRewardConfig::flip_probability`].
     #[serde(rename = "planted-noisy")]
     PlantedNoisy,
+    /// The per-sample positive control: `R = 2·1[⟨w_y, A_l⟩ > c]` with one direction `w_y`
+    /// per training identity `y` ([`planted_identity_direction`]), so that the direction
+    /// that raises the reward differs between samples (as the method's does), unlike
+    /// [`RewardKind::Planted`]'s one shared `w`.
+    #[serde(rename = "planted-per-identity")]
+    PlantedPerIdentity,
 }
 
 impl RewardKind {
-    /// Whether `R` is the planted reward of the positive control rather than the method's.
+    /// Whether `R` is a planted reward of the positive control rather than the method's.
     pub fn is_planted(self) -> bool {
-        matches!(self, RewardKind::Planted | RewardKind::PlantedNoisy)
+        matches!(
+            self,
+            RewardKind::Planted | RewardKind::PlantedNoisy | RewardKind::PlantedPerIdentity
+        )
     }
 }
 
@@ -103,6 +112,70 @@ pub fn planted_direction(dim: usize, seed: u64) -> Vec<f32> {
         .collect();
     let norm = draws.iter().map(|x| x * x).sum::<f64>().sqrt();
     draws.iter().map(|x| (x / norm) as f32).collect()
+}
+
+/// The direction `w_y` of identity `y` for [`RewardKind::PlantedPerIdentity`]: a unit
+/// vector of `dim` elements drawn as [`planted_direction`] from a seed mixed from `seed` and
+/// `y` (SplitMix64), independent between identities.
+///
+/// # Panics
+/// If `dim` is 0.
+pub fn planted_identity_direction(dim: usize, seed: u64, identity: u64) -> Vec<f32> {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    planted_direction(dim, mix(seed ^ mix(identity.wrapping_add(1))))
+}
+
+/// The planted directions of a batch, sample by sample, as `[N, dim]` row-major values:
+/// `w_{y_i}` of each sample's identity with [`RewardKind::PlantedPerIdentity`], otherwise
+/// the one direction `w` in every row.
+///
+/// # Panics
+/// If `dim` is 0, or a label is negative.
+pub fn planted_directions(kind: RewardKind, dim: usize, seed: u64, labels: &[i64]) -> Vec<f32> {
+    if kind != RewardKind::PlantedPerIdentity {
+        let w = planted_direction(dim, seed);
+        return w.iter().copied().cycle().take(dim * labels.len()).collect();
+    }
+    let mut cache: std::collections::HashMap<i64, Vec<f32>> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(dim * labels.len());
+    for &y in labels {
+        let identity = u64::try_from(y).expect("labels are identity indices >= 0");
+        let w = cache
+            .entry(y)
+            .or_insert_with(|| planted_identity_direction(dim, seed, identity));
+        out.extend_from_slice(w);
+    }
+    out
+}
+
+/// `⟨w_i, A_i⟩` per sample against one direction per sample (rows of
+/// [`planted_directions`]).
+///
+/// # Shapes
+/// - `map`: `[N, C, H, W]`, `directions`: `N · C·H·W` values (row `i` for sample `i`)
+/// - output: `[N]`
+///
+/// # Panics
+/// If the sizes differ.
+pub fn planted_row_scores(map: Tensor<4>, directions: &[f32]) -> Tensor<1> {
+    let [n, c, h, w] = map.dims();
+    let d = c * h * w;
+    assert_eq!(
+        n * d,
+        directions.len(),
+        "planted_row_scores: a [{n}, {c}, {h}, {w}] map against {} direction values",
+        directions.len()
+    );
+    let device = map.device();
+    let rows = Tensor::<2>::from_data(TensorData::new(directions.to_vec(), [n, d]), &device);
+    (map.detach().reshape([n, d]) * rows)
+        .sum_dim(1)
+        .reshape([n])
 }
 
 /// `⟨w, A⟩` per sample: the map flattened (channels, or positions row by row) against the
@@ -219,9 +292,10 @@ pub fn rewards(
     let total = match kind {
         RewardKind::Correct => correct.clone(),
         RewardKind::Amelioration => amelioration.clone(),
-        RewardKind::Both | RewardKind::Planted | RewardKind::PlantedNoisy => {
-            correct.clone() + amelioration.clone()
-        }
+        RewardKind::Both
+        | RewardKind::Planted
+        | RewardKind::PlantedNoisy
+        | RewardKind::PlantedPerIdentity => correct.clone() + amelioration.clone(),
     };
     Rewards {
         correct,
@@ -326,6 +400,53 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(RewardKind::PlantedNoisy.is_planted() && !RewardKind::Both.is_planted());
+    }
+
+    #[test]
+    fn each_identity_has_its_own_planted_direction() {
+        let dev = Device::flex();
+        let dim = 64;
+        let (a, b) = (
+            planted_identity_direction(dim, 3, 0),
+            planted_identity_direction(dim, 3, 1),
+        );
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+        assert!((dot(&a, &a) - 1.0).abs() < 1e-5, "unit length");
+        assert_eq!(
+            a,
+            planted_identity_direction(dim, 3, 0),
+            "the seed fixes it"
+        );
+        assert!(
+            dot(&a, &b).abs() < 0.5,
+            "two identities' directions are unrelated"
+        );
+        assert_ne!(
+            a,
+            planted_identity_direction(dim, 4, 0),
+            "another seed, another w_y"
+        );
+        // Rows: each sample's identity's direction; the shared kind repeats one w.
+        let labels = [1i64, 0, 1];
+        let rows = planted_directions(RewardKind::PlantedPerIdentity, dim, 3, &labels);
+        assert_eq!(&rows[..dim], &b[..]);
+        assert_eq!(&rows[dim..2 * dim], &a[..]);
+        assert_eq!(&rows[2 * dim..], &b[..]);
+        let shared = planted_directions(RewardKind::Planted, dim, 3, &labels);
+        let w = planted_direction(dim, 3);
+        assert!(shared.chunks(dim).all(|row| row == &w[..]));
+        // The scores are each row's dot product with its sample's map.
+        let maps: Vec<f32> = (0..3 * dim).map(|i| (i % 7) as f32 / 7.0).collect();
+        let map = Tensor::<4>::from_data(TensorData::new(maps.clone(), [3, dim, 1, 1]), &dev);
+        let scores = values(planted_row_scores(map, &rows));
+        for (i, score) in scores.iter().enumerate() {
+            let expected = dot(&maps[i * dim..(i + 1) * dim], &rows[i * dim..(i + 1) * dim]);
+            assert!(
+                (score - expected).abs() < 1e-4,
+                "sample {i}: {score} {expected}"
+            );
+        }
+        assert!(RewardKind::PlantedPerIdentity.is_planted());
     }
 
     #[test]

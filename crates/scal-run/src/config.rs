@@ -301,6 +301,10 @@ pub struct TrainingConfig {
     pub hosts: Vec<String>,
 }
 
+/// The most epochs a run may have: the sampler draws each epoch's batches before the first
+/// iteration, so a mistyped count (`--epochs 10000000`) would spend hours there silently.
+pub const MAX_EPOCHS: usize = 100_000;
+
 /// Where the `paper` profile expects torchvision's ImageNet ResNet-50 weights.
 pub const PAPER_WEIGHTS: &str = "weights/resnet50-0676ba61.pth";
 
@@ -410,6 +414,16 @@ impl TrainingConfig {
         if let Err(problem) = scal_data::check_input_size(d.height, d.width) {
             return invalid("data.height/width", problem);
         }
+        if d.padding > d.height.min(d.width) {
+            return invalid(
+                "data.padding",
+                format!(
+                    "at most the input's smaller side ({}), got {}: the random crops would be mostly padding",
+                    d.height.min(d.width),
+                    d.padding
+                ),
+            );
+        }
         for (field, v) in [
             ("data.flip_probability", d.flip_probability),
             ("data.erasing_probability", d.erasing_probability),
@@ -426,8 +440,11 @@ impl TrainingConfig {
         if !(o.lr > 0.0 && o.lr.is_finite()) {
             return invalid("optim.lr", format!("must be positive, got {}", o.lr));
         }
-        if o.epochs == 0 {
-            return invalid("optim.epochs", "must be at least 1".into());
+        if o.epochs == 0 || o.epochs > MAX_EPOCHS {
+            return invalid(
+                "optim.epochs",
+                format!("between 1 and {MAX_EPOCHS}, got {}", o.epochs),
+            );
         }
         for (field, v) in [
             ("optim.weight_decay", o.weight_decay),
@@ -462,6 +479,7 @@ impl TrainingConfig {
             );
         }
         self.validate_critic_study()?;
+        self.validate_sizes()?;
         if !matches!(self.model.last_stride, 1 | 2) {
             return invalid(
                 "model.last_stride",
@@ -470,6 +488,46 @@ impl TrainingConfig {
         }
         if self.eval.batch == 0 {
             return invalid("eval.batch", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Widths that make a layer of zero units, and the numbers of the losses and the
+    /// optimizer that would make the step meaningless or divide by zero.
+    fn validate_sizes(&self) -> Result<(), TrainError> {
+        let m = &self.model;
+        for (field, v) in [
+            ("model.base_width", m.base_width),
+            ("model.channel_hidden", m.channel_hidden),
+            ("model.spatial_reduction", m.spatial_reduction),
+            ("model.critic_hidden", m.critic_hidden),
+        ] {
+            if v == 0 {
+                return invalid(field, "a layer width: must be at least 1, got 0".into());
+            }
+        }
+        let o = &self.optim;
+        for (field, v) in [
+            ("optim.epsilon", o.epsilon),
+            ("optim.warmup_factor", o.warmup_factor),
+            ("optim.gamma", o.gamma),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return invalid(field, format!("must be positive, got {v}"));
+            }
+        }
+        let margin = self.step.triplet.margin;
+        if !(margin >= 0.0 && margin.is_finite()) {
+            return invalid(
+                "step.triplet.margin",
+                format!("the triplet margin must be zero or positive, got {margin}"),
+            );
+        }
+        if self.step.critic && self.model.attention == AttentionKind::None {
+            return invalid(
+                "step.critic",
+                "the critics judge attention maps, and model.attention = none has none: set step.critic = false (--critic off), or choose an attention".into(),
+            );
         }
         Ok(())
     }
@@ -603,14 +661,47 @@ impl TrainingConfig {
         file: Option<&Path>,
         overrides: &[(String, String)],
     ) -> Result<TrainingConfig, TrainError> {
+        self.edited(file, |_| {}, overrides)
+    }
+
+    /// This configuration overlaid with a JSON file (only the fields it names), then changed
+    /// by `edit` (the command line's typed flags), then by `field=value` overrides (`--set`),
+    /// and validated. An override's value is read by its field's own type: a text field
+    /// (a path, a name) takes the text as it is (`data.root=2024` is the folder `2024`), a
+    /// number, a switch or a list is read as JSON (`data.p=8`, `step.critic=false`,
+    /// `devices=[0,1]`), and `null` empties an optional field. A value the field cannot
+    /// take is an error naming the field and what it expects.
+    pub fn edited(
+        &self,
+        file: Option<&Path>,
+        edit: impl FnOnce(&mut TrainingConfig),
+        overrides: &[(String, String)],
+    ) -> Result<TrainingConfig, TrainError> {
+        let mut config = self.with_file(file)?;
+        edit(&mut config);
+        let mut value = serde_json::to_value(&config).expect("serialisable");
+        for (key, raw) in overrides {
+            value = with_override(value, key, raw)?;
+        }
+        let config: TrainingConfig =
+            serde_path_to_error::deserialize(value).map_err(|e| TrainError::FieldValue {
+                origin: String::new(),
+                field: e.path().to_string(),
+                problem: e.inner().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// This configuration overlaid with a JSON file's fields (not validated yet).
+    fn with_file(&self, file: Option<&Path>) -> Result<TrainingConfig, TrainError> {
         let mut value = serde_json::to_value(self).expect("serialisable");
         if let Some(path) = file {
             let file_error = |problem: String| TrainError::ConfigFile {
                 path: path.to_path_buf(),
                 problem,
             };
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| file_error(format!("cannot read: {e}")))?;
+            let text = read_config_text(path).map_err(file_error)?;
             let patch: Value = serde_json::from_str(&text)
                 .map_err(|e| file_error(format!("not valid JSON: {e}")))?;
             if !patch.is_object() {
@@ -621,22 +712,12 @@ impl TrainingConfig {
             }
             overlay(&mut value, &patch, "", &path.display().to_string())?;
         }
-        for (key, raw) in overrides {
-            let parsed = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()));
-            let mut patch = parsed;
-            for part in key.split('.').rev() {
-                patch = Value::Object([(part.to_string(), patch)].into_iter().collect());
-            }
-            overlay(&mut value, &patch, "", "the command line")?;
-        }
-        let config: TrainingConfig =
-            serde_path_to_error::deserialize(value).map_err(|e| TrainError::FieldValue {
-                origin: String::new(),
-                field: e.path().to_string(),
-                problem: e.inner().to_string(),
-            })?;
-        config.validate()?;
-        Ok(config)
+        let origin = file.map_or_else(String::new, |p| format!("{}: ", p.display()));
+        serde_path_to_error::deserialize(value).map_err(|e| TrainError::FieldValue {
+            origin,
+            field: e.path().to_string(),
+            problem: e.inner().to_string(),
+        })
     }
 
     /// Reads a configuration saved by a run (`config.json`), naming the file on error. A
@@ -696,6 +777,87 @@ impl TrainingConfig {
             .into_owned();
         Ok(config)
     }
+}
+
+/// The largest configuration file read (a configuration is a few kilobytes; `--config
+/// /dev/zero` would read until memory ran out).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A configuration file's text: at most [`MAX_CONFIG_BYTES`], UTF-8, without the byte-order
+/// mark some editors write (Windows Notepad).
+fn read_config_text(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes: not a configuration file"
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    Ok(text
+        .strip_prefix('\u{feff}')
+        .map_or(text.clone(), str::to_string))
+}
+
+/// `value` (a whole configuration) with field `key` set from the command-line text `raw`,
+/// read by the field's own type (see [`TrainingConfig::edited`]).
+fn with_override(value: Value, key: &str, raw: &str) -> Result<Value, TrainError> {
+    let with = |v: Value| -> Result<Value, TrainError> {
+        let mut patch = v;
+        for part in key.split('.').rev() {
+            patch = Value::Object([(part.to_string(), patch)].into_iter().collect());
+        }
+        let mut out = value.clone();
+        overlay(&mut out, &patch, "", "the command line")?;
+        Ok(out)
+    };
+    // What the field says of a candidate: None when it takes it (another field's problem,
+    // which the final check reports, does not count), else its parser's complaint.
+    let refusal = |candidate: &Value| -> Option<String> {
+        match serde_path_to_error::deserialize::<_, TrainingConfig>(candidate.clone()) {
+            Ok(_) => None,
+            Err(e) => {
+                let path = e.path().to_string();
+                let here = path == key
+                    || path.starts_with(&format!("{key}["))
+                    || path.starts_with(&format!("{key}."));
+                here.then(|| e.inner().to_string())
+            }
+        }
+    };
+    let json: Result<Value, serde_json::Error> = serde_json::from_str(raw);
+    if raw.trim() == "null" {
+        let candidate = with(Value::Null)?;
+        if refusal(&candidate).is_none() {
+            return Ok(candidate);
+        }
+    }
+    let text = with(Value::String(raw.to_string()))?;
+    let Some(text_refusal) = refusal(&text) else {
+        return Ok(text);
+    };
+    let problem = match json {
+        Ok(parsed) if !parsed.is_string() => {
+            let candidate = with(parsed)?;
+            match refusal(&candidate) {
+                None => return Ok(candidate),
+                Some(problem) => problem,
+            }
+        }
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            format!("{raw} is out of the range of the field's number type")
+        }
+        _ => text_refusal,
+    };
+    Err(TrainError::FieldValue {
+        origin: String::new(),
+        field: key.to_string(),
+        problem,
+    })
 }
 
 /// What kind of JSON value `v` is, for messages.
@@ -972,6 +1134,73 @@ mod tests {
             assert!(
                 err.contains("bad.json") && err.contains(kind) && err.contains("not a JSON object"),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_file_with_a_byte_order_mark_loads_and_a_huge_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bom.json");
+        std::fs::write(&file, "\u{feff}{\"optim\": {\"epochs\": 3}}").unwrap();
+        let c = TrainingConfig::resolve(Profile::Quick, Some(&file), &[]).unwrap();
+        assert_eq!(c.optim.epochs, 3);
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; (MAX_CONFIG_BYTES + 1) as usize]).unwrap();
+        let err = TrainingConfig::resolve(Profile::Quick, Some(&huge), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("huge.json") && err.contains("larger than"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_set_value_is_read_by_its_fields_type() {
+        let set = |k: &str, v: &str| {
+            TrainingConfig::resolve(Profile::Quick, None, &[(k.into(), v.into())])
+        };
+        for root in ["2024", "null", "true", "1e5", "[1]", "\"q\""] {
+            assert_eq!(
+                set("data.root", root).unwrap().data.root,
+                root,
+                "a path is text"
+            );
+        }
+        assert_eq!(
+            set("model.pretrained", "null").unwrap().model.pretrained,
+            None
+        );
+        assert_eq!(
+            set("model.pretrained", "2024")
+                .unwrap()
+                .model
+                .pretrained
+                .as_deref(),
+            Some("2024")
+        );
+        assert_eq!(set("data.p", "8").unwrap().data.p, 8);
+        assert!(!set("step.critic", "false").unwrap().step.critic);
+        assert_eq!(set("devices", "[0,0]").unwrap().devices, [0, 0]);
+        let planted = |v: &str| set("step.planted.threshold", v).map(|c| c.step.planted.threshold);
+        assert_eq!(planted("null").unwrap(), None);
+        assert_eq!(planted("0.5").unwrap(), Some(0.5));
+        assert_eq!(
+            set("model.attention", "spatial").unwrap().model.attention,
+            AttentionKind::Spatial
+        );
+        for (field, value, expected) in [
+            ("data.p", "abc", "usize"),
+            ("data.p", "4.5", "usize"),
+            ("optim.lr", "\"0.001\"", "f64"),
+            ("step.critic", "yes", "bool"),
+            ("optim.lr", "1e400", "out of the range"),
+        ] {
+            let err = set(field, value).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("field `{field}`")) && err.contains(expected),
+                "{field}={value}: {err}"
             );
         }
     }

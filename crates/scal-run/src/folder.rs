@@ -1,8 +1,9 @@
-//! Writing a folder as a whole: its contents go into a staging folder beside it, which is
-//! then swapped in with two renames (`NAME` → `.NAME.old`, staging → `NAME`). A crash
-//! between the renames leaves `.NAME.old`, which [`recover`] puts back; a failure while
-//! writing removes the staging folder. Either way the previous folder survives until the
-//! new one is complete. Checkpoints, the run report and attention figures are written so.
+//! Writing a folder as a whole (scal-fs's swap, with the run's error type): its contents go
+//! into a staging folder beside it, which is then swapped in with two renames (`NAME` →
+//! `.NAME.old`, staging → `NAME`). A crash between the renames leaves `.NAME.old`, which
+//! [`recover`] puts back; a failure while writing removes the staging folder. Either way the
+//! previous folder survives until the new one is complete. Checkpoints, the run report and
+//! attention figures are written so. And the run folder's lock.
 
 use std::path::{Path, PathBuf};
 
@@ -16,52 +17,20 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
 }
 
 /// Puts `.NAME.old` back as `NAME` if a swap in `parent` was interrupted, and removes the
-/// staging folders a killed process left behind.
+/// staging folders a killed process left behind ([`scal_fs::recover_folder`]).
 pub fn recover(parent: &Path, name: &str) -> Result<(), TrainError> {
-    if let Ok(entries) = std::fs::read_dir(parent) {
-        let prefix = format!(".{name}.tmp-");
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(io(&path))?;
-            }
-        }
-    }
-    let current = parent.join(name);
-    let old = parent.join(format!(".{name}.old"));
-    if !current.exists() && old.exists() {
-        std::fs::rename(&old, &current).map_err(io(&current))?;
-    } else if current.exists() && old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    Ok(())
+    Ok(scal_fs::recover_folder(parent, name)?)
 }
 
-/// Fills a staging folder in `parent` with `write`, then swaps it in as `parent/name`. On
-/// any failure (a full disk included) the staging folder is removed and the previous
-/// folder stays. Returns `parent/name`.
-pub fn write_staged<E: From<TrainError>>(
+/// Fills a staging folder in `parent` with `write`, then swaps it in as `parent/name`
+/// ([`scal_fs::write_folder_atomically`]). On any failure (a full disk included) the
+/// staging folder is removed and the previous folder stays. Returns `parent/name`.
+pub fn write_staged<E: From<scal_fs::FsError>>(
     parent: &Path,
     name: &str,
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<PathBuf, E> {
-    recover(parent, name)?;
-    let prefix = format!(".{name}.tmp-");
-    let staging = scal_fs::staging_builder(&prefix, true)
-        .tempdir_in(parent)
-        .map_err(io(parent))?;
-    write(staging.path())?;
-    let staged = staging.keep();
-    let current = parent.join(name);
-    let old = parent.join(format!(".{name}.old"));
-    if current.exists() {
-        std::fs::rename(&current, &old).map_err(io(&current))?;
-    }
-    std::fs::rename(&staged, &current).map_err(io(&current))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    Ok(current)
+    scal_fs::write_folder_atomically(parent, name, write)
 }
 
 pub use crate::run_dir::LOCK_FILE;
@@ -81,6 +50,12 @@ impl RunLock {
     pub fn acquire(run: &Path) -> Result<RunLock, TrainError> {
         use std::io::{Read, Seek, Write};
         let path = run.join(LOCK_FILE);
+        // A link planted at the lock's place would have its target overwritten with the PID.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io(&path)(std::io::Error::other(
+                "is a symbolic link, not the run's lock file: remove it",
+            )));
+        }
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -174,6 +149,18 @@ mod tests {
         let again = RunLock::acquire(run.path()).unwrap();
         again.remove();
         assert!(!run.path().join(LOCK_FILE).exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_locks_place_is_refused_and_its_target_kept() {
+        let run = tempfile::tempdir().unwrap();
+        let victim = run.path().join("victim.txt");
+        std::fs::write(&victim, "victim data").unwrap();
+        std::os::unix::fs::symlink(&victim, run.path().join(LOCK_FILE)).unwrap();
+        let err = RunLock::acquire(run.path()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim data");
     }
 
     #[test]

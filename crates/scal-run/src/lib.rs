@@ -31,6 +31,11 @@ pub use config::{Profile, TrainingConfig};
 pub use log::ModuleAmelioration;
 pub use run_dir::{Checkpoint, RunDir};
 
+/// A training loss above this has diverged: the method's losses start near ln(identities)
+/// plus the triplet margin (under 20 on every dataset), and a run that reaches this no
+/// longer learns (issue 42, N2: a loss of 1e24 finished with a `best/`).
+pub const DIVERGED_LOSS: f32 = 1e6;
+
 /// Why training, or reading a training run, failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,6 +99,19 @@ pub enum TrainError {
     RunExists {
         /// The run folder.
         run: PathBuf,
+    },
+    /// A new run's folder exists and holds files or folders that are not a run's: the
+    /// run's checkpoints and report would replace folders of the same names.
+    #[error(
+        "{} exists and is not a run folder: it holds {}; a run writes its checkpoints and report there (replacing folders named best/, last/, report/): name a new run, or empty the folder first",
+        run.display(),
+        found.join(", ")
+    )]
+    NotARunFolder {
+        /// The folder.
+        run: PathBuf,
+        /// The first few of its entries.
+        found: Vec<String>,
     },
     /// Another process is training the run (it holds `RUN/.lock`).
     #[error(
@@ -187,9 +205,14 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
-    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    /// The loss became NaN or infinite, or grew past [`DIVERGED_LOSS`]: training diverged.
+    /// Nothing is saved from the diverged weights; the last checkpoint, if any, is kept.
     #[error(
-        "the loss became {loss} at iteration {iteration} (epoch {epoch}); training stopped, the last good checkpoint is kept. Lower optim.lr or check the data"
+        "the loss became {loss} at iteration {iteration} (epoch {epoch}): training diverged (a loss that is not finite, or above 1e6); training stopped, {}. Lower optim.lr or check the data",
+        match last_checkpoint {
+            Some(i) => format!("the last checkpoint (iteration {i}) is kept"),
+            None => "and no checkpoint was written before (the run can only start again: --resume RUN --restart)".to_string(),
+        }
     )]
     NonFiniteLoss {
         /// 1-based iteration.
@@ -198,6 +221,8 @@ pub enum TrainError {
         epoch: u64,
         /// The value.
         loss: f32,
+        /// The iteration of the run's last checkpoint, when it has one.
+        last_checkpoint: Option<u64>,
     },
     /// Resuming with a configuration that differs from the run's.
     #[error(
@@ -270,6 +295,9 @@ pub enum TrainError {
         /// `field: trained -> now` lines.
         differences: Vec<String>,
     },
+    /// A file or folder could not be written whole (scal-fs).
+    #[error(transparent)]
+    Fs(#[from] scal_fs::FsError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -92,14 +92,16 @@ impl RunDir {
 
     /// Whether `name` can name a run under a folder of runs: one folder name, not empty, no
     /// path separator, not `.` or `..` (`../../x` or `/abs/path` would put the run
-    /// elsewhere).
+    /// elsewhere), no control character (a newline or a tab).
     pub fn is_valid_name(name: &str) -> bool {
         let mut parts = Path::new(name).components();
         let single = matches!(
             (parts.next(), parts.next()),
             (Some(std::path::Component::Normal(_)), None)
         );
-        single && !name.contains(['/', '\\'])
+        // A newline or a tab in a name would split the folder's name in every line that
+        // prints it (issue 42, C10).
+        single && !name.contains(['/', '\\']) && !name.chars().any(char::is_control)
     }
 
     /// The folder itself.
@@ -177,7 +179,18 @@ mod tests {
         for good in ["mine", "quick-channel-seed0-1795812345", "a.b"] {
             assert!(RunDir::is_valid_name(good), "{good:?} refused");
         }
-        for bad in ["", ".", "..", "../../x", "/abs/path", "a/b", "a\\b", "x/.."] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../x",
+            "/abs/path",
+            "a/b",
+            "a\\b",
+            "x/..",
+            "new\nline",
+            "tab\there",
+        ] {
             assert!(!RunDir::is_valid_name(bad), "{bad:?} accepted");
         }
     }

@@ -211,11 +211,12 @@ fn row_cosines(a: &[f32], b: &[f32], n: usize) -> Vec<f64> {
 }
 
 /// The cosines and the value/realised gains of module `l` on one batch; with `planted`
-/// (the direction of a planted reward on this module), also the cosines against it.
+/// (the directions of a planted reward on this module, one row per sample), also the
+/// cosines against them.
 ///
 /// # Shapes
 /// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the copy's unperturbed pass on `images`;
-///   `planted`: the map's `C·H·W` elements
+///   `planted`: `N` rows of the map's `C·H·W` elements
 fn measure_module(
     copy: &ScalModel,
     (images, labels): (&Tensor<4>, &Tensor<1, Int>),
@@ -245,10 +246,9 @@ fn measure_module(
         .extend(row_cosines(&toward_value, &toward_class, n));
     acc.value_directions.add_rows(&toward_value, n);
     acc.class_directions.add_rows(&toward_class, n);
-    if let Some(w) = planted {
-        let tiled: Vec<f32> = w.iter().copied().cycle().take(w.len() * n).collect();
+    if let Some(rows) = planted {
         acc.planted_cosines
-            .extend(row_cosines(&toward_value, &tiled, n));
+            .extend(row_cosines(&toward_value, rows, n));
     }
     let with_ones = critic.forward(x, map.ones_like());
     acc.value_gains
@@ -321,8 +321,9 @@ pub fn critic_gradients_of(
         let (images, labels) = batch?;
         // One unperturbed pass serves every module (the copy tracks no gradient).
         let out = copy.forward(images.clone(), Gating::On);
+        let label_values: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
         for (l, acc) in acc.iter_mut().enumerate() {
-            let planted = planted_direction_at(&step, &out, l);
+            let planted = planted_directions_at(&step, &out, l, &label_values);
             measure_module(
                 &copy,
                 (&images, &labels),
@@ -363,18 +364,26 @@ pub fn critic_gradients_of(
         .collect())
 }
 
-/// The planted reward's direction `w` when `step`'s reward is planted on module `l`.
+/// The planted reward's direction of each sample when `step`'s reward is planted on module
+/// `l`: the one `w`, or each sample's identity's `w_y` with `planted-per-identity`.
 ///
 /// # Shapes
-/// - `out.maps[l]`: `[N, C, H, W]`; output: `C·H·W` elements
-fn planted_direction_at(step: &StepConfig, out: &ScalOutput, l: usize) -> Option<Vec<f32>> {
+/// - `out.maps[l]`: `[N, C, H, W]`, `labels`: `N` values; output: `N · C·H·W` values
+fn planted_directions_at(
+    step: &StepConfig,
+    out: &ScalOutput,
+    l: usize,
+    labels: &[i64],
+) -> Option<Vec<f32>> {
     if !step.reward.is_planted() || step.planted.module != l {
         return None;
     }
     let [_, c, h, w] = out.maps[l].dims();
-    Some(scal_rewards::planted_direction(
+    Some(scal_rewards::planted_directions(
+        step.reward,
         c * h * w,
         step.planted.seed,
+        labels,
     ))
 }
 

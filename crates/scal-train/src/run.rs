@@ -139,6 +139,45 @@ pub fn load_dataset(
     )?)
 }
 
+/// A trained run's training data as it trained on it, for the tools that look at its
+/// critics: its configuration (with `root` as the dataset's folder when given: the dataset
+/// moved) and its dataset, whose training split must be the one checkpoint `checkpoint`
+/// recorded (a changed dataset would be measured silently, or fail on labels its model does
+/// not have).
+///
+/// # Errors
+/// [`TrainError::DatasetMoved`] when the run's dataset folder is gone and no `root` is given,
+/// [`TrainError::SplitChanged`] when the training split differs, and the errors of reading
+/// the configuration, the checkpoint's state and the dataset.
+pub fn trained_run_data(
+    run_dir: &Path,
+    checkpoint: Checkpoint,
+    root: Option<&Path>,
+) -> Result<(TrainingConfig, ReidDataset), TrainError> {
+    let mut config = TrainingConfig::load_json(&RunDir::new(run_dir).config())?;
+    if let Some(root) = root {
+        config.data.root = root.to_string_lossy().into_owned();
+        config.data.synthesize_if_missing = false;
+    } else if !config.data.synthesize_if_missing && !Path::new(&config.data.root).exists() {
+        return Err(TrainError::DatasetMoved {
+            run: run_dir.to_path_buf(),
+            root: PathBuf::from(&config.data.root),
+        });
+    }
+    let dataset = load_dataset(&config, &mut ())?;
+    let state = checkpoint::state(&run_dir.join(checkpoint.as_str()))?;
+    let now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
+    match state.train_split {
+        Some(then) if then != now => Err(TrainError::SplitChanged {
+            root: dataset.root.clone(),
+            split: "training split",
+            then: then.images,
+            now: now.images,
+        }),
+        _ => Ok((config, dataset)),
+    }
+}
+
 /// The splits of the checkpoint must be the ones read now (issue 29, W27: a resume on a
 /// changed split finished silently); a checkpoint written before splits were recorded takes
 /// today's. Names are taken below the dataset folder, so a moved dataset passes.
@@ -398,17 +437,19 @@ impl<'a> Trainer<'a> {
                 refuse_lost_checkpoint(run_dir, &log_path, observer)?;
             }
             check_splits(&mut state, &dataset)?;
+            // A finished run is refused before anything of it changes (issue 42, C18: its
+            // config.json took a refused --root).
+            let epochs = config.optim.epochs as u64;
+            if state.position.epoch >= epochs {
+                return Err(TrainError::RunFinished {
+                    run: run_dir.to_path_buf(),
+                    epochs,
+                });
+            }
             record_location(&saved, config, run_dir)?;
             log::truncate(&log_path, state.iteration)?;
             (lock, LogWriter::append(&log_path)?)
         };
-        let epochs = config.optim.epochs as u64;
-        if state.position.epoch >= epochs {
-            return Err(TrainError::RunFinished {
-                run: run_dir.to_path_buf(),
-                epochs,
-            });
-        }
         if start == Start::FromBest {
             // Only once the run can go on: the damaged last/ is kept, not overwritten.
             checkpoint::set_aside(&run.checkpoint(Checkpoint::Last))?;
@@ -479,11 +520,15 @@ impl<'a> Trainer<'a> {
                     scal_step_data_parallel(model, optim, lr, shards, devices, &step)
                 }
             })?;
-        if !report.loss.is_finite() {
+        if !report.loss.is_finite() || report.loss > scal_run::DIVERGED_LOSS {
+            let last = RunDir::new(&self.run_dir)
+                .path()
+                .join(Checkpoint::Last.as_str());
             return Err(TrainError::NonFiniteLoss {
                 iteration: self.state.iteration + 1,
                 epoch,
                 loss: report.loss,
+                last_checkpoint: checkpoint::state(&last).ok().map(|s| s.iteration),
             });
         }
         self.model = Some(model);
@@ -516,10 +561,10 @@ impl<'a> Trainer<'a> {
             return Ok(threshold);
         }
         let (model, device) = (self.model(), &self.devices[0]);
-        let planted = &self.config.step.planted;
+        let (kind, planted) = (self.config.step.reward, &self.config.step.planted);
         let threshold = on_devices(&self.run_dir, self.state.iteration + 1, "", || {
-            let (images, _) = batch.to_tensors(device);
-            planted_threshold(model, images, planted)
+            let (images, labels) = batch.to_tensors(device);
+            planted_threshold(model, (images, &labels), kind, planted)
         })?;
         self.state.planted_threshold = Some(threshold);
         Ok(threshold)
@@ -666,6 +711,16 @@ fn create_run(
             run: run_dir.to_path_buf(),
         });
     }
+    // A folder that is not a run: its checkpoints and report would replace the user's
+    // folders of the same names (`best/`, `report/`).
+    let found = others_than_the_lock(run_dir)?;
+    if !found.is_empty() {
+        lock.remove();
+        return Err(TrainError::NotARunFolder {
+            run: run_dir.to_path_buf(),
+            found,
+        });
+    }
     let created = config
         .save(&config_path)
         .map_err(io(&config_path))
@@ -682,6 +737,19 @@ fn create_run(
             Err(e)
         }
     }
+}
+
+/// The entries of `dir` other than the run lock's file, sorted (the first few).
+fn others_than_the_lock(dir: &Path) -> Result<Vec<String>, TrainError> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != crate::folder::LOCK_FILE)
+        .collect();
+    found.sort();
+    found.truncate(5);
+    Ok(found)
 }
 
 /// A resumed run: locks the folder, recovers an interrupted checkpoint swap and refuses
@@ -721,9 +789,10 @@ fn record_location(
         return Ok(());
     }
     let config_path = RunDir::new(run_dir).config();
-    let staged = run_dir.join(format!(".{}.tmp", crate::run_dir::CONFIG_FILE));
-    config.save(&staged).map_err(io(&staged))?;
-    std::fs::rename(&staged, &config_path).map_err(io(&config_path))
+    scal_fs::write_atomically(&config_path, |tmp| {
+        config.save(tmp).map_err(|e| e.to_string())
+    })?;
+    Ok(())
 }
 
 /// A folder to continue must be a run: it holds `config.json` and is not one of a run's

@@ -37,7 +37,12 @@ fn train(config: &StepConfig, scaling: CriticScaling, steps: usize, keep: &[usiz
         .with_critic_scaling(Some(scaling))
         .init(&device);
     let mut config = config.clone();
-    config.planted.threshold = Some(planted_threshold(&model, images.clone(), &config.planted));
+    config.planted.threshold = Some(planted_threshold(
+        &model,
+        (images.clone(), &labels),
+        config.reward,
+        &config.planted,
+    ));
     let mut optimizer = AdamConfig::new().init();
     let mut reports = Vec::with_capacity(steps);
     let mut kept = Vec::new();
@@ -145,6 +150,37 @@ fn a_standardized_critic_with_exploration_learns_a_planted_reward_and_the_agents
     );
     let measured = best;
     assert!(measured[1..].iter().all(|m| m.planted_cosine.is_none()));
+}
+
+/// Issue 38, stage 1: the per-sample positive control. With one planted direction per
+/// identity (`planted-per-identity`), the direction that raises each sample's reward differs
+/// between samples, as the method's does; the paper's critic (raw inputs, no exploration),
+/// whose action-gradient is nearly one shared direction, cannot point along each sample's
+/// `w_y` (cos < 0.1), while the instrument still reports the per-sample cosine.
+#[test]
+fn the_papers_critic_cannot_point_along_a_per_identity_planted_reward() {
+    let planted = StepConfig::new().with_reward(RewardKind::PlantedPerIdentity);
+    let trained = train(&planted, CriticScaling::Raw, 80, &[40, 80]);
+    let start = trained.reports[0].reward_counts[2] as f64 / 16.0;
+    assert!(
+        (0.3..=0.7).contains(&start),
+        "the first batch's median splits it: {:?}",
+        trained.reports[0].reward_counts
+    );
+    for (step, model) in &trained.kept {
+        let measured = scal_train::critic_grad::critic_gradients_of(
+            model,
+            std::iter::once(Ok(trained.batch.clone())),
+            &trained.config,
+        )
+        .unwrap();
+        let cosine = measured[0].planted_cosine.expect("module 0 is planted");
+        assert!(
+            cosine.mean < 0.1,
+            "the paper's critic after {step} steps: cos(∂V/∂A, w_y) {cosine:?}"
+        );
+        assert!(measured[1..].iter().all(|m| m.planted_cosine.is_none()));
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod bad_data;
 mod common;
+mod config_fields;
 mod critic_loop;
 mod data_parallel;
 mod overfit;

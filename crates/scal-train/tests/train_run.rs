@@ -60,6 +60,47 @@ fn saved_iteration(run: &Path) -> u64 {
     scal_train::checkpoint::state(&run.join("last")).map_or(0, |s| s.iteration)
 }
 
+/// A loss that grows past [`scal_run::DIVERGED_LOSS`] while staying finite (1e24 at a
+/// learning rate of 1e3) stops the run like a NaN (issue 42, N2: it finished with a `best/`
+/// from the diverged weights), saying that no checkpoint exists when none was written.
+#[test]
+fn a_loss_that_explodes_stops_the_run_before_any_best() {
+    let root = common::tiny_dataset();
+    let config = TrainingConfig::resolve(
+        Profile::Quick,
+        None,
+        &common::tiny_overrides(
+            &root,
+            &[
+                ("optim.lr", "1000"),
+                ("optim.warmup_epochs", "0"),
+                ("optim.epochs", "6"),
+                ("eval.every_epochs", "1"),
+            ],
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("exploding");
+    let err = train_flex(&config, &run, false).unwrap_err();
+    let TrainError::NonFiniteLoss {
+        loss,
+        last_checkpoint,
+        ..
+    } = err
+    else {
+        panic!("expected a diverged loss, got {err}")
+    };
+    assert!(!loss.is_finite() || loss > scal_run::DIVERGED_LOSS, "{err}");
+    assert!(!run.join("best").exists(), "no best/ from diverged weights");
+    if last_checkpoint.is_none() {
+        assert!(
+            err.to_string().contains("no checkpoint was written"),
+            "{err}"
+        );
+    }
+}
+
 /// Not a test of its own: the process the kill-and-resume test starts and kills.
 #[test]
 #[ignore = "started by killed_and_resumed_run_matches_an_uninterrupted_one"]
@@ -182,11 +223,24 @@ fn nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("nan");
     let err = train_flex(&config, &run, false).unwrap_err();
-    let TrainError::NonFiniteLoss { iteration, .. } = err else {
+    let TrainError::NonFiniteLoss {
+        iteration,
+        last_checkpoint,
+        ..
+    } = err
+    else {
         panic!("expected a non-finite loss, got {err}")
     };
     assert!(
         err.to_string().contains(&format!("iteration {iteration}")),
+        "{err}"
+    );
+    assert_eq!(last_checkpoint, Some(iteration - 1), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "the last checkpoint (iteration {})",
+            iteration - 1
+        )),
         "{err}"
     );
     assert_eq!(
