@@ -4,12 +4,23 @@
 #
 #   scripts/cpu-vs-pytorch.sh            # training steps and inference, 3 rounds
 #   scripts/cpu-vs-pytorch.sh ops        # the operation-level profile, 2 rounds, joined
+#   scripts/cpu-vs-pytorch.sh quick      # the quick profile's model: steps and inference
+#   scripts/cpu-vs-pytorch.sh quick-ops  # the quick profile's operation profile, joined
 #
 # Steps (default): PyTorch's `train_bnneck` step and `cargo xtask bench --measures
 # backbone_train_step,scal_train_step --batch 16`, then inference at batch 16 and 64
 # (`backbone_inference`, PyTorch `inference`), ROUNDS times (default 3). Prints the mean of
 # each measure over the rounds, the ratios (Burn img/s over PyTorch img/s: above 1 Burn is
 # faster), the SCAL step's cost over the BN-neck step, and each side's peak RSS.
+#
+# quick: the same for the quick profile's model (`cargo xtask train`'s default: ResNet-18 of
+# base width 32, 128 x 64, batch 16 x 4, 100 classes, its Adam): PyTorch's `--model quick`
+# `train_bnneck`, `train_scal` and `inference` against `cargo xtask bench --profile quick
+# --measures backbone_train_step,scal_train_step` and `backbone_inference`, all at batch 64,
+# ROUNDS times (default 3); prints the means, the ratios, the SCAL step's cost over the
+# BN-neck step on each side, the peak RSS, and checks that both sides' models have the same
+# number of parameters (exit 1 if not). quick-ops: the operation profile of the quick model's
+# BN-neck step (`--profile quick --measures ops`, `--model quick ops`), batch 64, 2 rounds.
 #
 # Environment: PYTHON (default python3; needs torch, and torchvision or not), XTASK (default
 # target/release/xtask, built with `cargo build --release -p xtask` if absent), ROUNDS,
@@ -20,12 +31,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-steps}
-case "$mode" in steps|ops) ;; *) echo "usage: $0 [steps|ops]" >&2; exit 2 ;; esac
+case "$mode" in steps|ops|quick|quick-ops) ;; *) echo "usage: $0 [steps|ops|quick|quick-ops]" >&2; exit 2 ;; esac
 PYTHON=${PYTHON:-python3}
 XTASK=${XTASK:-target/release/xtask}
 THREADS=${THREADS:-$(nproc)}
 OUT=${OUT:-$(mktemp -d)}
-if [ "$mode" = ops ]; then ROUNDS=${ROUNDS:-2}; else ROUNDS=${ROUNDS:-3}; fi
+case "$mode" in ops|quick-ops) ROUNDS=${ROUNDS:-2} ;; *) ROUNDS=${ROUNDS:-3} ;; esac
 mkdir -p "$OUT"
 bench=crates/scal-backbone/benches/pytorch_resnet50.py
 
@@ -45,6 +56,23 @@ echo "== raw rows in $OUT"
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round"
+  if [ "$mode" = quick-ops ]; then
+    RAYON_NUM_THREADS=$THREADS "$XTASK" bench --json --profile quick --measures ops \
+      > "$OUT/burn-ops-$round.jsonl"
+    "$PYTHON" "$bench" --model quick --threads "$THREADS" --iters 3 ops > "$OUT/torch-ops-$round.jsonl"
+    continue
+  fi
+  if [ "$mode" = quick ]; then
+    for measure in train_bnneck train_scal; do
+      "$PYTHON" "$bench" --model quick --threads "$THREADS" --iters 5 "$measure" >> "$OUT/torch.jsonl"
+    done
+    RAYON_NUM_THREADS=$THREADS "$XTASK" bench --json --profile quick \
+      --measures backbone_train_step,scal_train_step --warmup 1 --iterations 5 >> "$OUT/burn.jsonl"
+    "$PYTHON" "$bench" --model quick --threads "$THREADS" --iters 5 inference >> "$OUT/torch.jsonl"
+    RAYON_NUM_THREADS=$THREADS "$XTASK" bench --json --profile quick --measures backbone_inference \
+      --warmup 1 --iterations 5 >> "$OUT/burn.jsonl"
+    continue
+  fi
   if [ "$mode" = ops ]; then
     RAYON_NUM_THREADS=$THREADS "$XTASK" bench --json --measures ops --batch 16 \
       > "$OUT/burn-ops-$round.jsonl"
@@ -61,9 +89,12 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-if [ "$mode" = ops ]; then
+if [ "$mode" = ops ] || [ "$mode" = quick-ops ]; then
   "$PYTHON" scripts/ops-vs-pytorch.py --burn "$OUT"/burn-ops-*.jsonl --torch "$OUT"/torch-ops-*.jsonl
   exit 0
+fi
+if [ "$mode" = quick ]; then
+  exec "$PYTHON" scripts/quick-vs-pytorch.py "$OUT/burn.jsonl" "$OUT/torch.jsonl"
 fi
 
 "$PYTHON" - "$OUT/burn.jsonl" "$OUT/torch.jsonl" <<'EOF'

@@ -63,9 +63,42 @@ fn bench_json_rows_have_backend_batch_throughput_and_memory() {
             assert!(r["peak_rss_mib"].as_f64().unwrap() > 1.0, "{r}");
         }
         assert!(r["date"].as_str().unwrap().ends_with('Z'));
+        assert!(r.get("params").is_none(), "{r}");
     }
     let saved = std::fs::read_to_string(&out).unwrap();
     assert_eq!(saved.lines().count(), 2);
+}
+
+/// `--profile quick` measures the quick profile's backbone at its input size, and its rows
+/// carry the parameter count; --height and --width cannot be set beside it.
+#[test]
+fn bench_profile_quick_measures_the_quick_model() {
+    let o = xtask(&[
+        "bench",
+        "--json",
+        "--profile",
+        "quick",
+        "--measures",
+        "backbone_inference",
+        "--inference-batch",
+        "2",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+    assert_eq!(row["input"], "128x64", "{row}");
+    assert_eq!(row["batch"], 2);
+    assert_eq!(row["params"], 2_798_880, "ResNet-18 of base width 32");
+    let o = xtask(&["bench", "--profile", "quick", "--height", "64"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--height"), "{}", stderr(&o));
+    let o = xtask(&["bench", "--profile", "paper"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("quick"), "{}", stderr(&o));
 }
 
 #[test]

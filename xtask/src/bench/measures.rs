@@ -2,7 +2,8 @@
 //! backend, the device, the batch, the throughput and the peak memory.
 //!
 //! Measures ([`Measure`]):
-//! - `backbone_inference`: ResNet-50 (last stride 1) pooled features, eval mode;
+//! - `backbone_inference`: ResNet-50 (last stride 1) pooled features, eval mode (the backbone
+//!   alone: no attention, no BN neck);
 //! - `backbone_train_step`: the no-attention BN-neck baseline step (ResNet-50, batch-hard
 //!   triplet + label-smoothed cross-entropy over 751 classes, one backward, Adam);
 //! - `scal_train_step`: the SCAL step (channel attention, critics, both passes, Adam);
@@ -14,6 +15,13 @@
 //! - `ops` (not in the default set): the operation-level profile of the BN-neck step on
 //!   flex, one row per operation and a last row for the whole step (`super::ops`).
 //!
+//! With a [`BenchProfile`] (`--profile quick`), the model measures (`backbone_inference`,
+//! `backbone_train_step`, `scal_train_step`, `ops`) build that training profile's network
+//! instead of ResNet-50, at its input size and batch, for its dataset's identities, and the
+//! training steps use its optimizer and losses: the values come from scal-run's profile
+//! ([`TrainingConfig::profile`]), the optimizer from the trainer
+//! ([`scal_train::run::optimizer`]). Their rows then carry the model's parameter count.
+//!
 //! Timing: `warmup` untimed iterations (on a GPU they include kernel compilation and
 //! autotuning), then the mean wall time of `iterations`, the device synchronised at the end
 //! of each. Memory: the process's peak resident set size during the measure (Linux `VmHWM`,
@@ -22,9 +30,10 @@
 
 use std::time::Instant;
 
-use burn::optim::AdamConfig;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use scal_backbone::{ResNetArch, ResNetConfig};
+use scal_backbone::ResNetConfig;
 use scal_data::synth::{SynthConfig, generate};
 use scal_data::{
     DatasetName, LoaderOptions, ReadOptions, SamplerPosition, TrainLoader, TrainTransform,
@@ -32,10 +41,12 @@ use scal_data::{
 };
 use scal_eval::synthetic::market_sized_split;
 use scal_eval::{DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank};
-use scal_model::{AttentionKind, ScalConfig};
+use scal_model::{AttentionKind, ScalConfig, ScalModel};
 
 use anyhow::{Result, anyhow, bail};
 use scal_model::objective::StepConfig;
+use scal_run::TrainingConfig;
+use scal_run::config::Profile;
 use scal_train::scal_step;
 
 use crate::backend::Backend;
@@ -124,6 +135,31 @@ impl std::str::FromStr for Measure {
     }
 }
 
+/// A training profile whose model the model measures build instead of ResNet-50.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchProfile {
+    /// The quick profile, the default `cargo xtask train`: ResNet-18 of base width 32 on
+    /// 128 × 64 images, batches of 16 × 4, the synthetic dataset's 100 identities.
+    Quick,
+}
+
+impl BenchProfile {
+    /// The profile's training configuration (scal-run's: the one source of its values).
+    pub fn config(self) -> TrainingConfig {
+        match self {
+            BenchProfile::Quick => TrainingConfig::profile(Profile::Quick),
+        }
+    }
+
+    /// Training identities of the profile's dataset: for `quick`, those of the synthetic
+    /// dataset that the trainer generates when it is missing.
+    pub fn classes(self) -> usize {
+        match self {
+            BenchProfile::Quick => SynthConfig::default().train_ids,
+        }
+    }
+}
+
 /// Sizes and repetitions.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -143,6 +179,9 @@ pub struct BenchOptions {
     pub measures: Vec<Measure>,
     /// `Backend::Remote` only: the server measured (its device 0 is used).
     pub hosts: Vec<String>,
+    /// The training profile whose model the model measures build (`None`: ResNet-50, last
+    /// stride 1, 751 classes, Burn's default Adam at 3.5e-4).
+    pub profile: Option<BenchProfile>,
 }
 
 impl BenchOptions {
@@ -159,7 +198,20 @@ impl BenchOptions {
             iterations: if gpu { 10 } else { 3 },
             measures: Measure::DEFAULT.to_vec(),
             hosts: Vec::new(),
+            profile: None,
         }
+    }
+
+    /// These options for `profile`'s model: its input size, its P × K training batch and
+    /// its evaluation batch as the inference batch.
+    pub fn with_profile(mut self, profile: BenchProfile) -> BenchOptions {
+        let c = profile.config();
+        self.height = c.data.height;
+        self.width = c.data.width;
+        self.train_batch = c.data.p * c.data.k;
+        self.inference_batch = c.eval.batch;
+        self.profile = Some(profile);
+        self
     }
 }
 
@@ -207,6 +259,11 @@ pub struct BenchRow {
     /// The `ops` profile's `step` row: the sum of the operation rows over the step's time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explained: Option<f64>,
+    /// With a profile, the model measures: the parameters of the model measured (every
+    /// weight, the frozen shift of the BN neck included, no running statistics: PyTorch's
+    /// count of the same model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<usize>,
 }
 
 /// What [`time`] measured.
@@ -377,13 +434,138 @@ fn row(
         count: None,
         step_ms: None,
         explained: None,
+        params: None,
+    }
+}
+
+/// The network the model measures build, with `attention`: the profile's for its
+/// dataset's identities, or ResNet-50 (last stride 1) for Market-1501's 751; at the
+/// options' input size.
+pub(crate) fn network(o: &BenchOptions, attention: AttentionKind) -> ScalConfig {
+    let network = match o.profile {
+        None => ScalConfig::new(751),
+        Some(p) => p.config().model.network(p.classes(), o.height, o.width),
+    };
+    network
+        .with_attention(attention)
+        .with_height(o.height)
+        .with_width(o.width)
+}
+
+/// The optimizer of the training measures and its learning rate: the profile's (the
+/// trainer's Adam, with its weight decays, epsilon and critics' group, at the profile's
+/// base rate), or Burn's default Adam at 3.5e-4.
+pub(crate) fn optimizer(o: &BenchOptions) -> (ModuleOptimizer, f64) {
+    match o.profile {
+        None => (AdamConfig::new().init(), 3.5e-4),
+        Some(p) => {
+            let config = p.config();
+            (scal_train::run::optimizer(&config.optim), config.optim.lr)
+        }
+    }
+}
+
+/// Counts a module's parameters, the batch norms' running statistics left out (Burn's
+/// `num_params` counts them: a running state is visited as a float tensor), without
+/// initialising lazy ones: every weight, trainable or not (the BN neck's frozen shift), as
+/// PyTorch's `parameters()` has them.
+#[derive(Default)]
+struct ParameterCount {
+    /// The fields entered, outermost first.
+    path: Vec<String>,
+    count: usize,
+}
+
+impl ModuleVisitor for ParameterCount {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let field = self.path.last().map(String::as_str);
+        if !matches!(field, Some("running_mean" | "running_var")) {
+            self.count += param.lazy_shape().num_elements();
+        }
+    }
+}
+
+/// The parameters of `module` as a row's `params` reports them ([`ParameterCount`]).
+pub(crate) fn parameter_count<M: Module>(module: &M) -> usize {
+    let mut counter = ParameterCount::default();
+    module.visit(&mut counter);
+    counter.count
+}
+
+/// One training step of a model measure, ready to run: the model, its optimizer, one random
+/// P × 4 batch on the autodiff device and the step's losses (the profile's, or the defaults;
+/// the critic on when the model has attention).
+pub(crate) struct TrainStep {
+    slot: Option<ScalModel>,
+    optimizer: ModuleOptimizer,
+    lr: f64,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+    step: StepConfig,
+}
+
+impl TrainStep {
+    /// The step of `network(o, attention)` on `device`'s autodiff twin, at `o.train_batch`.
+    pub(crate) fn new(o: &BenchOptions, device: &Device, attention: AttentionKind) -> TrainStep {
+        let autodiff = device.clone().autodiff();
+        let batch = o.train_batch;
+        let network = network(o, attention);
+        let images = Tensor::<4>::random(
+            [batch, 3, o.height, o.width],
+            Distribution::Normal(0.0, 1.0),
+            &autodiff,
+        );
+        let classes = network.num_classes;
+        let labels: Vec<i64> = (0..batch).map(|i| (i / 4 * 7 % classes) as i64).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
+        let (optimizer, lr) = optimizer(o);
+        let step = o.profile.map_or_else(StepConfig::new, |p| p.config().step);
+        TrainStep {
+            slot: Some(network.init(&autodiff)),
+            optimizer,
+            lr,
+            images,
+            labels,
+            step: step.with_critic(attention != AttentionKind::None),
+        }
+    }
+
+    /// The model's parameters ([`parameter_count`]).
+    pub(crate) fn params(&self) -> usize {
+        parameter_count(self.slot.as_ref().expect("model"))
+    }
+
+    /// One step: the forward passes, the loss, one backward pass, one optimizer step.
+    pub(crate) fn run(&mut self) {
+        let model = self.slot.take().expect("model");
+        let (model, _report) = scal_step(
+            model,
+            &mut self.optimizer,
+            self.lr,
+            self.images.clone(),
+            self.labels.clone(),
+            &self.step,
+        );
+        self.slot = Some(model);
     }
 }
 
 fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Result<BenchRow> {
-    let model = ResNetConfig::new(ResNetArch::ResNet50)
-        .with_last_stride(1)
+    let n = network(o, AttentionKind::None);
+    let model = ResNetConfig::new(n.arch)
+        .with_base_width(n.base_width)
+        .with_last_stride(n.last_stride)
+        .with_stem_relu(n.stem_relu)
         .init(device);
+    let params = parameter_count(&model);
     let images = Tensor::<4>::random(
         [o.inference_batch, 3, o.height, o.width],
         Distribution::Normal(0.0, 1.0),
@@ -393,7 +575,7 @@ fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Re
         let _ = model.forward_pooled(images.clone());
         Ok(())
     })?;
-    Ok(row(
+    let mut row = row(
         Measure::BackboneInference,
         backend.to_string(),
         device_name(backend, device),
@@ -402,7 +584,9 @@ fn backbone_inference(backend: Backend, device: &Device, o: &BenchOptions) -> Re
         "img/s",
         timing,
         o.iterations,
-    ))
+    );
+    row.params = o.profile.map(|_| params);
+    Ok(row)
 }
 
 fn train_step(
@@ -416,47 +600,24 @@ fn train_step(
     } else {
         AttentionKind::None
     };
-    let autodiff = device.clone().autodiff();
-    let batch = o.train_batch;
-    let images = Tensor::<4>::random(
-        [batch, 3, o.height, o.width],
-        Distribution::Normal(0.0, 1.0),
-        &autodiff,
-    );
-    let labels: Vec<i64> = (0..batch).map(|i| (i / 4 * 7 % 751) as i64).collect();
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
-    let mut slot = Some(
-        ScalConfig::new(751)
-            .with_attention(attention)
-            .with_height(o.height)
-            .with_width(o.width)
-            .init(&autodiff),
-    );
-    let mut optimizer = AdamConfig::new().init();
-    let step = StepConfig::new().with_critic(attention != AttentionKind::None);
+    let mut step = TrainStep::new(o, device, attention);
+    let params = step.params();
     let timing = time(Some(device), o.warmup, o.iterations, || {
-        let model = slot.take().expect("model");
-        let (model, _report) = scal_step(
-            model,
-            &mut optimizer,
-            3.5e-4,
-            images.clone(),
-            labels.clone(),
-            &step,
-        );
-        slot = Some(model);
+        step.run();
         Ok(())
     })?;
-    Ok(row(
+    let mut row = row(
         measure,
         backend.to_string(),
         device_name(backend, device),
-        batch,
+        o.train_batch,
         format!("{}x{}", o.height, o.width),
         "img/s",
         timing,
         o.iterations,
-    ))
+    );
+    row.params = o.profile.map(|_| params);
+    Ok(row)
 }
 
 fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow> {
@@ -587,6 +748,7 @@ mod tests {
             iterations: 1,
             measures: vec![Measure::BackboneInference],
             hosts: Vec::new(),
+            profile: None,
         };
         let mut seen = 0;
         let rows = run_bench(Backend::Flex, &o, |_| seen += 1).unwrap();
@@ -603,5 +765,37 @@ mod tests {
         }
         assert!(r.device_memory_mib.is_none());
         assert!(r.first_iteration_seconds.is_some_and(|s| s > 0.0));
+    }
+
+    /// `--profile quick` takes the quick profile's input size, P × K batch and evaluation
+    /// batch, and builds its network: ResNet-18 of base width 32 with five channel agents
+    /// and critics of hidden width 64, for the synthetic dataset's 100 identities. The
+    /// parameter counts are those `pytorch_resnet50.py --model quick` prints for its
+    /// PyTorch twin (`scripts/cpu-vs-pytorch.sh quick` compares them at run time).
+    #[cfg(feature = "flex")]
+    #[test]
+    fn the_quick_profile_measures_its_own_network() {
+        let o = BenchOptions::defaults_for(Backend::Flex).with_profile(BenchProfile::Quick);
+        assert_eq!(
+            (o.height, o.width, o.train_batch, o.inference_batch),
+            (128, 64, 64, 64)
+        );
+        let n = network(&o, AttentionKind::Channel);
+        assert_eq!(
+            (n.arch, n.base_width, n.last_stride, n.num_classes),
+            (scal_backbone::ResNetArch::ResNet18, 32, 1, 100)
+        );
+        assert_eq!((n.channel_hidden, n.critic_hidden), (8, 64));
+        let device = Device::flex();
+        let scal = n.init(&device);
+        let bnneck = network(&o, AttentionKind::None).init(&device);
+        // Backbone 2,798,880 + BN neck 512 + classifier 256 × 100; agents 16 × ΣC = 8,192,
+        // critics Σ(128 C + 129) = 66,181 over C = 32, 32, 64, 128, 256.
+        assert_eq!(parameter_count(&bnneck.backbone), 2_798_880);
+        assert_eq!(parameter_count(&bnneck), 2_824_992);
+        assert_eq!(parameter_count(&scal), 2_899_365);
+        // Burn's own count adds the running mean and variance of every batch norm: 2,400
+        // channels in the backbone, 256 in the neck.
+        assert_eq!(scal.num_params(), 2_899_365 + 2 * (2_400 + 256));
     }
 }

@@ -11,7 +11,7 @@ pub mod measures;
 #[cfg(feature = "flex")]
 pub mod ops;
 
-use measures::{BenchOptions, BenchRow, Measure, run_bench};
+use measures::{BenchOptions, BenchProfile, BenchRow, Measure, run_bench};
 
 /// Runs the benchmark set and prints one row per measure.
 #[derive(Debug, clap::Args)]
@@ -42,6 +42,14 @@ pub struct BenchArgs {
     /// Untimed warm-up iterations (default 3 on a GPU, 1 on flex).
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// Measure a training profile's model instead of ResNet-50: `quick` (the default
+    /// `cargo xtask train`'s ResNet-18 of base width 32 on 128 × 64 images, for the
+    /// synthetic dataset's 100 identities). The model measures and `ops` take the profile's
+    /// network, input size, batch (P × K = 64; inference: its evaluation batch, 64), optimizer
+    /// and losses, and their rows its parameter count (data_pipeline its input size);
+    /// --batch and --inference-batch still set the batches.
+    #[arg(long, value_enum, conflicts_with_all = ["height", "width"])]
+    pub profile: Option<BenchProfile>,
     /// Input height.
     #[arg(long, default_value_t = 256)]
     pub height: usize,
@@ -55,6 +63,9 @@ pub struct BenchArgs {
 
 fn options(args: &BenchArgs) -> Result<BenchOptions> {
     let mut o = BenchOptions::defaults_for(args.backend);
+    if let Some(profile) = args.profile {
+        o = o.with_profile(profile);
+    }
     if let Some(list) = &args.measures {
         o.measures = list
             .iter()
@@ -77,8 +88,11 @@ fn options(args: &BenchArgs) -> Result<BenchOptions> {
     if args.height == 0 || args.width == 0 {
         bail!("--height and --width must be positive");
     }
-    o.height = args.height;
-    o.width = args.width;
+    // With a profile, its input size (clap refuses --height and --width beside --profile).
+    if args.profile.is_none() {
+        o.height = args.height;
+        o.width = args.width;
+    }
     o.hosts = args.hosts.clone();
     Ok(o)
 }

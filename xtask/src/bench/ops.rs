@@ -1,8 +1,9 @@
 //! `cargo xtask bench --measures ops`: the operation-level profile of the BN-neck training
 //! step on Burn's CPU backend (flex).
 //!
-//! Every distinct operation of ResNet-50 (last stride 1) at the benchmark's input size and
-//! training batch, with how often one training step runs it: convolution forward, data
+//! Every distinct operation of ResNet-50 (last stride 1), or of the `--profile`'s backbone
+//! (`quick`: ResNet-18 of base width 32), at the benchmark's input size and training batch,
+//! with how often one training step runs it: convolution forward, data
 //! gradient and weight gradient; batch normalization's training forward and backward; max
 //! pooling forward and backward; ReLU forward and backward; the residual addition and the
 //! gradient addition where a block's input branches; one Adam step over every parameter.
@@ -10,24 +11,27 @@
 //! backend traits, as the autodiff graph calls it), then the whole step is timed, so the
 //! sum of the rows (time × count) can be set against it.
 //!
-//! `crates/scal-backbone/benches/pytorch_resnet50.py ops` times the same list in PyTorch
-//! with the same `op` and `input` strings; `scripts/ops-vs-pytorch.py` joins the two.
+//! `crates/scal-backbone/benches/pytorch_resnet50.py ops` (`--model quick ops` for the quick
+//! profile) times the same list in PyTorch with the same `op` and `input` strings;
+//! `scripts/ops-vs-pytorch.py` joins the two. The profile covers the BN-neck step's
+//! operations: the SCAL step's attention agents, critics and second pass are not in it.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::module::{ModuleVisitor, Param, ParamId};
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
 use burn_backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn_backend::{Distribution as BackendDistribution, FloatDType, TensorMetadata};
 use burn_flex::{Flex, FlexDevice, FlexTensor};
 use burn_std::{IntDType, Shape};
-use scal_model::objective::StepConfig;
+use scal_backbone::BlockKind;
 use scal_model::{AttentionKind, ScalConfig};
-use scal_train::scal_step;
 
-use super::measures::{BenchOptions, BenchRow, Measure, peak_rss_mib};
+use super::measures::{
+    BenchOptions, BenchRow, Measure, TrainStep, network, optimizer, peak_rss_mib,
+};
 use crate::backend::Backend;
 use crate::backend::device_name;
 
@@ -161,10 +165,25 @@ impl OpList {
     }
 }
 
-/// The operations of one BN-neck training step of ResNet-50 (torchvision's layout, last
-/// stride 1) on `[n, 3, h, w]` images, with their counts.
-pub fn resnet50_step_ops(n: usize, h: usize, w: usize) -> Vec<OpSpec> {
-    let mut list = OpList::default();
+/// The model's name in the Adam row: the depth, and the base width where it is not
+/// torchvision's 64 (`resnet50`, `resnet18w32`).
+fn model_label(network: &ScalConfig) -> String {
+    match network.base_width {
+        64 => network.arch.name().to_string(),
+        width => format!("{}w{width}", network.arch.name()),
+    }
+}
+
+/// One residual block's operations (basic or bottleneck, torchvision's layout: the stride
+/// on the first 3 × 3 convolution, a projection shortcut where the shape changes) on a
+/// `[n, c_in, h, w]` input; returns the output's channels, height and width.
+fn block_ops(
+    list: &mut OpList,
+    kind: BlockKind,
+    [n, c_in, h, w]: [usize; 4],
+    planes: usize,
+    s: usize,
+) -> (usize, usize, usize) {
     let conv = |c_in, h, w, c_out, k, stride, pad| ConvShape {
         n,
         c_in,
@@ -175,10 +194,62 @@ pub fn resnet50_step_ops(n: usize, h: usize, w: usize) -> Vec<OpSpec> {
         stride,
         pad,
     };
-    let (mut h, mut w) = list.conv(conv(3, h, w, 64, 7, 2, 3), false);
-    list.bn([n, 64, h, w]);
-    list.relu([n, 64, h, w]);
-    let pooled = [n, 64, h, w];
+    let out_c = planes * kind.expansion();
+    let (oh, ow) = match kind {
+        BlockKind::Bottleneck => {
+            list.conv(conv(c_in, h, w, planes, 1, 1, 0), true);
+            list.bn([n, planes, h, w]);
+            list.relu([n, planes, h, w]);
+            let (oh, ow) = list.conv(conv(planes, h, w, planes, 3, s, 1), true);
+            list.bn([n, planes, oh, ow]);
+            list.relu([n, planes, oh, ow]);
+            list.conv(conv(planes, oh, ow, out_c, 1, 1, 0), true);
+            (oh, ow)
+        }
+        BlockKind::Basic => {
+            let (oh, ow) = list.conv(conv(c_in, h, w, planes, 3, s, 1), true);
+            list.bn([n, planes, oh, ow]);
+            list.relu([n, planes, oh, ow]);
+            list.conv(conv(planes, oh, ow, out_c, 3, 1, 1), true);
+            (oh, ow)
+        }
+    };
+    list.bn([n, out_c, oh, ow]);
+    if s != 1 || c_in != out_c {
+        list.conv(conv(c_in, h, w, out_c, 1, s, 0), true);
+        list.bn([n, out_c, oh, ow]);
+    }
+    let out = [n, out_c, oh, ow];
+    list.add("residual_add", OpKind::Add(out), dims_label(out));
+    list.relu(out);
+    // The block's input feeds two branches: their gradients are added.
+    let input = [n, c_in, h, w];
+    list.add("grad_add", OpKind::Add(input), dims_label(input));
+    (out_c, oh, ow)
+}
+
+/// The operations of one BN-neck training step of `network`'s backbone (torchvision's
+/// layout at its depth, base width, last stride and stem) on `[n, 3, height, width]`
+/// images, with their counts; the last row is one Adam step over the model's parameters.
+pub fn step_ops(network: &ScalConfig, n: usize) -> Vec<OpSpec> {
+    let mut list = OpList::default();
+    let width = network.base_width;
+    let stem = ConvShape {
+        n,
+        c_in: 3,
+        h: network.height,
+        w: network.width,
+        c_out: width,
+        k: 7,
+        stride: 2,
+        pad: 3,
+    };
+    let (mut h, mut w) = list.conv(stem, false);
+    list.bn([n, width, h, w]);
+    if network.stem_relu {
+        list.relu([n, width, h, w]);
+    }
+    let pooled = [n, width, h, w];
     list.add(
         "maxpool_forward",
         OpKind::MaxPool(pooled, true),
@@ -190,35 +261,23 @@ pub fn resnet50_step_ops(n: usize, h: usize, w: usize) -> Vec<OpSpec> {
         dims_label(pooled),
     );
     (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-    let mut c_in = 64;
-    for (width, blocks, stride) in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 1)] {
+    let mut c_in = width;
+    let kind = network.arch.block_kind();
+    let strides = [1, 2, 2, network.last_stride];
+    for (stage, blocks) in network.arch.blocks_per_stage().into_iter().enumerate() {
         for block in 0..blocks {
-            let s = if block == 0 { stride } else { 1 };
-            list.conv(conv(c_in, h, w, width, 1, 1, 0), true);
-            list.bn([n, width, h, w]);
-            list.relu([n, width, h, w]);
-            let (oh, ow) = list.conv(conv(width, h, w, width, 3, s, 1), true);
-            list.bn([n, width, oh, ow]);
-            list.relu([n, width, oh, ow]);
-            list.conv(conv(width, oh, ow, width * 4, 1, 1, 0), true);
-            list.bn([n, width * 4, oh, ow]);
-            if block == 0 {
-                list.conv(conv(c_in, h, w, width * 4, 1, s, 0), true);
-                list.bn([n, width * 4, oh, ow]);
-            }
-            let out = [n, width * 4, oh, ow];
-            list.add("residual_add", OpKind::Add(out), dims_label(out));
-            list.relu(out);
-            // The block's input feeds two branches: their gradients are added.
-            let input = [n, c_in, h, w];
-            list.add("grad_add", OpKind::Add(input), dims_label(input));
-            (h, w, c_in) = (oh, ow, width * 4);
+            let s = if block == 0 { strides[stage] } else { 1 };
+            (c_in, h, w) = block_ops(&mut list, kind, [n, c_in, h, w], width << stage, s);
         }
     }
     let mut ops = list.0;
     ops.push(OpSpec {
         op: "adam_step",
-        input: "resnet50+bnneck+classifier(751)".into(),
+        input: format!(
+            "{}+bnneck+classifier({})",
+            model_label(network),
+            network.num_classes
+        ),
         count: 1,
         kind: OpKind::Adam,
     });
@@ -368,15 +427,6 @@ fn time_add(d: [usize; 4], o: &BenchOptions) -> f64 {
     )
 }
 
-/// The BN-neck model of `backbone_train_step` on the autodiff flex device.
-fn bnneck_model(o: &BenchOptions, autodiff: &Device) -> scal_model::ScalModel {
-    ScalConfig::new(751)
-        .with_attention(AttentionKind::None)
-        .with_height(o.height)
-        .with_width(o.width)
-        .init(autodiff)
-}
-
 /// The parameters that take gradients, with their shapes.
 #[derive(Default)]
 struct TrainableShapes(Vec<(ParamId, Vec<usize>)>);
@@ -389,15 +439,16 @@ impl ModuleVisitor for TrainableShapes {
     }
 }
 
-/// One Adam step over every trainable parameter of the BN-neck model, after one step has
-/// created Adam's moments; the gradients are random tensors made before each timed call.
+/// One Adam step (the training measures' optimizer, [`optimizer`]) over every trainable
+/// parameter of the BN-neck model, after one step has created Adam's moments; the
+/// gradients are random tensors made before each timed call.
 fn time_adam(device: &Device, o: &BenchOptions) -> f64 {
     use burn::module::Module;
     let autodiff = device.clone().autodiff();
-    let mut model = bnneck_model(o, &autodiff);
+    let mut model = network(o, AttentionKind::None).init(&autodiff);
     let mut shapes = TrainableShapes::default();
     model.visit(&mut shapes);
-    let mut optimizer = AdamConfig::new().init();
+    let (mut optimizer, lr) = optimizer(o);
     let grads = |shapes: &TrainableShapes| {
         let mut grads = GradientsParams::new();
         for (id, dims) in &shapes.0 {
@@ -410,7 +461,7 @@ fn time_adam(device: &Device, o: &BenchOptions) -> f64 {
     for i in 0..(o.warmup.max(1) + timed) {
         let g = grads(&shapes);
         let start = Instant::now();
-        model = optimizer.step(3.5e-4, model, g);
+        model = optimizer.step(lr, model, g);
         let _ = device.sync();
         if i >= o.warmup.max(1) {
             seconds += start.elapsed().as_secs_f64();
@@ -434,30 +485,10 @@ fn register_random(grads: &mut GradientsParams, id: ParamId, dims: &[usize], dev
 
 /// The whole BN-neck training step (as `backbone_train_step`), mean seconds.
 fn time_step(device: &Device, o: &BenchOptions) -> f64 {
-    let autodiff = device.clone().autodiff();
-    let batch = o.train_batch;
-    let images = Tensor::<4>::random(
-        [batch, 3, o.height, o.width],
-        Distribution::Normal(0.0, 1.0),
-        &autodiff,
-    );
-    let labels: Vec<i64> = (0..batch).map(|i| (i / 4 * 7 % 751) as i64).collect();
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
-    let mut slot = Some(bnneck_model(o, &autodiff));
-    let mut optimizer = AdamConfig::new().init();
-    let step = StepConfig::new().with_critic(false);
+    let mut step = TrainStep::new(o, device, AttentionKind::None);
     time_calls(o.warmup.max(1), o.iterations, || {
-        let model = slot.take().expect("model");
-        let (model, _) = scal_step(
-            model,
-            &mut optimizer,
-            3.5e-4,
-            images.clone(),
-            labels.clone(),
-            &step,
-        );
+        step.run();
         let _ = device.sync();
-        slot = Some(model);
     })
 }
 
@@ -486,6 +517,7 @@ fn op_row(
         count: Some(spec.count),
         step_ms: Some(seconds * 1000.0 * spec.count as f64),
         explained: None,
+        params: None,
     }
 }
 
@@ -502,7 +534,7 @@ pub fn profile(
     }
     let mut rows = Vec::new();
     let mut total = 0.0;
-    for spec in resnet50_step_ops(o.train_batch, o.height, o.width) {
+    for spec in step_ops(&network(o, AttentionKind::None), o.train_batch) {
         let seconds = match spec.kind {
             OpKind::Conv(c, pass) => time_conv(c, pass, o),
             OpKind::BatchNorm(d, forward) => time_batch_norm(d, forward, o),
@@ -543,7 +575,7 @@ mod tests {
     /// blocks' third, plus one per block output) and 16 blocks.
     #[test]
     fn the_step_list_counts_resnet50s_layers() {
-        let ops = resnet50_step_ops(16, 256, 128);
+        let ops = step_ops(&ScalConfig::new(751), 16);
         let count =
             |op: &str| -> usize { ops.iter().filter(|s| s.op == op).map(|s| s.count).sum() };
         assert_eq!(count("conv_forward"), 53);
@@ -572,5 +604,37 @@ mod tests {
             ops.iter()
                 .any(|s| s.op == "maxpool_forward" && s.input == "x[16,64,128,64]")
         );
+        assert_eq!(ops.last().unwrap().input, "resnet50+bnneck+classifier(751)");
+    }
+
+    /// The quick profile's ResNet-18 of base width 32 has 20 convolutions (one stem, 8
+    /// blocks of two, three downsamples: layer1 keeps its width), 20 batch normalizations,
+    /// 17 ReLUs (the stem, two per block) and 8 blocks; at 128 × 64 its layer 4 runs at
+    /// 8 × 4 (last stride 1).
+    #[test]
+    fn the_step_list_counts_the_quick_profiles_layers() {
+        use super::super::measures::BenchProfile;
+        let o = BenchOptions::defaults_for(Backend::Flex).with_profile(BenchProfile::Quick);
+        let ops = step_ops(&network(&o, AttentionKind::None), o.train_batch);
+        let count =
+            |op: &str| -> usize { ops.iter().filter(|s| s.op == op).map(|s| s.count).sum() };
+        assert_eq!(count("conv_forward"), 20);
+        assert_eq!(count("conv_weight_grad"), 20);
+        assert_eq!(count("conv_data_grad"), 19);
+        assert_eq!(count("bn_train_forward"), 20);
+        assert_eq!(count("relu_forward"), 17);
+        assert_eq!(count("residual_add"), 8);
+        assert_eq!(count("grad_add"), 8);
+        assert_eq!(count("maxpool_backward"), 1);
+        for input in [
+            "x[64,3,128,64] w[32,3,7,7] s2 p3",
+            "x[64,32,32,16] w[32,32,3,3] s1 p1",
+            "x[64,128,8,4] w[256,128,1,1] s1 p0",
+            "x[64,256,8,4] w[256,256,3,3] s1 p1",
+            "x[64,32,64,32]",
+            "resnet18w32+bnneck+classifier(100)",
+        ] {
+            assert!(ops.iter().any(|s| s.input == input), "{input}");
+        }
     }
 }
