@@ -253,45 +253,6 @@ pub fn parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>> {
     Ok(checks)
 }
 
-#[cfg(all(test, feature = "flex"))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_device_agrees_with_itself_exactly() {
-        let cpu = Device::flex();
-        let checks = forward_parity(&cpu, &cpu).unwrap();
-        // channel and spatial: logits, feature, 5 maps, embedding; none: no maps.
-        assert_eq!(checks.len(), 8 + 8 + 3);
-        for c in &checks {
-            assert!(c.passed, "{c:?}");
-            assert_eq!(c.value, 0.0, "{}: flex is deterministic", c.name);
-        }
-    }
-
-    #[test]
-    fn a_changed_number_fails_its_check() {
-        let a = vec![1.0f32, -2.0, 3.0];
-        assert_eq!(max_relative_difference(&a, &a), 0.0);
-        let b = vec![1.0f32, -2.0, 3.001];
-        let d = max_relative_difference(&a, &b);
-        assert!((d - 0.001 / 3.0).abs() < 1e-6, "{d}");
-        assert!(!ParityCheck::new("x", d, 1e-4, Criterion::AtMost).passed);
-        let nan = vec![1.0f32, f32::NAN, 3.0];
-        assert!(
-            !ParityCheck::new(
-                "x",
-                max_relative_difference(&a, &nan),
-                1e-4,
-                Criterion::AtMost
-            )
-            .passed
-        );
-        assert!(!ParityCheck::new("c", 0.98, UPDATE_MIN_COSINE, Criterion::AtLeast).passed);
-        assert!(!ParityCheck::new("r", 0.25, 0.0, Criterion::Equal).passed);
-    }
-}
-
 /// Compares the SCAL model's forward pass and one training step on flex and on another
 /// backend ([`parity`]), one line per check; fails if any check fails.
 #[derive(Debug, clap::Args)]
@@ -354,4 +315,43 @@ fn check(args: &ParityArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_agrees_with_itself_exactly() {
+        let cpu = Device::flex();
+        let checks = forward_parity(&cpu, &cpu).unwrap();
+        // channel and spatial: logits, feature, 5 maps, embedding; none: no maps.
+        assert_eq!(checks.len(), 8 + 8 + 3);
+        for c in &checks {
+            assert!(c.passed, "{c:?}");
+            assert_eq!(c.value, 0.0, "{}: flex is deterministic", c.name);
+        }
+    }
+
+    #[test]
+    fn a_changed_number_fails_its_check() {
+        let a = vec![1.0f32, -2.0, 3.0];
+        assert_eq!(max_relative_difference(&a, &a), 0.0);
+        let b = vec![1.0f32, -2.0, 3.001];
+        let d = max_relative_difference(&a, &b);
+        assert!((d - 0.001 / 3.0).abs() < 1e-6, "{d}");
+        assert!(!ParityCheck::new("x", d, 1e-4, Criterion::AtMost).passed);
+        let nan = vec![1.0f32, f32::NAN, 3.0];
+        assert!(
+            !ParityCheck::new(
+                "x",
+                max_relative_difference(&a, &nan),
+                1e-4,
+                Criterion::AtMost
+            )
+            .passed
+        );
+        assert!(!ParityCheck::new("c", 0.98, UPDATE_MIN_COSINE, Criterion::AtLeast).passed);
+        assert!(!ParityCheck::new("r", 0.25, 0.0, Criterion::Equal).passed);
+    }
 }
