@@ -348,11 +348,19 @@ struct Source {
 }
 
 impl Source {
-    /// Reads `path`, without its `#[cfg(test)] mod …` (the test modules end our files).
+    /// Reads `path`, without its test module (`mod tests`, which ends our files).
     fn read(path: &Path) -> Source {
         let text = std::fs::read_to_string(path).unwrap();
-        let text = match text.find("#[cfg(test)]\nmod ") {
-            Some(at) => &text[..at],
+        // `#[cfg(test)]` or `#[cfg(all(test, …))]`, then `mod tests {`.
+        let text = match text.find("\nmod tests {") {
+            Some(at) => {
+                let attribute = text[..at].rfind('\n').map_or(0, |l| l + 1);
+                if text[attribute..at].starts_with("#[cfg(") {
+                    &text[..attribute]
+                } else {
+                    &text[..at]
+                }
+            }
             None => &text[..],
         };
         let (code, strings) = lex(text);
