@@ -42,14 +42,16 @@ fn s(p: &Path) -> &str {
 }
 
 /// The tiny dataset (at `dir/synth`), its configuration file, and one finished one-epoch
-/// run `runs/scal` of it (channel attention with critics).
+/// run `runs/scal` of it (channel attention with critics). Trained without `--no-progress`,
+/// its output going to pipes, as to a log file (trial 4, C23): plain lines, no progress bar's
+/// carriage returns or escape sequences.
 fn trained(dir: &Path) -> (String, String) {
     let (data, config) = common::tiny_setup(
         dir,
         serde_json::json!({"optim": {"epochs": 1}, "eval": {"rerank": false}}),
     );
     let runs = dir.join("runs");
-    ok(&xtask(&[
+    let out = xtask(&[
         "train",
         "--config",
         &config,
@@ -57,8 +59,16 @@ fn trained(dir: &Path) -> (String, String) {
         s(&runs),
         "--name",
         "scal",
-        "--no-progress",
-    ]));
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("final evaluation"), "{stdout}");
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !stream.iter().any(|b| *b == b'\r' || *b == 0x1b),
+            "control characters in a redirected output: {text:?}"
+        );
+    }
     (data, config)
 }
 
@@ -214,6 +224,20 @@ fn the_critic_tools_replace_only_their_outputs_and_check_the_runs_data() {
         "--json",
         s(&json),
     ]));
+    // D2: the best checkpoint is measured; --batches 0 is clap's (rc 2); a dataset folder
+    // given as the run is named as not a run folder.
+    ok(&xtask(&[
+        "critic-grad",
+        s(&run),
+        "--checkpoint",
+        "best",
+        "--batches",
+        "1",
+    ]));
+    let zero = xtask(&["critic-grad", s(&run), "--batches", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{zero:?}");
+    let err = fails(&xtask(&["critic-grad", &data, "--batches", "1"]));
+    assert!(err.contains("is not a run folder"), "{err}");
 
     // critic-data --out: a folder with a user's file is refused; its own folder is replaced
     // whole (a file of an earlier output that the new one lacks is gone).
