@@ -232,7 +232,8 @@ fn every_exif_orientation_is_turned_upright_in_colour_and_grey() {
                 distance(&as_stored, &stored) < 4.0,
                 "{kind}, {n}: as stored"
             );
-            if (2..=4).contains(&n) {
+            // The colour image differs from itself flipped or turned (the test can fail).
+            if kind == "colour" && (2..=4).contains(&n) {
                 assert!(
                     distance(&as_stored, upright) > 20.0,
                     "{kind}, {n}: the stored image is not the upright one"
