@@ -125,15 +125,15 @@ pub fn re_rank_features(
 fn exact_ranks(items: &Items<'_>, which: &[usize], col_max: &[f32], keep: usize) -> Vec<Vec<u32>> {
     let mut ranks = Vec::with_capacity(which.len());
     for chunk in which.chunks(ROWS) {
-        let columns = items.columns(chunk);
+        let mut columns = items.columns(chunk);
         ranks.par_extend(
             columns
-                .axis_iter(Axis(0))
+                .axis_iter_mut(Axis(0))
                 .into_par_iter()
                 .zip(chunk.par_iter())
-                .map(|(column, &i)| {
-                    let row: Vec<f32> = column.iter().map(|v| v / col_max[i]).collect();
-                    nearest(&row, keep)
+                .map(|(mut row, &i)| {
+                    row.mapv_inplace(|v| v / col_max[i]);
+                    nearest(row.as_slice().expect("contiguous"), keep)
                 }),
         );
     }
@@ -281,11 +281,9 @@ impl<'a> Items<'a> {
         out.axis_iter_mut(Axis(0))
             .into_par_iter()
             .zip(which.par_iter())
-            .for_each_init(Vec::new, |values, (mut row, &i)| {
+            .for_each(|(mut row, &i)| {
                 let row = row.as_slice_mut().expect("contiguous");
-                values.resize(n, 0.0);
-                self.squared_run(row, i, 0, Along::Column, values);
-                row.copy_from_slice(values);
+                self.squared_in_place(row, i, 0, Along::Column);
             });
         out
     }
@@ -318,28 +316,21 @@ impl<'a> Items<'a> {
 
     /// `A[r, c]` from the scaled product of items `r` and `c`.
     fn squared(&self, product: f32, r: usize, c: usize) -> f32 {
-        let mut out = [0.0];
-        self.squared_run(&[product], c, r, Along::Column, &mut out);
-        out[0]
+        let mut value = [product];
+        self.squared_in_place(&mut value, c, r, Along::Column);
+        value[0]
     }
 
-    /// `out[t]` = `A[fixed, from + t]` ([`Along::Row`]) or `A[from + t, fixed]`
-    /// ([`Along::Column`]), from the scaled products in `products[t]`.
-    fn squared_run(
-        &self,
-        products: &[f32],
-        fixed: usize,
-        from: usize,
-        along: Along,
-        out: &mut [f32],
-    ) {
+    /// Turns the scaled products `values[t]` of the pairs `(fixed, from + t)` into
+    /// `A[fixed, from + t]` ([`Along::Row`]) or `A[from + t, fixed]` ([`Along::Column`]).
+    fn squared_in_place(&self, values: &mut [f32], fixed: usize, from: usize, along: Along) {
         if self.metric == DistanceMetric::Cosine {
-            run(products, products, out, |p, _| cosine(p));
+            values.iter_mut().for_each(|v| *v = cosine(*v));
             return;
         }
         let sqrt = self.metric == DistanceMetric::Euclidean;
         let q = self.q();
-        let len = products.len();
+        let len = values.len();
         let split = q.saturating_sub(from).min(len);
         let nf = self.norms[fixed];
         for (range, others_are_queries) in [(0..split, true), (split..len, false)] {
@@ -351,22 +342,22 @@ impl<'a> Items<'a> {
             // query-gallery pair, else the row of A.
             let fixed_first = (r_query || !c_query) == (along == Along::Row);
             let others = &self.norms[from + range.start..from + range.end];
-            let (p, o) = (&products[range.clone()], &mut out[range]);
+            let v = &mut values[range];
             match (fixed_first, sqrt) {
-                (true, true) => run(p, others, o, |p, m| euclidean::<true>(p, nf, m)),
-                (true, false) => run(p, others, o, |p, m| euclidean::<false>(p, nf, m)),
-                (false, true) => run(p, others, o, |p, m| euclidean::<true>(p, m, nf)),
-                (false, false) => run(p, others, o, |p, m| euclidean::<false>(p, m, nf)),
+                (true, true) => run2(v, others, |p, m| euclidean::<true>(p, nf, m)),
+                (true, false) => run2(v, others, |p, m| euclidean::<false>(p, nf, m)),
+                (false, true) => run2(v, others, |p, m| euclidean::<true>(p, m, nf)),
+                (false, false) => run2(v, others, |p, m| euclidean::<false>(p, m, nf)),
             }
         }
     }
 }
 
-/// `out[t] = f(a[t], b[t])` (a loop the compiler vectorises).
+/// `values[t] = f(values[t], b[t])` (a loop the compiler vectorises).
 #[inline(always)]
-fn run(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = f(a, b);
+fn run2(values: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (v, &b) in values.iter_mut().zip(b) {
+        *v = f(*v, b);
     }
 }
 
@@ -478,7 +469,7 @@ fn scan(items: &Items<'_>, keep: usize) -> (Array2<f32>, Vec<Candidates>) {
         let end = (start + ROWS).min(if start < q { q } else { n });
         let mut products = block.slice_mut(s![..end - start, ..n - start]);
         items.products_into(items.rows(start, end), start, products.view_mut());
-        let products = products.view();
+        update_columns(items, products.view(), start, &mut rows[start + 1..]);
         let out_rows: Vec<Option<ArrayViewMut1<'_, f32>>> = if start < q {
             out.axis_iter_mut(Axis(0))
                 .skip(start)
@@ -489,33 +480,32 @@ fn scan(items: &Items<'_>, keep: usize) -> (Array2<f32>, Vec<Candidates>) {
             (start..end).map(|_| None).collect()
         };
         update_rows(items, products, start, &mut rows[start..end], out_rows);
-        update_columns(items, products, start, &mut rows[start + 1..]);
     }
     (out, rows)
 }
 
 /// The block's own working rows `i` (from `start`): entries `A[j, i]` for `j ≥ i`; a query
-/// row's gallery entries are also written to its row of the output.
+/// row's gallery entries are also written to its row of the output. Runs after
+/// [`update_columns`]: it turns the products into those entries in place.
 ///
 /// # Shapes
 /// - `products`: `[rows.len(), N − start]`, column `t` is item `start + t`
 fn update_rows(
     items: &Items<'_>,
-    products: ArrayView2<'_, f32>,
+    mut products: ArrayViewMut2<'_, f32>,
     start: usize,
     rows: &mut [Candidates],
     out_rows: Vec<Option<ArrayViewMut1<'_, f32>>>,
 ) {
     let q = items.q();
     rows.par_iter_mut()
-        .zip(products.axis_iter(Axis(0)).into_par_iter())
+        .zip(products.axis_iter_mut(Axis(0)).into_par_iter())
         .zip(out_rows.into_par_iter())
         .enumerate()
-        .for_each_init(Vec::new, |values, (t, ((row, p), out_row))| {
+        .for_each(|(t, ((row, mut p), out_row))| {
             let i = start + t;
-            let p = &p.to_slice().expect("contiguous")[t..];
-            values.resize(p.len(), 0.0);
-            items.squared_run(p, i, i, Along::Column, values);
+            let values = &mut p.as_slice_mut().expect("contiguous")[t..];
+            items.squared_in_place(values, i, i, Along::Column);
             row.push_run(values, i);
             if let Some(mut out_row) = out_row {
                 let gallery = &values[q - i..];
@@ -549,8 +539,9 @@ fn update_columns(
                     continue;
                 }
                 let p = &p.to_slice().expect("contiguous")[from - start..to - start];
-                values.resize(p.len(), 0.0);
-                items.squared_run(p, i, from, Along::Row, values);
+                values.clear();
+                values.extend_from_slice(p);
+                items.squared_in_place(values, i, from, Along::Row);
                 for (row, &value) in chunk[from - j0..].iter_mut().zip(values.iter()) {
                     row.push(value, i as u32);
                 }
