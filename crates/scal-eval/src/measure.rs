@@ -32,15 +32,28 @@ pub struct FeatureReRankRun {
 /// - output `distances`: `[Q, G]`
 ///
 /// # Errors
-/// A missing or unreadable file, or any error of [`re_rank_features`].
+/// A missing or unreadable file, feature widths that differ between the two files
+/// ([`EvalError::ShapeMismatch`] naming both), or any error of [`re_rank_features`].
 pub fn re_rank_features_folder(
     dir: &Path,
     metric: DistanceMetric,
     params: ReRankParams,
 ) -> Result<FeatureReRankRun, EvalError> {
     let start = Instant::now();
-    let query = read_features(&dir.join("query.npy"))?;
-    let gallery = read_features(&dir.join("gallery.npy"))?;
+    let (q_path, g_path) = (dir.join("query.npy"), dir.join("gallery.npy"));
+    let query = read_features(&q_path)?;
+    let gallery = read_features(&g_path)?;
+    if query.ncols() != gallery.ncols() {
+        return Err(EvalError::ShapeMismatch {
+            what: format!(
+                "{}: feature width (columns of {})",
+                g_path.display(),
+                q_path.display()
+            ),
+            expected: query.ncols(),
+            found: gallery.ncols(),
+        });
+    }
     let read_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let distances = re_rank_features(query.view(), gallery.view(), metric, params)?;

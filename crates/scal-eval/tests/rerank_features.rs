@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use ndarray::{Array2, s};
+use ndarray_npy::write_npy;
 use scal_eval::io::{Labels, read_features};
+use scal_eval::measure::re_rank_features_folder;
 use scal_eval::synthetic::synthetic_split;
 use scal_eval::{
     DistanceMetric, EvalError, Metrics, ReRankParams, evaluate_market1501, pairwise_distances,
@@ -114,6 +116,27 @@ fn matches_re_rank_at_a_larger_size() {
         assert_eq!(a, b, "{metric:?}");
         assert!(a.map > 0.5, "identities cluster: mAP {}", a.map);
     }
+}
+
+#[test]
+fn matches_re_rank_at_market_size() {
+    // Market-1501's test sizes (3,368 + 15,913 items, 751 identities, 6 cameras), 64-d: 76
+    // blocks; the dense path's G × G input alone takes 1 GB.
+    let s = synthetic_split(3368, 15913, 751, 6, 64, 0x5CA1);
+    let labels = (&s.q_pids[..], &s.g_pids[..], &s.q_cams[..], &s.g_cams[..]);
+    let (got, want) = assert_same(
+        &s.query,
+        &s.gallery,
+        DistanceMetric::Euclidean,
+        ReRankParams::default(),
+        "Market-1501 size",
+    );
+    let (a, b) = (market(&got, labels), market(&want, labels));
+    assert_eq!(a, b, "CMC, mAP and mINP");
+    // Re-ranking changed the ranking, and it agrees everywhere.
+    let plain =
+        pairwise_distances(s.query.view(), s.gallery.view(), DistanceMetric::Euclidean).unwrap();
+    assert_ne!(market(&plain, labels), a, "re-ranking changes the metrics");
 }
 
 #[test]
@@ -280,4 +303,48 @@ fn bad_inputs_are_errors_naming_the_input() {
             row: 1
         }
     );
+}
+
+#[test]
+fn a_features_folder_re_ranks_and_mismatched_widths_name_both_files() {
+    let s = synthetic_split(20, 60, 10, 3, 16, 21);
+    let dir = tempfile::tempdir().unwrap();
+    let (q_path, g_path) = (dir.path().join("query.npy"), dir.path().join("gallery.npy"));
+    write_npy(&q_path, &s.query).unwrap();
+    write_npy(&g_path, &s.gallery).unwrap();
+    let p = ReRankParams::default();
+    let run = re_rank_features_folder(dir.path(), DistanceMetric::Euclidean, p).unwrap();
+    assert_eq!((run.queries, run.gallery, run.dim), (20, 60, 16));
+    let direct = re_rank_features(
+        s.query.view(),
+        s.gallery.view(),
+        DistanceMetric::Euclidean,
+        p,
+    )
+    .unwrap();
+    assert_eq!(run.distances, direct);
+
+    write_npy(&g_path, &s.gallery.slice(s![.., ..12]).to_owned()).unwrap();
+    let err = re_rank_features_folder(dir.path(), DistanceMetric::Euclidean, p).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EvalError::ShapeMismatch {
+                expected: 16,
+                found: 12,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&g_path.display().to_string())
+            && text.contains(&q_path.display().to_string()),
+        "{text}"
+    );
+
+    std::fs::remove_file(&q_path).unwrap();
+    let err = re_rank_features_folder(dir.path(), DistanceMetric::Euclidean, p).unwrap_err();
+    assert_eq!(err, EvalError::MissingFile { path: q_path });
 }
