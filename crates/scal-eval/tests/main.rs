@@ -4,3 +4,4 @@ mod npy;
 mod per_query;
 mod properties;
 mod reference;
+mod rerank_features;
