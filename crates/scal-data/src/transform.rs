@@ -240,7 +240,7 @@ pub const DECODE_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
 
 /// Checks that `path` would decode, short of decoding its pixels: the file read, its format
 /// recognised, a JPEG complete to its end-of-image marker, its header read and its declared
-/// size within [`DECODE_MEMORY_LIMIT`]: what [`decode`] refuses, found in a fraction of its
+/// size within the decoder's memory limit (`DECODE_MEMORY_LIMIT`): what [`decode`] refuses, found in a fraction of its
 /// time (damage inside compressed data shows only when decoding). Training checks its query
 /// and gallery with it before the first iteration (issue 42, F27: a truncated gallery image
 /// stopped the first evaluation, losing the epochs since the last checkpoint).
