@@ -295,7 +295,7 @@ mod tests {
         ("critic-grad", "run checkpoint root backend batches"),
         (
             "bench",
-            "backend hosts measures batch inference_batch iterations warmup profile height width",
+            "backend hosts measures batch inference_batch iterations warmup profile height width rerank_features rerank_dim",
         ),
         ("parity", "backend hosts"),
         ("devices", "backend hosts"),
