@@ -154,29 +154,29 @@ fn rerank_case(dir: &Path, params: ReRankParams) -> Array2<f32> {
     .unwrap()
 }
 
+/// The re-ranked fixtures of each case and the parameters numpy's `re_ranking` made them with.
+fn rerank_fixtures() -> [(&'static str, ReRankParams); 2] {
+    [
+        ("rerank_distmat.npy", ReRankParams::default()),
+        (
+            "rerank_k7_k1_l05_distmat.npy",
+            ReRankParams {
+                k1: 7,
+                k2: 1,
+                lambda: 0.5,
+            },
+        ),
+    ]
+}
+
 #[test]
 fn re_ranking_matches_numpy() {
     for name in CASES {
         let dir = case(name);
-        for (file, params) in [
-            ("rerank_distmat.npy", ReRankParams::default()),
-            (
-                "rerank_k7_k1_l05_distmat.npy",
-                ReRankParams {
-                    k1: 7,
-                    k2: 1,
-                    lambda: 0.5,
-                },
-            ),
-        ] {
+        for (file, params) in rerank_fixtures() {
             let got = rerank_case(&dir, params);
             let want = read_features(&dir.join(file)).unwrap();
-            assert_eq!(got.dim(), want.dim());
-            let max_err = got
-                .iter()
-                .zip(want.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let max_err = crate::max_abs_difference(&got, &want);
             assert!(
                 max_err < 1e-6,
                 "{name} {file}: max abs difference {max_err}"
@@ -228,26 +228,11 @@ fn re_ranking_from_features_matches_numpy() {
         let dir = case(name);
         let q = read_features(&dir.join("query.npy")).unwrap();
         let g = read_features(&dir.join("gallery.npy")).unwrap();
-        for (file, params) in [
-            ("rerank_distmat.npy", ReRankParams::default()),
-            (
-                "rerank_k7_k1_l05_distmat.npy",
-                ReRankParams {
-                    k1: 7,
-                    k2: 1,
-                    lambda: 0.5,
-                },
-            ),
-        ] {
+        for (file, params) in rerank_fixtures() {
             let got =
                 re_rank_features(q.view(), g.view(), DistanceMetric::Euclidean, params).unwrap();
             let want = read_features(&dir.join(file)).unwrap();
-            assert_eq!(got.dim(), want.dim());
-            let max_err = got
-                .iter()
-                .zip(want.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let max_err = crate::max_abs_difference(&got, &want);
             assert!(
                 max_err <= 1e-4,
                 "{name} {file}: max abs difference {max_err}"

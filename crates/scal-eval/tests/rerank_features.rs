@@ -49,11 +49,7 @@ fn assert_same(
     let want = dense(query, gallery, metric, params);
     let got = re_rank_features(query.view(), gallery.view(), metric, params).unwrap();
     assert_eq!(got.dim(), want.dim(), "{what}");
-    let max_err = got
-        .iter()
-        .zip(want.iter())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let max_err = crate::max_abs_difference(&got, &want);
     assert!(
         max_err <= 1e-4,
         "{what} {metric:?} {params:?}: max abs difference {max_err}"
