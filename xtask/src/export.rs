@@ -66,8 +66,9 @@ fn export(args: &ExportArgs) -> Result<()> {
     if args.format == ExportFormat::Safetensors && (args.height.is_some() || args.width.is_some()) {
         bail!("--height/--width apply to --format onnx (safetensors holds weights, not a graph)");
     }
-    // Fails now, before any work, when the destination cannot be written.
-    let staging = crate::cli::temporary_beside(&args.out, "--out")?;
+    // Fails now, before any work, when the destination cannot be written; the staging file is
+    // made once the graph is ready (a killed export leaves none behind).
+    drop(crate::cli::temporary_beside(&args.out, "--out")?);
     let format = args.format;
     crate::cli::check_replaceable(
         &args.out,
@@ -84,7 +85,6 @@ fn export(args: &ExportArgs) -> Result<()> {
     let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     match args.format {
         ExportFormat::Safetensors => {
-            drop(staging);
             model.save_torchvision_safetensors(&args.out)?;
             println!(
                 "wrote {} ({} backbone under torchvision names; neck.*, classifier.weight [{} x D], attention.*, critics.*)",
@@ -103,6 +103,7 @@ fn export(args: &ExportArgs) -> Result<()> {
             let width = args.width.map_or(config.width, |w| w as usize);
             let bytes = scal_infer::to_onnx(&model, height, width, &device)
                 .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
+            let staging = crate::cli::temporary_beside(&args.out, "--out")?;
             let mut file = staging.file();
             file.write_all(&bytes)
                 .and_then(|()| file.flush())

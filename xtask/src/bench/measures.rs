@@ -11,6 +11,10 @@
 //! - `evaluation`: 2048-d features → Euclidean distances → CMC / mAP / mINP at Market-1501
 //!   size (3,368 × 15,913), on the CPU;
 //! - `rerank`: k-reciprocal re-ranking (k1 20, k2 6, λ 0.3) at Market-1501 size, on the CPU;
+//! - `rerank_msmt17` (not in the default set: minutes, several GB): re-ranking from the
+//!   features (`re_rank_features`, the path of `evaluate --features --rerank`) at MSMT17 size
+//!   (11,659 × 82,161, generated `--rerank-dim`-d features with identity structure), or of a
+//!   features folder given by `--rerank-features`, on the CPU; one timed run;
 //! - `data_pipeline`: JPEG decoding and training augmentation (128 × 64 synthetic images
 //!   → 256 × 128, flip, pad-crop, erasing) in P × K batches of 64, on all cores;
 //! - `ops` (not in the default set): the operation-level profile of the BN-neck step on
@@ -32,7 +36,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Distribution, Tensor};
 use scal_backbone::ResNetConfig;
 use scal_data::synth::{SynthConfig, generate};
@@ -40,8 +44,12 @@ use scal_data::{
     DatasetName, LoaderOptions, ReadOptions, SamplerPosition, TrainLoader, TrainTransform,
     read_dataset,
 };
-use scal_eval::synthetic::market_sized_split;
-use scal_eval::{DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank};
+use scal_eval::io::read_features;
+use scal_eval::synthetic::{market_sized_split, msmt17_sized_split};
+use scal_eval::{
+    DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank,
+    re_rank_features,
+};
 use scal_model::AttentionKind;
 
 use super::{
@@ -234,6 +242,55 @@ pub(super) fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow>
         "queries/s",
         timing,
         iterations,
+    ))
+}
+
+/// Re-ranking from the features (Euclidean, k1 20, k2 6, λ 0.3), one timed run: the
+/// generated MSMT17-sized split, or `--rerank-features DIR`. The peak RSS includes the
+/// features and the `[Q, G]` result.
+///
+/// # Shapes
+/// - features: query `[Q, D]`, gallery `[G, D]`; re-ranked distances `[Q, G]`
+pub(super) fn rerank_msmt17(o: &BenchOptions) -> Result<BenchRow> {
+    let (query, gallery, source) = match &o.rerank_features {
+        Some(dir) => {
+            let query = read_features(&dir.join("query.npy"))?;
+            let gallery = read_features(&dir.join("gallery.npy"))?;
+            (query, gallery, format!("{}: ", dir.display()))
+        }
+        None => {
+            if o.rerank_dim == 0 {
+                bail!("--rerank-dim must be positive");
+            }
+            let s = msmt17_sized_split(o.rerank_dim);
+            (s.query, s.gallery, String::new())
+        }
+    };
+    let input = format!(
+        "{source}{}x{} {}-d",
+        query.nrows(),
+        gallery.nrows(),
+        query.ncols()
+    );
+    let timing = time(None, 0, 1, || {
+        re_rank_features(
+            query.view(),
+            gallery.view(),
+            DistanceMetric::Euclidean,
+            ReRankParams::default(),
+        )
+        .with_context(|| format!("re-ranking {input}"))?;
+        Ok(())
+    })?;
+    Ok(row(
+        Measure::RerankMsmt17,
+        "cpu".into(),
+        format!("cpu ({} threads)", rayon::current_num_threads()),
+        query.nrows(),
+        input,
+        "queries/s",
+        timing,
+        1,
     ))
 }
 

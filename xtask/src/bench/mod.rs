@@ -39,7 +39,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Measures to run, comma-separated: backbone_inference, backbone_train_step,
-    /// scal_train_step, evaluation, rerank, data_pipeline (default: these six), and ops
+    /// scal_train_step, evaluation, rerank, data_pipeline (default: these six), rerank_msmt17
+    /// (re-ranking from features at MSMT17 size, 11,659 × 82,161: minutes and ~5 GB) and ops
     /// (the operation-level profile of the BN-neck step on flex, one row per operation).
     #[arg(long, value_delimiter = ',')]
     pub measures: Option<Vec<String>>,
@@ -69,6 +70,13 @@ pub struct BenchArgs {
     /// Input width.
     #[arg(long, default_value_t = 128)]
     pub width: usize,
+    /// rerank_msmt17: time this features folder instead (query.npy, gallery.npy, as
+    /// `evaluate --features` reads it, e.g. from scripts/msmt17-size-features.py).
+    #[arg(long, value_name = "DIR")]
+    pub rerank_features: Option<PathBuf>,
+    /// rerank_msmt17: the dimension of the generated MSMT17-sized features.
+    #[arg(long, default_value_t = 2048, value_name = "D")]
+    pub rerank_dim: usize,
     /// Also append the JSON rows to this file.
     #[arg(long, value_name = "FILE.jsonl")]
     pub out: Option<PathBuf>,
@@ -107,6 +115,11 @@ fn options(args: &BenchArgs) -> Result<BenchOptions> {
         o.width = args.width;
     }
     o.hosts = args.hosts.clone();
+    if args.rerank_dim == 0 {
+        bail!("--rerank-dim must be positive");
+    }
+    o.rerank_features = args.rerank_features.clone();
+    o.rerank_dim = args.rerank_dim;
     Ok(o)
 }
 
@@ -200,6 +213,8 @@ pub enum Measure {
     Evaluation,
     /// k-reciprocal re-ranking at Market-1501 size (CPU).
     Rerank,
+    /// Re-ranking from the features at MSMT17 size (CPU; not in the default set).
+    RerankMsmt17,
     /// Decoding and augmentation (CPU).
     DataPipeline,
     /// The operation-level profile of the BN-neck step (flex only; not in the default set).
@@ -217,13 +232,15 @@ impl Measure {
         Measure::DataPipeline,
     ];
 
-    /// Every measure `--measures` accepts: the default set and the `ops` profile.
-    pub const ALL: [Measure; 7] = [
+    /// Every measure `--measures` accepts: the default set, `rerank_msmt17` and the `ops`
+    /// profile.
+    pub const ALL: [Measure; 8] = [
         Measure::BackboneInference,
         Measure::BackboneTrainStep,
         Measure::ScalTrainStep,
         Measure::Evaluation,
         Measure::Rerank,
+        Measure::RerankMsmt17,
         Measure::DataPipeline,
         Measure::Ops,
     ];
@@ -236,6 +253,7 @@ impl Measure {
             Measure::ScalTrainStep => "scal_train_step",
             Measure::Evaluation => "evaluation",
             Measure::Rerank => "rerank",
+            Measure::RerankMsmt17 => "rerank_msmt17",
             Measure::DataPipeline => "data_pipeline",
             Measure::Ops => "ops",
         }
@@ -316,6 +334,11 @@ pub struct BenchOptions {
     /// The training profile whose model the model measures build (`None`: ResNet-50, last
     /// stride 1, 751 classes, Burn's default Adam at 3.5e-4).
     pub profile: Option<BenchProfile>,
+    /// `rerank_msmt17`: a features folder (`query.npy`, `gallery.npy`) instead of the
+    /// generated MSMT17-sized features.
+    pub rerank_features: Option<PathBuf>,
+    /// `rerank_msmt17`: the dimension of the generated features.
+    pub rerank_dim: usize,
 }
 
 impl BenchOptions {
@@ -333,6 +356,8 @@ impl BenchOptions {
             measures: Measure::DEFAULT.to_vec(),
             hosts: Vec::new(),
             profile: None,
+            rerank_features: None,
+            rerank_dim: 2048,
         }
     }
 
@@ -456,6 +481,7 @@ pub fn run_bench(
                 measures::train_step(backend, device, options, measure)?
             }
             Measure::Evaluation | Measure::Rerank => measures::evaluation(options, measure)?,
+            Measure::RerankMsmt17 => measures::rerank_msmt17(options)?,
             Measure::DataPipeline => measures::data_pipeline(options)?,
             Measure::Ops => unreachable!("handled above"),
         };
@@ -644,6 +670,34 @@ mod tests {
         assert!(err.contains("--batch 6"), "{err}");
     }
 
+    /// `rerank_msmt17` on a features folder: one row naming the folder and its sizes; a
+    /// folder whose widths disagree is an error naming it.
+    #[test]
+    fn rerank_msmt17_times_a_features_folder() {
+        let s = scal_eval::synthetic::synthetic_split(30, 90, 10, 3, 8, 4);
+        let dir = tempfile::tempdir().unwrap();
+        ndarray_npy::write_npy(dir.path().join("query.npy"), &s.query).unwrap();
+        ndarray_npy::write_npy(dir.path().join("gallery.npy"), &s.gallery).unwrap();
+        let mut o = BenchOptions::defaults_for(Backend::Flex);
+        o.measures = vec![Measure::RerankMsmt17];
+        o.rerank_features = Some(dir.path().to_path_buf());
+        let rows = run_bench(Backend::Flex, &o, |_| {}).unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!((r.measure, r.batch, r.iterations), ("rerank_msmt17", 30, 1));
+        assert!(r.input.ends_with("30x90 8-d"), "{}", r.input);
+        assert!(r.input.starts_with(&dir.path().display().to_string()));
+        assert!((r.throughput * r.seconds_per_iteration - 30.0).abs() < 1e-9);
+
+        let narrow = s.gallery.slice(ndarray::s![.., ..5]).to_owned();
+        ndarray_npy::write_npy(dir.path().join("gallery.npy"), &narrow).unwrap();
+        let err = format!("{:#}", run_bench(Backend::Flex, &o, |_| {}).unwrap_err());
+        assert!(
+            err.contains(&dir.path().display().to_string()) && err.contains("width"),
+            "{err}"
+        );
+    }
+
     /// A tiny inference run: the throughput is the batch over the measured time, and the
     /// peak RSS is reported on Linux.
     #[cfg(feature = "flex")]
@@ -659,6 +713,8 @@ mod tests {
             measures: vec![Measure::BackboneInference],
             hosts: Vec::new(),
             profile: None,
+            rerank_features: None,
+            rerank_dim: 2048,
         };
         let mut seen = 0;
         let rows = run_bench(Backend::Flex, &o, |_| seen += 1).unwrap();
