@@ -392,11 +392,41 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             ));
         }
     }
+    let bar = !args.no_progress;
+    let tables = Tables {
+        runs: &runs,
+        variants: &variants,
+        baselines: &baselines,
+        seeds: args.seeds,
+    };
+    ablate_planned(&tables, planned, |config, run_dir, variant, seed| {
+        evaluation_of(config, run_dir, variant, seed, bar)
+    })
+}
+
+/// Where the tables go and what they cover.
+struct Tables<'a> {
+    runs: &'a Path,
+    variants: &'a [&'static Variant],
+    baselines: &'a [String],
+    seeds: u64,
+}
+
+/// Evaluates every planned run with `evaluate` (trained, resumed or read back), then writes
+/// the tables. A run that fails (a diverging one) is named and left out while the others go
+/// on, and the tables hold what finished (`runs n/m`), then the command fails naming the runs
+/// that did not (issue 42, C21: one diverging run stopped the ablation with no table);
+/// Ctrl-C stops everything.
+fn ablate_planned(
+    tables: &Tables<'_>,
+    planned: Vec<(&'static Variant, u64, TrainingConfig)>,
+    mut evaluate: impl FnMut(&TrainingConfig, &Path, &Variant, u64) -> Result<Evaluation>,
+) -> Result<()> {
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for (variant, seed, config) in planned {
-        let run_dir = runs.join(format!("{}-seed{seed}", variant.name));
-        let evaluation = match evaluation_of(&config, &run_dir, variant, seed, !args.no_progress) {
+        let run_dir = tables.runs.join(format!("{}-seed{seed}", variant.name));
+        let evaluation = match evaluate(&config, &run_dir, variant, seed) {
             Ok(e) => e,
             Err(e) if e.downcast_ref::<crate::cli::Interrupted>().is_some() => return Err(e),
             Err(e) => {
@@ -419,7 +449,13 @@ pub fn run(args: &AblateArgs) -> Result<()> {
             difference_from_none: None,
         });
     }
-    write_tables(&runs, &variants, &baselines, results, args.seeds)?;
+    write_tables(
+        tables.runs,
+        tables.variants,
+        tables.baselines,
+        results,
+        tables.seeds,
+    )?;
     if !failed.is_empty() {
         anyhow::bail!(
             "{} of the ablation's runs did not finish (the table holds the others): {}; see each run's error above, then run the same command again",
@@ -603,6 +639,65 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_run_is_named_and_the_others_make_the_table() {
+        let a = args(&["--variants", "none,channel", "--seeds", "2"]);
+        let variants = chosen_variants(&a).unwrap();
+        let common = common_configuration(&a).unwrap();
+        let planned: Vec<_> = variants
+            .iter()
+            .flat_map(|v| (0..2).map(move |seed| (*v, seed)))
+            .map(|(v, seed)| (v, seed, run_configuration(&a, &common, v, seed).unwrap()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let tables = Tables {
+            runs: dir.path(),
+            variants: &variants,
+            baselines: &[],
+            seeds: 2,
+        };
+        let mut evaluated = Vec::new();
+        let err = ablate_planned(&tables, planned, |_, run_dir, variant, seed| {
+            evaluated.push(run_dir.file_name().unwrap().to_string_lossy().into_owned());
+            if (variant.name, seed) == ("channel", 0) {
+                anyhow::bail!("the loss became inf at iteration 2");
+            }
+            Ok(result(variant.name, seed, 0.3 + 0.1 * seed as f64).evaluation)
+        })
+        .unwrap_err();
+        // The run after the diverging one is trained all the same.
+        assert_eq!(
+            evaluated,
+            ["none-seed0", "none-seed1", "channel-seed0", "channel-seed1"]
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("1 of the ablation's runs did not finish")
+                && message.contains("channel-seed0")
+                && !message.contains("channel-seed1"),
+            "{message}"
+        );
+        let table = std::fs::read_to_string(dir.path().join("ablation.md")).unwrap();
+        assert!(table.contains("| none | 2/2 | 35.00 ± 7.07 |"), "{table}");
+        assert!(table.contains("| channel | 1/2 | 40.00 ± "), "{table}");
+        // Ctrl-C stops the ablation at once, without a table.
+        let dir = tempfile::tempdir().unwrap();
+        let tables = Tables {
+            runs: dir.path(),
+            ..tables
+        };
+        let planned = vec![(variants[0], 0, common.clone()), (variants[1], 0, common)];
+        let mut calls = 0;
+        let err = ablate_planned(&tables, planned, |_, _, _, _| {
+            calls += 1;
+            Err(crate::cli::Interrupted.into())
+        })
+        .unwrap_err();
+        assert!(err.downcast_ref::<crate::cli::Interrupted>().is_some());
+        assert_eq!(calls, 1);
+        assert!(!dir.path().join("ablation.md").exists());
+    }
+
+    #[test]
     fn a_repeated_variant_is_ablated_once() {
         let a = args(&["--variants", "none,none, channel,channel"]);
         let names: Vec<&str> = chosen_variants(&a)
@@ -614,6 +709,29 @@ mod tests {
         let a = args(&["--variants", "none,channel", "--paired-against", " none"]);
         let variants = chosen_variants(&a).unwrap();
         assert_eq!(paired_baselines(&a, &variants).unwrap(), ["none"]);
+        let a = args(&[
+            "--variants",
+            "none,channel",
+            "--paired-against",
+            "none,none",
+        ]);
+        assert_eq!(paired_baselines(&a, &variants).unwrap(), ["none"]);
+    }
+
+    /// `--paired-against` a variant that is not ablated, unknown, or empty (trial 4, C1).
+    #[test]
+    fn a_baseline_outside_the_variants_is_refused_by_name() {
+        for (baseline, shown) in [("spatial", "`spatial`"), ("bogus", "`bogus`"), ("", "``")] {
+            let a = args(&["--variants", "none,channel", "--paired-against", baseline]);
+            let variants = chosen_variants(&a).unwrap();
+            let err = paired_baselines(&a, &variants).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "--paired-against: {shown} is not among --variants (none,channel); its runs would not be read"
+                )
+            );
+        }
     }
 
     #[test]

@@ -170,8 +170,10 @@ pub fn parse_arch(s: &str) -> Result<ResNetArch, String> {
         .map_err(|e: scal_backbone::UnknownArch| e.to_string())
 }
 
-/// A temporary file in `path`'s folder, to be renamed onto `path` once complete. Made before
-/// any work so that an unwritable destination fails at once.
+/// A temporary file in `path`'s folder (`.scal-partial-XXXXXX.tmp`), to be renamed onto
+/// `path` once complete. Call it (and drop the file) before any work so that an unwritable
+/// destination fails at once, then again once the output is ready: a process killed during
+/// the work leaves no staging file in the user's folder (issue 42, F5).
 pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -187,7 +189,7 @@ pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
             dir.display()
         );
     }
-    scal_fs::staging_builder(".scal-extract-", false)
+    scal_fs::staging_builder(".scal-partial-", false)
         .suffix(".tmp")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write {flag} {}", path.display()))

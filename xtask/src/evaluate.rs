@@ -10,7 +10,7 @@ use scal_backbone::CheckpointSource;
 use scal_eval::io::{DistanceMatrix, Labels, check_dim, read_distance_matrix, read_features};
 use scal_eval::{
     DistanceMetric, Metrics, ReRankParams, evaluate_cuhk03_classic, evaluate_market1501,
-    pairwise_distances, re_rank,
+    pairwise_distances, re_rank, re_rank_features,
 };
 use scal_infer::{EmbedOptions, Embedder, ForeignModel, QueryGallery};
 
@@ -269,13 +269,13 @@ fn from_feature_arrays(
         Distance::Euclidean => DistanceMetric::Euclidean,
         Distance::Cosine => DistanceMetric::Cosine,
     };
-    let q_g = pairwise_distances(query.view(), gallery.view(), metric)?;
     if !args.rerank {
+        let q_g = pairwise_distances(query.view(), gallery.view(), metric)?;
         return metrics(&q_g, labels, args);
     }
-    let q_q = pairwise_distances(query.view(), query.view(), metric)?;
-    let g_g = pairwise_distances(gallery.view(), gallery.view(), metric)?;
-    let reranked = re_rank(q_g.view(), q_q.view(), g_g.view(), rerank_params(args))?;
+    // From the features in one blocked pass: no Q x Q or G x G matrix (MSMT17-sized
+    // galleries fit), the same values as re_rank on the three distance matrices.
+    let reranked = re_rank_features(query.view(), gallery.view(), metric, rerank_params(args))?;
     metrics(&reranked, labels, args)
 }
 

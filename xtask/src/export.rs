@@ -59,8 +59,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     if args.format == ExportFormat::Safetensors && (args.height.is_some() || args.width.is_some()) {
         bail!("--height/--width apply to --format onnx (safetensors holds weights, not a graph)");
     }
-    // Fails now, before any work, when the destination cannot be written.
-    let staging = crate::cli::temporary_beside(&args.out, "--out")?;
+    // Fails now, before any work, when the destination cannot be written; the staging file is
+    // made once the graph is ready (a killed export leaves none behind).
+    drop(crate::cli::temporary_beside(&args.out, "--out")?);
     let format = args.format;
     crate::cli::check_replaceable(
         &args.out,
@@ -77,7 +78,6 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;
     match args.format {
         ExportFormat::Safetensors => {
-            drop(staging);
             model.save_torchvision_safetensors(&args.out)?;
             println!(
                 "wrote {} ({} backbone under torchvision names; neck.*, classifier.weight [{} x D], attention.*, critics.*)",
@@ -96,7 +96,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             let width = args.width.map_or(config.width, |w| w as usize);
             let bytes = scal_infer::to_onnx(&model, height, width, &device)
                 .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
-            let mut file = staging;
+            let mut file = crate::cli::temporary_beside(&args.out, "--out")?;
             file.write_all(&bytes)
                 .and_then(|()| file.flush())
                 .with_context(|| format!("writing --out {}", args.out.display()))?;

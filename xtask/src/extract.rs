@@ -143,8 +143,9 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     }
     let listing = scal_data::list_images(&args.images)?;
     let names_file = names_path(&args.out);
-    let features_tmp = temporary_beside(&args.out, "--out")?;
-    let names_tmp = temporary_beside(&names_file, "--out")?;
+    // Writable? Checked now, before minutes of work; the staging files are made after it.
+    drop(temporary_beside(&args.out, "--out")?);
+    drop(temporary_beside(&names_file, "--out")?);
     check_replaceable(&args.out, "--out", "features file (.npy)", |head| {
         head.starts_with(b"\x93NUMPY")
     })?;
@@ -156,6 +157,8 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
         None => backbone_features(args, &listing.images, &device)?,
     };
     let (n, dim) = array.dim();
+    let features_tmp = temporary_beside(&args.out, "--out")?;
+    let names_tmp = temporary_beside(&names_file, "--out")?;
     let mut writer = BufWriter::new(features_tmp.as_file());
     array
         .write_npy(&mut writer)
@@ -164,6 +167,10 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
         .flush()
         .with_context(|| format!("writing {}", args.out.display()))?;
     drop(writer);
+    features_tmp
+        .as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", args.out.display()))?;
 
     let mut writer = BufWriter::new(names_tmp.as_file());
     for path in &listing.images {
@@ -175,7 +182,14 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
         .flush()
         .with_context(|| format!("writing {}", names_file.display()))?;
     drop(writer);
+    names_tmp
+        .as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", names_file.display()))?;
 
+    // Both files are complete and on disk before either is renamed: only a crash in the
+    // microseconds between the two renames can pair new features with the old names, and
+    // then (unless the two folders have as many images) the row counts differ (issue 42, F6).
     features_tmp
         .persist(&args.out)
         .with_context(|| format!("cannot write --out {}", args.out.display()))?;

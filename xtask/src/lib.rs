@@ -190,4 +190,167 @@ mod tests {
             "{line}"
         );
     }
+
+    /// Every flag or argument that names a place a command writes, with what keeps it from
+    /// replacing or deleting a file or folder it did not write (issue 42, item 1).
+    const OUTPUTS: [(&str, &str, &str); 15] = [
+        (
+            "extract",
+            "out",
+            "cli::check_replaceable (a .npy it wrote) and check_names_replaceable (the names file of those features)",
+        ),
+        (
+            "query",
+            "html",
+            "cli::check_replaceable (a page and figure it wrote)",
+        ),
+        (
+            "query",
+            "cache",
+            "only the cache's own entries, named by the gallery's digest; refused inside the gallery",
+        ),
+        (
+            "synth",
+            "out",
+            "scal_data::generate: refused when it exists",
+        ),
+        (
+            "download",
+            "root",
+            "refused when the dataset's folder there exists",
+        ),
+        (
+            "train",
+            "name",
+            "scal_run: a folder that is not a run is refused",
+        ),
+        (
+            "train",
+            "runs",
+            "scal_run: a folder that is not a run is refused",
+        ),
+        (
+            "train",
+            "resume",
+            "a run folder (config.json), one process at a time",
+        ),
+        (
+            "export",
+            "out",
+            "cli::check_replaceable (a file of the format it writes)",
+        ),
+        ("report", "run", "a run folder; its report/ swapped whole"),
+        (
+            "visualize",
+            "out",
+            "cli::check_folder_replaceable (only the figures it writes)",
+        ),
+        (
+            "ablate",
+            "runs",
+            "the runs as train's; its three tables written atomically",
+        ),
+        (
+            "critic-data",
+            "out",
+            "cli::check_folder_replaceable (only critic-data's .npy files)",
+        ),
+        (
+            "critic-grad",
+            "json",
+            "cli::check_replaceable (a critic-grad JSON it wrote)",
+        ),
+        ("bench", "out", "appended to, never replaced"),
+    ];
+
+    /// Every other flag or argument that takes a value: read, never written.
+    const INPUTS: [(&str, &str); 18] = [
+        (
+            "extract",
+            "arch weights checkpoint images format last_stride base_width height width batch backend",
+        ),
+        (
+            "evaluate",
+            "distmat features checkpoint weights format arch last_stride base_width height width dataset root batch backend distance max_rank metric seed k1 k2 lambda",
+        ),
+        (
+            "query",
+            "checkpoint gallery image queries top batch backend",
+        ),
+        ("datasets", "name root"),
+        ("synth", "train_ids test_ids cameras seed preset"),
+        ("download", "name archive"),
+        (
+            "train",
+            "profile config from backend hosts dataset root epochs seed attention critic reward devices lambda pretrained set",
+        ),
+        ("export", "checkpoint format height width"),
+        ("report", "checkpoint images ranked backend"),
+        ("visualize", "checkpoint images backend"),
+        (
+            "ablate",
+            "variants seeds profile config dataset root epochs lambda set paired_against",
+        ),
+        ("critic-data", "run checkpoint root backend batches"),
+        ("critic-grad", "run checkpoint root backend batches"),
+        (
+            "bench",
+            "backend hosts measures batch inference_batch iterations warmup profile height width rerank_features rerank_dim",
+        ),
+        ("parity", "backend hosts"),
+        ("devices", "backend hosts"),
+        ("serve", "backend devices port bind"),
+        ("setup-cuda", "python"),
+    ];
+
+    /// Walks every command's flags from the command line's own definition: a flag that takes
+    /// a value and is in neither list fails, so a new output flag cannot be added without
+    /// naming what keeps it from replacing a user's file (trial 4's F8: `critic-grad --json`
+    /// was added after the rule and missed it).
+    #[test]
+    fn every_flag_that_takes_a_value_is_an_input_or_a_guarded_output() {
+        use clap::CommandFactory as _;
+        let cli = super::Cli::command();
+        let mut seen = Vec::new();
+        for command in cli.get_subcommands() {
+            let name = command.get_name();
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !arg.get_action().takes_values() || id == "help" || id == "version" {
+                    continue;
+                }
+                let output = OUTPUTS.iter().any(|(c, a, _)| (*c, *a) == (name, id));
+                let input = INPUTS
+                    .iter()
+                    .any(|(c, ids)| *c == name && ids.split_whitespace().any(|i| i == id));
+                assert!(
+                    output != input,
+                    "`{name} {id}` is {}: add it to OUTPUTS with what keeps it from replacing a user's file (cli::check_replaceable, cli::check_folder_replaceable), or to INPUTS if the command only reads it",
+                    if output {
+                        "listed twice"
+                    } else {
+                        "in neither list"
+                    }
+                );
+                seen.push((name.to_string(), id.to_string()));
+            }
+        }
+        // No entry outlives its flag.
+        for (command, id, _) in OUTPUTS {
+            assert!(
+                seen.iter()
+                    .any(|(c, a)| (c.as_str(), a.as_str()) == (command, id)),
+                "OUTPUTS lists `{command} {id}`, which is no flag"
+            );
+        }
+        for (command, ids) in INPUTS {
+            for id in ids.split_whitespace() {
+                assert!(
+                    seen.iter()
+                        .any(|(c, a)| (c.as_str(), a.as_str()) == (command, id)),
+                    "INPUTS lists `{command} {id}`, which is no flag"
+                );
+            }
+        }
+    }
 }

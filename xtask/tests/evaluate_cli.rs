@@ -84,6 +84,18 @@ fn json_matches_the_numpy_reference() {
         &got,
         &expected("case_small_f32", "features_cosine_market1501"),
     );
+    // Re-ranking from the features (no distmat_qq.npy / distmat_gg.npy read): the numpy
+    // re-ranking of the Euclidean distance matrices.
+    for name in ["case_small_f32", "case_tiny_gallery"] {
+        let d = case(name);
+        let got = json(&evaluate(&[
+            "--features",
+            d.to_str().unwrap(),
+            "--rerank",
+            "--json",
+        ]));
+        assert_same(&got, &expected(name, "rerank_market1501"));
+    }
 }
 
 #[test]
@@ -221,13 +233,17 @@ fn feature_files_that_disagree_are_named() {
         &Array2::<f32>::zeros((120, 5)),
     )
     .unwrap();
-    let output = evaluate(&["--features", dir.path().to_str().unwrap()]);
-    assert!(!output.status.success());
-    let err = stderr(&output);
-    assert!(
-        err.contains("query.npy has 16-d features") && err.contains("gallery.npy has 5-d"),
-        "{err}"
-    );
+    for rerank in [&[][..], &["--rerank"][..]] {
+        let mut args = vec!["--features", dir.path().to_str().unwrap()];
+        args.extend(rerank);
+        let output = evaluate(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let err = stderr(&output);
+        assert!(
+            err.contains("query.npy has 16-d features") && err.contains("gallery.npy has 5-d"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 /// The tiny torchreid fixture's flags, at 64 × 32.

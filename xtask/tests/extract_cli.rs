@@ -314,6 +314,22 @@ fn bad_flag_values_are_rejected_by_the_parser() {
         .unwrap();
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--last-stride"));
+    // --batch 0 is the parser's (trial 4, M6); a huge one is a batch of the whole folder.
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "extract",
+            "--batch",
+            "0",
+            "--weights",
+            "w.pth",
+            "--images",
+            ".",
+        ])
+        .args(["--out", "f.npy"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--batch"));
 }
 
 /// Sizes outside the rule training follows (32 × 16 to 2048 × 2048) are refused before any

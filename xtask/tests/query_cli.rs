@@ -200,6 +200,20 @@ fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
     let (rerun, stderr) = ok(&run(&args("5")));
     assert!(stderr.contains("SHA-256 differs"), "{stderr}");
     assert_eq!(json_lines(&rerun), lines);
+    // Killed between writing an entry's .npy and its .json (trial 4, F25): the .npy alone
+    // is not used; the gallery is embedded again and the entry completed.
+    let record = npy.with_extension("json");
+    assert!(record.is_file(), "the entry's record sits beside it");
+    std::fs::remove_file(&record).unwrap();
+    let (rerun, stderr) = ok(&run(&args("5")));
+    assert!(
+        !stderr.contains("from the cache") && stderr.contains("embedding 20 gallery images"),
+        "{stderr}"
+    );
+    assert_eq!(json_lines(&rerun), lines);
+    assert!(record.is_file(), "the entry is complete again");
+    let (_, stderr) = ok(&run(&args("5")));
+    assert!(stderr.contains("from the cache"), "{stderr}");
     // A cache that cannot be written is a warning; the ranking is printed (W9).
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, b"a file where the cache folder would go").unwrap();

@@ -42,14 +42,16 @@ fn s(p: &Path) -> &str {
 }
 
 /// The tiny dataset (at `dir/synth`), its configuration file, and one finished one-epoch
-/// run `runs/scal` of it (channel attention with critics).
+/// run `runs/scal` of it (channel attention with critics). Trained without `--no-progress`,
+/// its output going to pipes, as to a log file (trial 4, C23): plain lines, no progress bar's
+/// carriage returns or escape sequences.
 fn trained(dir: &Path) -> (String, String) {
     let (data, config) = common::tiny_setup(
         dir,
         serde_json::json!({"optim": {"epochs": 1}, "eval": {"rerank": false}}),
     );
     let runs = dir.join("runs");
-    ok(&xtask(&[
+    let out = xtask(&[
         "train",
         "--config",
         &config,
@@ -57,8 +59,16 @@ fn trained(dir: &Path) -> (String, String) {
         s(&runs),
         "--name",
         "scal",
-        "--no-progress",
-    ]));
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("final evaluation"), "{stdout}");
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !stream.iter().any(|b| *b == b'\r' || *b == 0x1b),
+            "control characters in a redirected output: {text:?}"
+        );
+    }
     (data, config)
 }
 
@@ -164,100 +174,8 @@ fn the_critic_tools_replace_only_their_outputs_and_check_the_runs_data() {
     let (data, _) = trained(dir.path());
     let run = dir.path().join("runs/scal");
 
-    // critic-grad --json: a user's file, a link and a missing folder are refused up front.
-    let notes = dir.path().join("notes.json");
-    std::fs::write(&notes, "my notes").unwrap();
-    let link = dir.path().join("link.json");
-    #[cfg(unix)]
-    std::os::unix::fs::symlink(&notes, &link).unwrap();
-    for target in [&notes, &link] {
-        let err = fails(&xtask(&[
-            "critic-grad",
-            s(&run),
-            "--batches",
-            "1",
-            "--json",
-            s(target),
-        ]));
-        assert!(err.contains("--json"), "{err}");
-    }
-    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes");
-    let missing = dir.path().join("nodir/sub/cg.json");
-    let o = xtask(&[
-        "critic-grad",
-        s(&run),
-        "--batches",
-        "1",
-        "--json",
-        s(&missing),
-    ]);
-    let err = fails(&o);
-    assert!(err.contains("does not exist"), "{err}");
-    assert!(
-        String::from_utf8_lossy(&o.stdout).is_empty(),
-        "refused before measuring"
-    );
-    let json = dir.path().join("cg.json");
-    ok(&xtask(&[
-        "critic-grad",
-        s(&run.join("last")),
-        "--batches",
-        "1",
-        "--json",
-        s(&json),
-    ]));
-    ok(&xtask(&[
-        "critic-grad",
-        s(&run),
-        "--batches",
-        "1",
-        "--json",
-        s(&json),
-    ]));
-
-    // critic-data --out: a folder with a user's file is refused; its own folder is replaced
-    // whole (a file of an earlier output that the new one lacks is gone).
-    let out = dir.path().join("cd");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("notes.txt"), "mine").unwrap();
-    let err = fails(&xtask(&[
-        "critic-data",
-        s(&run),
-        "--batches",
-        "1",
-        "--out",
-        s(&out),
-    ]));
-    assert!(err.contains("notes.txt"), "{err}");
-    std::fs::remove_file(out.join("notes.txt")).unwrap();
-    std::fs::write(out.join("inputs_9.npy"), "stale").unwrap();
-    ok(&xtask(&[
-        "critic-data",
-        s(&run),
-        "--batches",
-        "1",
-        "--out",
-        s(&out),
-    ]));
-    assert!(out.join("labels.npy").is_file() && !out.join("inputs_9.npy").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".cd"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-
-    // D4: a checkpoint folder is not critic-data's to replace.
-    let err = fails(&xtask(&[
-        "critic-data",
-        s(&run),
-        "--batches",
-        "1",
-        "--out",
-        s(&run.join("last")),
-    ]));
-    assert!(err.contains("is not one of critic-data's"), "{err}");
-    assert!(run.join("last/model.json").is_file());
+    critic_grad_writes_only_its_own_json(dir.path(), &run, &data);
+    critic_data_replaces_only_its_own_folder(dir.path(), &run);
 
     // C17, C18: resuming the finished run with a --root that does not exist is named as the
     // flag's folder; with one that exists, the refusal leaves config.json as it was.
@@ -334,6 +252,123 @@ fn the_critic_tools_replace_only_their_outputs_and_check_the_runs_data() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// critic-grad --json refuses a user's file, a link and a missing folder before measuring;
+/// it measures `best`, leaves `--batches 0` to clap and names a folder that is not a run.
+fn critic_grad_writes_only_its_own_json(dir: &Path, run: &Path, data: &str) {
+    // critic-grad --json: a user's file, a link and a missing folder are refused up front.
+    let notes = dir.join("notes.json");
+    std::fs::write(&notes, "my notes").unwrap();
+    let link = dir.join("link.json");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&notes, &link).unwrap();
+    for target in [&notes, &link] {
+        let err = fails(&xtask(&[
+            "critic-grad",
+            s(run),
+            "--batches",
+            "1",
+            "--json",
+            s(target),
+        ]));
+        assert!(err.contains("--json"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes");
+    let missing = dir.join("nodir/sub/cg.json");
+    let o = xtask(&[
+        "critic-grad",
+        s(run),
+        "--batches",
+        "1",
+        "--json",
+        s(&missing),
+    ]);
+    let err = fails(&o);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).is_empty(),
+        "refused before measuring"
+    );
+    let json = dir.join("cg.json");
+    ok(&xtask(&[
+        "critic-grad",
+        s(&run.join("last")),
+        "--batches",
+        "1",
+        "--json",
+        s(&json),
+    ]));
+    ok(&xtask(&[
+        "critic-grad",
+        s(run),
+        "--batches",
+        "1",
+        "--json",
+        s(&json),
+    ]));
+    // D2: the best checkpoint is measured; --batches 0 is clap's (rc 2); a dataset folder
+    // given as the run is named as not a run folder.
+    ok(&xtask(&[
+        "critic-grad",
+        s(run),
+        "--checkpoint",
+        "best",
+        "--batches",
+        "1",
+    ]));
+    let zero = xtask(&["critic-grad", s(run), "--batches", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{zero:?}");
+    let err = fails(&xtask(&["critic-grad", data, "--batches", "1"]));
+    assert!(err.contains("is not a run folder"), "{err}");
+}
+
+/// critic-data --out refuses a folder holding a user's file or a checkpoint, and replaces its
+/// own output whole.
+fn critic_data_replaces_only_its_own_folder(dir: &Path, run: &Path) {
+    // critic-data --out: a folder with a user's file is refused; its own folder is replaced
+    // whole (a file of an earlier output that the new one lacks is gone).
+    let out = dir.join("cd");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let err = fails(&xtask(&[
+        "critic-data",
+        s(run),
+        "--batches",
+        "1",
+        "--out",
+        s(&out),
+    ]));
+    assert!(err.contains("notes.txt"), "{err}");
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    std::fs::write(out.join("inputs_9.npy"), "stale").unwrap();
+    ok(&xtask(&[
+        "critic-data",
+        s(run),
+        "--batches",
+        "1",
+        "--out",
+        s(&out),
+    ]));
+    assert!(out.join("labels.npy").is_file() && !out.join("inputs_9.npy").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cd"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // D4: a checkpoint folder is not critic-data's to replace.
+    let err = fails(&xtask(&[
+        "critic-data",
+        s(run),
+        "--batches",
+        "1",
+        "--out",
+        s(&run.join("last")),
+    ]));
+    assert!(err.contains("is not one of critic-data's"), "{err}");
+    assert!(run.join("last/model.json").is_file());
 }
 
 /// O1: `extract --out feats.npy` replaces `feats.names.txt` only when it is the names file of

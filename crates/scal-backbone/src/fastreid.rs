@@ -77,12 +77,18 @@ impl FastreidNeck {
             problem,
         };
         if let Some(found) = result.errors.iter().find_map(|e| match e {
-            ApplyError::ShapeMismatch { found, .. } => Some(found.num_elements()),
+            ApplyError::ShapeMismatch { found, .. } => Some(found.as_slice().to_vec()),
             _ => None,
         }) {
+            // A vector's length is its channel count; any other shape is named as it is (a
+            // [512, 2] entry was counted as 1024 channels: issue 42, D10).
+            let holds = match found.as_slice() {
+                [channels] => format!("has {channels} channels"),
+                shape => format!("holds a {shape:?} tensor, not a vector of channels"),
+            };
             return Err(broken(format!(
-                "has {found} channels, but the backbone's pooled feature has {dim} (is the \
-                 architecture right, or was the neck saved with another backbone?)"
+                "{holds}, but the backbone's pooled feature has {dim} (is the architecture \
+                 right, or was the neck saved with another backbone?)"
             )));
         }
         if let Some(error) = result.errors.first() {

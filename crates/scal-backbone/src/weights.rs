@@ -112,7 +112,7 @@ pub enum BackboneError {
     },
     /// The file holds a ResNet of another depth.
     #[error(
-        "weights file {} holds a {found} but the model is a {expected}; pass the matching architecture (--arch {found})",
+        "weights file {} holds a {found} but the model is a {expected}; pass the matching architecture (--arch {found}; in train, --set model.arch={found})",
         path.display()
     )]
     ArchitectureMismatch {
@@ -124,10 +124,12 @@ pub enum BackboneError {
         found: ResNetArch,
     },
     /// Keys or shapes do not fit the model; nothing was loaded.
-    #[error("weights file {} does not fit the {arch} backbone; nothing was loaded.{}{}", path.display(), Mismatch { missing, unexpected, mismatched }, if *matched == 0 { "\n  The file holds none of this backbone's entries: is it a ResNet's state dict? (a torchreid model.pth.tar without its state_dict, or another toolkit's file)" } else { "" })]
+    #[error("weights file {} does not fit the {arch} backbone; nothing was loaded.{}{}{}", path.display(), Mismatch { missing, unexpected, mismatched }, if *matched == 0 { "\n  The file holds none of this backbone's entries: is it a ResNet's state dict? (a torchreid model.pth.tar without its state_dict, or another toolkit's file)" } else { "" }, other_toolkit_hint(*read_as, unexpected))]
     Incompatible {
         /// The file.
         path: PathBuf,
+        /// The toolkit the file was read as.
+        read_as: CheckpointSource,
         /// The model's architecture.
         arch: ResNetArch,
         /// Model parameters the file lacks (torchvision names: `bn1.weight`,
@@ -217,10 +219,44 @@ impl fmt::Display for Mismatch<'_> {
     }
 }
 
+/// A line naming the toolkit whose signature the unexpected entries carry, when it is not
+/// the one the file was read as: torchreid's classifier (`classifier.*`), FastReID's head
+/// (`heads.*`) (issue 42, D8).
+fn other_toolkit_hint(read_as: CheckpointSource, unexpected: &[String]) -> String {
+    let signature = [
+        (
+            CheckpointSource::Torchreid,
+            "classifier.",
+            "torchreid's classifier",
+        ),
+        (CheckpointSource::Fastreid, "heads.", "FastReID's head"),
+    ];
+    signature
+        .into_iter()
+        .find(|(toolkit, prefix, _)| {
+            *toolkit != read_as && unexpected.iter().any(|k| k.starts_with(prefix))
+        })
+        .map(|(toolkit, prefix, what)| {
+            format!(
+                "\n  The {prefix}* entries are {what}: is it a {toolkit} checkpoint? Read it with --format {toolkit}"
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// A TorchScript archive (`torch.jit.save`) pickles the model's own classes (`__torch__.…`),
+/// which no state-dict reader represents: said in a line, with what to save instead
+/// (issue 42, D7).
 fn read_error(path: &Path, e: impl fmt::Display) -> BackboneError {
+    let mut message = e.to_string();
+    if message.contains("__torch__") {
+        message.push_str(
+            "\n  The file is a TorchScript archive (torch.jit.save), which holds a program, not a state dict: save the weights with torch.save(model.state_dict(), PATH) and give that file",
+        );
+    }
     BackboneError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message,
     }
 }
 
@@ -247,8 +283,10 @@ pub enum CheckpointSource {
     /// layers after the pooling (`fc.*`: `resnet50_fc512`) are refused.
     Torchreid,
     /// FastReID 1.4.0's BoT ResNet (`model_final.pth`: `{"model": …, "optimizer": …}`, or a
-    /// bare state dict): `backbone.*` read, `heads.*` (BN neck, classifier) ignored. IBN,
-    /// non-local and squeeze-excitation backbones and GeM pooling (SBS) are refused.
+    /// bare state dict): `backbone.*` read, the BN neck (`heads.bottleneck.0.*`, read by
+    /// [`crate::FastreidNeck`]) and the classifier (`heads.weight`) set aside; any other
+    /// `heads.*` entry is unexpected. IBN, non-local and squeeze-excitation backbones, GeM
+    /// pooling (SBS) and layers around the neck (`heads.bottleneck.1`) are refused.
     Fastreid,
 }
 
@@ -270,8 +308,14 @@ impl CheckpointSource {
                 CheckpointSource::Torchreid => key.starts_with("classifier."),
                 // FastReID 0.x saved its input normalisation as persistent buffers; `check_keys`
                 // refuses the file unless they hold ImageNet's statistics.
+                // FastReID 1.x's head: the BN neck (read by `FastreidNeck`) and the classifier's
+                // `heads.weight`; any other `heads.*` entry is a part of the head this toolkit
+                // would leave out of the feature, so it is unexpected (issue 42, D9).
                 CheckpointSource::Fastreid => {
-                    key.starts_with("heads.") || key == "pixel_mean" || key == "pixel_std"
+                    key.starts_with("heads.bottleneck.0.")
+                        || key == "heads.weight"
+                        || key == "pixel_mean"
+                        || key == "pixel_std"
                 }
             }
     }
@@ -289,6 +333,9 @@ impl CheckpointSource {
                 CheckpointSource::Fastreid if key.contains(".se.") => "squeeze-excitation blocks",
                 CheckpointSource::Fastreid if key.starts_with("heads.pool_layer.") => {
                     "GeM pooling with a learnt exponent (SBS)"
+                }
+                CheckpointSource::Fastreid if key.starts_with("heads.bottleneck.1.") => {
+                    "an embedding layer before the BN neck, or a second layer after it (heads.bottleneck.1)"
                 }
                 _ => return None,
             };
@@ -455,6 +502,7 @@ pub fn load_weights(
     if !clean && !options.allow_partial {
         return Err(BackboneError::Incompatible {
             path: path.to_path_buf(),
+            read_as: options.source,
             arch: model.arch(),
             missing: report.missing,
             unexpected: report.unexpected,
@@ -729,5 +777,76 @@ impl ResNet {
     /// model, or an error that lists what does not fit.
     pub fn with_weights(self, path: &Path) -> Result<ResNet, BackboneError> {
         load_weights(&self, path, LoadOptions::default()).map(|(m, _)| m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fastreid_head_entry_other_than_the_neck_and_classifier_is_unexpected() {
+        let fastreid = CheckpointSource::Fastreid;
+        for key in [
+            "heads.bottleneck.0.weight",
+            "heads.bottleneck.0.running_var",
+            "heads.weight",
+            "pixel_mean",
+        ] {
+            assert!(fastreid.ignores(key), "{key}");
+        }
+        // They were ignored silently, and the feature left them out (issue 42, D9).
+        for key in ["heads.random_stuff.weight", "heads.extra.weight"] {
+            assert!(!fastreid.ignores(key), "{key}");
+        }
+        let variant = fastreid
+            .unsupported_variant(["conv1.weight", "heads.bottleneck.1.weight"].into_iter())
+            .expect("a layer after the neck is refused");
+        assert!(variant.contains("heads.bottleneck.1.weight"), "{variant}");
+        assert!(
+            CheckpointSource::Torchreid
+                .unsupported_variant(["heads.bottleneck.1.weight"].into_iter())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn entries_of_another_toolkit_name_its_format() {
+        let unexpected = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let classifier = unexpected(&["classifier.weight", "classifier.bias"]);
+        let heads = unexpected(&["heads.bottleneck.0.bias", "heads.weight"]);
+        let hint = other_toolkit_hint(CheckpointSource::Fastreid, &classifier);
+        assert!(hint.contains("--format torchreid"), "{hint}");
+        let hint = other_toolkit_hint(CheckpointSource::Torchvision, &heads);
+        assert!(hint.contains("--format fastreid"), "{hint}");
+        let hint = other_toolkit_hint(CheckpointSource::Torchreid, &heads);
+        assert!(hint.contains("--format fastreid"), "{hint}");
+        // Nothing when the entries are the toolkit's own, or nobody's.
+        assert_eq!(
+            other_toolkit_hint(CheckpointSource::Torchreid, &classifier),
+            ""
+        );
+        assert_eq!(
+            other_toolkit_hint(
+                CheckpointSource::Torchvision,
+                &unexpected(&["layer5.weight"])
+            ),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_torchscript_archive_says_to_save_a_state_dict() {
+        let path = Path::new("fr/scripted.pt");
+        let reader = "pickle: unsupported Python type '__torch__.torch.nn.modules.conv.Conv2d'";
+        let message = read_error(path, reader).to_string();
+        assert!(
+            message.starts_with("cannot read weights file fr/scripted.pt: pickle")
+                && message.contains("TorchScript archive (torch.jit.save)")
+                && message.contains("model.state_dict()"),
+            "{message}"
+        );
+        let other = read_error(path, "invalid Zip archive").to_string();
+        assert!(!other.contains("TorchScript"), "{other}");
     }
 }

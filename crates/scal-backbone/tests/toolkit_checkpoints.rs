@@ -150,6 +150,15 @@ fn the_same_checkpoint_read_as_torchvision_is_refused_with_its_extra_entries() {
     )
     .unwrap_err();
     assert!(matches!(err, BackboneError::Incompatible { .. }), "{err}");
+    // The classifier's entries name the toolkit to read it as (issue 42, D8).
+    assert!(err.to_string().contains("--format torchreid"), "{err}");
+    let err = load_weights(
+        &resnet50_w2(2, true, &device),
+        &fixture("fastreid_bot_r50_w2.pth"),
+        LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--format fastreid"), "{err}");
 }
 
 #[test]

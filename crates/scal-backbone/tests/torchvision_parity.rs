@@ -543,3 +543,114 @@ fn a_file_without_a_state_dict_says_so_in_torchvision_names() {
         "{message}"
     );
 }
+
+/// The backbone of `tiny_resnet50.safetensors` (its torchvision `fc.*` left out, as a
+/// toolkit's file has none) with the entries `extra` added (name, shape, f32 values).
+fn with_entries(dir: &Path, name: &str, extra: &[(&str, Vec<usize>, Vec<f32>)]) -> PathBuf {
+    let bytes = std::fs::read(fixture("tiny_resnet50.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("fc."))
+        .map(|(n, v)| (n, v.shape().to_vec(), v.dtype(), v.data().to_vec()))
+        .collect();
+    for (n, shape, values) in extra {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        data.push((n.to_string(), shape.clone(), safetensors::Dtype::F32, raw));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(n, shape, dtype, raw)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), raw).unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    path
+}
+
+/// Damaged `.safetensors` files (trial 4, D13): a header length of 10¹², a file cut in half,
+/// a header that is not JSON: each refused at once, naming the file, nothing loaded.
+#[test]
+fn damaged_safetensors_files_are_refused_naming_the_file() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(fixture("tiny_resnet50.safetensors")).unwrap();
+    let header = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut huge = good.clone();
+    huge[..8].copy_from_slice(&1_000_000_000_000u64.to_le_bytes());
+    let half = good[..good.len() / 2].to_vec();
+    let mut not_json = good.clone();
+    not_json[8..8 + header].fill(b'#');
+    for (name, bytes) in [("huge", huge), ("half", half), ("not_json", not_json)] {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        let err = tiny(ResNetArch::ResNet50, 1, true, &device)
+            .with_weights(&path)
+            .unwrap_err();
+        assert!(
+            matches!(err, BackboneError::Read { .. })
+                && err.to_string().contains(path.to_str().unwrap()),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// A NaN only in a toolkit's classifier, which the feature does not use, is loaded (trial 4,
+/// D14); in the backbone it is refused. FastReID's head entries other than the neck and the
+/// classifier are unexpected (trial 4, D9: they were ignored silently).
+#[test]
+fn a_nan_in_the_classifier_loads_and_unknown_head_entries_are_refused() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let as_toolkit = |source| LoadOptions {
+        source,
+        ..LoadOptions::default()
+    };
+    let model = tiny(ResNetArch::ResNet50, 1, true, &device);
+    let nan_classifier = with_entries(
+        dir.path(),
+        "nan_classifier.safetensors",
+        &[("classifier.weight", vec![3, 4], vec![f32::NAN; 12])],
+    );
+    let (_, report) = load_weights(
+        &model,
+        &nan_classifier,
+        as_toolkit(scal_backbone::CheckpointSource::Torchreid),
+    )
+    .unwrap();
+    assert!(
+        report.ignored.iter().any(|k| k == "classifier.weight"),
+        "{report:?}"
+    );
+    let nan_heads = with_entries(
+        dir.path(),
+        "inf_heads.safetensors",
+        &[("heads.weight", vec![3, 4], vec![f32::INFINITY; 12])],
+    );
+    load_weights(
+        &model,
+        &nan_heads,
+        as_toolkit(scal_backbone::CheckpointSource::Fastreid),
+    )
+    .unwrap();
+    let extra_head = with_entries(
+        dir.path(),
+        "extra_head.safetensors",
+        &[("heads.random_stuff.weight", vec![4], vec![1.0; 4])],
+    );
+    let err = load_weights(
+        &model,
+        &extra_head,
+        as_toolkit(scal_backbone::CheckpointSource::Fastreid),
+    )
+    .unwrap_err();
+    match &err {
+        BackboneError::Incompatible { unexpected, .. } => {
+            assert_eq!(unexpected, &["heads.random_stuff.weight"], "{err}");
+        }
+        other => panic!("{other}"),
+    }
+}

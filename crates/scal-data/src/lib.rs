@@ -41,6 +41,6 @@ pub use loader::{BatchIter, HostBatch, LoaderOptions, SkippedImage, TrainLoader}
 pub use sampler::{PkSampler, SamplerPosition};
 pub use spec::{DATASETS_DIR, DatasetSpec};
 pub use transform::{
-    IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE, MIN_INPUT_SIZE, TestTransform, check_input_size,
-    decode, decode_upright, resize_rgb,
+    IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE, MIN_INPUT_SIZE, TestTransform, check_decodable,
+    check_input_size, decode, decode_upright, resize_rgb,
 };

@@ -238,19 +238,42 @@ pub fn decode_upright(path: &Path) -> Result<DynamicImage, DataError> {
 /// before anything is allocated, on every path.
 pub const DECODE_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
 
+/// Checks that `path` would decode, short of decoding its pixels: the file read, its format
+/// recognised, a JPEG complete to its end-of-image marker, its header read and its declared
+/// size within the decoder's memory limit (`DECODE_MEMORY_LIMIT`): what [`decode`] refuses, found in a fraction of its
+/// time (damage inside compressed data shows only when decoding). Training checks its query
+/// and gallery with it before the first iteration (issue 42, F27: a truncated gallery image
+/// stopped the first evaluation, losing the epochs since the last checkpoint).
+pub fn check_decodable(path: &Path) -> Result<(), DataError> {
+    let (bytes, format) = read_image_file(path)?;
+    limited_decoder(path, &bytes, format).map(drop)
+}
+
+/// The decoder of an image file's bytes, its declared size checked against
+/// [`DECODE_MEMORY_LIMIT`] before anything is allocated.
+fn limited_decoder<'b>(
+    path: &Path,
+    bytes: &'b [u8],
+    format: image::ImageFormat,
+) -> Result<impl image::ImageDecoder + 'b, DataError> {
+    use image::ImageDecoder;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(DECODE_MEMORY_LIMIT);
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    reader.limits(limits.clone());
+    let decoder = reader.into_decoder().map_err(|e| corrupt(path, e))?;
+    limits
+        .reserve(decoder.total_bytes())
+        .map_err(|e| corrupt(path, e))?;
+    Ok(decoder)
+}
+
 /// The one decoding path: the image's declared size checked against
 /// [`DECODE_MEMORY_LIMIT`], then decoded (and with `upright`, turned by its orientation).
 fn decode_limited(path: &Path, upright: bool) -> Result<DynamicImage, DataError> {
     use image::ImageDecoder;
     let (bytes, format) = read_image_file(path)?;
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(DECODE_MEMORY_LIMIT);
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
-    reader.limits(limits.clone());
-    let mut decoder = reader.into_decoder().map_err(|e| corrupt(path, e))?;
-    limits
-        .reserve(decoder.total_bytes())
-        .map_err(|e| corrupt(path, e))?;
+    let mut decoder = limited_decoder(path, &bytes, format)?;
     // An orientation that cannot be read leaves the image as stored.
     let orientation = if upright {
         decoder

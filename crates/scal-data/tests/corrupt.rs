@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use scal_data::{DataError, TestTransform, decode};
+use scal_data::{DataError, TestTransform, decode, decode_upright};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -163,5 +163,88 @@ fn the_small_images_behind_the_bombs_decode() {
         std::fs::write(&path, declared(format, 16, 16)).unwrap();
         let image = scal_data::decode_upright(&path).unwrap();
         assert_eq!((image.width(), image.height()), (16, 16), "{format:?}");
+    }
+}
+
+/// JPEG bytes of `image` with an EXIF block saying Orientation = `orientation` (APP1 right
+/// after the start-of-image marker, a big-endian TIFF header and one IFD entry).
+fn jpeg_with_orientation(image: &image::DynamicImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(image)
+        .unwrap();
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1]);
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\x00\x00");
+    app1.extend_from_slice(&tiff);
+    [&jpeg[..2], &app1[..], &jpeg[2..]].concat()
+}
+
+/// Every EXIF orientation (1-8) is turned upright by `decode_upright`, in colour and in grey
+/// (trial 4, D5, D17); `decode` takes the pixels as stored; an orientation outside 1-8 (0,
+/// 9, 65535) is read as upright, no error.
+#[test]
+fn every_exif_orientation_is_turned_upright_in_colour_and_grey() {
+    use image::metadata::Orientation;
+    let dir = tempfile::tempdir().unwrap();
+    let colour = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(24, 16, |x, y| {
+        image::Rgb([
+            (x * 10) as u8,
+            (y * 15) as u8,
+            if x < 12 { 220 } else { 20 },
+        ])
+    }));
+    let grey = image::DynamicImage::ImageLuma8(colour.to_luma8());
+    let distance = |a: &image::DynamicImage, b: &image::DynamicImage| -> f64 {
+        let (a, b) = (a.to_rgb8(), b.to_rgb8());
+        assert_eq!(a.dimensions(), b.dimensions());
+        let sum: f64 = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs())
+            .sum();
+        sum / a.as_raw().len() as f64
+    };
+    // The transform that stores an upright image so that orientation `n` turns it back.
+    let inverse = |n: u8| match n {
+        6 => 8,
+        8 => 6,
+        n => n,
+    };
+    for (kind, upright) in [("colour", &colour), ("grey", &grey)] {
+        for n in 1..=8u8 {
+            let mut stored = upright.clone();
+            stored.apply_orientation(Orientation::from_exif(inverse(n)).unwrap());
+            let path = dir.path().join(format!("{kind}{n}.jpg"));
+            std::fs::write(&path, jpeg_with_orientation(&stored, u16::from(n))).unwrap();
+            let turned = decode_upright(&path).unwrap();
+            assert!(
+                distance(&turned, upright) < 4.0,
+                "{kind}, orientation {n}: not upright"
+            );
+            let as_stored = decode(&path).unwrap();
+            assert!(
+                distance(&as_stored, &stored) < 4.0,
+                "{kind}, {n}: as stored"
+            );
+            // The colour image differs from itself flipped or turned (the test can fail).
+            if kind == "colour" && (2..=4).contains(&n) {
+                assert!(
+                    distance(&as_stored, upright) > 20.0,
+                    "{kind}, {n}: the stored image is not the upright one"
+                );
+            }
+        }
+        for n in [0u16, 9, 65535] {
+            let path = dir.path().join(format!("{kind}_bad{n}.jpg"));
+            std::fs::write(&path, jpeg_with_orientation(upright, n)).unwrap();
+            let read = decode_upright(&path).unwrap();
+            assert!(distance(&read, upright) < 4.0, "{kind}, orientation {n}");
+        }
     }
 }

@@ -11,7 +11,11 @@
 //!   `[Q, G]`;
 //! - `pairwise_distance(query, gallery, metric="euclidean")` → float32 `[Q, G]`
 //!   (`"euclidean"` is torchreid's squared Euclidean distance, `"l2"` the plain one,
-//!   `"cosine"` is 1 − cosine similarity).
+//!   `"cosine"` is 1 − cosine similarity);
+//! - `re_ranking_features(query_features, gallery_features, k1=20, k2=6, lambda_value=0.3,
+//!   *, metric="euclidean")` → float32 `[Q, G]`: `re_ranking` of the three
+//!   `pairwise_distance` matrices of the features, computed without the `Q × Q` and
+//!   `G × G` ones (galleries of MSMT17's size).
 //!
 //! Arrays are read in place (C-contiguous numpy arrays; distances float32 or float64, ids
 //! int32 or int64) and the GIL is released while Rust computes. A wrong shape, dtype or
@@ -290,6 +294,18 @@ fn features_f32(m: View<'_>) -> ndarray::CowArray<'_, f32, ndarray::Ix2> {
     }
 }
 
+/// A `metric` argument: torchreid's names, as `pairwise_distance` takes them.
+fn parse_metric(name: &str) -> PyResult<DistanceMetric> {
+    match name {
+        "euclidean" | "sqeuclidean" => Ok(DistanceMetric::SquaredEuclidean),
+        "l2" => Ok(DistanceMetric::Euclidean),
+        "cosine" => Ok(DistanceMetric::Cosine),
+        other => Err(PyValueError::new_err(format!(
+            "metric: unknown metric {other:?}; expected \"euclidean\" (squared, as torchreid), \"l2\" or \"cosine\""
+        ))),
+    }
+}
+
 /// The `[Q, G]` distances between query and gallery features, as
 /// `torchreid.metrics.compute_distance_matrix`: `"euclidean"` is the squared Euclidean
 /// distance (torchreid's), `"l2"` the Euclidean distance, `"cosine"` 1 − cosine similarity.
@@ -304,16 +320,7 @@ fn pairwise_distance<'py>(
     gallery: &Bound<'py, PyAny>,
     metric: &str,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let metric = match metric {
-        "euclidean" | "sqeuclidean" => DistanceMetric::SquaredEuclidean,
-        "l2" => DistanceMetric::Euclidean,
-        "cosine" => DistanceMetric::Cosine,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "metric: unknown metric {other:?}; expected \"euclidean\" (squared, as torchreid), \"l2\" or \"cosine\""
-            )));
-        }
-    };
+    let metric = parse_metric(metric)?;
     let (query, gallery) = (floats("query", query)?, floats("gallery", gallery)?);
     let views = (query.view(), gallery.view());
     let result = py.detach(move || {
@@ -332,6 +339,49 @@ fn pairwise_distance<'py>(
     Ok(distances.into_pyarray(py))
 }
 
+/// k-reciprocal re-ranking from features: what `re_ranking(pairwise_distance(q, g, metric),
+/// pairwise_distance(q, q, metric), pairwise_distance(g, g, metric), k1, k2, lambda_value)`
+/// returns (the same floats), computed in one blocked pass over the features without the
+/// `Q × Q` and `G × G` matrices: memory beyond the inputs is the `[Q, G]` result plus
+/// `O(Q + G)` rows of a few dozen values. `metric` as in `pairwise_distance` (`"euclidean"`
+/// is torchreid's squared distance, which torchreid's engine passes to `re_ranking`).
+///
+/// # Shapes
+/// - `query_features`: `[Q, D]`, `gallery_features`: `[G, D]` (float32, or float64
+///   rounded to float32)
+/// - returned: float32 `[Q, G]`
+#[pyfunction]
+#[pyo3(signature = (query_features, gallery_features, k1=None, k2=None, lambda_value=0.3, *, metric="euclidean"))]
+#[pyo3(
+    text_signature = "(query_features, gallery_features, k1=20, k2=6, lambda_value=0.3, *, metric=\"euclidean\")"
+)]
+fn re_ranking_features<'py>(
+    py: Python<'py>,
+    query_features: &Bound<'py, PyAny>,
+    gallery_features: &Bound<'py, PyAny>,
+    k1: Option<&Bound<'py, PyAny>>,
+    k2: Option<&Bound<'py, PyAny>>,
+    lambda_value: f64,
+    metric: &str,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let params = ReRankParams {
+        k1: positive("k1", k1, 20)?,
+        k2: positive("k2", k2, 6)?,
+        lambda: lambda_value,
+    };
+    let metric = parse_metric(metric)?;
+    let (query, gallery) = (
+        floats("query_features", query_features)?,
+        floats("gallery_features", gallery_features)?,
+    );
+    let views = (query.view(), gallery.view());
+    let result = py.detach(move || {
+        let (q, g) = (features_f32(views.0), features_f32(views.1));
+        scal_eval_core::re_rank_features(q.view(), g.view(), metric, params)
+    });
+    Ok(result.map_err(value_error)?.into_pyarray(py))
+}
+
 /// The `scal_eval` module.
 #[pymodule]
 #[pyo3(name = "scal_eval")]
@@ -339,6 +389,7 @@ fn scal_eval_py(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(evaluate_rank, module)?)?;
     module.add_function(wrap_pyfunction!(re_ranking, module)?)?;
     module.add_function(wrap_pyfunction!(pairwise_distance, module)?)?;
+    module.add_function(wrap_pyfunction!(re_ranking_features, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

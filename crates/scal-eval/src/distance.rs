@@ -33,29 +33,8 @@ pub fn pairwise_distances(
     gallery: ArrayView2<'_, f32>,
     metric: DistanceMetric,
 ) -> Result<Array2<f32>, EvalError> {
-    let (q, d) = query.dim();
-    let (g, d_g) = gallery.dim();
-    if q == 0 || d == 0 {
-        return Err(EvalError::Empty {
-            what: "query features".into(),
-        });
-    }
-    if g == 0 || d_g == 0 {
-        return Err(EvalError::Empty {
-            what: "gallery features".into(),
-        });
-    }
-    if d != d_g {
-        return Err(EvalError::ShapeMismatch {
-            what: "gallery feature width (query features have that many columns)".into(),
-            expected: d,
-            found: d_g,
-        });
-    }
-    check_finite(query, "query features")?;
-    check_finite(gallery, "gallery features")?;
-
-    let mut out = Array2::<f32>::zeros((q, g));
+    check_features(query, gallery)?;
+    let mut out = Array2::<f32>::zeros((query.nrows(), gallery.nrows()));
     match metric {
         DistanceMetric::Cosine => {
             let qn = l2_normalised(query);
@@ -82,7 +61,43 @@ pub fn pairwise_distances(
     Ok(out)
 }
 
-fn squared_norms(x: ArrayView2<'_, f32>) -> Array1<f32> {
+/// The checks on a query and a gallery feature matrix: neither empty, equal widths, every
+/// value finite. Errors name the input.
+///
+/// # Shapes
+/// - `query`: `[Q, D]`, `gallery`: `[G, D]`
+pub(crate) fn check_features(
+    query: ArrayView2<'_, f32>,
+    gallery: ArrayView2<'_, f32>,
+) -> Result<(), EvalError> {
+    let (q, d) = query.dim();
+    let (g, d_g) = gallery.dim();
+    if q == 0 || d == 0 {
+        return Err(EvalError::Empty {
+            what: "query features".into(),
+        });
+    }
+    if g == 0 || d_g == 0 {
+        return Err(EvalError::Empty {
+            what: "gallery features".into(),
+        });
+    }
+    if d != d_g {
+        return Err(EvalError::ShapeMismatch {
+            what: "gallery feature width (query features have that many columns)".into(),
+            expected: d,
+            found: d_g,
+        });
+    }
+    check_finite(query, "query features")?;
+    check_finite(gallery, "gallery features")
+}
+
+/// `‖x_i‖²` of every row, each summed in order (the same value wherever a row is used).
+///
+/// # Shapes
+/// - `x`: `[N, D]`; output: `[N]`
+pub(crate) fn squared_norms(x: ArrayView2<'_, f32>) -> Array1<f32> {
     let norms: Vec<f32> = x
         .axis_iter(Axis(0))
         .into_par_iter()
@@ -91,7 +106,11 @@ fn squared_norms(x: ArrayView2<'_, f32>) -> Array1<f32> {
     Array1::from(norms)
 }
 
-fn l2_normalised(x: ArrayView2<'_, f32>) -> Array2<f32> {
+/// The rows of `x` divided by their L2 norm (zero rows stay zero).
+///
+/// # Shapes
+/// - `x`: `[N, D]`; output: `[N, D]`
+pub(crate) fn l2_normalised(x: ArrayView2<'_, f32>) -> Array2<f32> {
     let mut out = x.to_owned();
     out.axis_iter_mut(Axis(0))
         .into_par_iter()

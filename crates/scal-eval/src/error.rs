@@ -55,6 +55,16 @@ pub enum EvalError {
         /// The value, as text (`NaN`, `inf`, `-inf`).
         value: String,
     },
+    /// Features so large that the squared distances computed from them overflow `f32`.
+    #[error(
+        "{what}: the squared distances of row {row} overflow float32; scale the features down (e.g. L2-normalise them)"
+    )]
+    DistanceOverflow {
+        /// Which input (`query features`, `gallery features`).
+        what: String,
+        /// Row index in that input (0-based).
+        row: usize,
+    },
     /// No query has a correct match in the gallery (after removing same-camera matches).
     #[error(
         "no query has a valid match in the gallery (same identity, other camera): check that query and gallery ids and cameras are the right files"

@@ -20,7 +20,10 @@
 //!   seeded;
 //! - [`re_rank`]: k-reciprocal re-ranking (Zhong et al., CVPR 2017) with sparse weight
 //!   vectors, never materialising the (Q+G)² matrices;
-//! - [`synthetic`]: a seeded Market-1501-sized split for benchmarks.
+//! - [`re_rank_features`]: the same from query and gallery features, in one blocked pass,
+//!   without the `Q × Q` and `G × G` matrices (MSMT17-sized galleries);
+//! - [`synthetic`]: a seeded Market-1501-sized split for benchmarks;
+//! - [`measure`]: timed runs for benchmarks (re-ranking a features folder).
 //!
 //! Everything works on `ndarray` views and is independent of any deep-learning framework.
 
@@ -30,7 +33,9 @@ mod distance;
 mod error;
 pub mod io;
 mod market;
+pub mod measure;
 mod rerank;
+mod rerank_features;
 pub mod synthetic;
 
 pub use distance::{DistanceMetric, pairwise_distances};
@@ -40,3 +45,4 @@ pub use market::{
     evaluate_cuhk03_classic, evaluate_market1501, top_k_gallery,
 };
 pub use rerank::{ReRankParams, re_rank};
+pub use rerank_features::re_rank_features;

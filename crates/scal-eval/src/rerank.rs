@@ -111,7 +111,7 @@ impl<T: Distance> Blocks<'_, T> {
 }
 
 /// The `count` smallest entries of `row` as indices, ascending by (value, index).
-fn nearest(row: &[f32], count: usize) -> Vec<u32> {
+pub(crate) fn nearest(row: &[f32], count: usize) -> Vec<u32> {
     let count = count.min(row.len());
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(count + 1);
     for (j, &v) in row.iter().enumerate() {
@@ -155,6 +155,9 @@ fn reciprocal(center: u32, forward: &[u32], ranks: &[Vec<u32>], len: usize) -> V
 /// rows. Returns the re-ranked `Q × G` distances: `(1 − λ) · Jaccard + λ · original`, the
 /// original distance being the squared one divided by its column maximum.
 ///
+/// [`re_rank_features`](crate::re_rank_features) computes the same from the features,
+/// without the `Q × Q` and `G × G` matrices.
+///
 /// # Shapes
 /// - `q_g`: `[Q, G]`, `q_q`: `[Q, Q]`, `g_g`: `[G, G]`
 /// - output: `[Q, G]`
@@ -162,26 +165,13 @@ fn reciprocal(center: u32, forward: &[u32], ranks: &[Vec<u32>], len: usize) -> V
 /// # Errors
 /// Shapes that disagree, empty inputs, non-finite values, `k1 == 0`, `k2 == 0`, or `lambda`
 /// outside [0, 1].
-#[allow(clippy::too_many_lines)] // mirrors the reference implementation step by step
 pub fn re_rank<T: Distance>(
     q_g: ArrayView2<'_, T>,
     q_q: ArrayView2<'_, T>,
     g_g: ArrayView2<'_, T>,
     params: ReRankParams,
 ) -> Result<Array2<f32>, EvalError> {
-    let ReRankParams { k1, k2, lambda } = params;
-    if k1 == 0 || k2 == 0 {
-        return Err(EvalError::InvalidParameter {
-            name: "k1/k2",
-            problem: format!("re-ranking needs k1 >= 1 and k2 >= 1, got {k1} and {k2}"),
-        });
-    }
-    if !(0.0..=1.0).contains(&lambda) {
-        return Err(EvalError::InvalidParameter {
-            name: "lambda",
-            problem: format!("re-ranking lambda must be in [0, 1], got {lambda}"),
-        });
-    }
+    check_params(params)?;
     let (q, g) = q_g.dim();
     if q == 0 || g == 0 {
         return Err(EvalError::Empty {
@@ -208,8 +198,7 @@ pub fn re_rank<T: Distance>(
 
     let blocks = Blocks { q_g, q_q, g_g, q };
     let n = blocks.n();
-    let half = round_half_even(k1 as f64 / 2.0);
-    let keep = (k1 + 1).max(k2).max(half + 1);
+    let keep = Sizes::of(params).keep;
 
     // (a) Column maxima of A and each working row's nearest `keep` items, streaming A's
     // columns in blocks.
@@ -224,8 +213,7 @@ pub fn re_rank<T: Distance>(
             let mut ranks = Vec::with_capacity(width);
             for mut row in rows.axis_iter_mut(Axis(0)) {
                 let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                // A column of zeros (identical features) stays zeros instead of 0 / 0.
-                let max = if max > 0.0 { max } else { 1.0 };
+                let max = usable_max(max);
                 row.mapv_inplace(|v| v / max);
                 maxima.push(max);
                 ranks.push(nearest(row.as_slice().expect("contiguous"), keep));
@@ -241,19 +229,108 @@ pub fn re_rank<T: Distance>(
     }
     // The working matrix: original[i][j] = A[j, i] / max_r A[r, i].
     let original = |i: usize, j: usize| blocks.a(j, i) / col_max[i];
+    let mut out = Array2::<f32>::zeros((q, g));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, mut row)| {
+            for (k, value) in row.iter_mut().enumerate() {
+                *value = original(i, q + k);
+            }
+        });
+    let distances = |i: usize, items: &[u32]| -> Vec<f32> {
+        items.iter().map(|&j| original(i, j as usize)).collect()
+    };
+    sparse_steps(&ranks, params, &distances, &mut out);
+    Ok(out)
+}
 
-    // (b) Sparse weight rows V: exp(-original) over the expanded k-reciprocal set, normalised.
-    let v: Vec<Vec<(u32, f32)>> = (0..n)
+/// The checks on [`ReRankParams`] shared by both entry points.
+pub(crate) fn check_params(params: ReRankParams) -> Result<(), EvalError> {
+    let ReRankParams { k1, k2, lambda } = params;
+    if k1 == 0 || k2 == 0 {
+        return Err(EvalError::InvalidParameter {
+            name: "k1/k2",
+            problem: format!("re-ranking needs k1 >= 1 and k2 >= 1, got {k1} and {k2}"),
+        });
+    }
+    if !(0.0..=1.0).contains(&lambda) {
+        return Err(EvalError::InvalidParameter {
+            name: "lambda",
+            problem: format!("re-ranking lambda must be in [0, 1], got {lambda}"),
+        });
+    }
+    Ok(())
+}
+
+/// A column's maximum as the divisor of the original distance: a column of zeros
+/// (identical features) stays zeros instead of 0 / 0.
+pub(crate) fn usable_max(max: f32) -> f32 {
+    if max > 0.0 { max } else { 1.0 }
+}
+
+/// The neighbourhood sizes that follow from [`ReRankParams`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    /// `round_half_even(k1 / 2)`: the neighbourhood of the expansion candidates.
+    pub(crate) half: usize,
+    /// Nearest items each row needs: for the k-reciprocal sets, the candidates' sets and
+    /// local query expansion.
+    pub(crate) keep: usize,
+}
+
+impl Sizes {
+    pub(crate) fn of(params: ReRankParams) -> Sizes {
+        let half = round_half_even(params.k1 as f64 / 2.0);
+        let keep = (params.k1 + 1).max(params.k2).max(half + 1);
+        Sizes { half, keep }
+    }
+}
+
+/// Sparse rows `(column, weight)`, sorted by column.
+type SparseRows = Vec<Vec<(u32, f32)>>;
+
+/// The steps after the nearest neighbours: weight rows `V` over the expanded k-reciprocal
+/// sets, local query expansion, and the Jaccard distances of the queries mixed into `out`.
+///
+/// `ranks[i]` holds working row `i`'s nearest `keep` items (or all `N` when fewer), in
+/// order; `distances(i, items)` the original distances `original[i][j]` of `items`.
+///
+/// # Shapes
+/// - `ranks`: `N` rows (queries first); `out`: `[Q, G]`, the original distances on entry,
+///   the re-ranked ones on return
+pub(crate) fn sparse_steps(
+    ranks: &[Vec<u32>],
+    params: ReRankParams,
+    distances: &(dyn Fn(usize, &[u32]) -> Vec<f32> + Sync),
+    out: &mut Array2<f32>,
+) {
+    let n = ranks.len();
+    let v = weight_rows(ranks, params, distances);
+    let v = query_expansion(v, ranks, params.k2);
+    let (starts, inverted) = inverted_index(&v, n);
+    jaccard_into(out, &v, (&starts, &inverted), params.lambda);
+}
+
+/// (b) Sparse weight rows V: exp(-original) over the expanded k-reciprocal set, normalised.
+fn weight_rows(
+    ranks: &[Vec<u32>],
+    params: ReRankParams,
+    distances: &(dyn Fn(usize, &[u32]) -> Vec<f32> + Sync),
+) -> SparseRows {
+    let n = ranks.len();
+    let (k1, half) = (params.k1, Sizes::of(params).half);
+    (0..n)
         .into_par_iter()
         .map(|i| {
             let forward = &ranks[i][..(k1 + 1).min(n)];
-            let reciprocal_set = reciprocal(i as u32, forward, &ranks, (k1 + 1).min(n));
+            let reciprocal_set = reciprocal(i as u32, forward, ranks, (k1 + 1).min(n));
             let mut expansion = reciprocal_set.clone();
             let mut sorted_set = reciprocal_set.clone();
             sorted_set.sort_unstable();
             for &candidate in &reciprocal_set {
                 let c_forward = &ranks[candidate as usize][..(half + 1).min(n)];
-                let c_set = reciprocal(candidate, c_forward, &ranks, (half + 1).min(n));
+                let c_set = reciprocal(candidate, c_forward, ranks, (half + 1).min(n));
                 let common = c_set
                     .iter()
                     .filter(|x| sorted_set.binary_search(x).is_ok())
@@ -264,9 +341,9 @@ pub fn re_rank<T: Distance>(
             }
             expansion.sort_unstable();
             expansion.dedup();
-            let weights: Vec<f32> = expansion
-                .iter()
-                .map(|&j| (-original(i, j as usize)).exp())
+            let weights: Vec<f32> = distances(i, &expansion)
+                .into_iter()
+                .map(|d| (-d).exp())
                 .collect();
             let total: f32 = weights.iter().sum();
             expansion
@@ -275,53 +352,58 @@ pub fn re_rank<T: Distance>(
                 .map(|(j, w)| (j, w / total))
                 .collect()
         })
-        .collect();
+        .collect()
+}
 
-    // Local query expansion: each row becomes the mean of its k2 nearest rows' weights.
-    let v: Vec<Vec<(u32, f32)>> = if k2 == 1 {
-        v
-    } else {
-        (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let neighbours = &ranks[i][..k2.min(n)];
-                let mut cols: Vec<u32> = neighbours
-                    .iter()
-                    .flat_map(|&r| v[r as usize].iter().map(|&(c, _)| c))
-                    .collect();
-                cols.sort_unstable();
-                cols.dedup();
-                cols.into_iter()
-                    .map(|c| {
-                        // Rows added in neighbour order, as numpy's reduction over axis 0.
-                        let mut sum = 0.0f32;
-                        for &r in neighbours {
-                            let row = &v[r as usize];
-                            if let Ok(k) = row.binary_search_by_key(&c, |&(col, _)| col) {
-                                sum += row[k].1;
-                            }
+/// Local query expansion: each row becomes the mean of its k2 nearest rows' weights.
+fn query_expansion(v: SparseRows, ranks: &[Vec<u32>], k2: usize) -> SparseRows {
+    if k2 == 1 {
+        return v;
+    }
+    let n = ranks.len();
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let neighbours = &ranks[i][..k2.min(n)];
+            let mut cols: Vec<u32> = neighbours
+                .iter()
+                .flat_map(|&r| v[r as usize].iter().map(|&(c, _)| c))
+                .collect();
+            cols.sort_unstable();
+            cols.dedup();
+            cols.into_iter()
+                .map(|c| {
+                    // Rows added in neighbour order, as numpy's reduction over axis 0.
+                    let mut sum = 0.0f32;
+                    for &r in neighbours {
+                        let row = &v[r as usize];
+                        if let Ok(k) = row.binary_search_by_key(&c, |&(col, _)| col) {
+                            sum += row[k].1;
                         }
-                        (c, sum / neighbours.len() as f32)
-                    })
-                    .collect()
-            })
-            .collect()
-    };
+                    }
+                    (c, sum / neighbours.len() as f32)
+                })
+                .collect()
+        })
+        .collect()
+}
 
-    // Inverted index: for each column, the rows with a non-zero weight there.
-    let mut counts = vec![0usize; n + 1];
-    for row in &v {
+/// Inverted index: for each column `c`, the rows with a non-zero weight there, as
+/// `inverted[starts[c]..starts[c + 1]]`.
+fn inverted_index(v: &SparseRows, n: usize) -> (Vec<usize>, Vec<(u32, f32)>) {
+    let mut starts = vec![0usize; n + 1];
+    for row in v {
         for &(c, w) in row {
             if w != 0.0 {
-                counts[c as usize + 1] += 1;
+                starts[c as usize + 1] += 1;
             }
         }
     }
     for c in 0..n {
-        counts[c + 1] += counts[c];
+        starts[c + 1] += starts[c];
     }
-    let mut fill = counts.clone();
-    let mut inverted = vec![(0u32, 0.0f32); counts[n]];
+    let mut fill = starts.clone();
+    let mut inverted = vec![(0u32, 0.0f32); starts[n]];
     for (r, row) in v.iter().enumerate() {
         for &(c, w) in row {
             if w != 0.0 {
@@ -330,12 +412,21 @@ pub fn re_rank<T: Distance>(
             }
         }
     }
+    (starts, inverted)
+}
 
-    // (c) Jaccard distances of the query rows, mixed with the original distances.
-    // As numpy: `1 - lambda` in double precision, each weight then rounded to f32.
+/// (c) Jaccard distances of the query rows, mixed with the original distances in `out`.
+/// As numpy: `1 - lambda` in double precision, each weight then rounded to f32.
+fn jaccard_into(
+    out: &mut Array2<f32>,
+    v: &SparseRows,
+    (starts, inverted): (&[usize], &[(u32, f32)]),
+    lambda: f64,
+) {
+    let q = out.nrows();
+    let n = v.len();
     let keep_jaccard = (1.0 - lambda) as f32;
     let lambda = lambda as f32;
-    let mut out = Array2::<f32>::zeros((q, g));
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
@@ -345,17 +436,16 @@ pub fn re_rank<T: Distance>(
                 if w_i == 0.0 {
                     continue;
                 }
-                for &(j, w_j) in &inverted[counts[c as usize]..counts[c as usize + 1]] {
+                for &(j, w_j) in &inverted[starts[c as usize]..starts[c as usize + 1]] {
                     shared[j as usize] += w_i.min(w_j);
                 }
             }
             for (k, value) in out_row.iter_mut().enumerate() {
                 let t = shared[q + k];
                 let jaccard = 1.0 - t / (2.0 - t);
-                *value = jaccard * keep_jaccard + original(i, q + k) * lambda;
+                *value = jaccard * keep_jaccard + *value * lambda;
             }
         });
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -12,6 +12,15 @@ pub const MARKET_IDS: usize = 751;
 /// Market-1501's cameras.
 pub const MARKET_CAMERAS: i64 = 6;
 
+/// MSMT17's query count.
+pub const MSMT17_QUERIES: usize = 11_659;
+/// MSMT17's gallery count.
+pub const MSMT17_GALLERY: usize = 82_161;
+/// MSMT17's test identities.
+pub const MSMT17_IDS: usize = 3_060;
+/// MSMT17's cameras.
+pub const MSMT17_CAMERAS: i64 = 15;
+
 /// Features, identities and cameras of a query and a gallery set.
 #[derive(Debug, Clone)]
 pub struct SyntheticSplit {
@@ -92,6 +101,20 @@ pub fn market_sized_split() -> SyntheticSplit {
         MARKET_CAMERAS,
         2048,
         0x5CA1_AB1E,
+    )
+}
+
+/// An MSMT17-sized split (11,659 queries, 82,161 gallery, 3,060 identities, 15 cameras)
+/// with `dim`-d features, for timing re-ranking at that size (`cargo xtask bench --measures
+/// rerank_msmt17`). `scripts/msmt17-size-features.py` writes the same sizes to a folder.
+pub fn msmt17_sized_split(dim: usize) -> SyntheticSplit {
+    synthetic_split(
+        MSMT17_QUERIES,
+        MSMT17_GALLERY,
+        MSMT17_IDS,
+        MSMT17_CAMERAS,
+        dim,
+        0x3517,
     )
 }
 

@@ -11,7 +11,7 @@ use ndarray::Array2;
 use scal_eval::io::{DistanceMatrix, Labels, read_distance_matrix, read_features};
 use scal_eval::{
     DistanceMetric, Metrics, ReRankParams, evaluate_cuhk03_classic, evaluate_market1501,
-    pairwise_distances, re_rank,
+    pairwise_distances, re_rank, re_rank_features,
 };
 use serde_json::Value;
 
@@ -154,29 +154,29 @@ fn rerank_case(dir: &Path, params: ReRankParams) -> Array2<f32> {
     .unwrap()
 }
 
+/// The re-ranked fixtures of each case and the parameters numpy's `re_ranking` made them with.
+fn rerank_fixtures() -> [(&'static str, ReRankParams); 2] {
+    [
+        ("rerank_distmat.npy", ReRankParams::default()),
+        (
+            "rerank_k7_k1_l05_distmat.npy",
+            ReRankParams {
+                k1: 7,
+                k2: 1,
+                lambda: 0.5,
+            },
+        ),
+    ]
+}
+
 #[test]
 fn re_ranking_matches_numpy() {
     for name in CASES {
         let dir = case(name);
-        for (file, params) in [
-            ("rerank_distmat.npy", ReRankParams::default()),
-            (
-                "rerank_k7_k1_l05_distmat.npy",
-                ReRankParams {
-                    k1: 7,
-                    k2: 1,
-                    lambda: 0.5,
-                },
-            ),
-        ] {
+        for (file, params) in rerank_fixtures() {
             let got = rerank_case(&dir, params);
             let want = read_features(&dir.join(file)).unwrap();
-            assert_eq!(got.dim(), want.dim());
-            let max_err = got
-                .iter()
-                .zip(want.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let max_err = crate::max_abs_difference(&got, &want);
             assert!(
                 max_err < 1e-6,
                 "{name} {file}: max abs difference {max_err}"
@@ -211,6 +211,41 @@ fn features_to_metrics_match_numpy() {
             let d = pairwise_distances(q.view(), g.view(), metric).unwrap();
             let got = market(&DistanceMatrix::F32(d), &labels);
             assert_metrics(&got, &expected(&dir)[key], 1e-12, key);
+        }
+    }
+}
+
+/// `re_rank_features` on the fixtures' float32 features against the numpy re-ranking of their
+/// distance matrices (`rerank_*.npy`, checked against torchreid 0.2.5's `re_ranking`): the
+/// parity the dense path has, reached without the `Q × Q` and `G × G` inputs.
+#[test]
+fn re_ranking_from_features_matches_numpy() {
+    for name in [
+        "case_small_f32",
+        "case_tiny_gallery",
+        "case_ties_zero_features",
+    ] {
+        let dir = case(name);
+        let q = read_features(&dir.join("query.npy")).unwrap();
+        let g = read_features(&dir.join("gallery.npy")).unwrap();
+        for (file, params) in rerank_fixtures() {
+            let got =
+                re_rank_features(q.view(), g.view(), DistanceMetric::Euclidean, params).unwrap();
+            let want = read_features(&dir.join(file)).unwrap();
+            let max_err = crate::max_abs_difference(&got, &want);
+            assert!(
+                max_err <= 1e-4,
+                "{name} {file}: max abs difference {max_err}"
+            );
+            if file == "rerank_distmat.npy" {
+                let labels = Labels::read_dir(&dir).unwrap();
+                assert_metrics(
+                    &market(&DistanceMatrix::F32(got), &labels),
+                    &expected(&dir)["rerank_market1501"],
+                    1e-12,
+                    name,
+                );
+            }
         }
     }
 }

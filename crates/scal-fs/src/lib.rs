@@ -9,7 +9,8 @@
 //!   folders' files, figures, the gallery cache, pages);
 //! - [`write_folder_atomically`]: a folder, filled by a closure in a staging folder, then
 //!   swapped in (checkpoints, the run report, attention figures, the critics' data), with
-//!   [`recover_folder`] for a swap a killed process interrupted;
+//!   [`recover_folder`] for a swap a killed process interrupted, and [`read_folder_whole`]
+//!   for a reader of such a folder while another process may swap it;
 //! - [`staging_builder`]: `tempfile`'s builder for the staging files and folders of writers
 //!   that stream into a file or fill a folder before the rename (`extract`'s features, a
 //!   dataset being extracted or generated, a checkpoint, the run report).
@@ -116,6 +117,37 @@ pub fn write_folder_atomically<E: From<FsError>>(
     Ok(current)
 }
 
+/// Runs `read` on the folder `dir` again while `dir` was replaced (swapped in by
+/// [`write_folder_atomically`] in another process: a training run saving `last/`) during the
+/// read, at most 5 times: a reader that took one file of the old folder and the next of the
+/// new one would report a consistent checkpoint as damaged (issue 42, F18). Returns the first
+/// result read while the folder stayed the same (on Unix: the same device and inode), or the
+/// last one.
+pub fn read_folder_whole<T>(dir: &Path, mut read: impl FnMut() -> T) -> T {
+    let mut tries = 1;
+    loop {
+        let before = folder_identity(dir);
+        let result = read();
+        if tries == 5 || before.is_none() || folder_identity(dir) == before {
+            return result;
+        }
+        tries += 1;
+    }
+}
+
+/// The device and inode of the folder `dir`: a folder swapped in has other ones.
+#[cfg(unix)]
+fn folder_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// No identity to compare off Unix: the folder is read once.
+#[cfg(not(unix))]
+fn folder_identity(_dir: &Path) -> Option<(u64, u64)> {
+    None
+}
+
 /// A builder of staging files (`folder = false`) or folders (`true`) whose names start with
 /// `prefix`, created with the permissions the umask leaves rather than `tempfile`'s private
 /// ones.
@@ -172,6 +204,35 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_folder_swapped_while_it_is_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &'static str| {
+            write_folder_atomically::<FsError>(dir.path(), "last", |staging| {
+                std::fs::write(staging.join("a"), text).unwrap();
+                std::fs::write(staging.join("b"), text).unwrap();
+                Ok(())
+            })
+            .unwrap()
+        };
+        let last = write("1");
+        let mut reads = 0;
+        let pair = read_folder_whole(&last, || {
+            reads += 1;
+            let a = std::fs::read_to_string(last.join("a")).unwrap();
+            if reads == 1 {
+                // Another process saves the next checkpoint between the reader's two files.
+                write("2");
+            }
+            let b = std::fs::read_to_string(last.join("b")).unwrap();
+            (a, b)
+        });
+        assert_eq!(reads, 2, "the mixed read is done again");
+        assert_eq!(pair, ("2".to_string(), "2".to_string()));
+        let once = read_folder_whole(&last, || std::fs::read_to_string(last.join("a")).unwrap());
+        assert_eq!(once, "2");
     }
 
     #[test]

@@ -151,12 +151,17 @@ impl ScalModel {
     /// Builds the model of the folder `dir` on `device` and loads its weights, after checking
     /// the folder's files against their checksums (strictly: see
     /// [`ScalModel::load_checkpoint`]).
+    ///
+    /// A folder swapped by a training run while it is read (`RUN/last`) is read again
+    /// ([`scal_fs::read_folder_whole`]), not reported as damaged.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<(ScalModel, ScalConfig), ModelError> {
-        let config = ScalModel::config_of_dir(dir)?;
-        verify_checksums(dir, &[CONFIG_FILE, WEIGHTS_FILE])?;
-        let model = config
-            .init(device)
-            .load_checkpoint(&dir.join(WEIGHTS_FILE))?;
-        Ok((model, config))
+        scal_fs::read_folder_whole(dir, || -> Result<_, ModelError> {
+            let config = ScalModel::config_of_dir(dir)?;
+            verify_checksums(dir, &[CONFIG_FILE, WEIGHTS_FILE])?;
+            let model = config
+                .init(device)
+                .load_checkpoint(&dir.join(WEIGHTS_FILE))?;
+            Ok((model, config))
+        })
     }
 }

@@ -115,6 +115,31 @@ fn figures_loaded_in_chromium(index: &Path) -> Option<String> {
     Some(value.unwrap_or_else(|| panic!("the page's load script did not run; DOM:\n{dom}")))
 }
 
+/// The attention-quality table: a row per epoch, a column per module; evaluated epochs (2
+/// and 3) carry each module's amelioration rate, the others do not.
+fn assert_attention_quality_table(html: &str) {
+    let table = html
+        .split("<table id=\"attention-quality\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(table.matches("<tr><td>").count(), 3, "{table}");
+    assert_eq!(table.matches("module ").count(), 10, "{table}");
+    let rows: Vec<&str> = table.split("<tr><td>").skip(1).collect();
+    assert!(
+        rows[0].starts_with("1</td>") && rows[0].matches("<td>–</td>").count() == 6,
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].starts_with("2</td>") && !rows[1].contains("<td>–</td>"),
+        "{}",
+        rows[1]
+    );
+}
+
 #[test]
 fn report_of_a_tiny_run_has_every_figure() {
     let root = tiny_dataset();
@@ -163,28 +188,7 @@ fn report_of_a_tiny_run_has_every_figure() {
     let attention = image::open(run.join("report/attention.png")).unwrap();
     assert_eq!(attention.width(), 6 * (64 + 4) + 4);
     assert_eq!(attention.height(), 6 * (128 + 4) + 4);
-    // The attention-quality table: a row per epoch, a column per module.
-    let table = html
-        .split("<table id=\"attention-quality\">")
-        .nth(1)
-        .unwrap()
-        .split("</table>")
-        .next()
-        .unwrap();
-    assert_eq!(table.matches("<tr><td>").count(), 3, "{table}");
-    assert_eq!(table.matches("module ").count(), 10, "{table}");
-    // Evaluated epochs (2 and 3) carry each module's amelioration rate, the others do not.
-    let rows: Vec<&str> = table.split("<tr><td>").skip(1).collect();
-    assert!(
-        rows[0].starts_with("1</td>") && rows[0].matches("<td>–</td>").count() == 6,
-        "{}",
-        rows[0]
-    );
-    assert!(
-        rows[1].starts_with("2</td>") && !rows[1].contains("<td>–</td>"),
-        "{}",
-        rows[1]
-    );
+    assert_attention_quality_table(&html);
     // The final metrics are those of the log.
     let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let last: Value =

@@ -163,6 +163,33 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim data");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_or_a_fifo_at_the_locks_place_is_an_error_not_a_hang() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let run = tempfile::tempdir().unwrap();
+        std::fs::create_dir(run.path().join(LOCK_FILE)).unwrap();
+        let err = RunLock::acquire(run.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(LOCK_FILE) && err.contains("os error 21"),
+            "{err}"
+        );
+        let run = tempfile::tempdir().unwrap();
+        let fifo = run.path().join(LOCK_FILE);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = RunLock::acquire(run.path()).unwrap_err().to_string();
+            assert!(err.contains(LOCK_FILE), "{err}");
+            assert!(
+                std::fs::symlink_metadata(&fifo)
+                    .unwrap()
+                    .file_type()
+                    .is_fifo(),
+                "the FIFO is left as it was"
+            );
+        }
+    }
+
     #[test]
     fn an_interrupted_swap_is_recovered() {
         let run = tempfile::tempdir().unwrap();

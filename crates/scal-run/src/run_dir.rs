@@ -176,7 +176,17 @@ mod tests {
 
     #[test]
     fn run_names_are_one_folder_name() {
-        for good in ["mine", "quick-channel-seed0-1795812345", "a.b"] {
+        // Spaces, accents, a colon, a leading dot, a reserved Windows name (trial 4, C11).
+        for good in [
+            "mine",
+            "quick-channel-seed0-1795812345",
+            "a.b",
+            "run b",
+            "ü",
+            "a:b",
+            ".hidden",
+            "con",
+        ] {
             assert!(RunDir::is_valid_name(good), "{good:?} refused");
         }
         for bad in [

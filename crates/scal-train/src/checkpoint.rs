@@ -164,6 +164,19 @@ fn load_verified(
     if !checkpoint.is_dir() {
         return Err(error(checkpoint, "no such checkpoint folder"));
     }
+    // Read again if a training run swaps the folder meanwhile (issue 42, F18).
+    scal_fs::read_folder_whole(checkpoint, || {
+        read_verified(checkpoint, config, model, also)
+    })
+}
+
+/// [`load_verified`]'s reading, once.
+fn read_verified(
+    checkpoint: &Path,
+    config: &TrainingConfig,
+    model: &ScalModel,
+    also: &[&str],
+) -> Result<(ScalModel, TrainState), TrainError> {
     let copy = checkpoint.join(CONFIG_COPY);
     let mut required = vec![scal_model::WEIGHTS_FILE, STATE_FILE];
     if copy.is_file() {

@@ -229,6 +229,23 @@ fn check_scorable(dataset: &ReidDataset) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A query or gallery image that cannot be decoded would stop every evaluation: refused
+/// before training, naming it (issue 42, F27: found at the first evaluation, after the
+/// epochs since the last checkpoint were trained for nothing). A training image that cannot
+/// be decoded is replaced instead (`data.strict` off).
+fn check_test_images(dataset: &ReidDataset) -> Result<(), TrainError> {
+    for record in dataset.query.iter().chain(&dataset.gallery) {
+        scal_data::check_decodable(&record.path).map_err(|e| TrainError::InvalidField {
+            field: "data.root".into(),
+            problem: format!(
+                "{e}: a query or gallery image, which every evaluation reads; replace or \
+                 remove it, then train"
+            ),
+        })?;
+    }
+    Ok(())
+}
+
 /// The device's random generator is shared by every thread of the process: seeding it and
 /// drawing the initial weights happen under this lock so that two runs in one process (the
 /// ablation, the tests) cannot interleave their draws.
@@ -403,6 +420,7 @@ impl<'a> Trainer<'a> {
         }
         let dataset = load_dataset(config, observer)?;
         check_scorable(&dataset)?;
+        check_test_images(&dataset)?;
         let loader = TrainLoader::new(
             dataset.train.clone(),
             config.data.transform(),

@@ -120,6 +120,42 @@ fn a_batch_larger_than_the_dataset_is_refused_before_the_run_folder_exists() {
     ));
 }
 
+/// A truncated gallery image, or a file there that is no image, is refused before the first
+/// iteration, naming it (trial 4, F27: found at the first evaluation, after the epochs since
+/// the last checkpoint had been trained for nothing); nothing is created.
+#[test]
+fn an_undecodable_gallery_image_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("synth");
+    copy_dir(&common::tiny_dataset(), &root);
+    let gallery = root.join("bounding_box_test");
+    let mut images: Vec<PathBuf> = std::fs::read_dir(&gallery)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    images.sort();
+    // The last name: an identity's image (distractors and junk sort first).
+    let victim = images.last().unwrap().clone();
+    let good = std::fs::read(&victim).unwrap();
+    let run = dir.path().join("run");
+    for damaged in [good[..good.len() * 4 / 5].to_vec(), Vec::new()] {
+        std::fs::write(&victim, damaged).unwrap();
+        let err = train_flex(&config(&root, &[]).unwrap(), &run, false).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(victim.to_str().unwrap())
+                && message.contains("a query or gallery image"),
+            "{message}"
+        );
+        assert!(!run.exists(), "nothing created");
+    }
+    std::fs::write(&victim, good).unwrap();
+    assert!(matches!(
+        train_flex(&config(&root, &[]).unwrap(), &run, false).unwrap(),
+        RunOutcome::Finished { .. }
+    ));
+}
+
 /// A dataset whose query and gallery share one camera cannot be evaluated: refused before
 /// training, not after the first epoch (issue 29, W28).
 #[test]

@@ -10,6 +10,10 @@
 //! - `evaluation`: 2048-d features → Euclidean distances → CMC / mAP / mINP at Market-1501
 //!   size (3,368 × 15,913), on the CPU;
 //! - `rerank`: k-reciprocal re-ranking (k1 20, k2 6, λ 0.3) at Market-1501 size, on the CPU;
+//! - `rerank_msmt17` (not in the default set: minutes, several GB): re-ranking from the
+//!   features (`re_rank_features`, the path of `evaluate --features --rerank`) at MSMT17 size
+//!   (11,659 × 82,161, generated `--rerank-dim`-d features with identity structure), or of a
+//!   features folder given by `--rerank-features`, on the CPU; one timed run;
 //! - `data_pipeline`: JPEG decoding and training augmentation (128 × 64 synthetic images
 //!   → 256 × 128, flip, pad-crop, erasing) in P × K batches of 64, on all cores;
 //! - `ops` (not in the default set): the operation-level profile of the BN-neck step on
@@ -39,11 +43,17 @@ use scal_data::{
     DatasetName, LoaderOptions, ReadOptions, SamplerPosition, TrainLoader, TrainTransform,
     read_dataset,
 };
-use scal_eval::synthetic::market_sized_split;
-use scal_eval::{DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank};
+use scal_eval::io::read_features;
+use scal_eval::synthetic::{market_sized_split, msmt17_sized_split};
+use scal_eval::{
+    DistanceMetric, ReRankParams, evaluate_market1501, pairwise_distances, re_rank,
+    re_rank_features,
+};
 use scal_model::{AttentionKind, ScalConfig, ScalModel};
 
-use anyhow::{Result, anyhow, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
 use scal_model::objective::StepConfig;
 use scal_run::TrainingConfig;
 use scal_run::config::Profile;
@@ -66,6 +76,8 @@ pub enum Measure {
     Evaluation,
     /// k-reciprocal re-ranking at Market-1501 size (CPU).
     Rerank,
+    /// Re-ranking from the features at MSMT17 size (CPU; not in the default set).
+    RerankMsmt17,
     /// Decoding and augmentation (CPU).
     DataPipeline,
     /// The operation-level profile of the BN-neck step (flex only; not in the default set).
@@ -83,13 +95,15 @@ impl Measure {
         Measure::DataPipeline,
     ];
 
-    /// Every measure `--measures` accepts: the default set and the `ops` profile.
-    pub const ALL: [Measure; 7] = [
+    /// Every measure `--measures` accepts: the default set, `rerank_msmt17` and the `ops`
+    /// profile.
+    pub const ALL: [Measure; 8] = [
         Measure::BackboneInference,
         Measure::BackboneTrainStep,
         Measure::ScalTrainStep,
         Measure::Evaluation,
         Measure::Rerank,
+        Measure::RerankMsmt17,
         Measure::DataPipeline,
         Measure::Ops,
     ];
@@ -102,6 +116,7 @@ impl Measure {
             Measure::ScalTrainStep => "scal_train_step",
             Measure::Evaluation => "evaluation",
             Measure::Rerank => "rerank",
+            Measure::RerankMsmt17 => "rerank_msmt17",
             Measure::DataPipeline => "data_pipeline",
             Measure::Ops => "ops",
         }
@@ -182,6 +197,11 @@ pub struct BenchOptions {
     /// The training profile whose model the model measures build (`None`: ResNet-50, last
     /// stride 1, 751 classes, Burn's default Adam at 3.5e-4).
     pub profile: Option<BenchProfile>,
+    /// `rerank_msmt17`: a features folder (`query.npy`, `gallery.npy`) instead of the
+    /// generated MSMT17-sized features.
+    pub rerank_features: Option<PathBuf>,
+    /// `rerank_msmt17`: the dimension of the generated features.
+    pub rerank_dim: usize,
 }
 
 impl BenchOptions {
@@ -199,6 +219,8 @@ impl BenchOptions {
             measures: Measure::DEFAULT.to_vec(),
             hosts: Vec::new(),
             profile: None,
+            rerank_features: None,
+            rerank_dim: 2048,
         }
     }
 
@@ -373,6 +395,7 @@ pub fn run_bench(
                 train_step(backend, device, options, measure)?
             }
             Measure::Evaluation | Measure::Rerank => evaluation(options, measure)?,
+            Measure::RerankMsmt17 => rerank_msmt17(options)?,
             Measure::DataPipeline => data_pipeline(options)?,
             Measure::Ops => unreachable!("handled above"),
         };
@@ -656,6 +679,55 @@ fn evaluation(o: &BenchOptions, measure: Measure) -> Result<BenchRow> {
     ))
 }
 
+/// Re-ranking from the features (Euclidean, k1 20, k2 6, λ 0.3), one timed run: the
+/// generated MSMT17-sized split, or `--rerank-features DIR`. The peak RSS includes the
+/// features and the `[Q, G]` result.
+///
+/// # Shapes
+/// - features: query `[Q, D]`, gallery `[G, D]`; re-ranked distances `[Q, G]`
+fn rerank_msmt17(o: &BenchOptions) -> Result<BenchRow> {
+    let (query, gallery, source) = match &o.rerank_features {
+        Some(dir) => {
+            let query = read_features(&dir.join("query.npy"))?;
+            let gallery = read_features(&dir.join("gallery.npy"))?;
+            (query, gallery, format!("{}: ", dir.display()))
+        }
+        None => {
+            if o.rerank_dim == 0 {
+                bail!("--rerank-dim must be positive");
+            }
+            let s = msmt17_sized_split(o.rerank_dim);
+            (s.query, s.gallery, String::new())
+        }
+    };
+    let input = format!(
+        "{source}{}x{} {}-d",
+        query.nrows(),
+        gallery.nrows(),
+        query.ncols()
+    );
+    let timing = time(None, 0, 1, || {
+        re_rank_features(
+            query.view(),
+            gallery.view(),
+            DistanceMetric::Euclidean,
+            ReRankParams::default(),
+        )
+        .with_context(|| format!("re-ranking {input}"))?;
+        Ok(())
+    })?;
+    Ok(row(
+        Measure::RerankMsmt17,
+        "cpu".into(),
+        format!("cpu ({} threads)", rayon::current_num_threads()),
+        query.nrows(),
+        input,
+        "queries/s",
+        timing,
+        1,
+    ))
+}
+
 fn data_pipeline(o: &BenchOptions) -> Result<BenchRow> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path().join("synth");
@@ -734,6 +806,34 @@ mod tests {
         assert!(err.contains("--batch 6"), "{err}");
     }
 
+    /// `rerank_msmt17` on a features folder: one row naming the folder and its sizes; a
+    /// folder whose widths disagree is an error naming it.
+    #[test]
+    fn rerank_msmt17_times_a_features_folder() {
+        let s = scal_eval::synthetic::synthetic_split(30, 90, 10, 3, 8, 4);
+        let dir = tempfile::tempdir().unwrap();
+        ndarray_npy::write_npy(dir.path().join("query.npy"), &s.query).unwrap();
+        ndarray_npy::write_npy(dir.path().join("gallery.npy"), &s.gallery).unwrap();
+        let mut o = BenchOptions::defaults_for(Backend::Flex);
+        o.measures = vec![Measure::RerankMsmt17];
+        o.rerank_features = Some(dir.path().to_path_buf());
+        let rows = run_bench(Backend::Flex, &o, |_| {}).unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!((r.measure, r.batch, r.iterations), ("rerank_msmt17", 30, 1));
+        assert!(r.input.ends_with("30x90 8-d"), "{}", r.input);
+        assert!(r.input.starts_with(&dir.path().display().to_string()));
+        assert!((r.throughput * r.seconds_per_iteration - 30.0).abs() < 1e-9);
+
+        let narrow = s.gallery.slice(ndarray::s![.., ..5]).to_owned();
+        ndarray_npy::write_npy(dir.path().join("gallery.npy"), &narrow).unwrap();
+        let err = format!("{:#}", run_bench(Backend::Flex, &o, |_| {}).unwrap_err());
+        assert!(
+            err.contains(&dir.path().display().to_string()) && err.contains("width"),
+            "{err}"
+        );
+    }
+
     /// A tiny inference run: the throughput is the batch over the measured time, and the
     /// peak RSS is reported on Linux.
     #[cfg(feature = "flex")]
@@ -749,6 +849,8 @@ mod tests {
             measures: vec![Measure::BackboneInference],
             hosts: Vec::new(),
             profile: None,
+            rerank_features: None,
+            rerank_dim: 2048,
         };
         let mut seen = 0;
         let rows = run_bench(Backend::Flex, &o, |_| seen += 1).unwrap();

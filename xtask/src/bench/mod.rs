@@ -26,7 +26,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Measures to run, comma-separated: backbone_inference, backbone_train_step,
-    /// scal_train_step, evaluation, rerank, data_pipeline (default: these six), and ops
+    /// scal_train_step, evaluation, rerank, data_pipeline (default: these six), rerank_msmt17
+    /// (re-ranking from features at MSMT17 size, 11,659 × 82,161: minutes and ~5 GB) and ops
     /// (the operation-level profile of the BN-neck step on flex, one row per operation).
     #[arg(long, value_delimiter = ',')]
     pub measures: Option<Vec<String>>,
@@ -56,6 +57,13 @@ pub struct BenchArgs {
     /// Input width.
     #[arg(long, default_value_t = 128)]
     pub width: usize,
+    /// rerank_msmt17: time this features folder instead (query.npy, gallery.npy, as
+    /// `evaluate --features` reads it, e.g. from scripts/msmt17-size-features.py).
+    #[arg(long, value_name = "DIR")]
+    pub rerank_features: Option<PathBuf>,
+    /// rerank_msmt17: the dimension of the generated MSMT17-sized features.
+    #[arg(long, default_value_t = 2048, value_name = "D")]
+    pub rerank_dim: usize,
     /// Also append the JSON rows to this file.
     #[arg(long, value_name = "FILE.jsonl")]
     pub out: Option<PathBuf>,
@@ -94,6 +102,11 @@ fn options(args: &BenchArgs) -> Result<BenchOptions> {
         o.width = args.width;
     }
     o.hosts = args.hosts.clone();
+    if args.rerank_dim == 0 {
+        bail!("--rerank-dim must be positive");
+    }
+    o.rerank_features = args.rerank_features.clone();
+    o.rerank_dim = args.rerank_dim;
     Ok(o)
 }
 

@@ -200,3 +200,65 @@ def test_mixed_dtypes_re_rank_in_float64():
     same = scal_eval.re_ranking(qg, qq, gg)
     mixed = scal_eval.re_ranking(qg, qq.astype(np.float32), gg)
     np.testing.assert_allclose(mixed, same, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("metric", ["euclidean", "l2", "cosine"])
+def test_re_ranking_features_is_re_ranking_of_the_three_distance_matrices(seed, metric):
+    """The same floats as `re_ranking` of the `pairwise_distance` matrices, the same metrics."""
+    _, ids, (qf, gf) = _random_case(seed)
+    qf, gf = qf.astype(np.float32), gf.astype(np.float32)
+    d = lambda x, y: scal_eval.pairwise_distance(x, y, metric=metric)
+    for k1, k2, lam in ((20, 6, 0.3), (7, 1, 0.5), (40, 10, 0.0)):
+        want = scal_eval.re_ranking(d(qf, gf), d(qf, qf), d(gf, gf), k1=k1, k2=k2, lambda_value=lam)
+        got = scal_eval.re_ranking_features(qf, gf, k1=k1, k2=k2, lambda_value=lam, metric=metric)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        got_cmc, got_map = scal_eval.evaluate_rank(got, *ids)
+        want_cmc, want_map = scal_eval.evaluate_rank(want, *ids)
+        np.testing.assert_array_equal(got_cmc, want_cmc)
+        assert got_map == want_map
+    # Defaults and positional parameters, as re_ranking takes them; float64 features are
+    # rounded to float32 first, as pairwise_distance rounds them.
+    default = scal_eval.re_ranking(d(qf, gf), d(qf, qf), d(gf, gf))
+    np.testing.assert_array_equal(scal_eval.re_ranking_features(qf, gf, metric=metric), default)
+    np.testing.assert_array_equal(
+        scal_eval.re_ranking_features(qf.astype(np.float64), gf, 20, 6, 0.3, metric=metric), default
+    )
+
+
+def test_re_ranking_features_matches_torchreid(torchreid):
+    """torchreid's engine re-ranks its squared Euclidean distances: metric="euclidean"."""
+    _, rerank = torchreid
+    _, _, (qf, gf) = _random_case(4)
+    qf, gf = qf.astype(np.float32), gf.astype(np.float32)
+    d = scal_eval.pairwise_distance
+    want = rerank.re_ranking(d(qf, gf), d(qf, qf), d(gf, gf), k1=20, k2=6, lambda_value=0.3)
+    np.testing.assert_allclose(scal_eval.re_ranking_features(qf, gf), want, rtol=0, atol=1e-5)
+
+
+def test_re_ranking_features_bad_inputs_raise_naming_the_argument():
+    _, _, (qf, gf) = _random_case(1)
+    qf, gf = qf.astype(np.float32), gf.astype(np.float32)
+    bad = qf.copy()
+    bad[2, 5] = np.nan
+    with pytest.raises(ValueError, match="query features.*non-finite.*row 2, column 5"):
+        scal_eval.re_ranking_features(bad, gf)
+    with pytest.raises(ValueError, match="feature width"):
+        scal_eval.re_ranking_features(qf, np.ascontiguousarray(gf[:, :-1]))
+    with pytest.raises(ValueError, match="gallery features is empty"):
+        scal_eval.re_ranking_features(qf, gf[:0])
+    with pytest.raises(TypeError, match="gallery_features.*float32 or float64"):
+        scal_eval.re_ranking_features(qf, gf.astype(np.int32))
+    with pytest.raises(ValueError, match="query_features.*2-D"):
+        scal_eval.re_ranking_features(qf[0], gf)
+    with pytest.raises(ValueError, match="k1"):
+        scal_eval.re_ranking_features(qf, gf, k1=0)
+    with pytest.raises(ValueError, match="lambda"):
+        scal_eval.re_ranking_features(qf, gf, lambda_value=-0.1)
+    with pytest.raises(ValueError, match="metric"):
+        scal_eval.re_ranking_features(qf, gf, metric="manhattan")
+    with pytest.raises(ValueError, match="overflow float32"):
+        scal_eval.re_ranking_features(qf.astype(np.float64) * 1e30, gf)
+    with pytest.raises(TypeError):
+        scal_eval.re_ranking_features(qf, gf, 20, 6, 0.3, "cosine")  # metric is keyword only

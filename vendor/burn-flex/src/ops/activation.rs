@@ -15,8 +15,8 @@ use burn_std::{Bytes, bf16, f16};
 use num_traits::Float;
 use num_traits::ToPrimitive;
 
-use crate::ops::binary::binary_op;
-use crate::ops::unary::unary_op;
+// PATCH (scal-rs): the element-wise kernels split across threads on large tensors.
+use crate::ops::elementwise_parallel::{binary_op, unary_op};
 use crate::{Flex, FlexTensor, Layout};
 
 impl ActivationOps<Flex> for Flex {

@@ -35,8 +35,8 @@ pub fn binary_op<F32Op, F64Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy + Sync + Send,
-    F64Op: Fn(f64, f64) -> f64 + Copy + Sync + Send,
+    F32Op: Fn(f32, f32) -> f32 + Copy,
+    F64Op: Fn(f64, f64) -> f64 + Copy,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
@@ -67,7 +67,7 @@ fn binary_op_f32<Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32 + Sync + Send,
+    Op: Fn(f32, f32) -> f32,
 {
     // In-place SIMD fast path: lhs unique contiguous at offset 0, rhs
     // contiguous (no broadcast).
@@ -82,13 +82,12 @@ where
         let lhs_storage: &mut [f32] = lhs.storage_mut();
         let l_slice = &mut lhs_storage[..l_end];
 
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        crate::ops::elementwise_parallel::zip_chunks_mut(l_slice, r_slice, |l, r| match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l, r),
-            BinaryOp::Sub => simd::sub_inplace_f32(l, r),
-            BinaryOp::Mul => simd::mul_inplace_f32(l, r),
-            BinaryOp::Div => simd::div_inplace_f32(l, r),
-        });
+        match simd_op {
+            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
+            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
+            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
+            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
+        }
         return lhs;
     }
 
@@ -108,13 +107,12 @@ where
         let rhs_storage: &mut [f32] = rhs.storage_mut();
         let r_slice = &mut rhs_storage[..r_end];
 
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        crate::ops::elementwise_parallel::zip_chunks_mut(r_slice, l_slice, |r, l| match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(r, l),
-            BinaryOp::Sub => simd::rsub_inplace_f32(r, l),
-            BinaryOp::Mul => simd::mul_inplace_f32(r, l),
-            BinaryOp::Div => simd::rdiv_inplace_f32(r, l),
-        });
+        match simd_op {
+            BinaryOp::Add => simd::add_inplace_f32(r_slice, l_slice),
+            BinaryOp::Sub => simd::rsub_inplace_f32(r_slice, l_slice),
+            BinaryOp::Mul => simd::mul_inplace_f32(r_slice, l_slice),
+            BinaryOp::Div => simd::rdiv_inplace_f32(r_slice, l_slice),
+        }
         return rhs;
     }
 
@@ -145,17 +143,11 @@ where
     binary_op_typed(lhs, rhs, op)
 }
 
-/// PATCH (scal-rs): `binary_op_typed`'s in-place paths for contiguous operands, moved out of
-/// it: the result written over `lhs` when it is unique and at offset 0, else over `rhs`
-/// likewise; `Err` hands both operands back when neither applies.
-fn contiguous_in_place<E, Op>(
-    mut lhs: FlexTensor,
-    mut rhs: FlexTensor,
-    op: &Op,
-) -> Result<FlexTensor, (FlexTensor, FlexTensor)>
+/// Binary operation with in-place optimization for Pod types.
+pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, mut rhs: FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E + Sync + Send,
+    Op: Fn(E, E) -> E,
 {
     // In-place fast path: lhs unique, contiguous at offset 0, rhs contiguous
     if lhs.is_unique()
@@ -167,55 +159,11 @@ where
         let rhs_storage: &[E] = rhs.storage();
         let r_slice = &rhs_storage[r_start..r_end];
         let lhs_storage: &mut [E] = lhs.storage_mut();
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        crate::ops::elementwise_parallel::zip_chunks_mut(
-            &mut lhs_storage[..l_end],
-            r_slice,
-            |l, r| {
-                for (l, &r) in l.iter_mut().zip(r) {
-                    *l = op(*l, r);
-                }
-            },
-        );
-        return Ok(lhs);
+        for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
+            *l = op(*l, r);
+        }
+        return lhs;
     }
-    // PATCH (scal-rs): the same with the right operand as the destination (e.g. a ReLU
-    // backward pass writing into the gradient it owns while the forward output is shared).
-    if rhs.is_unique()
-        && let (Some((l_start, l_end)), Some((0, r_end))) = (
-            lhs.layout().contiguous_offsets(),
-            rhs.layout().contiguous_offsets(),
-        )
-    {
-        let lhs_storage: &[E] = lhs.storage();
-        let l_slice = &lhs_storage[l_start..l_end];
-        let rhs_storage: &mut [E] = rhs.storage_mut();
-        crate::ops::elementwise_parallel::zip_chunks_mut(
-            &mut rhs_storage[..r_end],
-            l_slice,
-            |r, l| {
-                for (r, &l) in r.iter_mut().zip(l) {
-                    *r = op(l, *r);
-                }
-            },
-        );
-        return Ok(rhs);
-    }
-
-    Err((lhs, rhs))
-}
-
-/// Binary operation with in-place optimization for Pod types.
-pub(crate) fn binary_op_typed<E, Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
-where
-    E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E + Sync + Send,
-{
-    // In-place fast paths on contiguous operands (PATCH (scal-rs): moved to a function).
-    let (mut lhs, mut rhs) = match contiguous_in_place(lhs, rhs, &op) {
-        Ok(out) => return out,
-        Err(operands) => operands,
-    };
 
     // Broadcast/strided in-place: when one operand is uniquely owned and
     // the collapsed nest walks it densely from storage index 0, the nest
@@ -260,8 +208,11 @@ where
         (Some((l_start, l_end)), Some((r_start, r_end))) => {
             let l_slice = &lhs_storage[l_start..l_end];
             let r_slice = &rhs_storage[r_start..r_end];
-            // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-            crate::ops::elementwise_parallel::map2(l_slice, r_slice, &op)
+            l_slice
+                .iter()
+                .zip(r_slice)
+                .map(|(&a, &b)| op(a, b))
+                .collect()
         }
         // Strided/broadcast fallback: collapse both layouts into a
         // joint loop nest with a specialized (autovectorizable) inner
@@ -332,8 +283,8 @@ pub fn scalar_op<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy + Sync + Send,
-    F64Op: Fn(f64, f64) -> f64 + Copy + Sync + Send,
+    F32Op: Fn(f32, f32) -> f32 + Copy,
+    F64Op: Fn(f64, f64) -> f64 + Copy,
 {
     let dtype = tensor.dtype();
 
@@ -361,19 +312,16 @@ where
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E + Sync + Send,
+    Op: Fn(E, E) -> E,
 {
     // In-place fast path: unique, contiguous at offset 0
     if tensor.is_unique()
         && let Some((0, end)) = tensor.layout().contiguous_offsets()
     {
         let storage: &mut [E] = tensor.storage_mut();
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        crate::ops::elementwise_parallel::chunks_mut(&mut storage[..end], |chunk| {
-            for x in chunk.iter_mut() {
-                *x = op(*x, scalar);
-            }
-        });
+        for x in storage[..end].iter_mut() {
+            *x = op(*x, scalar);
+        }
         return tensor;
     }
 
@@ -383,10 +331,7 @@ where
     let storage: &[E] = tensor.storage();
 
     let result: Vec<E> = match tensor.layout().contiguous_offsets() {
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        Some((start, end)) => {
-            crate::ops::elementwise_parallel::map(&storage[start..end], |x| op(x, scalar))
-        }
+        Some((start, end)) => storage[start..end].iter().map(|&x| op(x, scalar)).collect(),
         None => StridedIter::new(tensor.layout())
             .map(|i| op(storage[i], scalar))
             .collect(),
@@ -411,7 +356,7 @@ fn make_tensor<E: bytemuck::Pod + Send + Sync>(
 /// Supports all integer dtypes: I64, I32, I16, I8, U64, U32, U16, U8.
 pub fn int_binary_op<Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy + Sync + Send,
+    Op: Fn(i64, i64) -> i64 + Copy,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "int_binary_op: dtype mismatch");
 
@@ -439,7 +384,7 @@ where
 /// Note: scalar is truncated to target dtype (matches PyTorch).
 pub fn int_scalar_op<Op>(tensor: FlexTensor, scalar: i64, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy + Sync + Send,
+    Op: Fn(i64, i64) -> i64 + Copy,
 {
     let dtype = tensor.dtype();
 

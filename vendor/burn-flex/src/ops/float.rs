@@ -11,7 +11,9 @@ use burn_std::{Bytes, IntDType, Shape, Slice, bf16, f16};
 use num_traits::{Float, ToPrimitive};
 
 use crate::Layout;
-use crate::ops::binary::{BinaryOp, binary_op, scalar_op};
+use crate::ops::binary::BinaryOp;
+// PATCH (scal-rs): the element-wise kernels split across threads on large tensors.
+use crate::ops::elementwise_parallel::{binary_op, scalar_op, unary_op};
 use crate::ops::matmul;
 use crate::ops::unary;
 use crate::{Flex, FlexTensor};
@@ -656,7 +658,7 @@ impl FloatTensorOps<Flex> for Flex {
     }
 
     fn float_neg(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        unary::unary_op(tensor, |x: f32| -x, |x: f64| -x)
+        unary_op(tensor, |x: f32| -x, |x: f64| -x)
     }
 
     fn float_clamp(tensor: FloatTensor<Flex>, min: Scalar, max: Scalar) -> FloatTensor<Flex> {
@@ -667,7 +669,7 @@ impl FloatTensorOps<Flex> for Flex {
         // `f32::clamp` panics on a NaN bound, so take that case out first and let the rest
         // keep the native clamp, which decides signed zero and rejects `min > max`. A NaN
         // bound gives NaN, agreeing with `clamp_min`/`clamp_max` below and with PyTorch.
-        unary::unary_op(
+        unary_op(
             tensor,
             move |x: f32| {
                 if min32.is_nan() || max32.is_nan() {
@@ -691,7 +693,7 @@ impl FloatTensorOps<Flex> for Flex {
         let min64 = min.to_f64().unwrap();
         // `max` returns the non-NaN operand, which would map NaN to the bound.
         // Testing `is_nan` first lets NaN propagate, as PyTorch does.
-        unary::unary_op(
+        unary_op(
             tensor,
             move |x: f32| if x.is_nan() || x > min32 { x } else { min32 },
             move |x: f64| if x.is_nan() || x > min64 { x } else { min64 },
@@ -703,7 +705,7 @@ impl FloatTensorOps<Flex> for Flex {
         let max64 = max.to_f64().unwrap();
         // `min` returns the non-NaN operand, which would map NaN to the bound.
         // Testing `is_nan` first lets NaN propagate, as PyTorch does.
-        unary::unary_op(
+        unary_op(
             tensor,
             move |x: f32| if x.is_nan() || x < max32 { x } else { max32 },
             move |x: f64| if x.is_nan() || x < max64 { x } else { max64 },
@@ -720,7 +722,7 @@ impl FloatTensorOps<Flex> for Flex {
     // `copysign(1.0, -0.0)` is `-1.0`, and NaN isn't `== 0.0` on either sign
     // bit, so both must be checked before falling into `copysign`
     fn float_sign(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        unary::unary_op(
+        unary_op(
             tensor,
             |x: f32| {
                 if x.is_nan() || x == 0.0 {

@@ -124,6 +124,9 @@ pub mod unfold;
 
 // PATCH (scal-rs): batch normalization, convolution forward and gradients, and element-wise
 // loops split across threads (README.md of this copy).
-pub mod batch_norm;
-pub mod conv_grad;
+pub(crate) mod batch_norm;
+pub(crate) mod conv_forward;
+pub(crate) mod conv_grad;
+pub(crate) mod conv_im2col;
+pub(crate) mod conv_im2col_shifted;
 pub(crate) mod elementwise_parallel;

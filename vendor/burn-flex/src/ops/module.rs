@@ -2,7 +2,9 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{batch_norm, conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{
+    batch_norm, conv, conv_forward, conv_grad, conv_transpose, deform_conv, interpolate, pool,
+};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -69,9 +71,9 @@ impl ModuleOps<Flex> for Flex {
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
             // PATCH (scal-rs): ungrouped f32 convolutions as per-image im2col + gemm on the
-            // NCHW data (ops/conv_grad.rs), without the serial NHWC copy of the input.
+            // NCHW data (ops/conv_forward.rs), without the serial NHWC copy of the input.
             DType::F32 if options.groups == 1 => {
-                conv_grad::conv2d_forward(x, weight, bias, &options)
+                conv_forward::conv2d_forward(x, weight, bias, &options)
             }
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),

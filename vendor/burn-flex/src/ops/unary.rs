@@ -9,6 +9,8 @@ use num_traits::Float;
 
 use crate::layout::StridedBlocks;
 use crate::{FlexTensor, Layout};
+// PATCH (scal-rs): the functions below run on large tensors across threads.
+use crate::ops::elementwise_parallel::unary_op as unary_op_parallel;
 
 /// Apply a float predicate element-wise, producing a boolean tensor.
 ///
@@ -55,8 +57,8 @@ where
 /// Apply a unary operation element-wise to a tensor.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy + Sync + Send,
-    F64Op: Fn(f64) -> f64 + Copy + Sync + Send,
+    F32Op: Fn(f32) -> f32 + Copy,
+    F64Op: Fn(f64) -> f64 + Copy,
 {
     let dtype = tensor.dtype();
 
@@ -73,7 +75,7 @@ where
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E + Sync + Send,
+    Op: Fn(E) -> E,
 {
     let n = tensor.layout().num_elements();
 
@@ -81,12 +83,9 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        crate::ops::elementwise_parallel::chunks_mut(&mut storage[..n], |chunk| {
-            for x in chunk.iter_mut() {
-                *x = op(*x);
-            }
-        });
+        for x in storage[..n].iter_mut() {
+            *x = op(*x);
+        }
         return tensor;
     }
 
@@ -101,8 +100,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        // PATCH (scal-rs): split across threads when large (ops/elementwise_parallel.rs).
-        let result: Vec<E> = crate::ops::elementwise_parallel::map(src, &op);
+        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
@@ -167,22 +165,22 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.exp(), |x| x.exp())
+    unary_op_parallel(tensor, |x| x.exp(), |x| x.exp())
 }
 
 /// Natural logarithm: ln(x)
 pub fn log(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.ln(), |x| x.ln())
+    unary_op_parallel(tensor, |x| x.ln(), |x| x.ln())
 }
 
 /// Natural logarithm of (1 + x): ln(1 + x)
 pub fn log1p(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.ln_1p(), |x| x.ln_1p())
+    unary_op_parallel(tensor, |x| x.ln_1p(), |x| x.ln_1p())
 }
 
 /// Square root
 pub fn sqrt(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.sqrt(), |x| x.sqrt())
+    unary_op_parallel(tensor, |x| x.sqrt(), |x| x.sqrt())
 }
 
 /// Absolute value (float)
@@ -199,7 +197,7 @@ pub fn abs(tensor: FlexTensor) -> FlexTensor {
         crate::simd::abs_inplace_f32(&mut storage[..n]);
         return tensor;
     }
-    unary_op(tensor, |x| x.abs(), |x| x.abs())
+    unary_op_parallel(tensor, |x| x.abs(), |x| x.abs())
 }
 
 /// Absolute value (integer)
@@ -230,72 +228,72 @@ pub fn recip(tensor: FlexTensor) -> FlexTensor {
         crate::simd::recip_inplace_f32(&mut storage[..n]);
         return tensor;
     }
-    unary_op(tensor, |x| 1.0 / x, |x| 1.0 / x)
+    unary_op_parallel(tensor, |x| 1.0 / x, |x| 1.0 / x)
 }
 
 /// Cosine
 pub fn cos(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.cos(), |x| x.cos())
+    unary_op_parallel(tensor, |x| x.cos(), |x| x.cos())
 }
 
 /// Sine
 pub fn sin(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.sin(), |x| x.sin())
+    unary_op_parallel(tensor, |x| x.sin(), |x| x.sin())
 }
 
 /// Tangent
 pub fn tan(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.tan(), |x| x.tan())
+    unary_op_parallel(tensor, |x| x.tan(), |x| x.tan())
 }
 
 /// Hyperbolic cosine
 pub fn cosh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.cosh(), |x| x.cosh())
+    unary_op_parallel(tensor, |x| x.cosh(), |x| x.cosh())
 }
 
 /// Hyperbolic sine
 pub fn sinh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.sinh(), |x| x.sinh())
+    unary_op_parallel(tensor, |x| x.sinh(), |x| x.sinh())
 }
 
 /// Hyperbolic tangent
 pub fn tanh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.tanh(), |x| x.tanh())
+    unary_op_parallel(tensor, |x| x.tanh(), |x| x.tanh())
 }
 
 /// Inverse cosine (arccos)
 pub fn acos(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.acos(), |x| x.acos())
+    unary_op_parallel(tensor, |x| x.acos(), |x| x.acos())
 }
 
 /// Inverse hyperbolic cosine
 pub fn acosh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.acosh(), |x| x.acosh())
+    unary_op_parallel(tensor, |x| x.acosh(), |x| x.acosh())
 }
 
 /// Inverse sine (arcsin)
 pub fn asin(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.asin(), |x| x.asin())
+    unary_op_parallel(tensor, |x| x.asin(), |x| x.asin())
 }
 
 /// Inverse hyperbolic sine
 pub fn asinh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.asinh(), |x| x.asinh())
+    unary_op_parallel(tensor, |x| x.asinh(), |x| x.asinh())
 }
 
 /// Inverse tangent (arctan)
 pub fn atan(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.atan(), |x| x.atan())
+    unary_op_parallel(tensor, |x| x.atan(), |x| x.atan())
 }
 
 /// Inverse hyperbolic tangent
 pub fn atanh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.atanh(), |x| x.atanh())
+    unary_op_parallel(tensor, |x| x.atanh(), |x| x.atanh())
 }
 
 /// Round to nearest integer (ties to even / banker's rounding)
 pub fn round(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, round_ties_even_f32, round_ties_even_f64)
+    unary_op_parallel(tensor, round_ties_even_f32, round_ties_even_f64)
 }
 
 fn round_ties_even_f32(x: f32) -> f32 {
@@ -330,22 +328,22 @@ fn round_ties_even<F: num_traits::Float + num_traits::ToPrimitive>(x: F) -> F {
 
 /// Floor (round down)
 pub fn floor(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.floor(), |x| x.floor())
+    unary_op_parallel(tensor, |x| x.floor(), |x| x.floor())
 }
 
 /// Ceiling (round up)
 pub fn ceil(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.ceil(), |x| x.ceil())
+    unary_op_parallel(tensor, |x| x.ceil(), |x| x.ceil())
 }
 
 /// Truncate (round towards zero)
 pub fn trunc(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.trunc(), |x| x.trunc())
+    unary_op_parallel(tensor, |x| x.trunc(), |x| x.trunc())
 }
 
 /// Error function
 pub fn erf(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, erf_f32, erf_f64)
+    unary_op_parallel(tensor, erf_f32, erf_f64)
 }
 
 // ============================================================================
