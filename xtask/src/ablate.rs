@@ -370,10 +370,17 @@ fn run_configuration(
     Ok(config)
 }
 
+impl AblateArgs {
+    /// Runs `cargo xtask ablate`.
+    pub fn run(self) -> Result<()> {
+        ablate(&self)
+    }
+}
+
 /// Runs every variant with every seed and prints the table. A run that fails (a diverging
 /// loss, a device lost) does not stop the others: the table shows what finished, and the
 /// command then fails naming the runs that did not.
-pub fn run(args: &AblateArgs) -> Result<()> {
+fn ablate(args: &AblateArgs) -> Result<()> {
     let variants = chosen_variants(args)?;
     let baselines = paired_baselines(args, &variants)?;
     let common = common_configuration(args)?;

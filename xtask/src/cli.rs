@@ -13,7 +13,6 @@ use scal_data::DatasetSpec;
 use scal_data::synth::SynthPreset;
 use scal_run::{Checkpoint, TrainingConfig};
 use scal_train::{RunOutcome, Start, train};
-use tempfile::NamedTempFile;
 
 use crate::progress::Progress;
 
@@ -174,7 +173,7 @@ pub fn parse_arch(s: &str) -> Result<ResNetArch, String> {
 /// `path` once complete. Call it (and drop the file) before any work so that an unwritable
 /// destination fails at once, then again once the output is ready: a process killed during
 /// the work leaves no staging file in the user's folder (issue 42, F5).
-pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
+pub fn temporary_beside(path: &Path, flag: &str) -> Result<scal_fs::StagedFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -189,9 +188,7 @@ pub fn temporary_beside(path: &Path, flag: &str) -> Result<NamedTempFile> {
             dir.display()
         );
     }
-    scal_fs::staging_builder(".scal-partial-", false)
-        .suffix(".tmp")
-        .tempfile_in(dir)
+    scal_fs::StagedFile::beside(path, ".scal-partial-", ".tmp")
         .with_context(|| format!("cannot write {flag} {}", path.display()))
 }
 
@@ -505,7 +502,8 @@ pub fn run_on_training_data(flags: &RunFlags, command: &str) -> Result<RunOnTrai
         config.data.loader(config.seed),
     )?;
     let device = crate::backend::device(flags.backend)?.autodiff();
-    let (model, _) = load_model_folder(&run.join(checkpoint.as_str()), &device)?;
+    let folder = scal_run::RunDir::new(&run).checkpoint(checkpoint);
+    let (model, _) = load_model_folder(&folder, &device)?;
     Ok(RunOnTrainingData {
         config,
         loader,

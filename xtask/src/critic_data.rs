@@ -50,8 +50,15 @@ fn write<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
     ndarray_npy::write_npy(&path, array).with_context(|| format!("writing {}", path.display()))
 }
 
+impl CriticDataArgs {
+    /// Runs `cargo xtask critic-data`.
+    pub fn run(self) -> Result<()> {
+        critic_data(&self)
+    }
+}
+
 /// Reads the run, draws the batches, writes the files into a staging folder and swaps it in.
-pub fn run(args: &CriticDataArgs) -> Result<()> {
+fn critic_data(args: &CriticDataArgs) -> Result<()> {
     let (parent, name) = crate::cli::check_folder_replaceable(
         &args.out,
         "--out",

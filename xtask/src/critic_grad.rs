@@ -34,8 +34,15 @@ fn is_critic_grad_json(head: &[u8]) -> bool {
     compact.starts_with("[{\"module\":") || compact == "[" || compact == "[{"
 }
 
+impl CriticGradArgs {
+    /// Runs `cargo xtask critic-grad`.
+    pub fn run(self) -> Result<()> {
+        critic_grad(&self)
+    }
+}
+
 /// Reads the run, measures, prints the table (and writes the JSON).
-pub fn run(args: &CriticGradArgs) -> Result<()> {
+fn critic_grad(args: &CriticGradArgs) -> Result<()> {
     // The output is checked before minutes of measuring: its folder exists, and what is
     // there is ours to replace.
     if let Some(path) = &args.json {

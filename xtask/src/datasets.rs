@@ -29,8 +29,15 @@ fn parse_name(s: &str) -> Result<DatasetName, String> {
     s.parse().map_err(|e: scal_data::DataError| e.to_string())
 }
 
+impl DatasetsArgs {
+    /// Runs `cargo xtask datasets`.
+    pub fn run(self) -> Result<()> {
+        summary(&self)
+    }
+}
+
 /// Prints the summary.
-pub fn run(args: &DatasetsArgs) -> Result<()> {
+fn summary(args: &DatasetsArgs) -> Result<()> {
     let dataset = read_dataset(
         args.name,
         &args.root,
@@ -80,8 +87,15 @@ fn parse_preset(s: &str) -> Result<SynthPreset, String> {
     s.parse().map_err(|e: scal_data::DataError| e.to_string())
 }
 
+impl SynthArgs {
+    /// Runs `cargo xtask synth`.
+    pub fn run(self) -> Result<()> {
+        synth(&self)
+    }
+}
+
 /// Generates the dataset.
-pub fn synth(args: &SynthArgs) -> Result<()> {
+fn synth(args: &SynthArgs) -> Result<()> {
     let config = SynthConfig {
         train_ids: args.train_ids,
         test_ids: args.test_ids,
@@ -123,8 +137,15 @@ pub struct DownloadArgs {
     pub root: PathBuf,
 }
 
+impl DownloadArgs {
+    /// Runs `cargo xtask download`.
+    pub fn run(self) -> Result<()> {
+        download(&self)
+    }
+}
+
 /// Runs the download or installation.
-pub fn download(args: &DownloadArgs) -> Result<()> {
+fn download(args: &DownloadArgs) -> Result<()> {
     use scal_data::download::{Verification, install, source};
     let src = source(args.name);
     let dest = args.root.join(src.folder);

@@ -120,8 +120,15 @@ pub struct EvaluateArgs {
     pub json: bool,
 }
 
+impl EvaluateArgs {
+    /// Runs `cargo xtask evaluate`.
+    pub fn run(self) -> Result<()> {
+        evaluate(&self)
+    }
+}
+
 /// Runs the evaluation and prints the result.
-pub fn run(args: &EvaluateArgs) -> Result<()> {
+fn evaluate(args: &EvaluateArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&args.lambda) {
         bail!("--lambda must be in [0, 1], got {}", args.lambda);
     }

@@ -47,8 +47,15 @@ pub struct ExportArgs {
     pub width: Option<u32>,
 }
 
+impl ExportArgs {
+    /// Runs `cargo xtask export`.
+    pub fn run(self) -> Result<()> {
+        export(&self)
+    }
+}
+
 /// Runs the export.
-pub fn run(args: &ExportArgs) -> Result<()> {
+fn export(args: &ExportArgs) -> Result<()> {
     let extension = args.format.extension();
     if args.out.extension().and_then(|e| e.to_str()) != Some(extension) {
         bail!(
@@ -96,11 +103,13 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             let width = args.width.map_or(config.width, |w| w as usize);
             let bytes = scal_infer::to_onnx(&model, height, width, &device)
                 .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
-            let mut file = crate::cli::temporary_beside(&args.out, "--out")?;
+            let staging = crate::cli::temporary_beside(&args.out, "--out")?;
+            let mut file = staging.file();
             file.write_all(&bytes)
                 .and_then(|()| file.flush())
                 .with_context(|| format!("writing --out {}", args.out.display()))?;
-            file.persist(&args.out)
+            staging
+                .install()
                 .with_context(|| format!("cannot write --out {}", args.out.display()))?;
             println!(
                 "wrote {} ({} with {} attention, {:.1} MB): input \"images\" [batch, 3, {height}, {width}] \

@@ -121,7 +121,7 @@ fn check_names_replaceable(out: &Path, names: &Path) -> Result<()> {
     )
 }
 
-/// What [`run`] wrote.
+/// What an extraction wrote.
 #[derive(Debug)]
 pub struct Summary {
     /// Number of feature rows (images).
@@ -134,8 +134,28 @@ pub struct Summary {
     pub names: PathBuf,
 }
 
+impl ExtractArgs {
+    /// Runs `cargo xtask extract` and says what it wrote.
+    pub fn run(self) -> Result<()> {
+        let s = extract(&self)?;
+        println!(
+            "wrote {} x {} features to {} and the file names to {}{}",
+            s.rows,
+            s.dim,
+            self.out.display(),
+            s.names.display(),
+            if s.skipped > 0 {
+                format!(" ({} non-image entries skipped)", s.skipped)
+            } else {
+                String::new()
+            }
+        );
+        Ok(())
+    }
+}
+
 /// Runs the extraction described by `args`.
-pub fn run(args: &ExtractArgs) -> Result<Summary> {
+fn extract(args: &ExtractArgs) -> Result<Summary> {
     if args.height.is_some() || args.width.is_some() {
         let (h, w) = (args.height.unwrap_or(256), args.width.unwrap_or(128));
         scal_data::check_input_size(h as usize, w as usize)
@@ -159,7 +179,7 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     let (n, dim) = array.dim();
     let features_tmp = temporary_beside(&args.out, "--out")?;
     let names_tmp = temporary_beside(&names_file, "--out")?;
-    let mut writer = BufWriter::new(features_tmp.as_file());
+    let mut writer = BufWriter::new(features_tmp.file());
     array
         .write_npy(&mut writer)
         .with_context(|| format!("writing {}", args.out.display()))?;
@@ -168,11 +188,11 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     drop(writer);
     features_tmp
-        .as_file()
+        .file()
         .sync_all()
         .with_context(|| format!("writing {}", args.out.display()))?;
 
-    let mut writer = BufWriter::new(names_tmp.as_file());
+    let mut writer = BufWriter::new(names_tmp.file());
     for path in &listing.images {
         let name = path.file_name().expect("listed files have names");
         writeln!(writer, "{}", name.to_string_lossy())
@@ -183,7 +203,7 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
         .with_context(|| format!("writing {}", names_file.display()))?;
     drop(writer);
     names_tmp
-        .as_file()
+        .file()
         .sync_all()
         .with_context(|| format!("writing {}", names_file.display()))?;
 
@@ -191,10 +211,10 @@ pub fn run(args: &ExtractArgs) -> Result<Summary> {
     // microseconds between the two renames can pair new features with the old names, and
     // then (unless the two folders have as many images) the row counts differ (issue 42, F6).
     features_tmp
-        .persist(&args.out)
+        .install()
         .with_context(|| format!("cannot write --out {}", args.out.display()))?;
     names_tmp
-        .persist(&names_file)
+        .install()
         .with_context(|| format!("cannot write {}", names_file.display()))?;
     Ok(Summary {
         rows: n,

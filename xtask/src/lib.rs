@@ -33,6 +33,7 @@ pub mod cli;
 pub mod critic_data;
 pub mod critic_grad;
 pub mod datasets;
+pub mod devices;
 pub mod evaluate;
 pub mod export;
 pub mod extract;
@@ -86,59 +87,57 @@ enum Command {
     /// Benchmarks: backbone inference and training step, SCAL step, evaluation, re-ranking, data pipeline.
     Bench(bench::BenchArgs),
     /// The SCAL model on flex and on another backend: forward pass and one training step compared.
-    Parity(bench::ParityArgs),
+    Parity(parity::ParityArgs),
     /// The devices of a backend with their indices (for train --devices).
-    Devices(bench::DevicesArgs),
+    Devices(devices::DevicesArgs),
     /// Serve this machine's devices to `train --backend remote --hosts ws://THIS_HOST:PORT` (multi-machine training).
     Serve(serve::ServeArgs),
     /// Install (or --check) the LLVM that the cuda feature links, from PyPI, so that `cargo xtask-cuda` builds offline.
     SetupCuda(setup_cuda::SetupCudaArgs),
 }
 
+impl Command {
+    /// Whether Ctrl-C finishes the iteration and saves (the commands that train) rather than
+    /// ending the process at once.
+    fn saves_on_ctrl_c(&self) -> bool {
+        matches!(self, Command::Train(_) | Command::Ablate(_))
+    }
+
+    /// Runs the command.
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Extract(args) => args.run(),
+            Command::Evaluate(args) => args.run(),
+            Command::Query(args) => args.run(),
+            Command::Datasets(args) => args.run(),
+            Command::Synth(args) => args.run(),
+            Command::Download(args) => args.run(),
+            Command::Train(args) => args.run(),
+            Command::Export(args) => args.run(),
+            Command::Report(args) => args.run(),
+            Command::Visualize(args) => args.run(),
+            Command::Ablate(args) => args.run(),
+            Command::CriticData(args) => args.run(),
+            Command::CriticGrad(args) => args.run(),
+            Command::Bench(args) => args.run(),
+            Command::Parity(args) => args.run(),
+            Command::Devices(args) => args.run(),
+            Command::Serve(args) => args.run(),
+            Command::SetupCuda(args) => args.run(),
+        }
+    }
+}
+
 /// Parses the command line, runs the command, prints its error (with a hint where one
-/// helps) and returns the exit code.
+/// helps) and returns the exit code. What every command shares is installed here, once: the
+/// Ctrl-C handler of the commands that train, and the hint after an error (training's
+/// progress is [`progress`], which [`cli::train_on_configured_devices`] shows).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Extract(args) => extract::run(args).map(|s| {
-            println!(
-                "wrote {} x {} features to {} and the file names to {}{}",
-                s.rows,
-                s.dim,
-                args.out.display(),
-                s.names.display(),
-                if s.skipped > 0 {
-                    format!(" ({} non-image entries skipped)", s.skipped)
-                } else {
-                    String::new()
-                }
-            );
-        }),
-        Command::Evaluate(args) => evaluate::run(args),
-        Command::Query(args) => query::run(args),
-        Command::Datasets(args) => datasets::run(args),
-        Command::Synth(args) => datasets::synth(args),
-        Command::Download(args) => datasets::download(args),
-        Command::Train(args) => train::run(args).and_then(|(_, outcome)| match outcome {
-            scal_train::RunOutcome::Interrupted { .. } => Err(cli::Interrupted.into()),
-            scal_train::RunOutcome::Finished { .. } => Ok(()),
-        }),
-        Command::Export(args) => export::run(args),
-        Command::Report(args) => report::report(args),
-        Command::Visualize(args) => report::visualize(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Parity(args) => bench::parity(args),
-        Command::Devices(args) => bench::devices(args),
-        Command::Serve(args) => serve::run(args),
-        Command::CriticData(args) => critic_data::run(args),
-        Command::CriticGrad(args) => critic_grad::run(args),
-        Command::SetupCuda(args) => setup_cuda::run(args),
-        Command::Ablate(args) => {
-            cli::install_ctrl_c();
-            ablate::run(args)
-        }
-    };
-    match result {
+    if cli.command.saves_on_ctrl_c() {
+        cli::install_ctrl_c();
+    }
+    match cli.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         // Stopped by Ctrl-C after saving: 130, as shells report an interrupted command.
         Err(e) if e.downcast_ref::<cli::Interrupted>().is_some() => ExitCode::from(130),

@@ -2,7 +2,7 @@
 //! training step, give the same numbers?
 //!
 //! Used by the `backend_parity` test (flex against wgpu), by `cargo xtask parity --backend
-//! …` and by `scripts/gpu-check.sh`. Both models get the same weights (through a checkpoint
+//! …` ([`ParityArgs`], the command) and by `scripts/gpu-check.sh`. Both models get the same weights (through a checkpoint
 //! file) and the same deterministic inputs; every comparison is a [`ParityCheck`] with its
 //! measured value and its limit.
 //!
@@ -23,8 +23,9 @@ use burn::optim::SgdConfig;
 use burn::tensor::{Device, Tensor};
 use scal_model::{AttentionKind, Gating, ScalModel};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use scal_model::objective::StepConfig;
+use scal_run::Backend;
 use scal_train::scal_step;
 
 /// Relative tolerance of forward outputs and losses.
@@ -250,6 +251,70 @@ pub fn parity(reference: &Device, other: &Device) -> Result<Vec<ParityCheck>> {
     let mut checks = forward_parity(reference, other)?;
     checks.extend(step_parity(reference, other)?);
     Ok(checks)
+}
+
+/// Compares the SCAL model's forward pass and one training step on flex and on another
+/// backend ([`parity`]), one line per check; fails if any check fails.
+#[derive(Debug, clap::Args)]
+pub struct ParityArgs {
+    /// The backend compared against flex.
+    #[arg(long)]
+    pub backend: Backend,
+    /// With --backend remote: the `cargo xtask serve` server to compare (its device 0).
+    #[arg(long, value_delimiter = ',', value_name = "ws://HOST:PORT")]
+    pub hosts: Vec<String>,
+    /// Print one JSON object per check (one per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ParityArgs {
+    /// Runs `cargo xtask parity`.
+    pub fn run(self) -> Result<()> {
+        check(&self)
+    }
+}
+
+/// Runs the checks and prints one line (or JSON object) per check.
+fn check(args: &ParityArgs) -> Result<()> {
+    let reference = crate::backend::device(Backend::Flex)?;
+    let other = crate::backend::device_on(args.backend, &args.hosts)?;
+    let device = crate::backend::device_name(args.backend, &other);
+    let checks = parity(&reference, &other)?;
+    for c in &checks {
+        if args.json {
+            let mut v = serde_json::to_value(c)?;
+            v["reference"] = "flex".into();
+            v["backend"] = args.backend.to_string().into();
+            v["device"] = device.clone().into();
+            println!("{v}");
+        } else {
+            println!(
+                "{:<4} {:<38} {:>12.3e}  ({:?} {:e})",
+                if c.passed { "ok" } else { "FAIL" },
+                c.name,
+                c.value,
+                c.criterion,
+                c.limit
+            );
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} parity checks failed between flex and {} ({device})",
+            checks.len(),
+            args.backend
+        );
+    }
+    if !args.json {
+        println!(
+            "all {} checks passed: flex and {} ({device}) agree",
+            checks.len(),
+            args.backend
+        );
+    }
+    Ok(())
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -275,8 +275,15 @@ fn check_html_destination(args: &QueryArgs) -> Result<()> {
     Ok(())
 }
 
+impl QueryArgs {
+    /// Runs `cargo xtask query`.
+    pub fn run(self) -> Result<()> {
+        query(&self)
+    }
+}
+
 /// Runs the query.
-pub fn run(args: &QueryArgs) -> Result<()> {
+fn query(args: &QueryArgs) -> Result<()> {
     check_html_destination(args)?;
     let queries: Vec<PathBuf> = match (&args.image, &args.queries) {
         (Some(image), _) if image.is_dir() => bail!(

@@ -28,8 +28,15 @@ pub struct ReportArgs {
     pub backend: scal_run::Backend,
 }
 
+impl ReportArgs {
+    /// Runs `cargo xtask report`.
+    pub fn run(self) -> Result<()> {
+        report(&self)
+    }
+}
+
 /// Builds the report.
-pub fn report(args: &ReportArgs) -> Result<()> {
+fn report(args: &ReportArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
     if !run.holds_run() {
         bail!(
@@ -94,10 +101,17 @@ pub struct VisualizeArgs {
     pub backend: scal_run::Backend,
 }
 
+impl VisualizeArgs {
+    /// Runs `cargo xtask visualize`.
+    pub fn run(self) -> Result<()> {
+        visualize(&self)
+    }
+}
+
 /// Runs the visualisation. The output folder is written as a whole (staged beside it, then
 /// swapped in): an error leaves the previous folder as it was, and a rerun replaces it
 /// instead of mixing old and new figures.
-pub fn visualize(args: &VisualizeArgs) -> Result<()> {
+fn visualize(args: &VisualizeArgs) -> Result<()> {
     let listing = scal_data::list_images(&args.images)?;
     let device = crate::backend::device(args.backend)?;
     let (model, config) = crate::cli::load_model_folder(&args.checkpoint, &device)?;

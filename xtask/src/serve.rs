@@ -68,8 +68,15 @@ fn exposure_check(
     Ok(Some(format!("warning: {risk} (--allow-unauthenticated)")))
 }
 
+impl ServeArgs {
+    /// Runs `cargo xtask serve`.
+    pub fn run(self) -> Result<()> {
+        start(&self)
+    }
+}
+
 /// Runs `cargo xtask serve`; returns when the process is asked to stop.
-pub fn run(args: &ServeArgs) -> Result<()> {
+fn start(args: &ServeArgs) -> Result<()> {
     if args.backend == Backend::Remote {
         bail!("--backend remote: a server serves its own devices: flex, wgpu or cuda");
     }

@@ -100,8 +100,15 @@ pub fn missing_parts(dir: &Path) -> Vec<&'static str> {
     .collect()
 }
 
+impl SetupCudaArgs {
+    /// Runs `cargo xtask setup-cuda`.
+    pub fn run(self) -> Result<()> {
+        install(&self)
+    }
+}
+
 /// Runs `cargo xtask setup-cuda`.
-pub fn run(args: &SetupCudaArgs) -> Result<()> {
+fn install(args: &SetupCudaArgs) -> Result<()> {
     let dir = install_dir()?;
     let missing = missing_parts(&dir);
     if args.check {
@@ -128,21 +135,22 @@ pub fn run(args: &SetupCudaArgs) -> Result<()> {
     check_prerequisites(&args.python)?;
     let parent = dir.parent().expect("the install folder has a parent");
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = scal_fs::staging_builder(".tracel-llvm-", true)
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a staging folder in {}", parent.display()))?;
-    let wheels = download_wheels(&args.python, staging.path())?;
-    let prefix = staging.path().join("prefix");
-    for wheel in &wheels {
-        let files = unpack_prefix(wheel, &prefix)?;
-        println!("unpacked {files} files of {}", file_name(wheel));
-    }
-    std::fs::write(prefix.join(SENTINEL), b"").context("writing the sentinel")?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    std::fs::rename(&prefix, &dir)
-        .with_context(|| format!("moving the install into {}", dir.display()))?;
+    // The install is filled in a staging folder and swapped in whole: an interrupted or
+    // failed install leaves the previous one (or none), never half of one.
+    scal_fs::write_folder_atomically(parent, BUNDLE_DIR, |prefix| -> Result<()> {
+        let downloads = prefix.join(".downloads");
+        std::fs::create_dir(&downloads)
+            .with_context(|| format!("creating {}", downloads.display()))?;
+        let wheels = download_wheels(&args.python, &downloads)?;
+        for wheel in &wheels {
+            let files = unpack_prefix(wheel, prefix)?;
+            println!("unpacked {files} files of {}", file_name(wheel));
+        }
+        std::fs::remove_dir_all(&downloads)
+            .with_context(|| format!("removing {}", downloads.display()))?;
+        std::fs::write(prefix.join(SENTINEL), b"").context("writing the sentinel")?;
+        Ok(())
+    })?;
     println!(
         "installed LLVM 23 for the cuda feature in {}; next: cargo xtask-cuda devices --backend cuda (the first build takes about 45 minutes on 2 cores)",
         dir.display()

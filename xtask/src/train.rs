@@ -10,7 +10,7 @@ use scal_run::config::Profile;
 use scal_run::{Backend, Checkpoint, RunDir, TrainingConfig};
 use scal_train::{RunOutcome, Start};
 
-use crate::cli::{install_ctrl_c, train_on_configured_devices};
+use crate::cli::train_on_configured_devices;
 use crate::progress::score_line;
 
 /// On/off for `--critic`.
@@ -152,8 +152,19 @@ impl TrainArgs {
     }
 }
 
-/// Runs the training; returns the run folder and its outcome.
-pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
+impl TrainArgs {
+    /// Runs `cargo xtask train`: a run stopped by Ctrl-C (after saving) is
+    /// [`crate::cli::Interrupted`].
+    pub fn run(self) -> Result<()> {
+        match train(&self)? {
+            RunOutcome::Interrupted { .. } => Err(crate::cli::Interrupted.into()),
+            RunOutcome::Finished { .. } => Ok(()),
+        }
+    }
+}
+
+/// Runs the training; returns its outcome.
+fn train(args: &TrainArgs) -> Result<RunOutcome> {
     if let (Some(run), Some(root)) = (&args.resume, &args.root) {
         // The folder given must be there: it is where the run's data moved to (issue 42,
         // C17: the message said the run "was trained on" the folder just typed).
@@ -196,7 +207,6 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
         }
     };
     println!("run folder: {}", run_dir.display());
-    install_ctrl_c();
     let outcome = train_on_configured_devices(&config, &run_dir, start, !args.no_progress)?;
     match &outcome {
         RunOutcome::Finished {
@@ -239,7 +249,7 @@ pub fn run(args: &TrainArgs) -> Result<(PathBuf, RunOutcome)> {
             );
         }
     }
-    Ok((run_dir, outcome))
+    Ok(outcome)
 }
 
 /// A run name is one folder name under --runs ([`RunDir::is_valid_name`]).

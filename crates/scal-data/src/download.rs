@@ -418,12 +418,12 @@ pub fn install(
         path: parent.to_path_buf(),
         source,
     })?;
-    let staging = scal_fs::staging_builder(".extracting-", true)
-        .tempdir_in(parent)
-        .map_err(|source| DataError::Write {
+    let staging = scal_fs::StagedFolder::beside(destination, ".extracting-").map_err(|source| {
+        DataError::Write {
             path: parent.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
     let files = extract(archive, staging.path())?;
     if let Some(dataset) = layout {
         let unusable = |problem: String| DataError::NotTheDataset {
@@ -437,15 +437,15 @@ pub fn install(
         crate::read_dataset(dataset, staging.path(), crate::ReadOptions::default())
             .map_err(|e| unusable(e.to_string()))?;
     }
-    let staged = staging.keep();
-    std::fs::rename(&staged, destination).map_err(|source| DataError::Write {
+    staging.install().map_err(|source| DataError::Write {
         path: destination.to_path_buf(),
         source,
     })?;
     Ok((verification, files))
 }
 
-/// Downloads `url` to `destination` (through `destination.part`, renamed when complete),
+/// Downloads `url` to `destination` (through a staging file `.NAME.XXXXXX.part` beside it,
+/// renamed when complete and removed if the transfer fails),
 /// calling `progress(bytes_so_far, total)` as it goes.
 pub fn download(
     url: &str,
@@ -462,18 +462,17 @@ pub fn download(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let part = destination.with_extension(format!(
-        "{}.part",
-        destination
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-    ));
     let io = |source| DataError::Write {
-        path: part.clone(),
+        path: destination.to_path_buf(),
         source,
     };
-    let mut file = File::create(&part).map_err(io)?;
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let part =
+        scal_fs::StagedFile::beside(destination, &format!(".{name}."), ".part").map_err(io)?;
+    let mut file = part.file();
     let mut body = response.into_body();
     let mut reader = body.as_reader();
     let mut buf = vec![0u8; 1 << 16];
@@ -493,10 +492,6 @@ pub fn download(
             "the transfer stopped after {done} of {total} bytes"
         )));
     }
-    drop(file);
-    std::fs::rename(&part, destination).map_err(|source| DataError::Write {
-        path: destination.to_path_buf(),
-        source,
-    })?;
+    part.install().map_err(io)?;
     Ok(done)
 }

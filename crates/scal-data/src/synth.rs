@@ -723,9 +723,8 @@ pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataEr
         path: parent.clone(),
         source,
     })?;
-    let staging = scal_fs::staging_builder(".synth-", true)
-        .tempdir_in(&parent)
-        .map_err(|source| DataError::Io {
+    let staging =
+        scal_fs::StagedFolder::beside(out, ".synth-").map_err(|source| DataError::Io {
             path: parent.clone(),
             source,
         })?;
@@ -747,8 +746,7 @@ pub fn generate(config: &SynthConfig, out: &Path) -> Result<SynthSummary, DataEr
         distractors: jobs.iter().filter(|j| j.pid == 0).count(),
         junk: jobs.iter().filter(|j| j.pid == -1).count(),
     };
-    let staged = staging.keep();
-    std::fs::rename(&staged, out).map_err(|source| DataError::Io {
+    staging.install().map_err(|source| DataError::Io {
         path: out.to_path_buf(),
         source,
     })?;

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 /// Why an evaluation could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EvalError {
     /// An input file is not there.
     #[error("{} does not exist", path.display())]

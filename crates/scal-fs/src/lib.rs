@@ -11,9 +11,16 @@
 //!   swapped in (checkpoints, the run report, attention figures, the critics' data), with
 //!   [`recover_folder`] for a swap a killed process interrupted, and [`read_folder_whole`]
 //!   for a reader of such a folder while another process may swap it;
-//! - [`staging_builder`]: `tempfile`'s builder for the staging files and folders of writers
-//!   that stream into a file or fill a folder before the rename (`extract`'s features, a
-//!   dataset being extracted or generated, a checkpoint, the run report).
+//! - [`StagedFile`]: a file streamed into beside its destination, then renamed onto it (a
+//!   download, `extract`'s features, `export`'s ONNX graph, the log cut back on resume);
+//! - [`StagedFolder`]: a folder filled beside a destination that does not exist yet, then
+//!   renamed to it (a dataset being extracted or generated);
+//! - [`set_aside`]: a file or folder moved out of the way under a free name (a checkpoint
+//!   that cannot be resumed from);
+//! - [`staging_builder`]: `tempfile`'s builder for the staging files and folders above.
+//!
+//! No other crate of the workspace renames a file or makes a staging file itself
+//! (`xtask/tests/architecture.rs` checks the sources).
 //!
 //! Both create what they stage with the permissions the process's umask leaves (`0666` /
 //! `0777` less the umask), as other tools create files, not `tempfile`'s private `0600` /
@@ -165,6 +172,127 @@ pub fn staging_builder(prefix: &str, folder: bool) -> tempfile::Builder<'_, '_> 
     builder
 }
 
+/// The folder a staging file or folder for `destination` is made in: its parent, or `.`.
+fn folder_of(destination: &Path) -> &Path {
+    match destination.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// A file being written beside its destination, for writers that stream into an open file
+/// (a download, `extract`'s features, a rewritten log): [`StagedFile::install`] renames it
+/// onto the destination once complete; dropped before that, it is removed and the
+/// destination is untouched.
+#[derive(Debug)]
+pub struct StagedFile {
+    file: tempfile::NamedTempFile,
+    destination: PathBuf,
+}
+
+impl StagedFile {
+    /// A new empty staging file `PREFIX…SUFFIX` in `destination`'s folder (made now, so that
+    /// an unwritable destination fails before any work).
+    ///
+    /// # Errors
+    /// The system's error when the file cannot be created (a missing or read-only folder).
+    pub fn beside(destination: &Path, prefix: &str, suffix: &str) -> std::io::Result<StagedFile> {
+        let file = staging_builder(prefix, false)
+            .suffix(suffix)
+            .tempfile_in(folder_of(destination))?;
+        Ok(StagedFile {
+            file,
+            destination: destination.to_path_buf(),
+        })
+    }
+
+    /// The open staging file, to write into.
+    pub fn file(&self) -> &std::fs::File {
+        self.file.as_file()
+    }
+
+    /// The destination it will be renamed onto.
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// Renames the staging file onto the destination (replacing any file there).
+    ///
+    /// # Errors
+    /// The system's error when the rename fails (the staging file is then removed).
+    pub fn install(self) -> std::io::Result<()> {
+        self.file
+            .persist(&self.destination)
+            .map(drop)
+            .map_err(|e| e.error)
+    }
+}
+
+/// A folder being filled beside its destination, which must not exist yet (a dataset being
+/// extracted or generated): [`StagedFolder::install`] renames it to the destination once
+/// complete; dropped before that, it is removed with what it holds, so an interrupted
+/// writer never leaves a complete-looking destination.
+#[derive(Debug)]
+pub struct StagedFolder {
+    dir: tempfile::TempDir,
+    destination: PathBuf,
+}
+
+impl StagedFolder {
+    /// A new empty staging folder `PREFIX…` in `destination`'s folder, which must exist.
+    ///
+    /// # Errors
+    /// The system's error when the folder cannot be created.
+    pub fn beside(destination: &Path, prefix: &str) -> std::io::Result<StagedFolder> {
+        let dir = staging_builder(prefix, true).tempdir_in(folder_of(destination))?;
+        Ok(StagedFolder {
+            dir,
+            destination: destination.to_path_buf(),
+        })
+    }
+
+    /// The staging folder, to fill.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Renames the staging folder to the destination.
+    ///
+    /// # Errors
+    /// The system's error when the rename fails (the destination appeared meanwhile, or
+    /// another file system); the staging folder is then removed.
+    pub fn install(self) -> std::io::Result<()> {
+        let staged = self.dir.keep();
+        std::fs::rename(&staged, &self.destination).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&staged);
+        })
+    }
+}
+
+/// Moves `path` (a file or folder, if it exists) out of the way, to `NAME.TAG` or, when that
+/// is taken, `NAME.TAG.2`, `NAME.TAG.3`, …; returns where it went (`None`: nothing there).
+///
+/// # Errors
+/// The system's error when the rename fails.
+pub fn set_aside(path: &Path, tag: &str) -> std::io::Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = (1..)
+        .map(|i| match i {
+            1 => path.with_file_name(format!("{name}.{tag}")),
+            i => path.with_file_name(format!("{name}.{tag}.{i}")),
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name");
+    std::fs::rename(path, &target)?;
+    Ok(Some(target))
+}
+
 /// Runs `write` on a staging path in `path`'s folder, then renames it to `path`: a failure
 /// (or a killed process) never leaves a half-written `path`, and any previous file at `path`
 /// survives it. The staging file is removed on failure. `write`'s `Err` says what failed.
@@ -180,13 +308,9 @@ pub fn write_atomically(
         path: path.to_path_buf(),
         message,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let tmp = staging_builder(".staging-", false)
         .suffix(".tmp")
-        .tempfile_in(dir)
+        .tempfile_in(folder_of(path))
         .map_err(|e| error(e.to_string()))?;
     write(tmp.path()).map_err(error)?;
     tmp.persist(path).map_err(|e| error(e.error.to_string()))?;
@@ -313,6 +437,67 @@ mod tests {
                 && !message.contains(".out.tmp-"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_staged_file_replaces_its_destination_only_when_installed() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.zip");
+        std::fs::write(&path, "old").unwrap();
+        let staged = StagedFile::beside(&path, ".a.zip.", ".part").unwrap();
+        staged.file().write_all(b"half").unwrap();
+        drop(staged);
+        assert_eq!(
+            names(dir.path()),
+            ["a.zip"],
+            "a dropped staging file is gone"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        let staged = StagedFile::beside(&path, ".a.zip.", ".part").unwrap();
+        assert_eq!(staged.destination(), path);
+        staged.file().write_all(b"new").unwrap();
+        staged.install().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(names(dir.path()), ["a.zip"]);
+        let err = StagedFile::beside(&dir.path().join("absent/x"), ".x", "").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_staged_folder_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("data");
+        let staged = StagedFolder::beside(&out, ".data-").unwrap();
+        std::fs::write(staged.path().join("f.txt"), "x").unwrap();
+        drop(staged);
+        assert!(
+            names(dir.path()).is_empty(),
+            "a dropped staging folder is gone"
+        );
+        let staged = StagedFolder::beside(&out, ".data-").unwrap();
+        std::fs::write(staged.path().join("f.txt"), "x").unwrap();
+        staged.install().unwrap();
+        assert_eq!(names(dir.path()), ["data"]);
+        assert_eq!(names(&out), ["f.txt"]);
+        // A destination that appeared meanwhile (not empty) is kept, the staging removed.
+        let staged = StagedFolder::beside(&out, ".data-").unwrap();
+        assert!(staged.install().is_err());
+        assert_eq!(names(dir.path()), ["data"]);
+        assert_eq!(names(&out), ["f.txt"]);
+    }
+
+    #[test]
+    fn set_aside_takes_the_first_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let last = dir.path().join("last");
+        assert_eq!(set_aside(&last, "set-aside").unwrap(), None);
+        for expected in ["last.set-aside", "last.set-aside.2", "last.set-aside.3"] {
+            std::fs::create_dir(&last).unwrap();
+            let moved = set_aside(&last, "set-aside").unwrap().unwrap();
+            assert_eq!(moved, dir.path().join(expected));
+            assert!(moved.is_dir() && !last.exists());
+        }
     }
 
     #[test]

@@ -163,13 +163,11 @@ pub fn truncate(path: &Path, iteration: u64) -> Result<(), LogError> {
             kept.push('\n');
         }
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut staged = scal_fs::staging_builder(".metrics-", false)
-        .tempfile_in(dir)
-        .map_err(io_error(path))?;
-    staged.write_all(kept.as_bytes()).map_err(io_error(path))?;
-    staged.as_file().sync_all().map_err(io_error(path))?;
-    staged.persist(path).map_err(|e| io_error(path)(e.error))?;
+    let staged = scal_fs::StagedFile::beside(path, ".metrics-", "").map_err(io_error(path))?;
+    let mut file = staged.file();
+    file.write_all(kept.as_bytes()).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
+    staged.install().map_err(io_error(path))?;
     Ok(())
 }
 

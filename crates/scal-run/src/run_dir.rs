@@ -7,7 +7,8 @@
 //!   config.json     the resolved training configuration
 //!   metrics.jsonl   the log (crate::log)
 //!   .lock           the process training it (crate::folder::RunLock)
-//!   last/           the latest training checkpoint (scal_train::checkpoint)
+//!   last/           the latest training checkpoint (scal_train::checkpoint): the model
+//!                   folder, optimizer.bpk, state.json and a copy of config.json
 //!   best/           the checkpoint of the best evaluation
 //!   report/         the run report (scal-report)
 //! ```
@@ -26,6 +27,10 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const REPORT_DIR: &str = "report";
 /// The lock file of a run folder.
 pub const LOCK_FILE: &str = ".lock";
+/// The training state in a checkpoint (`last/state.json`: where training resumes).
+pub const STATE_FILE: &str = "state.json";
+/// The optimizer's state in a training checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 
 /// One of a run's two checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

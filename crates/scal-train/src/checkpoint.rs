@@ -91,9 +91,9 @@ pub fn recover(run: &Path, name: &str) -> Result<(), TrainError> {
 /// The training configuration's copy in a checkpoint (what it was trained with).
 pub const CONFIG_COPY: &str = crate::run_dir::CONFIG_FILE;
 /// The optimizer's state in a training checkpoint.
-pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+pub const OPTIMIZER_FILE: &str = crate::run_dir::OPTIMIZER_FILE;
 /// The training state of a checkpoint.
-pub const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = crate::run_dir::STATE_FILE;
 
 /// Writes checkpoint `name` of `run`: the model folder, the optimizer (when given), the
 /// training state and a copy of the configuration, all listed with their SHA-256 in
@@ -223,22 +223,7 @@ fn check_identities(
 /// Moves the checkpoint folder `checkpoint` (if it exists) out of the way, to
 /// `NAME.set-aside` or, if that is taken, `NAME.set-aside.2`, `.3`, …; returns where it went.
 pub fn set_aside(checkpoint: &Path) -> Result<Option<PathBuf>, TrainError> {
-    if !checkpoint.exists() {
-        return Ok(None);
-    }
-    let name = checkpoint
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let target = (1..)
-        .map(|i| match i {
-            1 => checkpoint.with_file_name(format!("{name}.set-aside")),
-            i => checkpoint.with_file_name(format!("{name}.set-aside.{i}")),
-        })
-        .find(|p| !p.exists())
-        .expect("an unused name");
-    std::fs::rename(checkpoint, &target).map_err(|e| error(checkpoint, e))?;
-    Ok(Some(target))
+    scal_fs::set_aside(checkpoint, "set-aside").map_err(|e| error(checkpoint, e))
 }
 
 /// The training state of a checkpoint folder.

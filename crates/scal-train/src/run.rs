@@ -165,7 +165,7 @@ pub fn trained_run_data(
         });
     }
     let dataset = load_dataset(&config, &mut ())?;
-    let state = checkpoint::state(&run_dir.join(checkpoint.as_str()))?;
+    let state = checkpoint::state(&RunDir::new(run_dir).checkpoint(checkpoint))?;
     let now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
     match state.train_split {
         Some(then) if then != now => Err(TrainError::SplitChanged {
@@ -539,9 +539,7 @@ impl<'a> Trainer<'a> {
                 }
             })?;
         if !report.loss.is_finite() || report.loss > scal_run::DIVERGED_LOSS {
-            let last = RunDir::new(&self.run_dir)
-                .path()
-                .join(Checkpoint::Last.as_str());
+            let last = RunDir::new(&self.run_dir).checkpoint(Checkpoint::Last);
             return Err(TrainError::NonFiniteLoss {
                 iteration: self.state.iteration + 1,
                 epoch,

@@ -29,9 +29,7 @@ use burn_std::{IntDType, Shape};
 use scal_backbone::BlockKind;
 use scal_model::{AttentionKind, ScalConfig};
 
-use super::measures::{
-    BenchOptions, BenchRow, Measure, TrainStep, network, optimizer, peak_rss_mib,
-};
+use super::{BenchOptions, BenchRow, Measure, TrainStep, network, optimizer, peak_rss_mib};
 use crate::backend::Backend;
 use crate::backend::device_name;
 
@@ -512,7 +510,7 @@ fn op_row(
         peak_rss_mib: peak_rss_mib(),
         device_memory_mib: None,
         first_iteration_seconds: None,
-        date: super::measures::now_utc(),
+        date: super::now_utc(),
         op: Some(spec.op.to_string()),
         count: Some(spec.count),
         step_ms: Some(seconds * 1000.0 * spec.count as f64),
@@ -613,7 +611,7 @@ mod tests {
     /// 8 × 4 (last stride 1).
     #[test]
     fn the_step_list_counts_the_quick_profiles_layers() {
-        use super::super::measures::BenchProfile;
+        use super::super::BenchProfile;
         let o = BenchOptions::defaults_for(Backend::Flex).with_profile(BenchProfile::Quick);
         let ops = step_ops(&network(&o, AttentionKind::None), o.train_batch);
         let count =
