@@ -41,7 +41,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor};
 pub use scal_attention::{AttentionKind, Gating, StackedAttention, StackedAttentionConfig};
 use scal_backbone::{BackboneError, ResNet, ResNetArch, ResNetConfig, global_average_pool};
-pub use scal_critic::{CriticInput, CriticScaling, Critics, CriticsConfig};
+pub use scal_critic::{CriticInput, CriticKind, CriticScaling, Critics, CriticsConfig};
 
 /// How to build a [`ScalModel`].
 #[derive(Config, Debug)]
@@ -82,6 +82,10 @@ pub struct ScalConfig {
     /// existed: [`CriticScaling::Raw`], the paper's).
     #[config(default = "None")]
     pub critic_scaling: Option<CriticScaling>,
+    /// Which critics the model has (`None`, as in folders written before the field existed:
+    /// [`CriticKind::Paper`]).
+    #[config(default = "None")]
+    pub critic_kind: Option<CriticKind>,
 }
 
 impl ScalConfig {
@@ -142,6 +146,8 @@ impl ScalConfig {
         let critics = CriticsConfig::new(inputs)
             .with_hidden(self.critic_hidden)
             .with_scaling(self.critic_scaling.unwrap_or(CriticScaling::Raw))
+            .with_kind(self.critic_kind.unwrap_or(CriticKind::Paper))
+            .with_classes(self.num_classes)
             .init(device);
         let dim = backbone.feature_dim();
         let mut neck = BatchNormConfig::new(dim).init(device);
@@ -174,7 +180,8 @@ pub struct ScalModel {
     pub neck: BatchNorm,
     /// Identity classifier on the post-BN feature, no bias.
     pub classifier: Linear,
-    /// Critics φ, one per attention module (empty without attention).
+    /// Critics φ, one per attention module (empty without attention): the paper's, or
+    /// compatible ones (`critics.compatible`).
     pub critics: Critics,
 }
 
@@ -192,7 +199,8 @@ pub struct ScalOutput {
     /// The five feature maps `X_l` the modules read, before gating (empty when `maps` is).
     pub stage_inputs: Vec<Tensor<4>>,
     /// The critics' estimates `V_l = C_l(X_l, A_l)` on detached inputs, one `[N]` per module
-    /// (empty when `maps` is). They train the critics and estimate `R`.
+    /// (empty when `maps` is, and with compatible critics, which need the exploring pass).
+    /// They train the critics and estimate `R`.
     pub values: Vec<Tensor<1>>,
 }
 
@@ -286,7 +294,7 @@ impl ScalModel {
         let global = global_average_pool(last);
         let feature = self.neck.forward(global.clone());
         let logits = self.classifier.forward(feature.clone());
-        let values = if maps.is_empty() {
+        let values = if maps.is_empty() || self.critics.critics.is_empty() {
             Vec::new()
         } else {
             self.critics.forward(

@@ -20,17 +20,31 @@
 //! loop) replaces `R`, and exploration (`exploration > 0`) adds a third forward pass with
 //! perturbed maps `A'` (copy, no gradient): its logits earn `R`, the critics learn
 //! `V(X', A')`, and `J_cri` still takes the agents' own maps.
+//!
+//! With compatible critics (`model.critic_kind = compatible`, beyond the paper; exploration
+//! required) the critics' terms change ([`ScalLoss::bounded_critic_objectives`]):
+//!
+//! ```text
+//! y = S(A') − S(A) per sample (S: log p_y, the batch AP, or a planted reward)   constant
+//! J_mse = mean (Σ_l ⟨A'_l − A_l, G_l⟩ + b_l − y)²    [G_l, b_l] = critic_l(X_l⊥, y)   → φ only
+//! J_cri,l = −mean ⟨G_l⊥, A_l(X_l⊥)⟩                                               → θ_l only
+//! ```
+//! `J_cri` is not in `total`: [`step_gradients`] adds `λ·∇J_cri,l` to agent `l`'s gradient
+//! scaled down to at most the norm of that agent's gradient from `total` (the ReID losses').
 
-use crate::ScalModel;
+use crate::{ScalModel, ScalOutput, l2_normalize};
 use burn::config::Config;
-use burn::module::Module;
-use burn::tensor::Distribution;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Distribution, TensorData};
 use burn::tensor::{Int, Tensor};
 use scal_attention::Gating;
+use scal_critic::CriticKind;
 use scal_losses::{CriticMse, CriticObjective, LabelSmoothedCrossEntropyConfig, TripletLossConfig};
 use scal_rewards::{
-    PlantedRewardConfig, RewardKind, Rewards, median, planted_direction, planted_directions,
-    planted_reward, planted_row_scores, planted_score, rewards,
+    PlantedRewardConfig, RewardKind, Rewards, batch_average_precision, median, planted_direction,
+    planted_directions, planted_reward, planted_row_scores, planted_score, rewards,
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +75,22 @@ pub enum CriticTarget {
     /// `both`). Five more forward passes of the no-attention copy per step.
     #[serde(rename = "per-module")]
     PerModule,
+}
+
+/// The per-sample score `S` whose change `S(A′) − S(A)` under exploration a compatible
+/// critic learns (`log-prob`, `batch-ap` in configs). With a planted reward, `S` is the
+/// planted reward itself, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CriticScore {
+    /// `log p_y`, the true class's log-probability from the logits (the mechanism check:
+    /// its gradient along each map is what `critic-grad` compares with).
+    #[serde(rename = "log-prob")]
+    LogProb,
+    /// The sample's average precision among the P × K batch by the distances of the
+    /// L2-normalised post-BN features (ReID's own metric): the query from the pass being
+    /// scored, the other samples from the unperturbed pass ([`batch_average_precision`]).
+    #[serde(rename = "batch-ap")]
+    BatchAp,
 }
 
 /// The losses of a step.
@@ -100,12 +130,17 @@ pub struct StepConfig {
     /// module's ([`CriticTarget::PerModule`], beyond the paper).
     #[config(default = "CriticTarget::Shared")]
     pub critic_target: CriticTarget,
+    /// What compatible critics (`model.critic_kind = compatible`) learn the change of under
+    /// exploration; unused by the paper's critics.
+    #[config(default = "CriticScore::LogProb")]
+    pub critic_score: CriticScore,
 }
 
 /// The terms of one step's loss, before the backward pass.
 #[derive(Debug)]
 pub struct ScalLoss {
-    /// `J_tri + J_cls + λ J_cri + J_mse`.
+    /// `J_tri + J_cls + λ J_cri + J_mse` (with compatible critics `J_tri + J_cls + J_mse`:
+    /// their `J_cri` is [`ScalLoss::bounded_critic_objectives`]).
     pub total: Tensor<1>,
     /// `J_tri`.
     pub triplet: Tensor<1>,
@@ -124,6 +159,12 @@ pub struct ScalLoss {
     /// The attended stages' inputs, detached: what the agents' `J_cri` reads (empty without
     /// the critic).
     pub agent_inputs: Vec<Tensor<4>>,
+    /// With compatible critics: `J_cri,l = −mean ⟨G_l⊥, A_l(X_l⊥)⟩` per module
+    /// (unweighted), not in `total`; [`step_gradients`] adds them, bounded (empty
+    /// otherwise).
+    pub bounded_critic_objectives: Vec<Tensor<1>>,
+    /// With compatible critics: their target `y = S(A′) − S(A)`, `[N]` (detached).
+    pub critic_targets: Option<Tensor<1>>,
 }
 
 /// The agents' critic objective `J_cri = −Σ_l mean C_l⊥φ(X_l⊥, A_l(X_l⊥))` (unweighted):
@@ -159,7 +200,8 @@ pub fn agents_critic_objective(model: &ScalModel, agent_inputs: &[Tensor<4>]) ->
 /// # Panics
 /// With [`CriticTarget::PerModule`] together with exploration or a planted reward: a module's
 /// own reward compares unperturbed passes, and the planted reward has no module's share
-/// (a trainer's configuration refuses both).
+/// (a trainer's configuration refuses both). With compatible critics, without exploration
+/// or with per-module targets.
 pub fn scal_loss(
     model: &ScalModel,
     images: Tensor<4>,
@@ -176,67 +218,267 @@ pub fn scal_loss(
         .init()
         .forward(out.logits.clone(), labels.clone());
     let mut total = triplet.clone() + classification.clone();
-    let (mut j_cri, mut j_mse, mut reward) = (None, None, None);
-    let mut agent_inputs = Vec::new();
-    let mut values = out.values;
-    if model.has_attention() && config.critic {
-        assert!(
-            config.critic_target == CriticTarget::Shared
-                || (config.exploration == 0.0 && !config.reward.is_planted()),
-            "per-module critic targets need the method's reward without exploration"
-        );
-        let copy = model.no_attention_copy();
-        let plain = copy.forward(images.clone(), Gating::Ones);
-        // Per-module targets run without exploration (asserted above): the acting pass is
-        // this one.
-        let targets = (config.critic_target == CriticTarget::PerModule)
-            .then(|| module_rewards(&copy, images.clone(), &out.logits, &labels, config.reward));
-        // The pass whose logits earn R and whose maps the critics learn from: this one, or
-        // an exploring one.
-        let (acting_logits, acting_maps) = if config.exploration > 0.0 {
-            let std = config.exploration;
-            let explored = copy.forward(images, Gating::Perturbed { std });
-            values = model.critics.forward(
-                explored
-                    .stage_inputs
-                    .iter()
-                    .map(|x| x.clone().detach())
-                    .collect(),
-                explored.maps.iter().map(|a| a.clone().detach()).collect(),
-            );
-            (explored.logits, explored.maps)
-        } else {
-            (out.logits.clone(), out.maps)
-        };
-        let mut r = rewards(acting_logits, plain.logits, labels.clone(), config.reward);
-        if config.reward.is_planted() {
-            r.total = planted_total(&acting_maps, &labels, config);
-        }
-        agent_inputs = out
-            .stage_inputs
-            .iter()
-            .map(|x| x.clone().detach())
-            .collect();
-        let cri = agents_critic_objective(model, &agent_inputs);
-        let mse = match &targets {
-            Some(each) => CriticMse::new().forward_each(&values, each),
-            None => CriticMse::new().forward(&values, r.total.clone()),
-        };
-        total = total + cri.clone().mul_scalar(config.lambda) + mse.clone();
-        j_cri = Some(cri);
-        j_mse = Some(mse);
-        reward = Some(r);
-    }
-    ScalLoss {
-        total,
+    let mut loss = ScalLoss {
+        total: total.clone(),
         triplet,
         classification,
-        critic_objective: j_cri,
-        critic_mse: j_mse,
-        rewards: reward,
+        critic_objective: None,
+        critic_mse: None,
+        rewards: None,
+        values: out.values.clone(),
+        logits: out.logits.clone(),
+        agent_inputs: Vec::new(),
+        bounded_critic_objectives: Vec::new(),
+        critic_targets: None,
+    };
+    if model.has_attention() && config.critic {
+        let terms = match model.critics.kind() {
+            CriticKind::Paper => paper_terms(model, out, images, &labels, config),
+            CriticKind::Compatible => compatible_terms(model, out, images, &labels, config),
+        };
+        // The compatible critics' J_cri is added in `step_gradients`, bounded per agent.
+        if terms.bounded.is_empty() {
+            total = total + terms.objective.clone().mul_scalar(config.lambda);
+        }
+        loss.total = total + terms.mse.clone();
+        loss.critic_objective = Some(terms.objective);
+        loss.critic_mse = Some(terms.mse);
+        loss.rewards = Some(terms.rewards);
+        loss.values = terms.values;
+        loss.agent_inputs = terms.agent_inputs;
+        loss.bounded_critic_objectives = terms.bounded;
+        loss.critic_targets = terms.targets;
+    }
+    loss
+}
+
+/// The critics' terms of a step.
+struct CriticTerms {
+    /// `J_cri` (unweighted).
+    objective: Tensor<1>,
+    /// `J_mse`.
+    mse: Tensor<1>,
+    rewards: Rewards,
+    values: Vec<Tensor<1>>,
+    agent_inputs: Vec<Tensor<4>>,
+    /// Compatible critics' `J_cri,l` (empty for the paper's).
+    bounded: Vec<Tensor<1>>,
+    targets: Option<Tensor<1>>,
+}
+
+/// The paper's critics' terms: `R` from the acting pass (this one, or an exploring one),
+/// `J_cri` through the frozen critics, `J_mse` against `R` (or each module's own reward).
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the model's pass on `images`
+fn paper_terms(
+    model: &ScalModel,
+    out: ScalOutput,
+    images: Tensor<4>,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+) -> CriticTerms {
+    assert!(
+        config.critic_target == CriticTarget::Shared
+            || (config.exploration == 0.0 && !config.reward.is_planted()),
+        "per-module critic targets need the method's reward without exploration"
+    );
+    let copy = model.no_attention_copy();
+    let plain = copy.forward(images.clone(), Gating::Ones);
+    // Per-module targets run without exploration (asserted above): the acting pass is
+    // this one.
+    let targets = (config.critic_target == CriticTarget::PerModule)
+        .then(|| module_rewards(&copy, images.clone(), &out.logits, labels, config.reward));
+    // The pass whose logits earn R and whose maps the critics learn from: this one, or
+    // an exploring one.
+    let mut values = out.values;
+    let (acting_logits, acting_maps) = if config.exploration > 0.0 {
+        let std = config.exploration;
+        let explored = copy.forward(images, Gating::Perturbed { std });
+        values = model.critics.forward(
+            explored
+                .stage_inputs
+                .iter()
+                .map(|x| x.clone().detach())
+                .collect(),
+            explored.maps.iter().map(|a| a.clone().detach()).collect(),
+        );
+        (explored.logits, explored.maps)
+    } else {
+        (out.logits.clone(), out.maps)
+    };
+    let mut r = rewards(acting_logits, plain.logits, labels.clone(), config.reward);
+    if config.reward.is_planted() {
+        r.total = planted_total(&acting_maps, labels, config);
+    }
+    let agent_inputs: Vec<Tensor<4>> = out
+        .stage_inputs
+        .iter()
+        .map(|x| x.clone().detach())
+        .collect();
+    let cri = agents_critic_objective(model, &agent_inputs);
+    let mse = match &targets {
+        Some(each) => CriticMse::new().forward_each(&values, each),
+        None => CriticMse::new().forward(&values, r.total.clone()),
+    };
+    CriticTerms {
+        objective: cri,
+        mse,
+        rewards: r,
         values,
-        logits: out.logits,
         agent_inputs,
+        bounded: Vec::new(),
+        targets: None,
+    }
+}
+
+/// The compatible critics' terms: an exploring pass `A′` (every module perturbed at once,
+/// independent noise per element), the target `y = S(A′) − S(A)`, one joint regression of
+/// `y` on `Σ_l Q_l` with `Q_l = ⟨A′_l − A_l, G_l⟩ + b_l` (the modules' cross terms average
+/// out over the independent noise), and each module's `J_cri,l = −mean ⟨G_l⊥, A_l⟩`. `R`
+/// (for the log's rates) from the exploring pass, as the paper's critics' with exploration.
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the model's pass on `images`
+fn compatible_terms(
+    model: &ScalModel,
+    out: ScalOutput,
+    images: Tensor<4>,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+) -> CriticTerms {
+    assert!(
+        config.exploration > 0.0 && config.critic_target == CriticTarget::Shared,
+        "compatible critics learn from exploration (step.exploration > 0) with shared targets"
+    );
+    let n = labels.dims()[0];
+    let copy = model.no_attention_copy();
+    let plain = copy.forward(images.clone(), Gating::Ones);
+    let std = config.exploration;
+    let explored = copy.forward(images, Gating::Perturbed { std });
+    let mut r = rewards(
+        explored.logits.clone(),
+        plain.logits,
+        labels.clone(),
+        config.reward,
+    );
+    let (target, planted) = score_change(&out, &explored, labels, config);
+    if let Some(planted) = planted {
+        r.total = planted;
+    }
+    let agent_inputs: Vec<Tensor<4>> = out
+        .stage_inputs
+        .iter()
+        .map(|x| x.clone().detach())
+        .collect();
+    let mut estimate: Option<Tensor<1>> = None;
+    let mut bounded = Vec::with_capacity(agent_inputs.len());
+    for (l, critic) in model.critics.compatible.iter().enumerate() {
+        let said = critic.forward(agent_inputs[l].clone(), labels.clone());
+        let deviation = (explored.maps[l].clone() - out.maps[l].clone()).detach();
+        let q = said.value(deviation);
+        estimate = Some(match estimate {
+            Some(e) => e + q,
+            None => q,
+        });
+        let map = model
+            .attention
+            .attention_map(l, agent_inputs[l].clone())
+            .expect("an agent per stage");
+        let d = said.direction.dims()[1];
+        let push = (map.reshape([n, d]) * said.direction.detach())
+            .sum()
+            .div_scalar(n as f64)
+            .neg();
+        bounded.push(push);
+    }
+    let estimate = estimate.expect("a compatible critic per module");
+    let mse = (estimate - target.clone()).powi_scalar(2).mean();
+    let objective = bounded
+        .iter()
+        .cloned()
+        .reduce(|a, b| a + b)
+        .expect("a compatible critic per module");
+    CriticTerms {
+        objective,
+        mse,
+        rewards: r,
+        values: Vec::new(),
+        agent_inputs,
+        bounded,
+        targets: Some(target),
+    }
+}
+
+/// The compatible critics' target `y = S(A′) − S(A)` per sample (detached), `S` by
+/// `config.critic_score` or, with a planted reward, the planted reward itself (the same
+/// flips for both passes with `planted-noisy`); with a planted reward also `R` of the
+/// exploring pass.
+///
+/// # Shapes
+/// - `out`, `explored`: passes on the same `N` images; `labels`: `[N]`; outputs: `[N]`
+fn score_change(
+    out: &ScalOutput,
+    explored: &ScalOutput,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+) -> (Tensor<1>, Option<Tensor<1>>) {
+    let n = labels.dims()[0];
+    if config.reward.is_planted() {
+        let (acting, own) = (
+            planted_scores(&explored.maps, labels, config.reward, &config.planted),
+            planted_scores(&out.maps, labels, config.reward, &config.planted),
+        );
+        let threshold = config.planted.threshold.unwrap_or_else(|| {
+            median(
+                &acting
+                    .clone()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("float scores"),
+            )
+        });
+        let flips = (config.reward == RewardKind::PlantedNoisy).then(|| {
+            let p = config.planted.flip_probability;
+            Tensor::random(acting.dims(), Distribution::Bernoulli(p), &acting.device())
+        });
+        let acting = planted_reward(acting, threshold, flips.clone());
+        let own = planted_reward(own, threshold, flips);
+        return (acting.clone() - own, Some(acting));
+    }
+    match config.critic_score {
+        CriticScore::LogProb => {
+            let index = labels.clone().reshape([n, 1]);
+            let log_p = |logits: Tensor<2>| {
+                log_softmax(logits.detach(), 1)
+                    .gather(1, index.clone())
+                    .reshape([n])
+            };
+            (
+                log_p(explored.logits.clone()) - log_p(out.logits.clone()),
+                None,
+            )
+        }
+        CriticScore::BatchAp => {
+            let rows = |f: &Tensor<2>| -> Vec<f32> {
+                l2_normalize(f.clone().detach())
+                    .into_data()
+                    .iter::<f32>()
+                    .collect()
+            };
+            let (acting, own) = (rows(&explored.feature), rows(&out.feature));
+            let ids: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
+            let change: Vec<f32> = batch_average_precision(&acting, &own, &ids)
+                .iter()
+                .zip(batch_average_precision(&own, &own, &ids))
+                .map(|(a, b)| (a - b) as f32)
+                .collect();
+            let device = labels.device();
+            (
+                Tensor::from_data(TensorData::new(change, [n]), &device),
+                None,
+            )
+        }
     }
 }
 
@@ -339,6 +581,98 @@ pub fn planted_threshold(
     median(&score.into_data().try_to_vec::<f32>().expect("float scores"))
 }
 
+/// The gradients of a step's loss on every parameter, the loss scaled by `weight` (1 for a
+/// whole batch, `1/n` for one of `n` shards): the backward pass of [`ScalLoss::total`]; with
+/// compatible critics also `λ·∇J_cri,l` ([`ScalLoss::bounded_critic_objectives`]) on each
+/// agent `l`, scaled by `s_l = min(1, ‖∇_θl total‖ / ‖λ·∇_θl J_cri,l‖)` so that the critic
+/// never pushes an agent harder than the ReID losses pull it (`J_mse` reaches only the
+/// critics; `s_l = 1` where `J_cri,l` gives no gradient). The two backward passes run on
+/// disjoint graphs (`J_cri` reads detached stage inputs).
+///
+/// Returns the gradients and the scales `s_l` (empty for the paper's critics).
+pub fn step_gradients(
+    model: &ScalModel,
+    loss: &ScalLoss,
+    lambda: f64,
+    weight: f64,
+) -> (GradientsParams, Vec<f32>) {
+    let total = if weight == 1.0 {
+        loss.total.clone()
+    } else {
+        loss.total.clone().mul_scalar(weight)
+    };
+    let mut grads = GradientsParams::from_grads(total.backward(), model);
+    if loss.bounded_critic_objectives.is_empty() || lambda == 0.0 {
+        return (grads, Vec::new());
+    }
+    let push = loss
+        .bounded_critic_objectives
+        .iter()
+        .cloned()
+        .reduce(|a, b| a + b)
+        .expect("one term per module")
+        .mul_scalar(lambda * weight);
+    let mut push = GradientsParams::from_grads(push.backward(), model);
+    let scales = model
+        .attention
+        .agents
+        .iter()
+        .map(|agent| {
+            let (reid, critic) = (squared_norm(agent, &grads), squared_norm(agent, &push));
+            let scale = if critic > 0.0 {
+                (reid / critic).sqrt().min(1.0)
+            } else {
+                1.0
+            };
+            agent.visit(&mut AddScaled {
+                into: &mut grads,
+                from: &mut push,
+                scale,
+            });
+            scale as f32
+        })
+        .collect();
+    (grads, scales)
+}
+
+/// The squared norm of `grads` on `module`'s parameters.
+fn squared_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
+    struct Sum<'a> {
+        grads: &'a GradientsParams,
+        sum: f64,
+    }
+    impl ModuleVisitor for Sum<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.sum += g.powi_scalar(2).sum().into_scalar::<f32>() as f64;
+            }
+        }
+    }
+    let mut sum = Sum { grads, sum: 0.0 };
+    module.visit(&mut sum);
+    sum.sum
+}
+
+/// Moves the visited parameters' gradients from `from` into `into`, times `scale`.
+struct AddScaled<'a> {
+    into: &'a mut GradientsParams,
+    from: &'a mut GradientsParams,
+    scale: f64,
+}
+
+impl ModuleVisitor for AddScaled<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(push) = self.from.remove::<D>(param.id) {
+            let push = push.mul_scalar(self.scale);
+            let sum = match self.into.remove::<D>(param.id) {
+                Some(g) => g + push,
+                None => push,
+            };
+            self.into.register(param.id, sum);
+        }
+    }
+}
+
 /// What a step measured (all means over the batch). Serialised as the training log's
 /// fields of a step (`metrics.jsonl`, where it is flattened into the record).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -366,6 +700,15 @@ pub struct StepReport {
     pub value_by_reward: Vec<[Option<f32>; 3]>,
     /// Samples with realised reward 0, 1 and 2 (empty without the critic).
     pub reward_counts: Vec<usize>,
+    /// With compatible critics: the share of the variance of their target
+    /// `y = S(A′) − S(A)` over the batch that their joint estimate explains,
+    /// `1 − J_mse / var(y)` (absent otherwise, and from logs written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critic_fit: Option<f32>,
+    /// With compatible critics: the scale `s_l ≤ 1` of `λ·∇J_cri` on each agent
+    /// ([`step_gradients`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critic_push_scale: Option<Vec<f32>>,
 }
 
 /// Mean `V_l` per realised reward, per module, and the counts per reward.
@@ -374,32 +717,42 @@ pub struct StepReport {
 /// - `values`: `[modules, N]`, `rewards`: `[N]` (values in {0, 1, 2})
 fn calibration(values: &Tensor<2>, rewards: &Tensor<1>) -> (Vec<[Option<f32>; 3]>, Vec<usize>) {
     let [modules, n] = values.dims();
-    let v: Vec<f32> = values
-        .clone()
-        .into_data()
-        .try_to_vec::<f32>()
-        .expect("float values");
-    let r: Vec<f32> = rewards
-        .clone()
-        .into_data()
-        .try_to_vec::<f32>()
-        .expect("float rewards");
+    let v = floats(values);
+    let r = floats(rewards);
     assert_eq!(r.len(), n, "one reward per sample");
-    let class = |x: f32| (x.round().clamp(0.0, 2.0)) as usize;
-    let mut counts = vec![0usize; 3];
-    for &x in &r {
-        counts[class(x)] += 1;
-    }
+    let counts = counts(&r);
     let per_module = (0..modules)
         .map(|l| {
             let mut sums = [0.0f64; 3];
             for (i, &x) in r.iter().enumerate() {
-                sums[class(x)] += v[l * n + i] as f64;
+                sums[reward_class(x)] += v[l * n + i] as f64;
             }
             std::array::from_fn(|k| (counts[k] > 0).then(|| (sums[k] / counts[k] as f64) as f32))
         })
         .collect();
     (per_module, counts)
+}
+
+/// The values of a float tensor.
+fn floats<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float values")
+}
+
+/// The reward a realised `R` counts as (0, 1 or 2).
+fn reward_class(x: f32) -> usize {
+    (x.round().clamp(0.0, 2.0)) as usize
+}
+
+/// Samples with realised reward 0, 1 and 2.
+fn counts(rewards: &[f32]) -> Vec<usize> {
+    let mut counts = vec![0usize; 3];
+    for &x in rewards {
+        counts[reward_class(x)] += 1;
+    }
+    counts
 }
 
 fn scalar(t: Tensor<1>) -> f32 {
@@ -423,7 +776,24 @@ impl StepReport {
                 )
             }
             (Some(v), None) => (Some(v.clone().mean().into_scalar()), None),
-            _ => (None, None),
+            (None, Some(r)) => {
+                reward_counts = counts(&floats(&r.total));
+                (None, None)
+            }
+            (None, None) => (None, None),
+        };
+        let critic_fit = match (&loss.critic_targets, &loss.critic_mse) {
+            (Some(y), Some(mse)) => {
+                let spread = (y.clone() - y.clone().mean()).powi_scalar(2).mean();
+                let spread: f32 = spread.into_scalar();
+                let mse: f32 = mse.clone().detach().into_scalar();
+                Some(if spread > 0.0 {
+                    1.0 - mse / spread
+                } else {
+                    0.0
+                })
+            }
+            _ => None,
         };
         StepReport {
             loss: scalar(loss.total.clone().detach()),
@@ -443,6 +813,8 @@ impl StepReport {
             critic_error,
             value_by_reward,
             reward_counts,
+            critic_fit,
+            critic_push_scale: None,
         }
     }
 }
@@ -500,6 +872,17 @@ impl StepReport {
             critic_error: mean_opt(&|r| r.critic_error),
             value_by_reward,
             reward_counts,
+            critic_fit: mean_opt(&|r| r.critic_fit),
+            critic_push_scale: first.critic_push_scale.as_ref().map(|first| {
+                (0..first.len())
+                    .map(|l| {
+                        let each = reports
+                            .iter()
+                            .filter_map(|r| r.critic_push_scale.as_ref().and_then(|s| s.get(l)));
+                        each.sum::<f32>() / n
+                    })
+                    .collect()
+            }),
         }
     }
 }

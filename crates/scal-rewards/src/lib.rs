@@ -304,6 +304,59 @@ pub fn rewards(
     }
 }
 
+/// The average precision of each query among a batch's gallery, ReID's own metric on one
+/// P × K batch: query `i` (row `i` of `queries`) ranks every gallery row `j ≠ i` by
+/// Euclidean distance (nearest first, ties by index), the rows of its label are the
+/// positives, and its AP is the mean over positives of the precision at each positive's
+/// rank (0 for a query without positive). The score of the compatible critic's `batch-ap`
+/// target: `queries` from one pass, `gallery` from another (or the same).
+///
+/// # Shapes
+/// - `queries`, `gallery`: `N · D` values each (row-major `[N, D]`), `labels`: `N` values
+/// - output: `N` values in `[0, 1]`
+///
+/// # Panics
+/// If the sizes disagree.
+pub fn batch_average_precision(queries: &[f32], gallery: &[f32], labels: &[i64]) -> Vec<f64> {
+    let n = labels.len();
+    assert!(
+        n > 0 && queries.len() == gallery.len() && queries.len().is_multiple_of(n),
+        "batch_average_precision: {} query and {} gallery values for {n} labels",
+        queries.len(),
+        gallery.len()
+    );
+    let d = queries.len() / n;
+    let row = |t: &[f32], i: usize| -> Vec<f64> {
+        t[i * d..(i + 1) * d].iter().map(|v| *v as f64).collect()
+    };
+    let gallery_rows: Vec<Vec<f64>> = (0..n).map(|j| row(gallery, j)).collect();
+    (0..n)
+        .map(|i| {
+            let q = row(queries, i);
+            let mut ranked: Vec<(f64, usize)> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let distance = q
+                        .iter()
+                        .zip(&gallery_rows[j])
+                        .map(|(a, b)| (a - b).powi(2))
+                        .sum::<f64>();
+                    (distance, j)
+                })
+                .collect();
+            ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let (mut found, mut sum) = (0usize, 0.0f64);
+            for (rank, (_, j)) in ranked.iter().enumerate() {
+                if labels[*j] == labels[i] {
+                    found += 1;
+                    sum += found as f64 / (rank + 1) as f64;
+                }
+            }
+            if found == 0 { 0.0 } else { sum / found as f64 }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +509,29 @@ mod tests {
         let logits = Tensor::<2>::zeros([2, 3], &dev);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64], [1]), &dev);
         rewards(logits.clone(), logits, labels, RewardKind::Both);
+    }
+
+    #[test]
+    fn batch_average_precision_ranks_the_other_samples_of_the_batch() {
+        // Four samples on a line, labels 0, 0, 1, 1: sample 0 at 0, 1 at 3, 2 at 1, 3 at 2.
+        let points = [0.0f32, 3.0, 1.0, 2.0];
+        let labels = [0i64, 0, 1, 1];
+        let ap = batch_average_precision(&points, &points, &labels);
+        // 0: ranks 2 (1), 3 (2), 1 (3): its positive at rank 3 → 1/3.
+        // 1: ranks 3 (1), 2 (2), 0 (3) → 1/3. 2: 0 and 3 tie at distance 1, 0 first by
+        // index → its positive 3 at rank 2 → 1/2. 3: 1 and 2 tie, 1 first → 1/2.
+        let expected = [1.0 / 3.0, 1.0 / 3.0, 0.5, 0.5];
+        for (a, e) in ap.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-12, "{ap:?}");
+        }
+        // Queries from another pass against the same gallery: moving sample 0 next to 1
+        // puts its positive first.
+        let moved = [2.9f32, 3.0, 1.0, 2.0];
+        assert!((batch_average_precision(&moved, &points, &labels)[0] - 1.0).abs() < 1e-12);
+        // No positive: 0.
+        assert_eq!(
+            batch_average_precision(&points, &points, &[0, 1, 2, 3]),
+            vec![0.0; 4]
+        );
     }
 }

@@ -8,12 +8,12 @@ use scal_attention::AttentionKind;
 use scal_backbone::ResNetArch;
 use scal_data::synth::SynthPreset;
 use scal_data::{DatasetName, LoaderOptions, RandomErasing, TrainTransform};
-use scal_model::{CriticScaling, ScalConfig};
+use scal_model::{CriticKind, CriticScaling, ScalConfig};
 use serde_json::Value;
 
 use crate::TrainError;
 use crate::backend::Backend;
-use scal_model::objective::{CriticTarget, StepConfig, UpdateOrder};
+use scal_model::objective::{CriticScore, CriticTarget, StepConfig, UpdateOrder};
 
 /// The defaults of the crates that use each hyper-parameter, which the sections below take
 /// as theirs: one default per hyper-parameter (the network's in `scal-model`, the
@@ -71,6 +71,11 @@ pub struct ModelOptions {
     /// (each input feature in units of its batch's spread; beyond the paper).
     #[config(default = "CriticScaling::Raw")]
     pub critic_scaling: CriticScaling,
+    /// Which critics: `paper` (`V(X, A)` regressing the reward) or `compatible` (linear in
+    /// the map's deviation, `Q = ⟨A′ − A, G(X, y)⟩ + b`, learning `S(A′) − S(A)` under
+    /// exploration: needs `step.exploration > 0`; beyond the paper).
+    #[config(default = "CriticKind::Paper")]
+    pub critic_kind: CriticKind,
     /// torchvision weights for the backbone (.pth/.safetensors), or none (from scratch).
     #[config(default = "None")]
     pub pretrained: Option<String>,
@@ -95,6 +100,8 @@ impl ModelOptions {
             .with_critic_scaling(
                 (self.critic_scaling != CriticScaling::Raw).then_some(self.critic_scaling),
             )
+            // The paper's as `None`, likewise.
+            .with_critic_kind((self.critic_kind != CriticKind::Paper).then_some(self.critic_kind))
     }
 }
 
@@ -557,6 +564,7 @@ impl TrainingConfig {
                 return invalid("step.critic_target", problem.into());
             }
         }
+        self.validate_compatible_critic(critic)?;
         if !(step.exploration >= 0.0 && step.exploration.is_finite()) {
             return invalid(
                 "step.exploration",
@@ -596,6 +604,53 @@ impl TrainingConfig {
             return invalid("step.planted.threshold", "must be finite".into());
         }
         Ok(())
+    }
+
+    /// Compatible critics learn from exploration, jointly with the agents, one target for
+    /// all modules, standardising their own inputs; their score is theirs alone.
+    fn validate_compatible_critic(&self, critic: bool) -> Result<(), TrainError> {
+        let step = &self.step;
+        if self.model.critic_kind == CriticKind::Paper {
+            if step.critic_score != CriticScore::LogProb {
+                return invalid(
+                    "step.critic_score",
+                    "the score of compatible critics: set model.critic_kind = compatible, or leave it at log-prob".into(),
+                );
+            }
+            return Ok(());
+        }
+        let problem = if !critic {
+            Some((
+                "model.critic_kind",
+                "compatible critics need step.critic = true and attention",
+            ))
+        } else if step.exploration <= 0.0 || step.exploration.is_nan() {
+            Some((
+                "step.exploration",
+                "compatible critics learn S(A') − S(A) from exploring maps: set step.exploration > 0 (e.g. 0.5)",
+            ))
+        } else if step.update_order != UpdateOrder::Joint {
+            Some((
+                "step.update_order",
+                "compatible critics step jointly with the agents: use joint",
+            ))
+        } else if step.critic_target != CriticTarget::Shared {
+            Some((
+                "step.critic_target",
+                "compatible critics regress one target for all modules: use shared",
+            ))
+        } else if self.model.critic_scaling != CriticScaling::Raw {
+            Some((
+                "model.critic_scaling",
+                "compatible critics always standardise their inputs: leave it at raw",
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((field, problem)) => invalid(field, problem.into()),
+            None => Ok(()),
+        }
     }
 
     fn validate_devices(&self) -> Result<(), TrainError> {
@@ -987,6 +1042,17 @@ mod tests {
             .unwrap()
             .remove("synth_preset")
             .unwrap();
+        // Runs saved before issue 38's compatible critics: the paper's critics.
+        saved["model"]
+            .as_object_mut()
+            .unwrap()
+            .remove("critic_kind")
+            .unwrap();
+        saved["step"]
+            .as_object_mut()
+            .unwrap()
+            .remove("critic_score")
+            .unwrap();
         std::fs::write(&path, saved.to_string()).unwrap();
         let loaded = TrainingConfig::load_json(&path).unwrap();
         assert_eq!(loaded, TrainingConfig::profile(Profile::Quick));
@@ -1078,6 +1144,41 @@ mod tests {
             ],
             "step.planted.flip_probability",
         );
+        let c = set(&[
+            ("model.critic_kind", "compatible"),
+            ("step.exploration", "0.5"),
+            ("step.critic_score", "batch-ap"),
+        ])
+        .unwrap();
+        assert_eq!(c.model.critic_kind, CriticKind::Compatible);
+        assert_eq!(c.step.critic_score, CriticScore::BatchAp);
+        assert_eq!(
+            c.model.network(10, 128, 64).critic_kind,
+            Some(CriticKind::Compatible)
+        );
+        assert_eq!(
+            TrainingConfig::new().model.network(10, 128, 64).critic_kind,
+            None
+        );
+        let compatible = [
+            ("model.critic_kind", "compatible"),
+            ("step.exploration", "0.5"),
+        ];
+        for (other, field) in [
+            (("step.exploration", "0"), "step.exploration"),
+            (("step.update_order", "critic_first"), "step.update_order"),
+            (("step.critic_target", "per-module"), "step.critic_target"),
+            (
+                ("model.critic_scaling", "batch-standardized"),
+                "model.critic_scaling",
+            ),
+            (("step.critic", "false"), "model.critic_kind"),
+        ] {
+            let mut pairs = compatible.to_vec();
+            pairs.push(other);
+            refused(&pairs, field);
+        }
+        refused(&[("step.critic_score", "batch-ap")], "step.critic_score");
         let c = set(&[("step.critic_target", "per-module")]).unwrap();
         assert_eq!(c.step.critic_target, CriticTarget::PerModule);
         for other in [

@@ -244,6 +244,8 @@ mod tests {
                 critic_error: None,
                 value_by_reward: vec![[Some(0.5), None, Some(1.75)]],
                 reward_counts: vec![1, 0, 3],
+                critic_fit: None,
+                critic_push_scale: None,
             },
             lambda: 1.0,
             images_per_s: 12.5,

@@ -4,8 +4,8 @@
 
 use scal_attention::AttentionKind;
 use scal_losses::TripletDistance;
-use scal_model::CriticScaling;
-use scal_model::objective::{CriticTarget, UpdateOrder};
+use scal_model::objective::{CriticScore, CriticTarget, UpdateOrder};
+use scal_model::{CriticKind, CriticScaling};
 use scal_rewards::RewardKind;
 use serde::Serialize;
 
@@ -41,6 +41,15 @@ fn scal(config: &mut TrainingConfig, attention: AttentionKind, reward: RewardKin
 fn no_critic(config: &mut TrainingConfig, attention: AttentionKind) {
     config.model.attention = attention;
     config.step.critic = false;
+}
+
+/// Channel attention with compatible critics learning the change of `score` under the
+/// exploration of [`EXPLORATION`] (the reward `both` only sets the log's rates).
+fn compatible(config: &mut TrainingConfig, score: CriticScore) {
+    scal(config, AttentionKind::Channel, RewardKind::Both);
+    config.model.critic_kind = CriticKind::Compatible;
+    config.step.exploration = EXPLORATION;
+    config.step.critic_score = score;
 }
 
 /// The exploration of the `channel-explore` variant: the standard deviation of the noise on
@@ -121,6 +130,19 @@ pub const VARIANTS: &[Variant] = &[
         },
     },
     Variant {
+        name: "channel-compatible",
+        description: "channel attention with compatible critics Q = <A' - A, G(X, y)> + b \
+                      learning the change of log p_y under exploration (as channel-explore), \
+                      their push on each agent bounded by the ReID losses'",
+        edit: |c| compatible(c, CriticScore::LogProb),
+    },
+    Variant {
+        name: "channel-compatible-ap",
+        description: "channel-compatible with the batch's average precision as the score \
+                      (ReID's own metric) instead of log p_y",
+        edit: |c| compatible(c, CriticScore::BatchAp),
+    },
+    Variant {
         name: "channel-rc",
         description: "SCAL channel, reward R_c only",
         edit: |c| scal(c, AttentionKind::Channel, RewardKind::Correct),
@@ -166,7 +188,8 @@ pub fn variant(name: &str) -> Result<&'static Variant, TrainError> {
             name: name.to_string(),
             expected: "none, channel-nocritic, channel, channel-critic-first, channel-explore, \
                        channel-standardized, channel-standardized-explore, channel-per-module, \
-                       channel-per-module-standardized, channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial",
+                       channel-per-module-standardized, channel-compatible, channel-compatible-ap, \
+                       channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial",
         })
 }
 
@@ -281,6 +304,19 @@ mod tests {
             assert_eq!(
                 v.name.contains("-per-module"),
                 config.step.critic_target == CriticTarget::PerModule,
+                "{}",
+                v.name
+            );
+            assert_eq!(
+                v.name.contains("-compatible"),
+                config.model.critic_kind == scal_model::CriticKind::Compatible
+                    && config.step.exploration > 0.0,
+                "{}",
+                v.name
+            );
+            assert_eq!(
+                v.name.ends_with("-ap"),
+                config.step.critic_score == CriticScore::BatchAp,
                 "{}",
                 v.name
             );

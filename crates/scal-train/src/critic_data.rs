@@ -93,6 +93,12 @@ pub fn critic_samples(
             problem: "a model without attention has no critics to read".into(),
         });
     }
+    if !model.critics.compatible.is_empty() {
+        return Err(TrainError::InvalidField {
+            field: "model.critic_kind".into(),
+            problem: "critic-data reads the paper's critics V(X, A); compatible critics have no value to read (use critic-grad)".into(),
+        });
+    }
     let copy = model.no_attention_copy();
     let modules = copy.critics.critics.len();
     let mut inputs: Vec<Vec<f32>> = vec![Vec::new(); modules];

@@ -14,6 +14,11 @@
 //!   between `∂V_l/∂A_l` and the planted direction `w` (the reward rises along `w` and along
 //!   nothing else): the same instrument on a reward whose gradient is known.
 //!
+//! For compatible critics (`Q_l = ⟨A′_l − A_l, G_l⟩ + b_l`) the action-gradient is
+//! `∂Q_l/∂A′_l = G_l`, what their `J_cri` pushes the agents along; what they say a map is
+//! worth against ones is the first-order `⟨A_l − 1, G_l⟩`; and the step bounds their push on
+//! each agent, so the scale it would apply is reported too.
+//!
 //! Passes run as the training step's no-attention pass does (batch statistics, running
 //! statistics untouched), so the model is not changed. Batch norm couples the samples of a
 //! batch, so a sample's log-probability gradient holds a small share (order 1/N) from the
@@ -72,6 +77,10 @@ pub struct ModuleGradient {
     /// the planted direction `w`, with the bootstrap's 95 % interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planted_cosine: Option<Interval>,
+    /// With compatible critics: the mean over batches of the scale a training step applies
+    /// to `λ·∇J_cri` on this agent, `min(1, ‖∇ReID‖ / ‖λ∇J_cri‖)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critic_push_scale: Option<f64>,
 }
 
 /// Sums of squared gradients of a set of parameters.
@@ -130,6 +139,7 @@ struct Accumulated {
     realised_gains: Vec<f64>,
     critic_norms: Vec<f64>,
     reid_norms: Vec<f64>,
+    push_scales: Vec<f64>,
 }
 
 /// The sum of the unit vectors of the rows of `[N, D]` matrices, and how many rows were added
@@ -235,13 +245,7 @@ fn measure_module(
         .gather(1, index.clone())
         .sum();
     let toward_class = floats(leaf.grad(&log_p.backward()).expect("the map's gradient"));
-    let critic = &copy.critics.critics[l];
-    let leaf = map.clone().require_grad();
-    let value = critic.forward(x.clone(), leaf.clone());
-    let toward_value = floats(
-        leaf.grad(&value.clone().sum().backward())
-            .expect("V's gradient"),
-    );
+    let (toward_value, value_gain) = action_gradient(copy, l, (x, map), labels);
     acc.cosines
         .extend(row_cosines(&toward_value, &toward_class, n));
     acc.value_directions.add_rows(&toward_value, n);
@@ -250,9 +254,7 @@ fn measure_module(
         acc.planted_cosines
             .extend(row_cosines(&toward_value, rows, n));
     }
-    let with_ones = critic.forward(x, map.ones_like());
-    acc.value_gains
-        .extend(floats(value.detach() - with_ones).iter().map(|v| *v as f64));
+    acc.value_gains.extend(value_gain);
     let p = |logits: Tensor<2>| {
         softmax(logits.detach(), 1)
             .gather(1, index.clone())
@@ -261,6 +263,43 @@ fn measure_module(
     let realised = p(out.logits.clone()) - p(copy.logits_without_module(images.clone(), l));
     acc.realised_gains
         .extend(floats(realised).iter().map(|v| *v as f64));
+}
+
+/// Module `l`'s critic's action-gradient per sample (`N` rows of the map's `C·H·W`
+/// elements) and what it says the map is worth against ones: `∂V/∂A` and
+/// `V(X, A) − V(X, 1)` for the paper's critic, `G` and `⟨A − 1, G⟩` for a compatible one.
+///
+/// # Shapes
+/// - `x`: `[N, C, H, W]`, `map`: module `l`'s map (both detached), `labels`: `[N]`
+fn action_gradient(
+    copy: &ScalModel,
+    l: usize,
+    (x, map): (Tensor<4>, Tensor<4>),
+    labels: &Tensor<1, Int>,
+) -> (Vec<f32>, Vec<f64>) {
+    let n = labels.dims()[0];
+    if let Some(critic) = copy.critics.compatible.get(l) {
+        let said = critic.forward(x, labels.clone());
+        let d = said.direction.dims()[1];
+        let gain = ((map.clone() - map.ones_like()).reshape([n, d]) * said.direction.clone())
+            .sum_dim(1)
+            .reshape([n]);
+        let gain = floats(gain).iter().map(|v| *v as f64).collect();
+        return (floats(said.direction), gain);
+    }
+    let critic = &copy.critics.critics[l];
+    let leaf = map.clone().require_grad();
+    let value = critic.forward(x.clone(), leaf.clone());
+    let toward_value = floats(
+        leaf.grad(&value.clone().sum().backward())
+            .expect("V's gradient"),
+    );
+    let with_ones = critic.forward(x, map.ones_like());
+    let gain = floats(value.detach() - with_ones)
+        .iter()
+        .map(|v| *v as f64)
+        .collect();
+    (toward_value, gain)
 }
 
 /// The critic-gradient measurements of `model` (which has attention and critics) on the
@@ -304,7 +343,8 @@ pub fn critic_gradients_of(
     }
     model.initialize_parameters();
     let copy = model.no_attention_copy();
-    let modules = copy.critics.critics.len();
+    let modules = copy.attention.agents.len();
+    let compatible = !copy.critics.compatible.is_empty();
     let agent_ids: Vec<HashSet<ParamId>> = model
         .attention
         .agents
@@ -341,9 +381,17 @@ pub fn critic_gradients_of(
             .mul_scalar(step.lambda);
         let critic = GradientsParams::from_grads(critic.backward(), model);
         for (l, acc) in acc.iter_mut().enumerate() {
-            acc.reid_norms.push(norm_on(model, &reid, &agent_ids[l]));
-            acc.critic_norms
-                .push(norm_on(model, &critic, &agent_ids[l]));
+            let (reid, critic) = (
+                norm_on(model, &reid, &agent_ids[l]),
+                norm_on(model, &critic, &agent_ids[l]),
+            );
+            acc.reid_norms.push(reid);
+            acc.critic_norms.push(critic);
+            acc.push_scales.push(if critic > 0.0 {
+                (reid / critic).min(1.0)
+            } else {
+                1.0
+            });
         }
     }
     Ok(acc
@@ -360,6 +408,7 @@ pub fn critic_gradients_of(
             reid_gradient_norm: mean(&a.reid_norms),
             planted_cosine: (!a.planted_cosines.is_empty())
                 .then(|| bootstrap_mean(&a.planted_cosines, 2000, module as u64)),
+            critic_push_scale: compatible.then(|| mean(&a.push_scales)),
         })
         .collect())
 }

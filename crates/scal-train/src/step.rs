@@ -1,7 +1,9 @@
 //! One SCAL training step on one device ([`scal_step`]) or data-parallel over several
 //! ([`scal_step_data_parallel`]): the objective of `scal_model::objective`, one backward
 //! pass, one optimizer step — or, with `update_order = critic_first` on one device, the
-//! critics' step before the rest's.
+//! critics' step before the rest's. With compatible critics the gradients come from
+//! `scal_model::objective::step_gradients` (their `J_cri` bounded per agent by the ReID
+//! losses' gradient norm); `critic_first` is refused for them.
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
@@ -9,6 +11,7 @@ use burn::tensor::{Device, Int, Tensor};
 use scal_model::ScalModel;
 use scal_model::objective::{
     ScalLoss, StepConfig, StepReport, UpdateOrder, agents_critic_objective, scal_loss,
+    step_gradients,
 };
 
 /// One step at learning rate `lr`. [`UpdateOrder::Joint`]: the summed loss, one backward
@@ -16,6 +19,10 @@ use scal_model::objective::{
 /// the critics on `J_mse` alone, then `J_cri` recomputed against the updated critics and a
 /// step of the rest on the triplet, classification and `λ·J_cri` losses. The report is
 /// read before any update.
+///
+/// # Panics
+/// With compatible critics and [`UpdateOrder::CriticFirst`] (training configurations refuse
+/// it, naming `step.update_order`).
 pub fn scal_step(
     model: ScalModel,
     optimizer: &mut ModuleOptimizer,
@@ -25,12 +32,19 @@ pub fn scal_step(
     config: &StepConfig,
 ) -> (ScalModel, StepReport) {
     let loss = scal_loss(&model, images, labels, config);
-    let report = StepReport::from_loss(&loss);
+    let mut report = StepReport::from_loss(&loss);
     if config.update_order == UpdateOrder::CriticFirst && loss.critic_mse.is_some() {
+        assert!(
+            loss.bounded_critic_objectives.is_empty(),
+            "compatible critics step jointly with the agents: step.update_order = joint"
+        );
         let model = critic_first_step(model, optimizer, lr, loss, config.lambda);
         return (model, report);
     }
-    let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+    let (grads, scales) = step_gradients(&model, &loss, config.lambda, 1.0);
+    if !loss.bounded_critic_objectives.is_empty() {
+        report.critic_push_scale = Some(scales);
+    }
     (optimizer.step(lr, model, grads), report)
 }
 
@@ -106,15 +120,18 @@ pub fn scal_step_data_parallel(
     let mut pending = Vec::with_capacity(n);
     for ((images, labels), replica) in shards.into_iter().zip(replicas) {
         let loss = scal_loss(&replica, images, labels, config);
-        let grads = loss.total.clone().mul_scalar(1.0 / n as f64).backward();
-        let grads = GradientsParams::from_grads(grads, &replica);
-        pending.push((replica, loss, grads));
+        let (grads, scales) = step_gradients(&replica, &loss, config.lambda, 1.0 / n as f64);
+        pending.push((replica, loss, grads, scales));
     }
     let mut accumulator = GradientsAccumulator::new();
     let mut reports = Vec::with_capacity(n);
-    for (replica, loss, grads) in pending {
+    for (replica, loss, grads, scales) in pending {
         accumulator.accumulate(&model, grads.to_device(&main, &replica));
-        reports.push(StepReport::from_loss(&loss));
+        let mut report = StepReport::from_loss(&loss);
+        if !loss.bounded_critic_objectives.is_empty() {
+            report.critic_push_scale = Some(scales);
+        }
+        reports.push(report);
     }
     let grads = accumulator.grads();
     (optimizer.step(lr, model, grads), StepReport::mean(&reports))

@@ -5,7 +5,7 @@
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use scal_model::objective::{StepConfig, StepReport, planted_threshold};
-use scal_model::{AttentionKind, CriticScaling, ScalConfig, ScalModel};
+use scal_model::{AttentionKind, CriticKind, CriticScaling, ScalConfig, ScalModel};
 use scal_rewards::RewardKind;
 use scal_train::scal_step;
 
@@ -18,10 +18,20 @@ struct Trained {
     reports: Vec<StepReport>,
 }
 
-/// Trains a tiny channel-attention model with critics scaled by `scaling` on one fixed
-/// batch of random images for `steps` steps of `config`, keeping the model after each step
-/// count in `keep`.
+/// Trains a tiny channel-attention model with the paper's critics scaled by `scaling` on one
+/// fixed batch of random images for `steps` steps of `config`, keeping the model after each
+/// step count in `keep`.
 fn train(config: &StepConfig, scaling: CriticScaling, steps: usize, keep: &[usize]) -> Trained {
+    train_critics(config, (scaling, CriticKind::Paper), steps, keep)
+}
+
+/// [`train`] with critics of either kind.
+fn train_critics(
+    config: &StepConfig,
+    (scaling, kind): (CriticScaling, CriticKind),
+    steps: usize,
+    keep: &[usize],
+) -> Trained {
     let device = Device::flex().autodiff();
     device.seed(1);
     let (h, w) = (32, 16);
@@ -35,6 +45,7 @@ fn train(config: &StepConfig, scaling: CriticScaling, steps: usize, keep: &[usiz
         .with_attention(AttentionKind::Channel)
         .with_critic_hidden(16)
         .with_critic_scaling(Some(scaling))
+        .with_critic_kind(Some(kind))
         .init(&device);
     let mut config = config.clone();
     config.planted.threshold = Some(planted_threshold(
@@ -181,6 +192,47 @@ fn the_papers_critic_cannot_point_along_a_per_identity_planted_reward() {
         );
         assert!(measured[1..].iter().all(|m| m.planted_cosine.is_none()));
     }
+}
+
+/// Issue 38, stage 2, tiny: the same per-identity control with compatible critics
+/// (`Q = ⟨A′ − A, G(X, y)⟩ + b`, learning `R(A′) − R(A)` under exploration): their `G` points
+/// along each sample's `w_y` while both rewards occur, and their push on each agent is at
+/// most the ReID losses'.
+#[test]
+fn a_compatible_critic_points_along_a_per_identity_planted_reward() {
+    let planted = StepConfig::new()
+        .with_reward(RewardKind::PlantedPerIdentity)
+        .with_exploration(0.5);
+    let critics = (CriticScaling::Raw, CriticKind::Compatible);
+    let trained = train_critics(&planted, critics, 80, &[20, 40, 80]);
+    let first = &trained.reports[0];
+    assert!(first.mean_value.is_none(), "no V(X, A) to report");
+    let scales = first.critic_push_scale.as_ref().expect("the push's scale");
+    assert_eq!(scales.len(), 5);
+    assert!(scales.iter().all(|s| *s > 0.0 && *s <= 1.0), "{scales:?}");
+    assert!(trained.reports.iter().all(|r| r.critic_fit.is_some()));
+    let mut cosines = Vec::new();
+    for (step, model) in &trained.kept {
+        let measured = scal_train::critic_grad::critic_gradients_of(
+            model,
+            std::iter::once(Ok(trained.batch.clone())),
+            &trained.config,
+        )
+        .unwrap();
+        let cosine = measured[0].planted_cosine.expect("module 0 is planted");
+        let scale = measured[0].critic_push_scale.expect("compatible critics");
+        assert!(scale > 0.0 && scale <= 1.0, "{scale}");
+        eprintln!("compatible critic after {step} steps: cos(G, w_y) {cosine:?}");
+        cosines.push((*step, cosine));
+    }
+    let (step, best) = cosines
+        .iter()
+        .max_by(|a, b| a.1.mean.total_cmp(&b.1.mean))
+        .unwrap();
+    assert!(
+        best.mean >= 0.3 && best.low > 0.0,
+        "cos(G, w_y) of the compatible critic after {step} steps: {best:?}"
+    );
 }
 
 #[test]
