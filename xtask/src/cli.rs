@@ -471,7 +471,7 @@ pub fn run_on_training_data(flags: &RunFlags, command: &str) -> Result<RunOnTrai
             run.display()
         );
     }
-    let (config, dataset) = match scal_train::run::trained_run_data(
+    let (config, dataset) = match scal_train::dataset::trained_run_data(
         &run,
         checkpoint,
         flags.root.as_deref(),

@@ -9,6 +9,8 @@
 //! - [`run_dir`]: the run folder's layout ([`RunDir`]), its two checkpoints ([`Checkpoint`])
 //!   and the run-name rule;
 //! - [`folder`]: a folder written as a whole (checkpoints, the report) and the run's lock;
+//! - [`lifecycle`]: a run folder created, opened to continue, its location recorded, and
+//!   the checks on a folder given to continue;
 //! - [`backend`]: which compute backend a run names;
 //! - [`TrainError`]: why training, or reading a run, failed.
 //!
@@ -21,6 +23,7 @@
 pub mod backend;
 pub mod config;
 pub mod folder;
+pub mod lifecycle;
 pub mod log;
 pub mod run_dir;
 

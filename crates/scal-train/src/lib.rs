@@ -10,8 +10,9 @@
 //! ```
 //!
 //! [`config`] (profiles, JSON files, overrides, validation), [`run`] (the loop: P × K
-//! loader, schedule, evaluation, checkpoints, exact resume, reported through a
-//! [`TrainObserver`]), [`step`] (one optimizer step of `scal_model::objective`, on one
+//! loader, schedule, evaluation, checkpoints, exact resume), [`observer`] (what a run
+//! reports, [`TrainObserver`], and how it ended), [`dataset`] (reading the run's dataset and
+//! the checks on it before training), [`optim`] (the two-group Adam), [`step`] (one optimizer step of `scal_model::objective`, on one
 //! device or data-parallel), [`checkpoint`] (training-state checkpoints and the staged
 //! folder swap), [`log`] (`metrics.jsonl`) and [`eval`] (the per-module amelioration
 //! diagnostic). The configuration, the log, the run folder and [`TrainError`] are
@@ -26,11 +27,16 @@ pub mod ablation;
 pub mod checkpoint;
 pub mod critic_data;
 pub mod critic_grad;
+pub mod dataset;
+mod device_failure;
 pub mod eval;
+pub mod observer;
+pub mod optim;
 pub mod run;
 pub mod step;
 
-pub use run::{RunOutcome, Start, TrainObserver, train};
+pub use observer::{RunOutcome, TrainObserver};
+pub use run::{Start, train};
 pub use scal_model::objective::{ScalLoss, StepConfig, StepReport, scal_loss};
 /// The run's files and their types are `scal-run`'s, which the report reads without the
 /// trainer; they are re-exported here under the paths they always had.

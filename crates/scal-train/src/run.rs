@@ -15,48 +15,28 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::config::Config;
-use burn::module::ParamGroup;
-use burn::optim::{
-    AdamConfig, DynOptimizer, DynState, ModuleOptimizer, StateSink, StateSource,
-    decay::WeightDecayConfig,
-};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use burn::tensor::kind::BridgeTensor;
-use scal_data::synth::{SynthConfig, generate};
-use scal_data::{HostBatch, ReadOptions, ReidDataset, SkippedImage, TrainLoader};
+use scal_data::{HostBatch, ReidDataset, TrainLoader};
+use scal_infer::{EmbedOptions, Evaluation, evaluate_model};
 use scal_model::objective::{StepReport, planted_threshold};
 use scal_model::{ScalConfig, ScalModel};
+use scal_run::lifecycle::{
+    check_run_folder, create_run, open_run, record_location, refuse_lost_checkpoint,
+};
 
 use crate::TrainError;
 use crate::checkpoint::{self, TrainState};
-use crate::config::{OptimOptions, TrainingConfig};
+use crate::config::TrainingConfig;
+use crate::dataset::{check_scorable, check_splits, check_test_images, load_dataset};
+use crate::device_failure::on_devices;
 use crate::eval::module_amelioration;
 use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
+use crate::observer::{RunOutcome, TrainObserver};
+use crate::optim::optimizer;
 use crate::run_dir::{Checkpoint, RunDir};
 use crate::step::{scal_step, scal_step_data_parallel};
-use scal_infer::{EmbedOptions, Evaluation, evaluate_model};
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunOutcome {
-    /// All epochs done.
-    Finished {
-        /// The evaluation after the last epoch.
-        last: Evaluation,
-        /// Best mAP and the epoch it was reached at.
-        best: (f64, u64),
-        /// Optimizer steps taken.
-        iterations: u64,
-    },
-    /// Stopped on request ([`TrainObserver::should_stop`]); the last checkpoint holds the
-    /// state.
-    Interrupted {
-        /// Optimizer steps taken.
-        iterations: u64,
-    },
-}
 
 /// How [`train`] treats the run folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,177 +55,6 @@ pub enum Start {
     FromBest,
 }
 
-/// What a run reports while it trains, and whether it should stop. Every method has a
-/// default that does nothing; `()` observes nothing.
-pub trait TrainObserver {
-    /// The synthetic dataset is being generated at `root` (configured, and missing).
-    fn generating_dataset(&mut self, _root: &Path) {}
-    /// The loop starts: `remaining` iterations to go.
-    fn started(&mut self, _remaining: u64) {}
-    /// An undecodable training image was replaced by another of its identity.
-    fn replaced_image(&mut self, _image: &SkippedImage) {}
-    /// One iteration is done and logged.
-    fn iteration(&mut self, _record: &TrainRecord) {}
-    /// An evaluation is done and logged.
-    fn evaluated(&mut self, _record: &EvalRecord) {}
-    /// Polled after every iteration: `true` saves the last checkpoint and stops the run
-    /// with [`RunOutcome::Interrupted`].
-    fn should_stop(&mut self) -> bool {
-        false
-    }
-    /// The run being resumed never wrote a checkpoint (its first save failed, or it was
-    /// stopped before): it starts again from iteration 0, its log of `logged` iterations cut
-    /// back.
-    fn starting_over(&mut self, _logged: u64) {}
-    /// The loop has ended, finished or stopped.
-    fn ended(&mut self, _outcome: &RunOutcome) {}
-}
-
-impl TrainObserver for () {}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Reads (generating the synthetic dataset first when configured and missing) the dataset.
-pub fn load_dataset(
-    config: &TrainingConfig,
-    observer: &mut dyn TrainObserver,
-) -> Result<ReidDataset, TrainError> {
-    let root = Path::new(&config.data.root);
-    let preset = config.data.synth_preset;
-    if !root.exists() && config.data.synthesize_if_missing {
-        observer.generating_dataset(root);
-        generate(
-            &SynthConfig {
-                preset,
-                ..SynthConfig::default()
-            },
-            root,
-        )?;
-    }
-    if root.exists() {
-        scal_data::synth::check_preset(root, preset)?;
-    }
-    Ok(scal_data::read_dataset(
-        config.data.dataset,
-        root,
-        ReadOptions {
-            msmt17_combine_val: config.data.msmt17_combine_val,
-        },
-    )?)
-}
-
-/// A trained run's training data as it trained on it, for the tools that look at its
-/// critics: its configuration (with `root` as the dataset's folder when given: the dataset
-/// moved) and its dataset, whose training split must be the one checkpoint `checkpoint`
-/// recorded (a changed dataset would be measured silently, or fail on labels its model does
-/// not have).
-///
-/// # Errors
-/// [`TrainError::DatasetMoved`] when the run's dataset folder is gone and no `root` is given,
-/// [`TrainError::SplitChanged`] when the training split differs, and the errors of reading
-/// the configuration, the checkpoint's state and the dataset.
-pub fn trained_run_data(
-    run_dir: &Path,
-    checkpoint: Checkpoint,
-    root: Option<&Path>,
-) -> Result<(TrainingConfig, ReidDataset), TrainError> {
-    let mut config = TrainingConfig::load_json(&RunDir::new(run_dir).config())?;
-    if let Some(root) = root {
-        config.data.root = root.to_string_lossy().into_owned();
-        config.data.synthesize_if_missing = false;
-    } else if !config.data.synthesize_if_missing && !Path::new(&config.data.root).exists() {
-        return Err(TrainError::DatasetMoved {
-            run: run_dir.to_path_buf(),
-            root: PathBuf::from(&config.data.root),
-        });
-    }
-    let dataset = load_dataset(&config, &mut ())?;
-    let state = checkpoint::state(&RunDir::new(run_dir).checkpoint(checkpoint))?;
-    let now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
-    match state.train_split {
-        Some(then) if then != now => Err(TrainError::SplitChanged {
-            root: dataset.root.clone(),
-            split: "training split",
-            then: then.images,
-            now: now.images,
-        }),
-        _ => Ok((config, dataset)),
-    }
-}
-
-/// The splits of the checkpoint must be the ones read now (issue 29, W27: a resume on a
-/// changed split finished silently); a checkpoint written before splits were recorded takes
-/// today's. Names are taken below the dataset folder, so a moved dataset passes.
-fn check_splits(
-    state: &mut checkpoint::TrainState,
-    dataset: &ReidDataset,
-) -> Result<(), TrainError> {
-    let test: Vec<scal_data::ImageRecord> = dataset
-        .query
-        .iter()
-        .chain(&dataset.gallery)
-        .cloned()
-        .collect();
-    let train_now = checkpoint::SplitDigest::of(&dataset.train, &dataset.root);
-    let test_now = checkpoint::SplitDigest::of(&test, &dataset.root);
-    for (then, now, split) in [
-        (&mut state.train_split, train_now, "training split"),
-        (&mut state.test_split, test_now, "query and gallery"),
-    ] {
-        match *then {
-            Some(then) if then != now => {
-                return Err(TrainError::SplitChanged {
-                    root: dataset.root.clone(),
-                    split,
-                    then: then.images,
-                    now: now.images,
-                });
-            }
-            _ => *then = Some(now),
-        }
-    }
-    Ok(())
-}
-
-/// A dataset whose query no evaluation can score is refused before training: every
-/// evaluation, the last one included, would stop the run (issue 29, W28: found after the
-/// first epoch, leaving a run without a checkpoint).
-fn check_scorable(dataset: &ReidDataset) -> Result<(), TrainError> {
-    if dataset.scorable_queries() == 0 {
-        return Err(TrainError::InvalidField {
-            field: "data.root".into(),
-            problem: format!(
-                "{}: no query image has a gallery image of its identity from another camera, \
-                 so the evaluation can score none (are the cameras in the file names right?)",
-                dataset.root.display()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// A query or gallery image that cannot be decoded would stop every evaluation: refused
-/// before training, naming it (issue 42, F27: found at the first evaluation, after the
-/// epochs since the last checkpoint were trained for nothing). A training image that cannot
-/// be decoded is replaced instead (`data.strict` off).
-fn check_test_images(dataset: &ReidDataset) -> Result<(), TrainError> {
-    for record in dataset.query.iter().chain(&dataset.gallery) {
-        scal_data::check_decodable(&record.path).map_err(|e| TrainError::InvalidField {
-            field: "data.root".into(),
-            problem: format!(
-                "{e}: a query or gallery image, which every evaluation reads; replace or \
-                 remove it, then train"
-            ),
-        })?;
-    }
-    Ok(())
-}
-
 /// The device's random generator is shared by every thread of the process: seeding it and
 /// drawing the initial weights happen under this lock so that two runs in one process (the
 /// ablation, the tests) cannot interleave their draws.
@@ -260,104 +69,6 @@ fn seeded_init(model_config: &ScalConfig, device: &Device, seed: u64) -> ScalMod
     let model = model_config.init(device);
     model.initialize_parameters();
     model
-}
-
-/// Adam for the whole model, in two parameter groups: the critics' parameters (every path
-/// under `critics`) decay by `critic_weight_decay` and learn at `critic_lr_factor` times the
-/// scheduled rate; all others decay by `weight_decay` at the scheduled rate.
-pub fn optimizer(o: &OptimOptions) -> ModuleOptimizer {
-    let adam = |decay: f64| {
-        AdamConfig::new()
-            .with_epsilon(o.epsilon as f32)
-            .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
-    };
-    adam(o.weight_decay).init().with_group(
-        ParamGroup::from_predicate(CRITICS_PATH),
-        ScaledLr {
-            inner: adam(o.critic_weight_decay).build(),
-            factor: o.critic_lr_factor,
-        },
-        None,
-    )
-}
-
-/// An optimizer stepping at `factor` times the learning rate it is given (Burn 0.22.1's
-/// parameter groups share one learning rate).
-struct ScaledLr<O> {
-    inner: O,
-    factor: f64,
-}
-
-impl<O: DynOptimizer> DynOptimizer for ScaledLr<O> {
-    fn step_dyn(
-        &self,
-        rank: usize,
-        lr: f64,
-        tensor: BridgeTensor,
-        grad: BridgeTensor,
-        state: Option<DynState>,
-    ) -> (BridgeTensor, Option<DynState>) {
-        self.inner
-            .step_dyn(rank, lr * self.factor, tensor, grad, state)
-    }
-
-    fn to_device_dyn(&self, state: DynState, device: &Device) -> DynState {
-        self.inner.to_device_dyn(state, device)
-    }
-
-    fn state_flatten(&self, prefix: &str, state: &DynState, out: &mut StateSink) {
-        self.inner.state_flatten(prefix, state, out);
-    }
-
-    fn state_unflatten(
-        &self,
-        rank: usize,
-        prefix: &str,
-        src: &mut StateSource,
-        device: &Device,
-    ) -> Option<DynState> {
-        self.inner.state_unflatten(rank, prefix, src, device)
-    }
-}
-
-/// The module path of the critics in [`ScalModel`] (its field name).
-const CRITICS_PATH: &str = "critics";
-
-/// Runs `work`, which drives the devices: a panic there (a remote server gone, a GPU lost)
-/// becomes [`TrainError::DeviceFailed`] at `iteration` of the run in `run`, its message
-/// after `context`.
-fn on_devices<T>(
-    run: &Path,
-    iteration: u64,
-    context: &str,
-    work: impl FnOnce() -> T,
-) -> Result<T, TrainError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
-        TrainError::DeviceFailed {
-            iteration,
-            message: format!("{context}{}", panic_message(payload.as_ref())),
-            run: run.to_path_buf(),
-        }
-    })
-}
-
-/// The text of a caught panic.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let text = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "the backend panicked".into());
-    // Burn's read errors say how to catch them first; what failed comes after "Caused by:".
-    let text = match text.split_once("Caused by:") {
-        Some((_, cause)) => cause.to_string(),
-        None => text,
-    };
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A run being trained: the model, its optimizer and state, the data and the log.
@@ -451,8 +162,10 @@ impl<'a> Trainer<'a> {
                 (model, state) = checkpoint::load_weights(&best, config, &model)?;
             } else if last.exists() {
                 (model, optim, state) = checkpoint::load_training(&last, config, &model, optim)?;
-            } else if start == Start::Resume {
-                refuse_lost_checkpoint(run_dir, &log_path, observer)?;
+            } else if start == Start::Resume
+                && let Some(logged) = refuse_lost_checkpoint(run_dir, &log_path)?
+            {
+                observer.starting_over(logged);
             }
             check_splits(&mut state, &dataset)?;
             // A finished run is refused before anything of it changes (issue 42, C18: its
@@ -710,151 +423,6 @@ fn check_pretrained(config: &TrainingConfig) -> Result<(), TrainError> {
     }
 }
 
-/// A new run: locks the folder (creating it), refuses one that holds a run, then writes
-/// `config.json` and an empty `metrics.jsonl` (opened for appending). If that fails
-/// half-way, what it created is removed, so the same name can be used again.
-fn create_run(
-    config: &TrainingConfig,
-    run_dir: &Path,
-    log_path: &Path,
-) -> Result<(RunLock, LogWriter), TrainError> {
-    let config_path = RunDir::new(run_dir).config();
-    let existed = run_dir.exists();
-    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    let lock = RunLock::acquire(run_dir)?;
-    if config_path.exists() {
-        return Err(TrainError::RunExists {
-            run: run_dir.to_path_buf(),
-        });
-    }
-    // A folder that is not a run: its checkpoints and report would replace the user's
-    // folders of the same names (`best/`, `report/`).
-    let found = others_than_the_lock(run_dir)?;
-    if !found.is_empty() {
-        lock.remove();
-        return Err(TrainError::NotARunFolder {
-            run: run_dir.to_path_buf(),
-            found,
-        });
-    }
-    let created = config
-        .save(&config_path)
-        .map_err(io(&config_path))
-        .and_then(|()| Ok(LogWriter::append(log_path)?));
-    match created {
-        Ok(log) => Ok((lock, log)),
-        Err(e) => {
-            let _ = std::fs::remove_file(&config_path);
-            let _ = std::fs::remove_file(log_path);
-            lock.remove();
-            if !existed {
-                let _ = std::fs::remove_dir(run_dir);
-            }
-            Err(e)
-        }
-    }
-}
-
-/// The entries of `dir` other than the run lock's file, sorted (the first few).
-fn others_than_the_lock(dir: &Path) -> Result<Vec<String>, TrainError> {
-    let mut found: Vec<String> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name != crate::folder::LOCK_FILE)
-        .collect();
-    found.sort();
-    found.truncate(5);
-    Ok(found)
-}
-
-/// A resumed run: locks the folder, recovers an interrupted checkpoint swap and refuses
-/// another configuration; returns the lock and the saved configuration.
-fn open_run(
-    config: &TrainingConfig,
-    run_dir: &Path,
-) -> Result<(RunLock, TrainingConfig), TrainError> {
-    // `Trainer::prepare` checked that `run_dir` is a run (`check_run_folder`).
-    let config_path = RunDir::new(run_dir).config();
-    let lock = RunLock::acquire(run_dir)?;
-    checkpoint::recover(run_dir, Checkpoint::Last.as_str())?;
-    // A field the saved file lacks (written before the field existed) takes its default.
-    let saved = TrainingConfig::load_json(&config_path).map_err(|e| TrainError::Checkpoint {
-        path: config_path.clone(),
-        message: e.to_string(),
-    })?;
-    let differences = saved.differences(config);
-    if !differences.is_empty() {
-        return Err(TrainError::ResumeMismatch {
-            run: run_dir.to_path_buf(),
-            differences,
-        });
-    }
-    Ok((lock, saved))
-}
-
-/// A run resumed on other servers (`hosts` differ) or on its moved dataset (`data.root`
-/// differs, its splits checked): `config.json` takes the new place, so that the next resume
-/// goes there too.
-fn record_location(
-    saved: &TrainingConfig,
-    config: &TrainingConfig,
-    run_dir: &Path,
-) -> Result<(), TrainError> {
-    if saved.hosts == config.hosts && saved.data.root == config.data.root {
-        return Ok(());
-    }
-    let config_path = RunDir::new(run_dir).config();
-    scal_fs::write_atomically(&config_path, |tmp| {
-        config.save(tmp).map_err(|e| e.to_string())
-    })?;
-    Ok(())
-}
-
-/// A folder to continue must be a run: it holds `config.json` and is not one of a run's
-/// checkpoints (which hold a copy of it beside `model.json`).
-fn check_run_folder(run_dir: &Path) -> Result<(), TrainError> {
-    if run_dir.join(scal_model::CONFIG_FILE).is_file() {
-        let run = RunDir::of_checkpoint(run_dir).map(|r| r.path().to_path_buf());
-        return Err(TrainError::CheckpointNotRun {
-            checkpoint: run_dir.to_path_buf(),
-            run,
-        });
-    }
-    if !RunDir::new(run_dir).holds_run() {
-        return Err(TrainError::NotARun {
-            run: run_dir.to_path_buf(),
-        });
-    }
-    Ok(())
-}
-
-/// A run without `last/` whose log records iterations cannot continue where it stopped:
-/// refused unless the caller restarts it ([`Start::Restart`]). A run that never wrote a
-/// checkpoint (no `best/` either: its first save failed, or it was stopped before) has
-/// nothing to lose: it starts again from iteration 0, and `observer` is told.
-fn refuse_lost_checkpoint(
-    run_dir: &Path,
-    log_path: &Path,
-    observer: &mut dyn TrainObserver,
-) -> Result<(), TrainError> {
-    let logged = log::read(log_path)?
-        .iter()
-        .filter(|r| matches!(r, Record::Train(_)))
-        .count() as u64;
-    if logged == 0 {
-        return Ok(());
-    }
-    if !RunDir::new(run_dir).checkpoint(Checkpoint::Best).exists() {
-        observer.starting_over(logged);
-        return Ok(());
-    }
-    Err(TrainError::CheckpointMissing {
-        run: run_dir.to_path_buf(),
-        logged,
-    })
-}
-
 /// The log record of one step.
 fn train_record(
     report: &StepReport,
@@ -914,22 +482,4 @@ pub fn train(
     let outcome = trainer.finished();
     observer.ended(&outcome);
     Ok(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_backend_panic_becomes_its_cause() {
-        let burn_read_error: Box<dyn std::any::Any + Send> = Box::new(String::from(
-            "Error while reading data: use `try_into_data` instead\nCaused by:\n  Failed to read tensor: RecvError(())",
-        ));
-        assert_eq!(
-            panic_message(burn_read_error.as_ref()),
-            "Failed to read tensor: RecvError(())"
-        );
-        let plain: Box<dyn std::any::Any + Send> = Box::new("device lost");
-        assert_eq!(panic_message(plain.as_ref()), "device lost");
-    }
 }

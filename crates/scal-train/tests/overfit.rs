@@ -132,7 +132,7 @@ fn the_critics_take_no_weight_decay_and_the_rest_does() {
     let grads =
         burn::optim::GradientsParams::from_grads(loss.total.mul_scalar(0.0).backward(), &model);
     let options = scal_train::config::OptimOptions::new(); // weight decay 5e-4, critics 0
-    let mut optimizer = scal_train::run::optimizer(&options);
+    let mut optimizer = scal_train::optim::optimizer(&options);
     let model = optimizer.step(1e-3, model, grads);
     let (critics_after, backbone_after) = flattened(&model);
     assert_eq!(critics_before, critics_after, "critics: no decay");
@@ -143,7 +143,7 @@ fn the_critics_take_no_weight_decay_and_the_rest_does() {
     let loss = scal_model::objective::scal_loss(&model, images, labels, &StepConfig::new());
     let grads =
         burn::optim::GradientsParams::from_grads(loss.total.mul_scalar(0.0).backward(), &model);
-    let mut optimizer = scal_train::run::optimizer(&options.with_critic_weight_decay(5e-4));
+    let mut optimizer = scal_train::optim::optimizer(&options.with_critic_weight_decay(5e-4));
     let model = optimizer.step(1e-3, model, grads);
     assert_ne!(
         critics_after,
@@ -216,7 +216,7 @@ fn the_critics_learn_at_their_own_rate_when_asked() {
         let options = scal_train::config::OptimOptions::new()
             .with_weight_decay(0.0)
             .with_critic_lr_factor(factor);
-        let next = scal_train::run::optimizer(&options).step(1e-3, model.clone(), grads);
+        let next = scal_train::optim::optimizer(&options).step(1e-3, model.clone(), grads);
         flattened(&next)
     };
     let delta = |after: &[f32], before: &[f32]| -> Vec<f32> {

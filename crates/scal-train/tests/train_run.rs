@@ -380,7 +380,7 @@ fn a_missing_hard_dataset_is_generated_with_its_version_and_checked() {
         scal_data::synth::SynthPreset::HardV1,
         "`hard` resolves to the current version"
     );
-    let dataset = scal_train::run::load_dataset(&config, &mut ()).unwrap();
+    let dataset = scal_train::dataset::load_dataset(&config, &mut ()).unwrap();
     assert_eq!(dataset.summary().train.ids, 100, "the default size");
     let manifest = scal_data::synth::read_manifest(&root).unwrap().unwrap();
     assert_eq!(manifest.preset, scal_data::synth::SynthPreset::HardV1);
@@ -391,7 +391,7 @@ fn a_missing_hard_dataset_is_generated_with_its_version_and_checked() {
         &[("data.root".into(), root.display().to_string())],
     )
     .unwrap();
-    let err = scal_train::run::load_dataset(&easy, &mut ()).unwrap_err();
+    let err = scal_train::dataset::load_dataset(&easy, &mut ()).unwrap_err();
     assert!(
         err.to_string().contains("easy") && err.to_string().contains("hard-v1"),
         "{err}"

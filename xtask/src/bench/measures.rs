@@ -26,7 +26,7 @@
 //! instead of ResNet-50, at its input size and batch, for its dataset's identities, and the
 //! training steps use its optimizer and losses: the values come from scal-run's profile
 //! ([`scal_run::TrainingConfig::profile`]), the optimizer from the trainer
-//! ([`scal_train::run::optimizer`]). Their rows then carry the model's parameter count.
+//! ([`scal_train::optim::optimizer`]). Their rows then carry the model's parameter count.
 //!
 //! Timing: `warmup` untimed iterations (on a GPU they include kernel compilation and
 //! autotuning), then the mean wall time of `iterations`, the device synchronised at the end

@@ -536,7 +536,7 @@ pub(crate) fn optimizer(o: &BenchOptions) -> (ModuleOptimizer, f64) {
         None => (AdamConfig::new().init(), 3.5e-4),
         Some(p) => {
             let config = p.config();
-            (scal_train::run::optimizer(&config.optim), config.optim.lr)
+            (scal_train::optim::optimizer(&config.optim), config.optim.lr)
         }
     }
 }
