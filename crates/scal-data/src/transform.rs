@@ -238,15 +238,20 @@ pub fn decode_upright(path: &Path) -> Result<DynamicImage, DataError> {
 /// before anything is allocated, on every path.
 pub const DECODE_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
 
-/// Checks that `path` would decode, short of decoding its pixels: the file read, its format
-/// recognised, a JPEG complete to its end-of-image marker, its header read and its declared
-/// size within the decoder's memory limit (`DECODE_MEMORY_LIMIT`): what [`decode`] refuses, found in a fraction of its
-/// time (damage inside compressed data shows only when decoding). Training checks its query
-/// and gallery with it before the first iteration (issue 42, F27: a truncated gallery image
-/// stopped the first evaluation, losing the epochs since the last checkpoint).
-pub fn check_decodable(path: &Path) -> Result<(), DataError> {
-    let (bytes, format) = read_image_file(path)?;
-    limited_decoder(path, &bytes, format).map(drop)
+/// Checks that every image of `paths` decodes, pixels included: what [`decode`] refuses
+/// (an unreadable file, an unknown format, a declared size beyond [`DECODE_MEMORY_LIMIT`],
+/// a JPEG cut before its end-of-image marker, damage inside compressed data such as a PNG
+/// cut in its data), on all cores, one image in memory per core. Returns the first failure
+/// in `paths`' order. Training checks its query and gallery with it before the first
+/// iteration (issue 42, F27: a damaged gallery image stopped the first evaluation, losing
+/// the epochs since the last checkpoint).
+pub fn check_decodable(paths: &[&Path]) -> Result<(), DataError> {
+    use rayon::prelude::*;
+    let results: Vec<Result<(), DataError>> = paths
+        .par_iter()
+        .map(|path| decode_limited(path, false).map(drop))
+        .collect();
+    results.into_iter().collect()
 }
 
 /// The decoder of an image file's bytes, its declared size checked against

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use scal_data::{DataError, TestTransform, decode, decode_upright};
+use scal_data::{DataError, TestTransform, check_decodable, decode, decode_upright};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +45,30 @@ fn a_png_cut_off_in_its_data_is_an_error() {
     for (cut, result) in truncations("person.png", 8, 7) {
         assert!(result.is_err(), "a PNG cut at {cut} bytes decoded");
     }
+}
+
+/// The check training runs on its query and gallery decodes the pixels too: a PNG whose
+/// header is whole but whose data is cut (the damage a header check misses, trial 4, F27) is
+/// found, and the first damaged file in the list's order is the one named.
+#[test]
+fn the_check_before_training_finds_damage_inside_compressed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = std::fs::read(fixture("person.png")).unwrap();
+    let good = dir.path().join("good.png");
+    std::fs::write(&good, &png).unwrap();
+    let mut paths = vec![fixture("person.jpg"), good.clone()];
+    for (i, cut) in [png.len() * 4 / 5, png.len() / 2].into_iter().enumerate() {
+        let damaged = dir.path().join(format!("damaged_{i}.png"));
+        std::fs::write(&damaged, &png[..cut]).unwrap();
+        paths.push(damaged);
+    }
+    let all: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    assert!(check_decodable(&all[..2]).is_ok());
+    let err = check_decodable(&all).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Decode { path, .. } if path.ends_with("damaged_0.png")),
+        "{err}"
+    );
 }
 
 #[test]

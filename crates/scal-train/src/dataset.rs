@@ -138,14 +138,17 @@ pub(crate) fn check_scorable(dataset: &ReidDataset) -> Result<(), TrainError> {
 /// epochs since the last checkpoint were trained for nothing). A training image that cannot
 /// be decoded is replaced instead (`data.strict` off).
 pub(crate) fn check_test_images(dataset: &ReidDataset) -> Result<(), TrainError> {
-    for record in dataset.query.iter().chain(&dataset.gallery) {
-        scal_data::check_decodable(&record.path).map_err(|e| TrainError::InvalidField {
-            field: "data.root".into(),
-            problem: format!(
-                "{e}: a query or gallery image, which every evaluation reads; replace or \
-                 remove it, then train"
-            ),
-        })?;
-    }
-    Ok(())
+    let paths: Vec<&std::path::Path> = dataset
+        .query
+        .iter()
+        .chain(&dataset.gallery)
+        .map(|record| record.path.as_path())
+        .collect();
+    scal_data::check_decodable(&paths).map_err(|e| TrainError::InvalidField {
+        field: "data.root".into(),
+        problem: format!(
+            "{e}: a query or gallery image, which every evaluation reads; replace or \
+             remove it, then train"
+        ),
+    })
 }
