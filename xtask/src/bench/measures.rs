@@ -2,7 +2,7 @@
 //! parent module's): one [`BenchRow`] per measure, with the backend, the device, the batch,
 //! the throughput and the peak memory.
 //!
-//! Measures ([`Measure`](super::Measure)):
+//! Measures ([`Measure`]):
 //! - `backbone_inference`: ResNet-50 (last stride 1) pooled features, eval mode (the backbone
 //!   alone: no attention, no BN neck);
 //! - `backbone_train_step`: the no-attention BN-neck baseline step (ResNet-50, batch-hard

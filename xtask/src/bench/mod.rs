@@ -5,7 +5,7 @@
 //! This module holds the command and the set's vocabulary, which both kinds of measure use:
 //! the measures ([`Measure`]), the options ([`BenchOptions`], [`BenchProfile`]), a result
 //! row ([`BenchRow`]), the memory readings, and the model a model measure builds
-//! ([`network`], [`optimizer`], [`TrainStep`]). [`measures`] times the measures of the
+//! (`network`, `optimizer`, `TrainStep`). [`measures`] times the measures of the
 //! default set, [`ops`] (flex only) the operation-level profile; neither uses the other.
 
 use std::io::Write;
