@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::config::Config;
 use burn::module::ParamGroup;
 use burn::optim::{
     AdamConfig, DynOptimizer, DynState, ModuleOptimizer, StateSink, StateSource,
@@ -34,17 +33,18 @@ use crate::config::{OptimOptions, TrainingConfig};
 use crate::eval::module_amelioration;
 use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
+use crate::records;
 use crate::run_dir::{Checkpoint, RunDir};
 use crate::step::{scal_step, scal_step_data_parallel};
-use scal_infer::{EmbedOptions, Evaluation, evaluate_model};
+use scal_infer::{EmbedOptions, evaluate_model};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
     /// All epochs done.
     Finished {
-        /// The evaluation after the last epoch.
-        last: Evaluation,
+        /// The evaluation after the last epoch (as logged).
+        last: log::Evaluation,
         /// Best mAP and the epoch it was reached at.
         best: (f64, u64),
         /// Optimizer steps taken.
@@ -374,7 +374,7 @@ pub struct Trainer<'a> {
     log: LogWriter,
     /// Held while the run trains: one process per run folder.
     _lock: RunLock,
-    last_eval: Option<Evaluation>,
+    last_eval: Option<log::Evaluation>,
     tick: Instant,
 }
 
@@ -628,7 +628,8 @@ impl<'a> Trainer<'a> {
             options,
             config.eval.rerank,
             device,
-        )?;
+        )
+        .map_err(records::train_error)?;
         let module_amelioration = module_amelioration(
             self.model(),
             &self.dataset.train,
@@ -643,7 +644,7 @@ impl<'a> Trainer<'a> {
         Ok(EvalRecord {
             epoch: finished,
             iteration: self.state.iteration,
-            evaluation,
+            evaluation: records::evaluation(&evaluation),
             module_amelioration,
         })
     }
@@ -738,7 +739,7 @@ fn create_run(
         });
     }
     let created = config
-        .save(&config_path)
+        .save_json(&config_path)
         .map_err(io(&config_path))
         .and_then(|()| Ok(LogWriter::append(log_path)?));
     match created {
@@ -806,7 +807,7 @@ fn record_location(
     }
     let config_path = RunDir::new(run_dir).config();
     scal_fs::write_atomically(&config_path, |tmp| {
-        config.save(tmp).map_err(|e| e.to_string())
+        config.save_json(tmp).map_err(|e| e.to_string())
     })?;
     Ok(())
 }
@@ -869,7 +870,7 @@ fn train_record(
         epoch,
         iteration,
         lr,
-        step: report.clone(),
+        step: records::step_metrics(report),
         lambda,
         images_per_s: batch.labels.len() as f64 / seconds.max(1e-9),
         replaced_images: batch.replaced.iter().map(|r| r.path.clone()).collect(),
