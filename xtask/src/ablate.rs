@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use scal_data::DatasetSpec;
-use scal_infer::Evaluation;
 use scal_run::TrainingConfig;
 use scal_run::config::Profile;
+use scal_run::log::Evaluation;
 use scal_run::log::Record;
 use scal_train::RunOutcome;
 use scal_train::ablation::{self, BASELINE, PairedMeasure, Variant, mean_std};
@@ -550,7 +550,7 @@ fn table(variants: &[&Variant], results: &[RunResult], seeds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scal_infer::Scores;
+    use scal_run::log::Scores;
 
     fn result(variant: &str, seed: u64, map: f64) -> RunResult {
         let plain = Scores {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use scal_data::SkippedImage;
-use scal_infer::Scores;
+use scal_run::log::Scores;
 use scal_run::log::{EvalRecord, TrainRecord};
 use scal_train::{RunOutcome, TrainObserver};
 

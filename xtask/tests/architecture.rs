@@ -43,6 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-model",
         ],
     ),
+    // The run's files are scal-run's own types: no scal-infer, no scal-train (issue 41).
     (
         "scal-run",
         &[
@@ -51,7 +52,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scal-data",
             "scal-eval",
             "scal-fs",
-            "scal-infer",
             "scal-model",
             "scal-rewards",
         ],
@@ -98,7 +98,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     (
         "scal-run",
-        &["scal-train", "scal-report", "clap", "indicatif", "plotters"],
+        &[
+            "scal-infer",
+            "scal-train",
+            "scal-report",
+            "clap",
+            "indicatif",
+            "plotters",
+        ],
     ),
     ("scal-report", &["scal-train", "clap", "indicatif"]),
     (
@@ -621,6 +628,31 @@ fn only_scal_run_spells_a_run_folders_names() {
             run_dir.strings.iter().any(|(_, s)| s == name),
             "scal_run::run_dir names {name}"
         );
+    }
+}
+
+/// Invariant 4: the run's files are scal-run's own serde types, converted from the
+/// trainer's and the evaluator's in one place (`scal_train::records`): scal-run's code names
+/// no training type of scal-model (the step's report, the loss), nor scal-infer or
+/// scal-train (which the dependency table keeps out too).
+#[test]
+fn the_run_files_are_scal_runs_own_types() {
+    let training_types = ["StepReport", "ScalLoss", "scal_infer", "scal_train"];
+    let run = sources(&[])
+        .into_iter()
+        .filter(|s| s.path.to_string_lossy().contains("crates/scal-run/src"))
+        .collect::<Vec<_>>();
+    assert!(run.len() >= 5, "the scan sees scal-run's sources");
+    for source in &run {
+        for (n, line) in source.code_lines() {
+            for name in training_types {
+                assert!(
+                    !line.contains(name),
+                    "{}:{n}: scal-run names {name}: the run's files are its own types",
+                    source.path.display()
+                );
+            }
+        }
     }
 }
 

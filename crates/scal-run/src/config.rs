@@ -308,6 +308,39 @@ pub struct TrainingConfig {
     pub hosts: Vec<String>,
 }
 
+/// The version of `config.json`'s format this crate writes (and the newest it reads): the
+/// file's first key, `"format"`. A file without it (written before the field existed) is
+/// format 1; a configuration file given with `--config` may carry it too (a run's
+/// `config.json` reused).
+pub const FORMAT: u32 = 1;
+
+/// `config.json` as written: the format's version, then the configuration's fields (each
+/// number formatted by its own type, as `Config::save` does).
+#[derive(serde::Serialize)]
+struct Written<'a> {
+    format: u32,
+    #[serde(flatten)]
+    config: &'a TrainingConfig,
+}
+
+/// Takes `"format"` out of a configuration file's top level (absent: format 1), refusing a
+/// format this version does not read; `origin` is `PATH: `.
+fn take_format(value: &mut Value, origin: &str) -> Result<(), TrainError> {
+    let Some(format) = value.as_object_mut().and_then(|m| m.shift_remove("format")) else {
+        return Ok(());
+    };
+    match format.as_u64() {
+        Some(f) if (1..=u64::from(FORMAT)).contains(&f) => Ok(()),
+        _ => Err(TrainError::FieldValue {
+            origin: origin.to_string(),
+            field: "format".into(),
+            problem: format!(
+                "{format} is not a format of config.json this version of scal reads (1 to {FORMAT}): read it with the version that wrote it, or a later one"
+            ),
+        }),
+    }
+}
+
 /// The most epochs a run may have: the sampler draws each epoch's batches before the first
 /// iteration, so a mistyped count (`--epochs 10000000`) would spend hours there silently.
 pub const MAX_EPOCHS: usize = 100_000;
@@ -757,7 +790,7 @@ impl TrainingConfig {
                 problem,
             };
             let text = read_config_text(path).map_err(file_error)?;
-            let patch: Value = serde_json::from_str(&text)
+            let mut patch: Value = serde_json::from_str(&text)
                 .map_err(|e| file_error(format!("not valid JSON: {e}")))?;
             if !patch.is_object() {
                 return Err(file_error(format!(
@@ -765,6 +798,7 @@ impl TrainingConfig {
                     json_kind(&patch)
                 )));
             }
+            take_format(&mut patch, &format!("{}: ", path.display()))?;
             overlay(&mut value, &patch, "", &path.display().to_string())?;
         }
         let origin = file.map_or_else(String::new, |p| format!("{}: ", p.display()));
@@ -775,9 +809,29 @@ impl TrainingConfig {
         })
     }
 
+    /// `config.json`'s text: pretty JSON, `"format"` ([`FORMAT`]) first, then the fields.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&Written {
+            format: FORMAT,
+            config: self,
+        })
+        .expect("serialisable")
+    }
+
+    /// Writes `config.json` ([`TrainingConfig::to_json`]); the caller stages it when it
+    /// replaces one.
+    ///
+    /// # Errors
+    /// The system's error when the file cannot be written.
+    pub fn save_json(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.to_json())
+    }
+
     /// Reads a configuration saved by a run (`config.json`), naming the file on error. A
-    /// field the file lacks (saved by a version before the field existed) takes its default,
-    /// which is what that version did; an unknown field is an error.
+    /// file without `"format"` is format 1 (written before the field existed); a later
+    /// format is refused. A field the file lacks (saved by a version before the field
+    /// existed) takes its default, which is what that version did; an unknown field is an
+    /// error.
     pub fn load_json(path: &Path) -> Result<TrainingConfig, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
             path: path.to_path_buf(),
@@ -785,12 +839,13 @@ impl TrainingConfig {
         })?;
         let origin = format!("{}: ", path.display());
         let mut de = serde_json::Deserializer::from_str(&text);
-        let saved: Value =
+        let mut saved: Value =
             serde_path_to_error::deserialize(&mut de).map_err(|e| TrainError::FieldValue {
                 origin: origin.clone(),
                 field: e.path().to_string(),
                 problem: e.inner().to_string(),
             })?;
+        take_format(&mut saved, &origin)?;
         let mut value = serde_json::to_value(TrainingConfig::new()).expect("serialisable");
         overlay(&mut value, &saved, "", &path.display().to_string())?;
         serde_path_to_error::deserialize(value).map_err(|e| TrainError::FieldValue {
@@ -1030,6 +1085,49 @@ mod tests {
             assert_eq!(back, c);
         }
         assert_eq!(TrainingConfig::profile(Profile::Paper).optim.epochs, 120);
+    }
+
+    /// `config.json` as written before the format field (`testdata/run-2026-12-07`).
+    const OLD_CONFIG: &str = include_str!("../testdata/run-2026-12-07/config.json");
+
+    #[test]
+    fn a_config_written_before_the_format_field_reads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("config.json");
+        std::fs::write(&old, OLD_CONFIG).unwrap();
+        let config = TrainingConfig::load_json(&old).unwrap();
+        assert_eq!(config.model.attention, AttentionKind::Channel);
+        assert_eq!((config.optim.epochs, config.eval.every_epochs), (2, 1));
+        // Byte for byte: written now, it is the old file with the format's line first.
+        let text = config.to_json();
+        assert_eq!(
+            text,
+            OLD_CONFIG
+                .trim_end()
+                .replacen("{\n", "{\n  \"format\": 1,\n", 1)
+        );
+        let new = dir.path().join("new.json");
+        config.save_json(&new).unwrap();
+        assert_eq!(TrainingConfig::load_json(&new).unwrap(), config);
+        // A run's config.json (with its format) is a valid --config file.
+        assert_eq!(config.overlaid(Some(&new), &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn a_config_of_a_later_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let text = TrainingConfig::profile(Profile::Quick).to_json();
+        std::fs::write(&path, text.replacen("\"format\": 1", "\"format\": 2", 1)).unwrap();
+        let err = TrainingConfig::load_json(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("config.json: field `format`: 2 is not a format of config.json"),
+            "{err}"
+        );
+        let err = TrainingConfig::resolve(Profile::Quick, Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `format`"), "{err}");
     }
 
     #[test]

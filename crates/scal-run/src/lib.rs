@@ -6,6 +6,7 @@
 //! - [`config`]: the training configuration (`config.json`): profiles, JSON files and
 //!   command-line overrides, checked field by field;
 //! - [`log`]: `metrics.jsonl`, one typed record per iteration or evaluation;
+//! - [`state`]: `state.json`, where a checkpoint's training stands;
 //! - [`run_dir`]: the run folder's layout ([`RunDir`]), its two checkpoints ([`Checkpoint`])
 //!   and the run-name rule;
 //! - [`folder`]: a folder written as a whole (checkpoints, the report) and the run's lock;
@@ -14,7 +15,10 @@
 //! - [`backend`]: which compute backend a run names;
 //! - [`TrainError`]: why training, or reading a run, failed.
 //!
-//! `scal-train` writes runs through these types and re-exports them; `scal-report` reads a
+//! Each file is this crate's own serde types, with the version of its format (`"format"`; a
+//! file or line without it is format 1): `scal-train` converts the trainer's and the
+//! evaluator's types into them in one place (`scal_train::records`). `scal-train` writes
+//! runs through these types and re-exports them; `scal-report` reads a
 //! run through them without linking the training loop. No backend is compiled in, nothing is
 //! printed and no command is named.
 
@@ -26,6 +30,7 @@ pub mod folder;
 pub mod lifecycle;
 pub mod log;
 pub mod run_dir;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -194,9 +199,14 @@ pub enum TrainError {
     #[error(transparent)]
     Eval(#[from] scal_eval::EvalError),
     /// Embedding the evaluation's images failed (other than reading them, which is
-    /// [`TrainError::Data`]).
-    #[error(transparent)]
-    Infer(scal_infer::InferError),
+    /// [`TrainError::Data`], and the model's and the ranking's errors, which keep their
+    /// variants): a feature that is not finite, features that could not be read back from
+    /// the device. `scal_train::records` turns the embedder's error into this one.
+    #[error("evaluating the model: {message}")]
+    Embedding {
+        /// What the embedder said, with its causes.
+        message: String,
+    },
     /// The run's `metrics.jsonl` could not be read or written.
     #[error(transparent)]
     Log(#[from] log::LogError),
@@ -324,18 +334,4 @@ pub enum TrainError {
         /// The run folder (to resume).
         run: PathBuf,
     },
-}
-
-/// Data, model and evaluation errors keep their own variants (and hints); the rest is
-/// [`TrainError::Infer`].
-impl From<scal_infer::InferError> for TrainError {
-    fn from(error: scal_infer::InferError) -> Self {
-        use scal_infer::InferError;
-        match error {
-            InferError::Data(e) => TrainError::Data(e),
-            InferError::Eval(e) => TrainError::Eval(e),
-            InferError::Model(e) => TrainError::Model(e),
-            other => TrainError::Infer(other),
-        }
-    }
 }

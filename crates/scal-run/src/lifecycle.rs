@@ -8,8 +8,6 @@
 
 use std::path::Path;
 
-use burn::config::Config;
-
 use crate::TrainError;
 use crate::config::TrainingConfig;
 use crate::folder::RunLock;
@@ -51,7 +49,7 @@ pub fn create_run(
         });
     }
     let created = config
-        .save(&config_path)
+        .save_json(&config_path)
         .map_err(io(&config_path))
         .and_then(|()| Ok(LogWriter::append(log_path)?));
     match created {
@@ -119,7 +117,7 @@ pub fn record_location(
     }
     let config_path = RunDir::new(run_dir).config();
     scal_fs::write_atomically(&config_path, |tmp| {
-        config.save(tmp).map_err(|e| e.to_string())
+        config.save_json(tmp).map_err(|e| e.to_string())
     })?;
     Ok(())
 }

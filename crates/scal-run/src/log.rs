@@ -9,6 +9,12 @@
 //! number. The one exception is an unfinished last line (no newline at its end): a process
 //! killed while writing it leaves it, and it is always later than the last checkpoint, so
 //! [`truncate`] drops it and [`read`] ignores it.
+//!
+//! The records are this crate's own types ([`StepMetrics`], [`Evaluation`], [`Scores`]), not
+//! the trainer's or the evaluator's: `scal_train::records` converts those, in one place, so
+//! that a change there cannot change the file. Every line ends with `"format"`, the version
+//! of the format it was written in ([`FORMAT`]); a line without it (written before the field
+//! existed) is format 1. A line of a later format is refused by name, never misread.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use scal_infer::Evaluation;
-use scal_model::objective::StepReport;
+/// The version of the format this crate writes (and the newest it reads): the last key of
+/// every line, `"format": 1`. Lines without it are format 1.
+pub const FORMAT: u32 = 1;
 
 /// One iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,13 +38,77 @@ pub struct TrainRecord {
     /// The losses, rewards and critic measures of the step (their fields, in this order:
     /// `loss` … `reward_counts`).
     #[serde(flatten)]
-    pub step: StepReport,
+    pub step: StepMetrics,
     /// λ of the step (0 during the critic warm-up).
     pub lambda: f64,
     /// Images per second of the step, data loading included.
     pub images_per_s: f64,
     /// Training images that could not be decoded and were replaced (`data.strict=false`).
     pub replaced_images: Vec<PathBuf>,
+}
+
+/// What a step measured, all means over the batch (the trainer's step report, as logged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// The summed loss.
+    pub loss: f32,
+    /// `J_tri`.
+    pub triplet: f32,
+    /// `J_cls`.
+    pub classification: f32,
+    /// `J_cri` (unweighted), with the critic on.
+    pub critic_objective: Option<f32>,
+    /// `J_mse`, with the critic on.
+    pub critic_mse: Option<f32>,
+    /// Share of samples whose attention-based prediction is correct (`R_c = 1`).
+    pub correct_rate: Option<f32>,
+    /// Share of samples where attention raised the true class's probability (`R_a = 1`).
+    pub amelioration_rate: Option<f32>,
+    /// Mean critic estimate over modules and samples.
+    pub mean_value: Option<f32>,
+    /// Mean |V − R| over modules and samples.
+    pub critic_error: Option<f32>,
+    /// The critics' calibration: for each module `l`, the mean `V_l` over the samples whose
+    /// realised reward `R` was 0, 1 and 2 (`null` where no sample had that reward).
+    pub value_by_reward: Vec<[Option<f32>; 3]>,
+    /// Samples with realised reward 0, 1 and 2 (empty without the critic).
+    pub reward_counts: Vec<usize>,
+    /// With compatible critics: the share of the variance of their target `S(A′) − S(A)`
+    /// that their joint estimate explains (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critic_fit: Option<f32>,
+    /// With compatible critics: the scale `≤ 1` of their push on each agent (absent
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critic_push_scale: Option<Vec<f32>>,
+}
+
+/// Rank-k, mAP and mINP of one ranking, as fractions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Rank-1.
+    pub rank1: f64,
+    /// Rank-5.
+    pub rank5: f64,
+    /// Rank-10.
+    pub rank10: f64,
+    /// Mean average precision.
+    #[serde(rename = "mAP")]
+    pub map: f64,
+    /// Mean inverse negative penalty.
+    #[serde(rename = "mINP")]
+    pub minp: f64,
+}
+
+/// The query/gallery scores of one evaluation (the evaluator's result, as logged).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Plain Euclidean ranking.
+    pub plain: Scores,
+    /// After k-reciprocal re-ranking, when asked.
+    pub reranked: Option<Scores>,
+    /// Seconds taken (features + metrics).
+    pub seconds: f64,
 }
 
 /// One evaluation.
@@ -73,10 +144,42 @@ impl Record {
         }
     }
 
-    /// The record as one JSON line (without the newline).
+    /// The record as one JSON line (without the newline), ending with `"format"`.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("a record serialises")
+        serde_json::to_string(&Line {
+            record: self,
+            format: FORMAT,
+        })
+        .expect("a record serialises")
     }
+}
+
+/// A line as written: the record's keys, then the format's version.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    format: u32,
+}
+
+/// A line as read: a line without `"format"` is format 1.
+#[derive(Deserialize)]
+struct ReadLine {
+    #[serde(flatten)]
+    record: Record,
+    #[serde(default = "format_1")]
+    format: u32,
+}
+
+/// Only the version of a line that is not a record of this format (unknown keys ignored).
+#[derive(Deserialize)]
+struct VersionOnly {
+    #[serde(default = "format_1")]
+    format: u32,
+}
+
+fn format_1() -> u32 {
+    1
 }
 
 /// Why the log could not be read or written.
@@ -104,6 +207,21 @@ pub enum LogError {
         line: usize,
         /// What the parser said.
         message: String,
+    },
+    /// A line written in a format this version does not read (a later one).
+    #[error(
+        "{} line {line}: written in format {format} of the metrics log, but this version of scal reads formats 1 to {newest}: read it with the version that wrote it, or a later one",
+        path.display()
+    )]
+    UnknownFormat {
+        /// `metrics.jsonl`.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line's `"format"`.
+        format: u32,
+        /// The newest format this version reads ([`FORMAT`]).
+        newest: u32,
     },
 }
 
@@ -134,12 +252,27 @@ fn complete_lines(path: &Path) -> Result<Vec<(usize, String)>, LogError> {
         .collect())
 }
 
+/// One line's record. The version is checked first when the line is not a record (a later
+/// format may have other keys) and when it is (a later format may reuse these keys).
 fn parse(path: &Path, line: usize, text: &str) -> Result<Record, LogError> {
-    serde_json::from_str(text).map_err(|e| LogError::BadLine {
+    let unknown = |format: u32| LogError::UnknownFormat {
         path: path.to_path_buf(),
         line,
-        message: e.to_string(),
-    })
+        format,
+        newest: FORMAT,
+    };
+    match serde_json::from_str::<ReadLine>(text) {
+        Ok(read) if (1..=FORMAT).contains(&read.format) => Ok(read.record),
+        Ok(read) => Err(unknown(read.format)),
+        Err(e) => match serde_json::from_str::<VersionOnly>(text) {
+            Ok(v) if !(1..=FORMAT).contains(&v.format) => Err(unknown(v.format)),
+            _ => Err(LogError::BadLine {
+                path: path.to_path_buf(),
+                line,
+                message: e.to_string(),
+            }),
+        },
+    }
 }
 
 /// Every record of the log, in order (a missing file has none).
@@ -225,14 +358,13 @@ fn is_zero(n: &usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scal_infer::Scores;
 
     fn train(iteration: u64) -> Record {
         Record::Train(TrainRecord {
             epoch: 0,
             iteration,
             lr: 1e-3,
-            step: StepReport {
+            step: StepMetrics {
                 loss: 1.25,
                 triplet: 0.5,
                 classification: 0.75,
@@ -281,14 +413,128 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.ends_with(r#""lambda":1.0,"images_per_s":12.5,"replaced_images":[]}"#),
+            line.ends_with(r#""lambda":1.0,"images_per_s":12.5,"replaced_images":[],"format":1}"#),
             "{line}"
         );
         let line = eval(4).to_line();
-        assert!(
-            line.starts_with(r#"{"kind":"eval","epoch":1,"iteration":4,"plain":{"rank1":0.5,"rank5":0.75,"rank10":1.0,"mAP":0.375,"mINP":0.125},"reranked":null,"seconds":2.0,"module_amelioration":null}"#),
-            "{line}"
+        assert_eq!(
+            line,
+            r#"{"kind":"eval","epoch":1,"iteration":4,"plain":{"rank1":0.5,"rank5":0.75,"rank10":1.0,"mAP":0.375,"mINP":0.125},"reranked":null,"seconds":2.0,"module_amelioration":null,"format":1}"#
         );
+    }
+
+    /// `metrics.jsonl` as written before the format field existed (which command and commit
+    /// wrote it: `testdata/run-2026-12-07/README.md`).
+    const OLD_LOG: &str = include_str!("../testdata/run-2026-12-07/metrics.jsonl");
+
+    #[test]
+    fn the_log_written_before_the_format_field_reads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, OLD_LOG).unwrap();
+        let records = read(&path).unwrap();
+        assert_eq!(records.len(), OLD_LOG.lines().count());
+        // Key for key (nested ones too), value for value: a record written now is the old
+        // line with the format's version after its last key. (Compared as parsed: serde_json
+        // without `float_roundtrip` reads some 17-digit f64s, e.g. `images_per_s`, one ulp
+        // off, today as before, so their last digits may be written differently.)
+        for (record, line) in records.iter().zip(OLD_LOG.lines()) {
+            let old: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut new: serde_json::Value = serde_json::from_str(&record.to_line()).unwrap();
+            let fields = new.as_object_mut().unwrap();
+            assert_eq!(fields.keys().last().unwrap(), "format");
+            assert_eq!(fields.shift_remove("format").unwrap(), 1);
+            assert_eq!(new.to_string(), old.to_string(), "{line}");
+        }
+        let again = dir.path().join("again.jsonl");
+        let mut writer = LogWriter::append(&again).unwrap();
+        for record in &records {
+            writer.write(record).unwrap();
+        }
+        assert_eq!(read(&again).unwrap(), records);
+        check_fixture_values(&records);
+    }
+
+    /// Values of the fixture's records, as its text spells them.
+    fn check_fixture_values(records: &[Record]) {
+        let Record::Train(first) = &records[0] else {
+            panic!("the fixture starts with a training record")
+        };
+        assert_eq!((first.epoch, first.iteration, first.lr), (0, 1, 0.00001));
+        assert_eq!(first.step.loss, 10.895_390_5);
+        assert_eq!(first.step.critic_mse, Some(3.004_868));
+        assert_eq!(first.step.reward_counts, [32, 31, 1]);
+        assert_eq!(
+            first.step.value_by_reward[0],
+            [Some(0.065_534_59), Some(0.069_158_465), Some(0.065_748_334)]
+        );
+        assert_eq!(
+            (first.lambda, first.images_per_s),
+            (1.0, 25.782_501_571_442_463)
+        );
+        assert!(first.replaced_images.is_empty());
+        let evals: Vec<&EvalRecord> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Eval(e) => Some(e),
+                Record::Train(_) => None,
+            })
+            .collect();
+        assert_eq!(evals.iter().map(|e| e.epoch).collect::<Vec<_>>(), [1, 2]);
+        for e in evals {
+            assert!(e.evaluation.reranked.is_some() && e.evaluation.seconds > 0.0);
+            let diagnostic = e.module_amelioration.as_ref().unwrap();
+            assert_eq!(
+                diagnostic.per_module.len(),
+                first.step.value_by_reward.len()
+            );
+        }
+    }
+
+    #[test]
+    fn the_format_ends_each_line_and_a_later_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let line = train(1).to_line();
+        let without = line.replace(",\"format\":1", "");
+        let later = line.replace("\"format\":1", "\"format\":2");
+        std::fs::write(&path, format!("{line}\n{without}\n{later}\n")).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::UnknownFormat {
+                    line: 3,
+                    format: 2,
+                    newest: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("line 3: written in format 2"),
+            "{err}"
+        );
+        // A later format with other keys is refused by its version, not called damage.
+        std::fs::write(
+            &path,
+            format!("{line}\n{{\"kind\":\"step\",\"format\":3}}\n"),
+        )
+        .unwrap();
+        let err = truncate(&path, 9).unwrap_err();
+        assert!(
+            matches!(err, LogError::UnknownFormat { format: 3, .. }),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{line}\n{without}\n")).unwrap();
+        assert_eq!(read(&path).unwrap(), [train(1), train(1)]);
+        let zero = line.replace("\"format\":1", "\"format\":0");
+        std::fs::write(&path, format!("{zero}\n")).unwrap();
+        assert!(matches!(
+            read(&path).unwrap_err(),
+            LogError::UnknownFormat { format: 0, .. }
+        ));
     }
 
     #[test]

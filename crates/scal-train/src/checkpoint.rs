@@ -7,73 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::config::Config;
 use burn::optim::ModuleOptimizer;
-use scal_data::SamplerPosition;
 use scal_model::{ScalConfig, ScalModel};
-use serde::{Deserialize, Serialize};
 
 use crate::config::TrainingConfig;
 use crate::{TrainError, folder};
 
-/// Where training stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Optimizer steps taken.
-    pub iteration: u64,
-    /// The sampler's next batch.
-    pub position: SamplerPosition,
-    /// Best mAP evaluated so far, and the epoch (1-based count of finished epochs) it was at.
-    pub best: Option<(f64, u64)>,
-    /// The training split the run trains on (absent in checkpoints written before it was
-    /// recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_split: Option<SplitDigest>,
-    /// The query and gallery the run is evaluated on (absent in checkpoints written before
-    /// they were recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_split: Option<SplitDigest>,
-    /// The planted reward's threshold frozen from the run's first batch (runs with
-    /// `step.reward` planted and no configured threshold; absent otherwise).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub planted_threshold: Option<f64>,
-}
-
-/// A split, recognisably: its image count and a digest of its images' names (below the
-/// dataset folder, so that a moved dataset keeps it), identities and cameras, so that a
-/// resume can tell that images were added, removed or renamed (exact resume is exact only on
-/// the same images).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitDigest {
-    /// Images.
-    pub images: u64,
-    /// The first 8 bytes of the SHA-256 of the sorted `name, pid, camera` lines.
-    pub digest: u64,
-}
-
-impl SplitDigest {
-    /// The digest of `images`, their names taken below `root`.
-    pub fn of(images: &[scal_data::ImageRecord], root: &Path) -> SplitDigest {
-        use sha2::{Digest, Sha256};
-        let mut lines: Vec<String> = images
-            .iter()
-            .map(|r| {
-                let name = r.path.strip_prefix(root).unwrap_or(&r.path);
-                format!("{}\0{}\0{}\n", name.to_string_lossy(), r.pid, r.camid)
-            })
-            .collect();
-        lines.sort();
-        let mut hasher = Sha256::new();
-        for line in &lines {
-            hasher.update(line.as_bytes());
-        }
-        let sum = hasher.finalize();
-        SplitDigest {
-            images: images.len() as u64,
-            digest: u64::from_le_bytes(sum[..8].try_into().expect("8 bytes")),
-        }
-    }
-}
+/// `state.json`'s types are `scal-run`'s (the run's files), re-exported here under the
+/// paths they always had.
+pub use scal_run::state::{SplitDigest, TrainState};
 
 fn error(path: &Path, message: impl ToString) -> TrainError {
     TrainError::Checkpoint {
@@ -116,10 +58,9 @@ pub fn save(
                 .map_err(|e| error(&path, format!("{e:?}")))?;
             files.push(OPTIMIZER_FILE);
         }
-        let state_json = serde_json::to_string_pretty(state).expect("serialisable");
-        std::fs::write(dir.join(STATE_FILE), state_json).map_err(|e| error(dir, e))?;
+        std::fs::write(dir.join(STATE_FILE), state.to_json()).map_err(|e| error(dir, e))?;
         let copy = dir.join(CONFIG_COPY);
-        config.save(&copy).map_err(|e| error(&copy, e))?;
+        config.save_json(&copy).map_err(|e| error(&copy, e))?;
         files.extend([STATE_FILE, CONFIG_COPY]);
         Ok(scal_model::write_checksums(dir, &files)?)
     })
@@ -230,5 +171,5 @@ pub fn set_aside(checkpoint: &Path) -> Result<Option<PathBuf>, TrainError> {
 pub fn state(checkpoint: &Path) -> Result<TrainState, TrainError> {
     let path = checkpoint.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| error(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| error(&path, e))
+    TrainState::from_json(&text).map_err(|e| error(&path, e))
 }

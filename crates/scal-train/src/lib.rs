@@ -15,8 +15,9 @@
 //! the checks on it before training), [`optim`] (the two-group Adam), [`step`] (one optimizer step of `scal_model::objective`, on one
 //! device or data-parallel), [`checkpoint`] (training-state checkpoints and the staged
 //! folder swap), [`log`] (`metrics.jsonl`) and [`eval`] (the per-module amelioration
-//! diagnostic). The configuration, the log, the run folder and [`TrainError`] are
-//! `scal-run`'s, re-exported here.
+//! diagnostic). The configuration, the log, the training state, the run folder and
+//! [`TrainError`] are `scal-run`'s, re-exported here; [`records`] is the one place where the
+//! step's report, the evaluation and the embedder's error become those types.
 //!
 //! This crate has no backend compiled in, never prints and never names a command: the
 //! caller (the `xtask` command line) picks the devices and talks to the user.
@@ -32,6 +33,7 @@ mod device_failure;
 pub mod eval;
 pub mod observer;
 pub mod optim;
+pub mod records;
 pub mod run;
 pub mod step;
 

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use scal_data::SkippedImage;
-use scal_infer::Evaluation;
 
 use crate::log::{EvalRecord, TrainRecord};
 
@@ -13,8 +12,8 @@ use crate::log::{EvalRecord, TrainRecord};
 pub enum RunOutcome {
     /// All epochs done.
     Finished {
-        /// The evaluation after the last epoch.
-        last: Evaluation,
+        /// The evaluation after the last epoch (as logged).
+        last: crate::log::Evaluation,
         /// Best mAP and the epoch it was reached at.
         best: (f64, u64),
         /// Optimizer steps taken.

@@ -18,7 +18,7 @@ use std::time::Instant;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use scal_data::{HostBatch, ReidDataset, TrainLoader};
-use scal_infer::{EmbedOptions, Evaluation, evaluate_model};
+use scal_infer::{EmbedOptions, evaluate_model};
 use scal_model::objective::{StepReport, planted_threshold};
 use scal_model::{ScalConfig, ScalModel};
 use scal_run::lifecycle::{
@@ -35,6 +35,7 @@ use crate::folder::RunLock;
 use crate::log::{self, EvalRecord, LogWriter, Record, TrainRecord};
 use crate::observer::{RunOutcome, TrainObserver};
 use crate::optim::optimizer;
+use crate::records;
 use crate::run_dir::{Checkpoint, RunDir};
 use crate::step::{scal_step, scal_step_data_parallel};
 
@@ -85,7 +86,7 @@ pub struct Trainer<'a> {
     log: LogWriter,
     /// Held while the run trains: one process per run folder.
     _lock: RunLock,
-    last_eval: Option<Evaluation>,
+    last_eval: Option<log::Evaluation>,
     tick: Instant,
 }
 
@@ -341,7 +342,8 @@ impl<'a> Trainer<'a> {
             options,
             config.eval.rerank,
             device,
-        )?;
+        )
+        .map_err(records::train_error)?;
         let module_amelioration = module_amelioration(
             self.model(),
             &self.dataset.train,
@@ -356,7 +358,7 @@ impl<'a> Trainer<'a> {
         Ok(EvalRecord {
             epoch: finished,
             iteration: self.state.iteration,
-            evaluation,
+            evaluation: records::evaluation(&evaluation),
             module_amelioration,
         })
     }
@@ -437,7 +439,7 @@ fn train_record(
         epoch,
         iteration,
         lr,
-        step: report.clone(),
+        step: records::step_metrics(report),
         lambda,
         images_per_s: batch.labels.len() as f64 / seconds.max(1e-9),
         replaced_images: batch.replaced.iter().map(|r| r.path.clone()).collect(),
