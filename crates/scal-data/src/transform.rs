@@ -239,7 +239,7 @@ pub fn decode_upright(path: &Path) -> Result<DynamicImage, DataError> {
 pub const DECODE_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
 
 /// Checks that every image of `paths` decodes, pixels included: what [`decode`] refuses
-/// (an unreadable file, an unknown format, a declared size beyond [`DECODE_MEMORY_LIMIT`],
+/// (an unreadable file, an unknown format, a declared size beyond `DECODE_MEMORY_LIMIT`,
 /// a JPEG cut before its end-of-image marker, damage inside compressed data such as a PNG
 /// cut in its data), on all cores, one image in memory per core. Returns the first failure
 /// in `paths`' order. Training checks its query and gallery with it before the first

@@ -1098,13 +1098,25 @@ mod tests {
         let config = TrainingConfig::load_json(&old).unwrap();
         assert_eq!(config.model.attention, AttentionKind::Channel);
         assert_eq!((config.optim.epochs, config.eval.every_epochs), (2, 1));
-        // Byte for byte: written now, it is the old file with the format's line first.
+        // Byte for byte: written now, it is the old file with the format's line first and
+        // the fields added since at their defaults (issue 38's `model.critic_kind` and
+        // `step.critic_score`).
         let text = config.to_json();
         assert_eq!(
             text,
             OLD_CONFIG
                 .trim_end()
                 .replacen("{\n", "{\n  \"format\": 1,\n", 1)
+                .replacen(
+                    "\"critic_scaling\": \"raw\",\n",
+                    "\"critic_scaling\": \"raw\",\n    \"critic_kind\": \"paper\",\n",
+                    1
+                )
+                .replacen(
+                    "\"critic_target\": \"shared\"\n",
+                    "\"critic_target\": \"shared\",\n    \"critic_score\": \"log-prob\"\n",
+                    1
+                )
         );
         let new = dir.path().join("new.json");
         config.save_json(&new).unwrap();

@@ -442,7 +442,7 @@ mod tests {
             let old: serde_json::Value = serde_json::from_str(line).unwrap();
             let mut new: serde_json::Value = serde_json::from_str(&record.to_line()).unwrap();
             let fields = new.as_object_mut().unwrap();
-            assert_eq!(fields.keys().last().unwrap(), "format");
+            assert_eq!(fields.keys().next_back().unwrap(), "format");
             assert_eq!(fields.shift_remove("format").unwrap(), 1);
             assert_eq!(new.to_string(), old.to_string(), "{line}");
         }
