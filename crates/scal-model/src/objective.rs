@@ -429,19 +429,7 @@ fn score_change(
             planted_scores(&explored.maps, labels, config.reward, &config.planted),
             planted_scores(&out.maps, labels, config.reward, &config.planted),
         );
-        let threshold = config.planted.threshold.unwrap_or_else(|| {
-            median(
-                &acting
-                    .clone()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .expect("float scores"),
-            )
-        });
-        let flips = (config.reward == RewardKind::PlantedNoisy).then(|| {
-            let p = config.planted.flip_probability;
-            Tensor::random(acting.dims(), Distribution::Bernoulli(p), &acting.device())
-        });
+        let (threshold, flips) = planted_threshold_and_flips(&acting, config);
         let acting = planted_reward(acting, threshold, flips.clone());
         let own = planted_reward(own, threshold, flips);
         return (acting.clone() - own, Some(acting));
@@ -512,6 +500,16 @@ fn module_rewards(
 /// - `labels`: `[N]`; output: `[N]`
 fn planted_total(maps: &[Tensor<4>], labels: &Tensor<1, Int>, config: &StepConfig) -> Tensor<1> {
     let score = planted_scores(maps, labels, config.reward, &config.planted);
+    let (threshold, flips) = planted_threshold_and_flips(&score, config);
+    planted_reward(score, threshold, flips)
+}
+
+/// The planted reward's threshold (the configured one, or the median of `score`) and, with
+/// `planted-noisy`, the flips drawn from the device's generator.
+///
+/// # Shapes
+/// - `score`: `[N]`; flips: `[N]`
+fn planted_threshold_and_flips(score: &Tensor<1>, config: &StepConfig) -> (f64, Option<Tensor<1>>) {
     let threshold = config.planted.threshold.unwrap_or_else(|| {
         median(
             &score
@@ -525,7 +523,7 @@ fn planted_total(maps: &[Tensor<4>], labels: &Tensor<1, Int>, config: &StepConfi
         let p = config.planted.flip_probability;
         Tensor::random(score.dims(), Distribution::Bernoulli(p), &score.device())
     });
-    planted_reward(score, threshold, flips)
+    (threshold, flips)
 }
 
 /// `⟨w_i, A_l⟩` per sample for the planted reward's module `l`: the one direction `w`, or

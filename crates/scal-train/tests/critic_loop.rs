@@ -163,6 +163,20 @@ fn a_standardized_critic_with_exploration_learns_a_planted_reward_and_the_agents
     assert!(measured[1..].iter().all(|m| m.planted_cosine.is_none()));
 }
 
+/// `critic-grad`'s measurements of `model` (one of `trained`'s kept copies) on the batch it
+/// trained on.
+fn measure_on_the_batch(
+    trained: &Trained,
+    model: &ScalModel,
+) -> Vec<scal_train::critic_grad::ModuleGradient> {
+    scal_train::critic_grad::critic_gradients_of(
+        model,
+        std::iter::once(Ok(trained.batch.clone())),
+        &trained.config,
+    )
+    .unwrap()
+}
+
 /// Issue 38, stage 1: the per-sample positive control. With one planted direction per
 /// identity (`planted-per-identity`), the direction that raises each sample's reward differs
 /// between samples, as the method's does; the paper's critic (raw inputs, no exploration),
@@ -179,12 +193,7 @@ fn the_papers_critic_cannot_point_along_a_per_identity_planted_reward() {
         trained.reports[0].reward_counts
     );
     for (step, model) in &trained.kept {
-        let measured = scal_train::critic_grad::critic_gradients_of(
-            model,
-            std::iter::once(Ok(trained.batch.clone())),
-            &trained.config,
-        )
-        .unwrap();
+        let measured = measure_on_the_batch(&trained, model);
         let cosine = measured[0].planted_cosine.expect("module 0 is planted");
         assert!(
             cosine.mean < 0.1,
@@ -241,12 +250,7 @@ fn compatible_critic_loop_alone() {
     assert!(trained.reports.iter().all(|r| r.critic_fit.is_some()));
     let mut cosines = Vec::new();
     for (step, model) in &trained.kept {
-        let measured = scal_train::critic_grad::critic_gradients_of(
-            model,
-            std::iter::once(Ok(trained.batch.clone())),
-            &trained.config,
-        )
-        .unwrap();
+        let measured = measure_on_the_batch(&trained, model);
         let cosine = measured[0].planted_cosine.expect("module 0 is planted");
         let scale = measured[0].critic_push_scale.expect("compatible critics");
         assert!(scale > 0.0 && scale <= 1.0, "{scale}");
