@@ -50,7 +50,7 @@ fn critic_grad(args: &CriticGradArgs) -> Result<()> {
         crate::cli::check_replaceable(path, "--json", "critic-grad JSON", is_critic_grad_json)?;
     }
     let run = crate::cli::run_on_training_data(&args.run, "critic-grad")?;
-    let step = &run.config.step;
+    let step = &scal_train::records::step_config(&run.config.step);
     let measured = critic_gradients(
         &run.model,
         &run.loader,

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::TrainError;
 use crate::backend::Backend;
-use scal_model::objective::{CriticScore, CriticTarget, StepConfig, UpdateOrder};
+use crate::step::{CriticScore, CriticTarget, StepOptions, UpdateOrder};
 
 /// The defaults of the crates that use each hyper-parameter, which the sections below take
 /// as theirs: one default per hyper-parameter (the network's in `scal-model`, the
@@ -282,8 +282,8 @@ pub struct TrainingConfig {
     #[config(default = "OptimOptions::new()")]
     pub optim: OptimOptions,
     /// The losses of a step (λ, critic on/off, reward kind, triplet, smoothing).
-    #[config(default = "StepConfig::new()")]
-    pub step: StepConfig,
+    #[config(default = "StepOptions::new()")]
+    pub step: StepOptions,
     /// Epochs with the critic objective off (the critics learn first).
     #[config(default = 0)]
     pub critic_warmup_epochs: usize,

@@ -31,6 +31,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod run_dir;
 pub mod state;
+pub mod step;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,7 @@ pub use backend::Backend;
 pub use config::{Profile, TrainingConfig};
 pub use log::ModuleAmelioration;
 pub use run_dir::{Checkpoint, RunDir};
+pub use step::StepOptions;
 
 /// A training loss above this has diverged: the method's losses start near ln(identities)
 /// plus the triplet margin (under 20 on every dataset), and a run that reaches this no

@@ -4,7 +4,7 @@
 
 use scal_attention::AttentionKind;
 use scal_losses::TripletDistance;
-use scal_model::objective::{CriticScore, CriticTarget, UpdateOrder};
+use scal_run::step::{CriticScore, CriticTarget, UpdateOrder};
 use scal_model::{CriticKind, CriticScaling};
 use scal_rewards::RewardKind;
 use serde::Serialize;

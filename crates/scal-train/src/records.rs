@@ -1,13 +1,53 @@
 //! The one place where the trainer's and the evaluator's types become the run files'
 //! (`scal-run`'s, which the report and the commands read without this crate): a step's
 //! report becomes a log line's [`StepMetrics`], an evaluation its [`Evaluation`], and an
-//! evaluation's failure a [`TrainError`]. A change to `scal_model::objective::StepReport` or
-//! `scal_infer::Evaluation` shows here, at compile time, instead of in `metrics.jsonl`.
+//! evaluation's failure a [`TrainError`]; the other way, `config.json`'s step section becomes
+//! the library's [`StepConfig`]. A change to `scal_model::objective::StepReport`, `StepConfig`
+//! or `scal_infer::Evaluation` shows here, at compile time, instead of in `metrics.jsonl` or
+//! `config.json`.
 
 use scal_infer::InferError;
-use scal_model::objective::StepReport;
+use scal_model::objective::{self, StepConfig, StepReport};
 use scal_run::TrainError;
 use scal_run::log::{Evaluation, Scores, StepMetrics};
+use scal_run::step::{self as options, StepOptions};
+
+/// `config.json`'s step section as the library's step configuration.
+pub fn step_config(step: &StepOptions) -> StepConfig {
+    let StepOptions {
+        lambda,
+        label_smoothing,
+        triplet,
+        critic,
+        reward,
+        update_order,
+        planted,
+        exploration,
+        critic_target,
+        critic_score,
+    } = step.clone();
+    StepConfig {
+        lambda,
+        label_smoothing,
+        triplet,
+        critic,
+        reward,
+        update_order: match update_order {
+            options::UpdateOrder::Joint => objective::UpdateOrder::Joint,
+            options::UpdateOrder::CriticFirst => objective::UpdateOrder::CriticFirst,
+        },
+        planted,
+        exploration,
+        critic_target: match critic_target {
+            options::CriticTarget::Shared => objective::CriticTarget::Shared,
+            options::CriticTarget::PerModule => objective::CriticTarget::PerModule,
+        },
+        critic_score: match critic_score {
+            options::CriticScore::LogProb => objective::CriticScore::LogProb,
+            options::CriticScore::BatchAp => objective::CriticScore::BatchAp,
+        },
+    }
+}
 
 /// A step's report as the log keeps it.
 pub fn step_metrics(report: &StepReport) -> StepMetrics {
@@ -150,6 +190,46 @@ mod tests {
                 serde_json::to_string(&e).unwrap()
             );
         }
+    }
+
+    /// `config.json`'s defaults (what an older file without a field means) are the
+    /// library's: the paper's method on both sides.
+    #[test]
+    fn the_step_sections_defaults_are_the_librarys() {
+        assert_eq!(step_config(&StepOptions::new()), StepConfig::new());
+    }
+
+    /// Every choice of the step section converts to the library's choice of the same name, so
+    /// that a `config.json` means the same to the run's file and to the step.
+    #[test]
+    fn the_step_sections_choices_convert_to_the_library_choices_of_their_names() {
+        use options::{CriticScore, CriticTarget, UpdateOrder};
+        for order in [UpdateOrder::Joint, UpdateOrder::CriticFirst] {
+            let step = StepOptions::new().with_update_order(order);
+            assert_eq!(json(&order), json(&step_config(&step).update_order));
+        }
+        for target in [CriticTarget::Shared, CriticTarget::PerModule] {
+            let step = StepOptions::new().with_critic_target(target);
+            assert_eq!(json(&target), json(&step_config(&step).critic_target));
+        }
+        for score in [CriticScore::LogProb, CriticScore::BatchAp] {
+            let step = StepOptions::new().with_critic_score(score);
+            assert_eq!(json(&score), json(&step_config(&step).critic_score));
+        }
+        // And the whole section reads back as the library's configuration.
+        let step = StepOptions::new()
+            .with_lambda(0.5)
+            .with_exploration(0.25)
+            .with_update_order(UpdateOrder::CriticFirst)
+            .with_critic_score(CriticScore::BatchAp);
+        let text = serde_json::to_string(&step).unwrap();
+        let library: StepConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(library, step_config(&step));
+        assert_eq!(serde_json::to_string(&library).unwrap(), text);
+    }
+
+    fn json(value: &impl serde::Serialize) -> String {
+        serde_json::to_string(value).unwrap()
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<(), TrainError> {
         let epoch = self.state.position.epoch;
         let lr = self.config.optim.lr_at(epoch as usize);
-        let mut step = self.config.step.clone();
+        let mut step = crate::records::step_config(&self.config.step);
         if (epoch as usize) < self.config.critic_warmup_epochs {
             step.lambda = 0.0;
         }

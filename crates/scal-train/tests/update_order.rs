@@ -84,7 +84,10 @@ fn critic_first_on_several_devices_is_refused_by_name() {
     // One device takes it, and an unknown order is named.
     let one = common::tiny_overrides(&root, &[("step.update_order", "critic_first")]);
     let config = TrainingConfig::resolve(Profile::Quick, None, &one).unwrap();
-    assert_eq!(config.step.update_order, UpdateOrder::CriticFirst);
+    assert_eq!(
+        config.step.update_order,
+        scal_run::step::UpdateOrder::CriticFirst
+    );
     let bad = common::tiny_overrides(&root, &[("step.update_order", "actor_first")]);
     let err = TrainingConfig::resolve(Profile::Quick, None, &bad).unwrap_err();
     assert!(err.to_string().contains("step.update_order"), "{err}");

@@ -603,7 +603,9 @@ impl TrainStep {
         let labels: Vec<i64> = (0..batch).map(|i| (i / 4 * 7 % classes) as i64).collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
         let (optimizer, lr) = optimizer(o);
-        let step = o.profile.map_or_else(StepConfig::new, |p| p.config().step);
+        let step = o.profile.map_or_else(StepConfig::new, |p| {
+            scal_train::records::step_config(&p.config().step)
+        });
         TrainStep {
             slot: Some(network.init(&autodiff)),
             optimizer,
