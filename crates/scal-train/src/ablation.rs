@@ -4,9 +4,9 @@
 
 use scal_attention::AttentionKind;
 use scal_losses::TripletDistance;
-use scal_run::step::{CriticScore, CriticTarget, UpdateOrder};
 use scal_model::{CriticKind, CriticScaling};
 use scal_rewards::RewardKind;
+use scal_run::step::{CriticScore, CriticTarget, UpdateOrder};
 use serde::Serialize;
 
 use crate::{TrainError, TrainingConfig};
