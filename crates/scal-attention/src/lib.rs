@@ -258,14 +258,40 @@ impl Agent {
     /// standard deviation `std` (drawn from the device's generator), shaped as
     /// [`Agent::forward`]'s map. `std = 0` gives the map itself.
     pub fn perturbed(&self, x: Tensor<4>, std: f64) -> Tensor<4> {
-        let [n, c, h, w] = x.dims();
-        let device = x.device();
-        let (logits, shape) = match self {
-            Agent::Spatial(m) => (m.logits(x), [n, 1, h, w]),
-            Agent::Channel(m) => (m.logits(x), [n, c, 1, 1]),
+        let logits = self.logits(x.clone());
+        let noise = Tensor::random(logits.dims(), Distribution::Normal(0.0, std), &x.device());
+        self.map_of(logits + noise, x.dims())
+    }
+
+    /// The pre-sigmoid logits of the map, one per map element.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`; output: `[N, H·W]` (spatial) or `[N, C]` (channel)
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Agent::Spatial(m) => m.logits(x),
+            Agent::Channel(m) => m.logits(x),
+        }
+    }
+
+    /// The map with `noise` added to its logits, `sigmoid(logits(x) + noise)`, shaped as
+    /// [`Agent::forward`]'s map (the same noise given twice gives the same map: antithetic
+    /// exploration passes `+σε` and `−σε`).
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`; `noise`: as [`Agent::logits`]'s output
+    pub fn noised(&self, x: Tensor<4>, noise: Tensor<2>) -> Tensor<4> {
+        let dims = x.dims();
+        self.map_of(self.logits(x) + noise, dims)
+    }
+
+    /// `sigmoid(logits)` in the map's shape for an input of `dims`.
+    fn map_of(&self, logits: Tensor<2>, [n, c, h, w]: [usize; 4]) -> Tensor<4> {
+        let shape = match self {
+            Agent::Spatial(_) => [n, 1, h, w],
+            Agent::Channel(_) => [n, c, 1, 1],
         };
-        let noise = Tensor::random(logits.dims(), Distribution::Normal(0.0, std), &device);
-        sigmoid(logits + noise).reshape(shape)
+        sigmoid(logits).reshape(shape)
     }
 }
 

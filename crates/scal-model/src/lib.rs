@@ -338,6 +338,40 @@ impl ScalModel {
             .forward(self.neck.forward(global_average_pool(last)))
     }
 
+    /// A pass whose maps have `noise[l]` added to module `l`'s logits,
+    /// `A_l = sigmoid(z_l(X_l) + noise[l])`: the antithetic exploration of the self-critical
+    /// estimator (the same noise, negated, for the pair's other pass). No critic runs.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, 3, H, W]`; `noise[l]`: as [`scal_attention::Agent::logits`]'s output
+    ///   for module `l` (`[N, C_l]` channel, `[N, H_l·W_l]` spatial)
+    /// - see [`ScalOutput`] for the outputs (`values` empty)
+    ///
+    /// # Panics
+    /// If `noise` does not hold one tensor per module.
+    pub fn forward_noised(&self, images: Tensor<4>, noise: &[Tensor<2>]) -> ScalOutput {
+        let agents = &self.attention.agents;
+        assert_eq!(noise.len(), agents.len(), "one noise tensor per module");
+        let (mut maps, mut stage_inputs) = (Vec::new(), Vec::new());
+        let last = self.backbone.forward_staged(images, |stage, x| {
+            let map = agents[stage].noised(x.clone(), noise[stage].clone());
+            maps.push(map.clone());
+            stage_inputs.push(x.clone());
+            x * map
+        });
+        let global = global_average_pool(last);
+        let feature = self.neck.forward(global.clone());
+        let logits = self.classifier.forward(feature.clone());
+        ScalOutput {
+            global,
+            feature,
+            logits,
+            maps,
+            stage_inputs,
+            values: Vec::new(),
+        }
+    }
+
     /// The post-BN feature `f` alone, attention applied, without the classifier and the
     /// critics: the inference graph ([`ScalModel::embed`] and the ONNX export).
     ///

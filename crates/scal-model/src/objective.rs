@@ -134,6 +134,13 @@ pub struct StepConfig {
     /// exploration; unused by the paper's critics.
     #[config(default = "CriticScore::LogProb")]
     pub critic_score: CriticScore,
+    /// The self-critical reference without a learned critic (beyond the paper): with `M > 0`
+    /// antithetic pairs, the agents learn from the estimate
+    /// `ĝ_l = (1/M) Σ_m (S(z + σε_m) − S(z − σε_m)) ε_m,l / 2σ` of `∂S/∂z_l` on their logits
+    /// (`σ` = `exploration`, `S` by `critic_score` or the planted reward), and no critic is
+    /// trained. 0: the critics (the paper's, or compatible ones).
+    #[config(default = 0)]
+    pub self_critical_pairs: usize,
 }
 
 /// The terms of one step's loss, before the backward pass.
@@ -233,6 +240,9 @@ pub fn scal_loss(
     };
     if model.has_attention() && config.critic {
         let terms = match model.critics.kind() {
+            _ if config.self_critical_pairs > 0 => {
+                self_critical_terms(model, out, images, &labels, config)
+            }
             CriticKind::Paper => paper_terms(model, out, images, &labels, config),
             CriticKind::Compatible => compatible_terms(model, out, images, &labels, config),
         };
@@ -240,9 +250,12 @@ pub fn scal_loss(
         if terms.bounded.is_empty() {
             total = total + terms.objective.clone().mul_scalar(config.lambda);
         }
-        loss.total = total + terms.mse.clone();
+        loss.total = match &terms.mse {
+            Some(mse) => total + mse.clone(),
+            None => total,
+        };
         loss.critic_objective = Some(terms.objective);
-        loss.critic_mse = Some(terms.mse);
+        loss.critic_mse = terms.mse;
         loss.rewards = Some(terms.rewards);
         loss.values = terms.values;
         loss.agent_inputs = terms.agent_inputs;
@@ -256,8 +269,8 @@ pub fn scal_loss(
 struct CriticTerms {
     /// `J_cri` (unweighted).
     objective: Tensor<1>,
-    /// `J_mse`.
-    mse: Tensor<1>,
+    /// `J_mse` (none without a learned critic).
+    mse: Option<Tensor<1>>,
     rewards: Rewards,
     values: Vec<Tensor<1>>,
     agent_inputs: Vec<Tensor<4>>,
@@ -323,7 +336,7 @@ fn paper_terms(
     };
     CriticTerms {
         objective: cri,
-        mse,
+        mse: Some(mse),
         rewards: r,
         values,
         agent_inputs,
@@ -401,12 +414,231 @@ fn compatible_terms(
         .expect("a compatible critic per module");
     CriticTerms {
         objective,
-        mse,
+        mse: Some(mse),
         rewards: r,
         values: Vec::new(),
         agent_inputs,
         bounded,
         targets: Some(target),
+    }
+}
+
+/// The self-critical reference's terms ([`StepConfig::self_critical_pairs`] `= M`): `M`
+/// antithetic pairs of passes with `z_l ± σε_m,l` on every module's logits (noise
+/// independent per element and sample, the same `ε` for both passes of a pair), the
+/// estimate `ĝ_l` ([`antithetic_gradient`]) of each sample's `∂S/∂z_l`, and each agent's
+/// `J_l = −mean ⟨ĝ_l⊥, z_l(X_l⊥)⟩` (bounded per agent, as the compatible critics' `J_cri`).
+/// No critic learns (`J_mse` absent); `R` (for the log's rates) from the unperturbed pass.
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; `out`: the model's pass on `images`
+fn self_critical_terms(
+    model: &ScalModel,
+    out: ScalOutput,
+    images: Tensor<4>,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+) -> CriticTerms {
+    assert!(
+        config.exploration > 0.0 && config.critic_target == CriticTarget::Shared,
+        "the self-critical estimator explores (step.exploration > 0) with shared targets"
+    );
+    let n = labels.dims()[0];
+    let copy = model.no_attention_copy();
+    let plain = copy.forward(images.clone(), Gating::Ones);
+    let mut r = rewards(
+        out.logits.clone(),
+        plain.logits,
+        labels.clone(),
+        config.reward,
+    );
+    let planted = config.reward.is_planted().then(|| {
+        let own = planted_scores(&out.maps, labels, config.reward, &config.planted);
+        let (threshold, flips) = planted_threshold_and_flips(&own, config);
+        r.total = planted_reward(own, threshold, flips.clone());
+        (threshold, flips)
+    });
+    let gradients = explore_antithetically(&copy, &out, images, labels, config, planted.as_ref());
+    let agent_inputs: Vec<Tensor<4>> = out
+        .stage_inputs
+        .iter()
+        .map(|x| x.clone().detach())
+        .collect();
+    let bounded: Vec<Tensor<1>> = gradients
+        .into_iter()
+        .zip(&model.attention.agents)
+        .zip(&agent_inputs)
+        .map(|((g, agent), x)| {
+            (agent.logits(x.clone()) * g.detach())
+                .sum()
+                .div_scalar(n as f64)
+                .neg()
+        })
+        .collect();
+    let objective = bounded
+        .iter()
+        .cloned()
+        .reduce(|a, b| a + b)
+        .expect("an agent per module");
+    CriticTerms {
+        objective,
+        mse: None,
+        rewards: r,
+        values: Vec::new(),
+        agent_inputs,
+        bounded,
+        targets: None,
+    }
+}
+
+/// The self-critical estimator's `ĝ_l` for each module on a batch, as a step computes it
+/// ([`StepConfig::self_critical_pairs`] pairs at `σ` = [`StepConfig::exploration`], `S` by
+/// [`StepConfig::critic_score`] or the planted reward, whose threshold is the configured
+/// one or this batch's median): for measuring it against the true `∂S/∂z_l`. The passes
+/// run on the model's no-attention copy (batch statistics, nothing trained or moved).
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; output: `[N, D_l]` per module (as
+///   [`scal_attention::Agent::logits`])
+///
+/// # Panics
+/// Without attention, pairs or exploration.
+pub fn self_critical_gradients(
+    model: &ScalModel,
+    images: Tensor<4>,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+) -> Vec<Tensor<2>> {
+    assert!(
+        model.has_attention() && config.self_critical_pairs > 0 && config.exploration > 0.0,
+        "the self-critical estimator needs attention, pairs and exploration"
+    );
+    let copy = model.no_attention_copy();
+    let out = copy.forward(images.clone(), Gating::On);
+    let planted = config.reward.is_planted().then(|| {
+        let own = planted_scores(&out.maps, labels, config.reward, &config.planted);
+        planted_threshold_and_flips(&own, config)
+    });
+    explore_antithetically(&copy, &out, images, labels, config, planted.as_ref())
+}
+
+/// The `M` antithetic pairs of passes on `copy` and their estimate
+/// ([`antithetic_gradient`]); `out` is the unperturbed pass (the batch AP's reference).
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `labels`: `[N]`; output: `[N, D_l]` per module
+fn explore_antithetically(
+    copy: &ScalModel,
+    out: &ScalOutput,
+    images: Tensor<4>,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+    planted: Option<&(f64, Option<Tensor<1>>)>,
+) -> Vec<Tensor<2>> {
+    let (n, sigma, device) = (labels.dims()[0], config.exploration, images.device());
+    let widths: Vec<usize> = out
+        .maps
+        .iter()
+        .map(|a| a.dims()[1..].iter().product())
+        .collect();
+    let (mut differences, mut noise) = (Vec::new(), Vec::new());
+    for _ in 0..config.self_critical_pairs {
+        let eps: Vec<Tensor<2>> = widths
+            .iter()
+            .map(|&d| Tensor::random([n, d], Distribution::Normal(0.0, 1.0), &device))
+            .collect();
+        let scaled = |s: f64| {
+            eps.iter()
+                .map(|e| e.clone().mul_scalar(s))
+                .collect::<Vec<_>>()
+        };
+        let score = |pass: ScalOutput| sample_scores(&pass, out, labels, config, planted);
+        differences.push(
+            score(copy.forward_noised(images.clone(), &scaled(sigma)))
+                - score(copy.forward_noised(images.clone(), &scaled(-sigma))),
+        );
+        noise.push(eps);
+    }
+    antithetic_gradient(&differences, &noise, sigma)
+}
+
+/// The self-critical estimate of each sample's `∂S/∂z_l` from `M` antithetic pairs of
+/// exploring passes: `ĝ_l = (1/M) Σ_m (S(z + σε_m) − S(z − σε_m)) ε_m,l / 2σ`, with `ε_m`
+/// standard normal (the gradient of `S` smoothed by `N(0, σ²)`; for a linear `S` its cosine
+/// with the true gradient over `D` dimensions in all is `1/√(1 + (D + 1)/M)` in expectation's
+/// ratio, `E⟨ĝ, ∇⟩ / √(E‖ĝ‖² ‖∇‖²)`).
+///
+/// # Shapes
+/// - `differences[m]`: `[N]`, `S(z + σε_m) − S(z − σε_m)`; `noise[m][l]`: `[N, D_l]`, `ε_m,l`
+/// - output: `[N, D_l]` per module
+///
+/// # Panics
+/// Without pairs, or with `differences` and `noise` of different lengths.
+pub fn antithetic_gradient(
+    differences: &[Tensor<1>],
+    noise: &[Vec<Tensor<2>>],
+    sigma: f64,
+) -> Vec<Tensor<2>> {
+    assert!(
+        !differences.is_empty() && differences.len() == noise.len(),
+        "one score difference per pair of noise draws, and at least one pair"
+    );
+    let m = differences.len();
+    let scale = 1.0 / (2.0 * sigma * m as f64);
+    let mut sum: Option<Vec<Tensor<2>>> = None;
+    for (difference, eps) in differences.iter().zip(noise) {
+        let n = difference.dims()[0];
+        let weight = difference.clone().detach().reshape([n, 1]);
+        let terms: Vec<Tensor<2>> = eps.iter().map(|e| e.clone() * weight.clone()).collect();
+        sum = Some(match sum {
+            Some(s) => s.into_iter().zip(terms).map(|(a, b)| a + b).collect(),
+            None => terms,
+        });
+    }
+    sum.expect("at least one pair")
+        .into_iter()
+        .map(|g| g.mul_scalar(scale))
+        .collect()
+}
+
+/// The per-sample score `S` of a pass (detached): `log p_y` of its logits, its average
+/// precision among the batch (the query's feature from `pass`, the rest of the batch from
+/// `out`, the unperturbed pass), or, with `planted` (threshold and flips), the planted
+/// reward of its maps.
+///
+/// # Shapes
+/// - `pass`, `out`: passes on the same `N` images; `labels`: `[N]`; output: `[N]`
+fn sample_scores(
+    pass: &ScalOutput,
+    out: &ScalOutput,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+    planted: Option<&(f64, Option<Tensor<1>>)>,
+) -> Tensor<1> {
+    let n = labels.dims()[0];
+    if let Some((threshold, flips)) = planted {
+        let score = planted_scores(&pass.maps, labels, config.reward, &config.planted);
+        return planted_reward(score, *threshold, flips.clone());
+    }
+    match config.critic_score {
+        CriticScore::LogProb => log_softmax(pass.logits.clone().detach(), 1)
+            .gather(1, labels.clone().reshape([n, 1]))
+            .reshape([n]),
+        CriticScore::BatchAp => {
+            let rows = |f: &Tensor<2>| -> Vec<f32> {
+                l2_normalize(f.clone().detach())
+                    .into_data()
+                    .iter::<f32>()
+                    .collect()
+            };
+            let ids: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
+            let ap: Vec<f32> =
+                batch_average_precision(&rows(&pass.feature), &rows(&out.feature), &ids)
+                    .into_iter()
+                    .map(|a| a as f32)
+                    .collect();
+            Tensor::from_data(TensorData::new(ap, [n]), &labels.device())
+        }
     }
 }
 
@@ -423,7 +655,6 @@ fn score_change(
     labels: &Tensor<1, Int>,
     config: &StepConfig,
 ) -> (Tensor<1>, Option<Tensor<1>>) {
-    let n = labels.dims()[0];
     if config.reward.is_planted() {
         let (acting, own) = (
             planted_scores(&explored.maps, labels, config.reward, &config.planted),
@@ -434,40 +665,9 @@ fn score_change(
         let own = planted_reward(own, threshold, flips);
         return (acting.clone() - own, Some(acting));
     }
-    match config.critic_score {
-        CriticScore::LogProb => {
-            let index = labels.clone().reshape([n, 1]);
-            let log_p = |logits: Tensor<2>| {
-                log_softmax(logits.detach(), 1)
-                    .gather(1, index.clone())
-                    .reshape([n])
-            };
-            (
-                log_p(explored.logits.clone()) - log_p(out.logits.clone()),
-                None,
-            )
-        }
-        CriticScore::BatchAp => {
-            let rows = |f: &Tensor<2>| -> Vec<f32> {
-                l2_normalize(f.clone().detach())
-                    .into_data()
-                    .iter::<f32>()
-                    .collect()
-            };
-            let (acting, own) = (rows(&explored.feature), rows(&out.feature));
-            let ids: Vec<i64> = labels.clone().into_data().iter::<i64>().collect();
-            let change: Vec<f32> = batch_average_precision(&acting, &own, &ids)
-                .iter()
-                .zip(batch_average_precision(&own, &own, &ids))
-                .map(|(a, b)| (a - b) as f32)
-                .collect();
-            let device = labels.device();
-            (
-                Tensor::from_data(TensorData::new(change, [n]), &device),
-                None,
-            )
-        }
-    }
+    let change = sample_scores(explored, out, labels, config, None)
+        - sample_scores(out, out, labels, config, None);
+    (change, None)
 }
 
 /// Each module's own reward, for [`CriticTarget::PerModule`]: the reward of `kind` with the

@@ -2,3 +2,4 @@
 
 mod model;
 mod routing;
+mod self_critical;

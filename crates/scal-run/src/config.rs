@@ -598,6 +598,7 @@ impl TrainingConfig {
             }
         }
         self.validate_compatible_critic(critic)?;
+        self.validate_self_critical(critic)?;
         if !(step.exploration >= 0.0 && step.exploration.is_finite()) {
             return invalid(
                 "step.exploration",
@@ -644,10 +645,10 @@ impl TrainingConfig {
     fn validate_compatible_critic(&self, critic: bool) -> Result<(), TrainError> {
         let step = &self.step;
         if self.model.critic_kind == CriticKind::Paper {
-            if step.critic_score != CriticScore::LogProb {
+            if step.critic_score != CriticScore::LogProb && step.self_critical_pairs == 0 {
                 return invalid(
                     "step.critic_score",
-                    "the score of compatible critics: set model.critic_kind = compatible, or leave it at log-prob".into(),
+                    "the score of compatible critics or of the self-critical estimator: set model.critic_kind = compatible or step.self_critical_pairs > 0, or leave it at log-prob".into(),
                 );
             }
             return Ok(());
@@ -676,6 +677,48 @@ impl TrainingConfig {
             Some((
                 "model.critic_scaling",
                 "compatible critics always standardise their inputs: leave it at raw",
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((field, problem)) => invalid(field, problem.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// The self-critical estimator explores (antithetic pairs on the logits), replaces the
+    /// paper's critics (which it leaves untrained) and steps jointly, one score for all
+    /// modules.
+    fn validate_self_critical(&self, critic: bool) -> Result<(), TrainError> {
+        let step = &self.step;
+        if step.self_critical_pairs == 0 {
+            return Ok(());
+        }
+        let problem = if !critic {
+            Some((
+                "step.self_critical_pairs",
+                "the self-critical estimator trains the agents, which needs step.critic = true and attention",
+            ))
+        } else if step.exploration <= 0.0 || step.exploration.is_nan() {
+            Some((
+                "step.exploration",
+                "the self-critical estimator explores z ± σε: set step.exploration > 0 (its σ, e.g. 0.5)",
+            ))
+        } else if self.model.critic_kind != CriticKind::Paper {
+            Some((
+                "model.critic_kind",
+                "the self-critical estimator replaces the critics: leave it at paper",
+            ))
+        } else if step.update_order != UpdateOrder::Joint {
+            Some((
+                "step.update_order",
+                "the self-critical estimator has no critic to step first: use joint",
+            ))
+        } else if step.critic_target != CriticTarget::Shared {
+            Some((
+                "step.critic_target",
+                "the self-critical estimator scores every module together: use shared",
             ))
         } else {
             None

@@ -85,4 +85,9 @@ pub struct StepOptions {
     /// What compatible critics learn the change of under exploration.
     #[config(default = "CriticScore::LogProb")]
     pub critic_score: CriticScore,
+    /// Antithetic pairs `M` of the self-critical reference (no learned critic: the agents
+    /// learn from `(S(z + σε) − S(z − σε))·ε / 2σ` on their logits, `σ` = `exploration`;
+    /// beyond the paper). 0: the critics.
+    #[config(default = 0)]
+    pub self_critical_pairs: usize,
 }

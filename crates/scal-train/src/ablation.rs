@@ -52,6 +52,22 @@ fn compatible(config: &mut TrainingConfig, score: CriticScore) {
     config.step.critic_score = score;
 }
 
+/// Channel attention whose agents learn from the self-critical estimator (no learned
+/// critic): [`SELF_CRITICAL_PAIRS`] antithetic pairs at the exploration of [`EXPLORATION`],
+/// scoring `score`.
+fn self_critical(config: &mut TrainingConfig, score: CriticScore) {
+    scal(config, AttentionKind::Channel, RewardKind::Both);
+    config.step.exploration = EXPLORATION;
+    config.step.self_critical_pairs = SELF_CRITICAL_PAIRS;
+    config.step.critic_score = score;
+}
+
+/// The antithetic pairs `M` of the `channel-scst` variants. Chosen before any run, for
+/// cost, not tuned: each pair is two forward passes without gradient, so two pairs about
+/// double the quick profile's step, as far as the compatible critics' exploration goes with
+/// its one.
+pub const SELF_CRITICAL_PAIRS: usize = 2;
+
 /// The exploration of the `channel-explore` variant: the standard deviation of the noise on
 /// the attention logits. Chosen before any run, not tuned: 0.5 moves a map value of 0.5 by
 /// about ±0.12 (one standard deviation), a change the classifier's logits can feel without
@@ -141,6 +157,18 @@ pub const VARIANTS: &[Variant] = &[
         description: "channel-compatible with the batch's average precision as the score \
                       (ReID's own metric) instead of log p_y",
         edit: |c| compatible(c, CriticScore::BatchAp),
+    },
+    Variant {
+        name: "channel-scst",
+        description: "channel attention without a learned critic: the agents follow the \
+                      self-critical estimate (S(z+se) - S(z-se)) e / 2s of d log p_y / dz \
+                      from antithetic pairs on their logits, bounded by the ReID losses' push",
+        edit: |c| self_critical(c, CriticScore::LogProb),
+    },
+    Variant {
+        name: "channel-scst-ap",
+        description: "channel-scst with the batch's average precision as the score",
+        edit: |c| self_critical(c, CriticScore::BatchAp),
     },
     Variant {
         name: "channel-rc",
@@ -317,6 +345,12 @@ mod tests {
             assert_eq!(
                 v.name.ends_with("-ap"),
                 config.step.critic_score == CriticScore::BatchAp,
+                "{}",
+                v.name
+            );
+            assert_eq!(
+                v.name.contains("-scst"),
+                config.step.self_critical_pairs > 0 && config.step.exploration > 0.0,
                 "{}",
                 v.name
             );

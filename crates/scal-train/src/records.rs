@@ -25,6 +25,7 @@ pub fn step_config(step: &StepOptions) -> StepConfig {
         exploration,
         critic_target,
         critic_score,
+        self_critical_pairs,
     } = step.clone();
     StepConfig {
         lambda,
@@ -46,6 +47,7 @@ pub fn step_config(step: &StepOptions) -> StepConfig {
             options::CriticScore::LogProb => objective::CriticScore::LogProb,
             options::CriticScore::BatchAp => objective::CriticScore::BatchAp,
         },
+        self_critical_pairs,
     }
 }
 
@@ -221,7 +223,8 @@ mod tests {
             .with_lambda(0.5)
             .with_exploration(0.25)
             .with_update_order(UpdateOrder::CriticFirst)
-            .with_critic_score(CriticScore::BatchAp);
+            .with_critic_score(CriticScore::BatchAp)
+            .with_self_critical_pairs(3);
         let text = serde_json::to_string(&step).unwrap();
         let library: StepConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(library, step_config(&step));
