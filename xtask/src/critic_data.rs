@@ -66,6 +66,13 @@ fn critic_data(args: &CriticDataArgs) -> Result<()> {
         is_critic_data_file,
     )?;
     let run = crate::cli::run_on_training_data(&args.run, "critic-data")?;
+    if run.config.step.self_critical_pairs > 0 {
+        anyhow::bail!(
+            "{}: step.self_critical_pairs = {}: a self-critical run trains no critic, so there is no V(X, A) to read",
+            args.run.run.display(),
+            run.config.step.self_critical_pairs
+        );
+    }
     let samples = critic_samples(&run.model, &run.loader, args.batches as usize, &run.device)?;
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     scal_fs::write_folder_atomically(&parent, &name, |dir| write_samples(dir, &samples))?;

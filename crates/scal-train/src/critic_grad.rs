@@ -341,6 +341,15 @@ pub fn critic_gradients_of(
             problem: "a model without attention has no critics to measure".into(),
         });
     }
+    if step.self_critical_pairs > 0 {
+        return Err(TrainError::InvalidField {
+            field: "step.self_critical_pairs".into(),
+            problem: "a self-critical run trains no critic whose action-gradient could be \
+                      measured (its estimator's cosine with the true gradient is \
+                      scal_model::objective::self_critical_gradients')"
+                .into(),
+        });
+    }
     model.initialize_parameters();
     let copy = model.no_attention_copy();
     let modules = copy.attention.agents.len();
