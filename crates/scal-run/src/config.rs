@@ -1142,8 +1142,8 @@ mod tests {
         assert_eq!(config.model.attention, AttentionKind::Channel);
         assert_eq!((config.optim.epochs, config.eval.every_epochs), (2, 1));
         // Byte for byte: written now, it is the old file with the format's line first and
-        // the fields added since at their defaults (issue 38's `model.critic_kind` and
-        // `step.critic_score`).
+        // the fields added since at their defaults (issue 38's `model.critic_kind`,
+        // `step.critic_score` and `step.self_critical_pairs`).
         let text = config.to_json();
         assert_eq!(
             text,
@@ -1157,7 +1157,7 @@ mod tests {
                 )
                 .replacen(
                     "\"critic_target\": \"shared\"\n",
-                    "\"critic_target\": \"shared\",\n    \"critic_score\": \"log-prob\"\n",
+                    "\"critic_target\": \"shared\",\n    \"critic_score\": \"log-prob\",\n    \"self_critical_pairs\": 0\n",
                     1
                 )
         );
@@ -1332,6 +1332,28 @@ mod tests {
             refused(&pairs, field);
         }
         refused(&[("step.critic_score", "batch-ap")], "step.critic_score");
+        let self_critical = [
+            ("step.self_critical_pairs", "2"),
+            ("step.exploration", "0.5"),
+        ];
+        let c = set(&[
+            self_critical[0],
+            self_critical[1],
+            ("step.critic_score", "batch-ap"),
+        ])
+        .unwrap();
+        assert_eq!(c.step.self_critical_pairs, 2);
+        for (other, field) in [
+            (("step.exploration", "0"), "step.exploration"),
+            (("model.critic_kind", "compatible"), "model.critic_kind"),
+            (("step.update_order", "critic_first"), "step.update_order"),
+            (("step.critic_target", "per-module"), "step.critic_target"),
+            (("step.critic", "false"), "step.self_critical_pairs"),
+        ] {
+            let mut pairs = self_critical.to_vec();
+            pairs.push(other);
+            refused(&pairs, field);
+        }
         let c = set(&[("step.critic_target", "per-module")]).unwrap();
         assert_eq!(c.step.critic_target, CriticTarget::PerModule);
         for other in [
