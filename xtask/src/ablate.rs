@@ -23,7 +23,7 @@ pub struct AblateArgs {
     /// Variants, comma-separated (none, channel-nocritic, channel, channel-critic-first,
     /// channel-explore, channel-standardized, channel-standardized-explore,
     /// channel-per-module, channel-per-module-standardized, channel-compatible,
-    /// channel-compatible-ap, channel-scst, channel-scst-ap, channel-rc, channel-ra,
+    /// channel-compatible-ap, channel-scst, channel-scst-ap, channel-cal, channel-rc, channel-ra,
     /// channel-squared, spatial-nocritic, spatial).
     #[arg(
         long,

@@ -364,6 +364,10 @@ pub enum Gating {
         /// Standard deviation of the noise on the pre-sigmoid logits.
         std: f64,
     },
+    /// `X ← X ⊙ Ā`, a counterfactual map that ignores `X`: every element drawn uniformly
+    /// from `[0, 1)` (the device's generator), shaped as the module's map (the intervention
+    /// `do(A = Ā)` of counterfactual attention learning).
+    Uniform,
 }
 
 impl StackedAttention {
@@ -400,6 +404,14 @@ impl StackedAttention {
                 .agents
                 .get(stage)
                 .map(|agent| agent.perturbed(x.clone(), std)),
+            Gating::Uniform => self.agents.get(stage).map(|agent| {
+                let [n, c, h, w] = x.dims();
+                let shape = match agent {
+                    Agent::Spatial(_) => [n, 1, h, w],
+                    Agent::Channel(_) => [n, c, 1, 1],
+                };
+                Tensor::random(shape, Distribution::Uniform(0.0, 1.0), &x.device())
+            }),
         };
         match map {
             Some(a) => (x * a.clone(), Some(a)),

@@ -141,6 +141,13 @@ pub struct StepConfig {
     /// trained. 0: the critics (the paper's, or compatible ones).
     #[config(default = 0)]
     pub self_critical_pairs: usize,
+    /// The counterfactual effect loss of counterfactual attention learning (CAL, beyond the
+    /// paper; no learned judge): a pass with every map replaced by uniform noise `Ā`
+    /// ([`Gating::Uniform`], running statistics untouched) and `J_eff = CE(Y(A) − Y(Ā), y)`
+    /// (label-smoothed as `J_cls`) added to the loss, so that the maps earn their effect on
+    /// the true class against a random intervention.
+    #[config(default = false)]
+    pub counterfactual: bool,
 }
 
 /// The terms of one step's loss, before the backward pass.
@@ -172,6 +179,8 @@ pub struct ScalLoss {
     pub bounded_critic_objectives: Vec<Tensor<1>>,
     /// With compatible critics: their target `y = S(A′) − S(A)`, `[N]` (detached).
     pub critic_targets: Option<Tensor<1>>,
+    /// `J_eff`, the counterfactual effect loss, with [`StepConfig::counterfactual`].
+    pub counterfactual: Option<Tensor<1>>,
 }
 
 /// The agents' critic objective `J_cri = −Σ_l mean C_l⊥φ(X_l⊥, A_l(X_l⊥))` (unweighted):
@@ -225,6 +234,11 @@ pub fn scal_loss(
         .init()
         .forward(out.logits.clone(), labels.clone());
     let mut total = triplet.clone() + classification.clone();
+    let counterfactual = (config.counterfactual && model.has_attention())
+        .then(|| counterfactual_effect(model, images.clone(), &out.logits, &labels, config));
+    if let Some(effect) = &counterfactual {
+        total = total + effect.clone();
+    }
     let mut loss = ScalLoss {
         total: total.clone(),
         triplet,
@@ -237,6 +251,7 @@ pub fn scal_loss(
         agent_inputs: Vec::new(),
         bounded_critic_objectives: Vec::new(),
         critic_targets: None,
+        counterfactual,
     };
     if model.has_attention() && config.critic {
         let terms = match model.critics.kind() {
@@ -263,6 +278,31 @@ pub fn scal_loss(
         loss.critic_targets = terms.targets;
     }
     loss
+}
+
+/// The counterfactual effect loss `J_eff = CE(Y(A) − Y(Ā), y)`: the logits with the
+/// agents' maps minus those of a pass with uniform random maps (the same parameters, with
+/// gradient; its batch norms leave the running statistics unchanged, so the intervention
+/// does not leak into evaluation), label-smoothed as `J_cls`.
+///
+/// # Shapes
+/// - `images`: `[N, 3, H, W]`, `logits`: `[N, K]` (the attended pass), `labels`: `[N]`;
+///   output: `[1]`
+fn counterfactual_effect(
+    model: &ScalModel,
+    images: Tensor<4>,
+    logits: &Tensor<2>,
+    labels: &Tensor<1, Int>,
+    config: &StepConfig,
+) -> Tensor<1> {
+    let mut intervened = model.clone();
+    intervened.backbone.set_batch_norm_momentum(0.0);
+    intervened.neck.momentum = 0.0;
+    let random = intervened.forward(images, Gating::Uniform);
+    LabelSmoothedCrossEntropyConfig::new()
+        .with_epsilon(config.label_smoothing)
+        .init()
+        .forward(logits.clone() - random.logits, labels.clone())
 }
 
 /// The critics' terms of a step.
@@ -907,6 +947,9 @@ pub struct StepReport {
     /// ([`step_gradients`]); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critic_push_scale: Option<Vec<f32>>,
+    /// With the counterfactual effect loss: `J_eff` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterfactual: Option<f32>,
 }
 
 /// Mean `V_l` per realised reward, per module, and the counts per reward.
@@ -1013,6 +1056,7 @@ impl StepReport {
             reward_counts,
             critic_fit,
             critic_push_scale: None,
+            counterfactual: loss.counterfactual.clone().map(|t| scalar(t.detach())),
         }
     }
 }
@@ -1081,6 +1125,7 @@ impl StepReport {
                     })
                     .collect()
             }),
+            counterfactual: mean_opt(&|r| r.counterfactual),
         }
     }
 }

@@ -563,6 +563,12 @@ impl TrainingConfig {
                 format!("the triplet margin must be zero or positive, got {margin}"),
             );
         }
+        if self.step.counterfactual && self.model.attention == AttentionKind::None {
+            return invalid(
+                "step.counterfactual",
+                "the counterfactual effect loss intervenes on attention maps, and model.attention = none has none: choose an attention".into(),
+            );
+        }
         if self.step.critic && self.model.attention == AttentionKind::None {
             return invalid(
                 "step.critic",
@@ -1143,7 +1149,7 @@ mod tests {
         assert_eq!((config.optim.epochs, config.eval.every_epochs), (2, 1));
         // Byte for byte: written now, it is the old file with the format's line first and
         // the fields added since at their defaults (issue 38's `model.critic_kind`,
-        // `step.critic_score` and `step.self_critical_pairs`).
+        // `step.critic_score`, `step.self_critical_pairs` and `step.counterfactual`).
         let text = config.to_json();
         assert_eq!(
             text,
@@ -1157,7 +1163,7 @@ mod tests {
                 )
                 .replacen(
                     "\"critic_target\": \"shared\"\n",
-                    "\"critic_target\": \"shared\",\n    \"critic_score\": \"log-prob\",\n    \"self_critical_pairs\": 0\n",
+                    "\"critic_target\": \"shared\",\n    \"critic_score\": \"log-prob\",\n    \"self_critical_pairs\": 0,\n    \"counterfactual\": false\n",
                     1
                 )
         );
@@ -1332,6 +1338,20 @@ mod tests {
             refused(&pairs, field);
         }
         refused(&[("step.critic_score", "batch-ap")], "step.critic_score");
+        refused(
+            &[
+                ("step.counterfactual", "true"),
+                ("model.attention", "none"),
+                ("step.critic", "false"),
+            ],
+            "step.counterfactual",
+        );
+        assert!(
+            set(&[("step.counterfactual", "true")])
+                .unwrap()
+                .step
+                .counterfactual
+        );
         let self_critical = [
             ("step.self_critical_pairs", "2"),
             ("step.exploration", "0.5"),

@@ -81,6 +81,10 @@ pub struct StepMetrics {
     /// otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critic_push_scale: Option<Vec<f32>>,
+    /// With the counterfactual effect loss: `J_eff` (absent otherwise, and from logs
+    /// written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterfactual: Option<f32>,
 }
 
 /// Rank-k, mAP and mINP of one ranking, as fractions.
@@ -378,6 +382,7 @@ mod tests {
                 reward_counts: vec![1, 0, 3],
                 critic_fit: None,
                 critic_push_scale: None,
+                counterfactual: None,
             },
             lambda: 1.0,
             images_per_s: 12.5,

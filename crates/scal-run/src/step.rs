@@ -90,4 +90,8 @@ pub struct StepOptions {
     /// beyond the paper). 0: the critics.
     #[config(default = 0)]
     pub self_critical_pairs: usize,
+    /// Add the counterfactual effect loss `CE(Y(A) − Y(Ā), y)` with uniform random maps `Ā`
+    /// (counterfactual attention learning; beyond the paper).
+    #[config(default = false)]
+    pub counterfactual: bool,
 }

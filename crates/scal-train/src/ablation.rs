@@ -171,6 +171,15 @@ pub const VARIANTS: &[Variant] = &[
         edit: |c| self_critical(c, CriticScore::BatchAp),
     },
     Variant {
+        name: "channel-cal",
+        description: "channel attention without a critic, with counterfactual attention \
+                      learning's effect loss CE(Y(A) - Y(uniform maps), y) (no learned judge)",
+        edit: |c| {
+            no_critic(c, AttentionKind::Channel);
+            c.step.counterfactual = true;
+        },
+    },
+    Variant {
         name: "channel-rc",
         description: "SCAL channel, reward R_c only",
         edit: |c| scal(c, AttentionKind::Channel, RewardKind::Correct),
@@ -217,7 +226,8 @@ pub fn variant(name: &str) -> Result<&'static Variant, TrainError> {
             expected: "none, channel-nocritic, channel, channel-critic-first, channel-explore, \
                        channel-standardized, channel-standardized-explore, channel-per-module, \
                        channel-per-module-standardized, channel-compatible, channel-compatible-ap, \
-                       channel-rc, channel-ra, channel-squared, spatial-nocritic, spatial",
+                       channel-scst, channel-scst-ap, channel-cal, channel-rc, channel-ra, \
+                       channel-squared, spatial-nocritic, spatial",
         })
 }
 
@@ -308,7 +318,14 @@ mod tests {
                 other => panic!("variant {} names no attention kind ({other})", v.name),
             };
             assert_eq!(config.model.attention, attention, "{}", v.name);
-            let critic = v.name != BASELINE && !v.name.ends_with("-nocritic");
+            let critic =
+                v.name != BASELINE && !v.name.ends_with("-nocritic") && !v.name.ends_with("-cal");
+            assert_eq!(
+                v.name.ends_with("-cal"),
+                config.step.counterfactual,
+                "{}",
+                v.name
+            );
             assert_eq!(config.step.critic, critic, "{}", v.name);
             let (reward, squared, first) = (
                 config.step.reward,

@@ -26,6 +26,7 @@ pub fn step_config(step: &StepOptions) -> StepConfig {
         critic_target,
         critic_score,
         self_critical_pairs,
+        counterfactual,
     } = step.clone();
     StepConfig {
         lambda,
@@ -48,6 +49,7 @@ pub fn step_config(step: &StepOptions) -> StepConfig {
             options::CriticScore::BatchAp => objective::CriticScore::BatchAp,
         },
         self_critical_pairs,
+        counterfactual,
     }
 }
 
@@ -67,6 +69,7 @@ pub fn step_metrics(report: &StepReport) -> StepMetrics {
         reward_counts,
         critic_fit,
         critic_push_scale,
+        counterfactual,
     } = report.clone();
     StepMetrics {
         loss,
@@ -82,6 +85,7 @@ pub fn step_metrics(report: &StepReport) -> StepMetrics {
         reward_counts,
         critic_fit,
         critic_push_scale,
+        counterfactual,
     }
 }
 
@@ -156,6 +160,7 @@ mod tests {
             reward_counts: vec![32, 31, 1],
             critic_fit: None,
             critic_push_scale: None,
+            counterfactual: None,
         }
     }
 
@@ -166,6 +171,7 @@ mod tests {
         let compatible = StepReport {
             critic_fit: Some(0.25),
             critic_push_scale: Some(vec![1.0, 0.5]),
+            counterfactual: Some(2.75),
             ..report()
         };
         for r in [report(), compatible] {
@@ -224,7 +230,8 @@ mod tests {
             .with_exploration(0.25)
             .with_update_order(UpdateOrder::CriticFirst)
             .with_critic_score(CriticScore::BatchAp)
-            .with_self_critical_pairs(3);
+            .with_self_critical_pairs(3)
+            .with_counterfactual(true);
         let text = serde_json::to_string(&step).unwrap();
         let library: StepConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(library, step_config(&step));
