@@ -1261,6 +1261,62 @@ mod tests {
         );
     }
 
+    /// The configuration resolved from the quick profile with `pairs` set.
+    fn quick_with(pairs: &[(&str, &str)]) -> Result<TrainingConfig, TrainError> {
+        let overrides: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TrainingConfig::resolve(Profile::Quick, None, &overrides)
+    }
+
+    /// Issue 38's critic-free references: the self-critical estimator and the
+    /// counterfactual effect loss parse, and refuse what they cannot run with.
+    #[test]
+    fn the_critic_free_references_parse_and_refuse_what_they_cannot_run_with() {
+        let set = quick_with;
+        let refused = |pairs: &[(&str, &str)], field: &str| {
+            let err = set(pairs).unwrap_err().to_string();
+            assert!(err.contains(field), "{pairs:?}: {err}");
+        };
+        refused(
+            &[
+                ("step.counterfactual", "true"),
+                ("model.attention", "none"),
+                ("step.critic", "false"),
+            ],
+            "step.counterfactual",
+        );
+        assert!(
+            set(&[("step.counterfactual", "true")])
+                .unwrap()
+                .step
+                .counterfactual
+        );
+        let self_critical = [
+            ("step.self_critical_pairs", "2"),
+            ("step.exploration", "0.5"),
+        ];
+        let c = set(&[
+            self_critical[0],
+            self_critical[1],
+            ("step.critic_score", "batch-ap"),
+        ])
+        .unwrap();
+        assert_eq!(c.step.self_critical_pairs, 2);
+        for (other, field) in [
+            (("step.exploration", "0"), "step.exploration"),
+            (("model.critic_kind", "compatible"), "model.critic_kind"),
+            (("step.update_order", "critic_first"), "step.update_order"),
+            (("step.critic_target", "per-module"), "step.critic_target"),
+            (("step.critic", "false"), "step.self_critical_pairs"),
+        ] {
+            let mut pairs = self_critical.to_vec();
+            pairs.push(other);
+            refused(&pairs, field);
+        }
+    }
+
     #[test]
     fn the_critic_study_fields_parse_and_refuse_what_would_change_nothing() {
         let set = |pairs: &[(&str, &str)]| {
@@ -1338,42 +1394,6 @@ mod tests {
             refused(&pairs, field);
         }
         refused(&[("step.critic_score", "batch-ap")], "step.critic_score");
-        refused(
-            &[
-                ("step.counterfactual", "true"),
-                ("model.attention", "none"),
-                ("step.critic", "false"),
-            ],
-            "step.counterfactual",
-        );
-        assert!(
-            set(&[("step.counterfactual", "true")])
-                .unwrap()
-                .step
-                .counterfactual
-        );
-        let self_critical = [
-            ("step.self_critical_pairs", "2"),
-            ("step.exploration", "0.5"),
-        ];
-        let c = set(&[
-            self_critical[0],
-            self_critical[1],
-            ("step.critic_score", "batch-ap"),
-        ])
-        .unwrap();
-        assert_eq!(c.step.self_critical_pairs, 2);
-        for (other, field) in [
-            (("step.exploration", "0"), "step.exploration"),
-            (("model.critic_kind", "compatible"), "model.critic_kind"),
-            (("step.update_order", "critic_first"), "step.update_order"),
-            (("step.critic_target", "per-module"), "step.critic_target"),
-            (("step.critic", "false"), "step.self_critical_pairs"),
-        ] {
-            let mut pairs = self_critical.to_vec();
-            pairs.push(other);
-            refused(&pairs, field);
-        }
         let c = set(&[("step.critic_target", "per-module")]).unwrap();
         assert_eq!(c.step.critic_target, CriticTarget::PerModule);
         for other in [
