@@ -291,9 +291,6 @@ impl ScalModel {
             }
             gated
         });
-        let global = global_average_pool(last);
-        let feature = self.neck.forward(global.clone());
-        let logits = self.classifier.forward(feature.clone());
         let values = if maps.is_empty() || self.critics.critics.is_empty() {
             Vec::new()
         } else {
@@ -302,6 +299,24 @@ impl ScalModel {
                 maps.iter().map(|a| a.clone().detach()).collect(),
             )
         };
+        self.output(last, maps, stage_inputs, values)
+    }
+
+    /// A pass's outputs from its last feature map: pooled, through the neck and the
+    /// classifier, with the maps, the stage inputs and the critics' values it gathered.
+    ///
+    /// # Shapes
+    /// - `last`: `[N, D, H, W]`; see [`ScalOutput`] for the outputs
+    fn output(
+        &self,
+        last: Tensor<4>,
+        maps: Vec<Tensor<4>>,
+        stage_inputs: Vec<Tensor<4>>,
+        values: Vec<Tensor<1>>,
+    ) -> ScalOutput {
+        let global = global_average_pool(last);
+        let feature = self.neck.forward(global.clone());
+        let logits = self.classifier.forward(feature.clone());
         ScalOutput {
             global,
             feature,
@@ -359,17 +374,7 @@ impl ScalModel {
             stage_inputs.push(x.clone());
             x * map
         });
-        let global = global_average_pool(last);
-        let feature = self.neck.forward(global.clone());
-        let logits = self.classifier.forward(feature.clone());
-        ScalOutput {
-            global,
-            feature,
-            logits,
-            maps,
-            stage_inputs,
-            values: Vec::new(),
-        }
+        self.output(last, maps, stage_inputs, Vec::new())
     }
 
     /// The post-BN feature `f` alone, attention applied, without the classifier and the

@@ -348,14 +348,9 @@ fn paper_terms(
     let (acting_logits, acting_maps) = if config.exploration > 0.0 {
         let std = config.exploration;
         let explored = copy.forward(images, Gating::Perturbed { std });
-        values = model.critics.forward(
-            explored
-                .stage_inputs
-                .iter()
-                .map(|x| x.clone().detach())
-                .collect(),
-            explored.maps.iter().map(|a| a.clone().detach()).collect(),
-        );
+        values = model
+            .critics
+            .forward(detached(&explored.stage_inputs), detached(&explored.maps));
         (explored.logits, explored.maps)
     } else {
         (out.logits.clone(), out.maps)
@@ -364,11 +359,7 @@ fn paper_terms(
     if config.reward.is_planted() {
         r.total = planted_total(&acting_maps, labels, config);
     }
-    let agent_inputs: Vec<Tensor<4>> = out
-        .stage_inputs
-        .iter()
-        .map(|x| x.clone().detach())
-        .collect();
+    let agent_inputs = detached(&out.stage_inputs);
     let cri = agents_critic_objective(model, &agent_inputs);
     let mse = match &targets {
         Some(each) => CriticMse::new().forward_each(&values, each),
@@ -419,11 +410,7 @@ fn compatible_terms(
     if let Some(planted) = planted {
         r.total = planted;
     }
-    let agent_inputs: Vec<Tensor<4>> = out
-        .stage_inputs
-        .iter()
-        .map(|x| x.clone().detach())
-        .collect();
+    let agent_inputs = detached(&out.stage_inputs);
     let mut estimate: Option<Tensor<1>> = None;
     let mut bounded = Vec::with_capacity(agent_inputs.len());
     for (l, critic) in model.critics.compatible.iter().enumerate() {
@@ -447,11 +434,7 @@ fn compatible_terms(
     }
     let estimate = estimate.expect("a compatible critic per module");
     let mse = (estimate - target.clone()).powi_scalar(2).mean();
-    let objective = bounded
-        .iter()
-        .cloned()
-        .reduce(|a, b| a + b)
-        .expect("a compatible critic per module");
+    let objective = summed(&bounded);
     CriticTerms {
         objective,
         mse: Some(mse),
@@ -499,11 +482,7 @@ fn self_critical_terms(
         (threshold, flips)
     });
     let gradients = explore_antithetically(&copy, &out, images, labels, config, planted.as_ref());
-    let agent_inputs: Vec<Tensor<4>> = out
-        .stage_inputs
-        .iter()
-        .map(|x| x.clone().detach())
-        .collect();
+    let agent_inputs = detached(&out.stage_inputs);
     let bounded: Vec<Tensor<1>> = gradients
         .into_iter()
         .zip(&model.attention.agents)
@@ -515,11 +494,7 @@ fn self_critical_terms(
                 .neg()
         })
         .collect();
-    let objective = bounded
-        .iter()
-        .cloned()
-        .reduce(|a, b| a + b)
-        .expect("an agent per module");
+    let objective = summed(&bounded);
     CriticTerms {
         objective,
         mse: None,
@@ -529,6 +504,23 @@ fn self_critical_terms(
         bounded,
         targets: None,
     }
+}
+
+/// Each tensor detached (the stage inputs the agents' objectives read).
+fn detached(xs: &[Tensor<4>]) -> Vec<Tensor<4>> {
+    xs.iter().map(|x| x.clone().detach()).collect()
+}
+
+/// The sum of one term per module.
+///
+/// # Panics
+/// Without terms.
+fn summed(terms: &[Tensor<1>]) -> Tensor<1> {
+    terms
+        .iter()
+        .cloned()
+        .reduce(|a, b| a + b)
+        .expect("one term per module")
 }
 
 /// The self-critical estimator's `ĝ_l` for each module on a batch, as a step computes it
@@ -843,13 +835,7 @@ pub fn step_gradients(
     if loss.bounded_critic_objectives.is_empty() || lambda == 0.0 {
         return (grads, Vec::new());
     }
-    let push = loss
-        .bounded_critic_objectives
-        .iter()
-        .cloned()
-        .reduce(|a, b| a + b)
-        .expect("one term per module")
-        .mul_scalar(lambda * weight);
+    let push = summed(&loss.bounded_critic_objectives).mul_scalar(lambda * weight);
     let mut push = GradientsParams::from_grads(push.backward(), model);
     let scales = model
         .attention

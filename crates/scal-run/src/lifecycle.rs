@@ -48,10 +48,11 @@ pub fn create_run(
             found,
         });
     }
-    let created = config
-        .save_json(&config_path)
-        .map_err(io(&config_path))
-        .and_then(|()| Ok(LogWriter::append(log_path)?));
+    let created = scal_fs::write_atomically(&config_path, |tmp| {
+        config.save_json(tmp).map_err(|e| e.to_string())
+    })
+    .map_err(TrainError::from)
+    .and_then(|()| Ok(LogWriter::append(log_path)?));
     match created {
         Ok(log) => Ok((lock, log)),
         Err(e) => {
