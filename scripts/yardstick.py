@@ -19,6 +19,13 @@ generator. Subset k holds the test identities 100k+101 .. 100k+200 and every fif
         --runs RUNS --snapshots SNAPSHOTS --baseline none --variant channel-nocritic \
         --seeds 6 --checkpoints last,epoch-35/last [--json OUT.json]
 
+    # one run's yardstick score (its last checkpoint on the whole wide set, and on the five
+    # splits) written as JSON: what scripts/verdict-20.sh archives per run
+    python scripts/yardstick.py score --root datasets/synth-hard-wide --work WORK CK --json OUT
+    # the verdict's paired table from an archive of such scores (ARCHIVE/VARIANT-seedS/score.json)
+    python scripts/yardstick.py verdict --archive docs/verdict-synth-hard-20 \
+        --baselines channel-nocritic,channel [--stop-below 1.0 --stop-after 10] [--json OUT]
+
 A checkpoint is a model folder (`RUN/last`, or a snapshot `SNAP/epoch-E/last`); WORK/<key>/
 holds its query.npy, gallery.npy and names, where key is the folder's path with `/` as `__`.
 With several --checkpoints, a run's score is their mean (the mean of the last few
@@ -159,6 +166,85 @@ def decompose(args):
     return result
 
 
+def score(args):
+    """The yardstick's score of one checkpoint, as JSON (mAP points)."""
+    work = os.path.join(args.work, key_of(args.checkpoint))
+    whole, subsets = scores(work, args.first_test_pid)
+    result = {"checkpoint": args.checkpoint, "root": args.root, "mAP_wide": whole,
+              "mAP_splits": subsets}
+    print(f"{args.checkpoint}: wide mAP {whole:.2f}; splits " + " ".join(f"{x:.2f}" for x in subsets))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+
+
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (then 1.96).
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+       2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def interval(diffs):
+    """(mean, low, high) of the 95 % t-interval of paired differences (None for < 2)."""
+    n = len(diffs)
+    if n < 2:
+        return None
+    mean = float(np.mean(diffs))
+    half = (T95[n - 2] if n - 1 <= len(T95) else 1.96) * float(np.std(diffs, ddof=1)) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def archived_scores(archive):
+    """{variant: {seed: wide mAP}} of every archived run with a score.json."""
+    found = {}
+    for name in sorted(os.listdir(archive)):
+        m = re.fullmatch(r"(.+)-seed(\d+)", name)
+        path = os.path.join(archive, name, "score.json")
+        if m and os.path.isfile(path):
+            found.setdefault(m.group(1), {})[int(m.group(2))] = json.load(open(path))["mAP_wide"]
+    return found
+
+
+def verdict(args):
+    """Paired differences of the wide-set mAP against each baseline, on common seeds; the
+    variants whose interval against the first baseline already lies under --stop-below after
+    --stop-after seeds are listed as stopped (issue 38: stop a variant early)."""
+    found = archived_scores(args.archive)
+    rows, stopped = [], []
+    print("| variant | seeds | wide mAP (mean) | " + " | ".join(
+        f"Δ vs {b} (95 % interval), n" for b in args.baselines) + " |")
+    print("|---|---|---|" + "---|" * len(args.baselines))
+    for variant in sorted(found):
+        runs = found[variant]
+        row = {"variant": variant, "seeds": len(runs), "mean": float(np.mean(list(runs.values())))}
+        cells = []
+        for b, base in ((b, found.get(b, {})) for b in args.baselines):
+            if b == variant:
+                cells.append("–")
+                continue
+            common = sorted(set(runs) & set(base))
+            diffs = [runs[s] - base[s] for s in common]
+            ci = interval(diffs)
+            row[f"vs_{b}"] = {"seeds": common, "differences": diffs,
+                              "interval": list(ci) if ci else None}
+            cells.append(f"{ci[0]:+.2f} [{ci[1]:+.2f}, {ci[2]:+.2f}], {len(common)}" if ci
+                         else f"n = {len(common)}")
+            if (b == args.baselines[0] and ci and len(common) >= args.stop_after
+                    and ci[2] < args.stop_below):
+                stopped.append(variant)
+        rows.append(row)
+        print(f"| {variant} | {len(runs)} | {row['mean']:.2f} | " + " | ".join(cells) + " |")
+    if stopped:
+        print("stopped early (interval's upper bound under "
+              f"{args.stop_below:+.1f} after {args.stop_after} seeds): " + ", ".join(stopped))
+    if args.stopped_out:
+        with open(args.stopped_out, "w", encoding="utf-8") as f:
+            f.write("".join(v + "\n" for v in stopped))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"baselines": args.baselines, "rows": rows, "stopped": stopped}, f, indent=1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -179,8 +265,21 @@ def main():
     d.add_argument("--checkpoints", default="last", type=lambda s: s.split(","))
     d.add_argument("--first-test-pid", type=int, default=101)
     d.add_argument("--json")
+    sc = sub.add_parser("score")
+    sc.add_argument("--root", required=True)
+    sc.add_argument("--work", required=True)
+    sc.add_argument("--first-test-pid", type=int, default=101)
+    sc.add_argument("--json")
+    sc.add_argument("checkpoint")
+    v = sub.add_parser("verdict")
+    v.add_argument("--archive", required=True)
+    v.add_argument("--baselines", default="channel-nocritic,channel", type=lambda s: s.split(","))
+    v.add_argument("--stop-below", type=float, default=1.0)
+    v.add_argument("--stop-after", type=int, default=10)
+    v.add_argument("--stopped-out", help="write the stopped variants' names here, one a line")
+    v.add_argument("--json")
     args = p.parse_args()
-    features(args) if args.command == "features" else decompose(args)
+    {"features": features, "decompose": decompose, "score": score, "verdict": verdict}[args.command](args)
 
 
 if __name__ == "__main__":
