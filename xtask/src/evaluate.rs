@@ -115,6 +115,20 @@ pub struct EvaluateArgs {
     /// Re-ranking: weight of the original distance, in [0, 1].
     #[arg(long, default_value_t = 0.3, requires = "rerank")]
     pub lambda: f64,
+    /// With --features: search this gallery index (`index build`) for each query of
+    /// query.npy instead of computing every distance; the metrics are those of the top
+    /// --depth results (the gallery's labels come from the index), and, when the folder has
+    /// gallery.npy, the index's recall against exact search and the exact mAP are printed.
+    #[arg(
+        long,
+        value_name = "INDEX",
+        requires = "features",
+        conflicts_with = "rerank"
+    )]
+    pub index: Option<PathBuf>,
+    /// With --index: results searched per query (at least --max-rank is used for the CMC).
+    #[arg(long, default_value_t = 100, requires = "index", value_parser = clap::value_parser!(u32).range(1..))]
+    pub depth: u32,
     /// Print one JSON object {"mAP","mINP","cmc","num_valid_queries"} instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -232,6 +246,9 @@ fn from_distmat(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
 
 fn from_features(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     folder(dir)?;
+    if let Some(index) = &args.index {
+        return from_index(dir, index, args);
+    }
     let labels = Labels::read_dir(dir)?;
     let (q_path, g_path) = (dir.join("query.npy"), dir.join("gallery.npy"));
     let query = read_features(&q_path)?;
@@ -263,6 +280,101 @@ fn from_features(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     }
     from_feature_arrays(&query, &gallery, &labels, args)
         .with_context(|| format!("features in {}", dir.display()))
+}
+
+/// The metrics of an index's answers for query.npy (its top `--depth`, the protocol's
+/// exclusions applied by the index), with the exact search's recall and mAP beside them when
+/// the folder has the gallery's features.
+fn from_index(dir: &Path, path: &Path, args: &EvaluateArgs) -> Result<Metrics> {
+    use scal_infer::index::{ExactSearch, GalleryIndex, NearestNeighbours};
+    let index = GalleryIndex::open(path)?;
+    let Some(labels) = index.header().labels.clone() else {
+        bail!(
+            "--index {}: the index does not know its gallery's identities and cameras (build it from a folder with g_pids.npy and g_camids.npy)",
+            path.display()
+        );
+    };
+    let q_path = dir.join("query.npy");
+    let query = read_features(&q_path)?;
+    let q_pids = scal_eval::io::read_ids(&dir.join("q_pids.npy"))?;
+    let q_camids = scal_eval::io::read_ids(&dir.join("q_camids.npy"))?;
+    if q_pids.len() != query.nrows() || q_camids.len() != query.nrows() {
+        bail!(
+            "{} has {} rows but q_pids.npy / q_camids.npy have {} / {} entries",
+            q_path.display(),
+            query.nrows(),
+            q_pids.len(),
+            q_camids.len()
+        );
+    }
+    index.check_compatible(path, &index.header().source, query.ncols())?;
+    let depth = args.depth.max(args.max_rank) as usize;
+    let own = |q: usize| Some((q_pids[q], q_camids[q]));
+    let lists: Vec<Vec<usize>> = (0..query.nrows())
+        .map(|q| {
+            index
+                .search(query.row(q), depth, own(q))
+                .iter()
+                .map(|n| n.row)
+                .collect()
+        })
+        .collect();
+    let metrics = scal_eval::evaluate_top_lists(
+        &lists,
+        (&q_pids, &q_camids),
+        (&labels.pids, &labels.camids),
+        args.max_rank as usize,
+    )?;
+    eprintln!(
+        "index {} ({} engine, {} rows): the top {depth} of each query",
+        path.display(),
+        index.header().engine.as_str(),
+        index.len()
+    );
+    let g_path = dir.join("gallery.npy");
+    if g_path.is_file() {
+        let gallery = read_features(&g_path)?;
+        if gallery.dim() != (index.len(), query.ncols()) {
+            bail!(
+                "{} is {} x {} but the index holds {} x {}: not the index's gallery",
+                g_path.display(),
+                gallery.nrows(),
+                gallery.ncols(),
+                index.len(),
+                query.ncols()
+            );
+        }
+        let mut exact = ExactSearch::new(gallery.ncols());
+        exact.add(gallery.view()).map_err(anyhow::Error::msg)?;
+        // Recall: the share of the exact search's answers (after the protocol's exclusions)
+        // that the index returned too.
+        let (mut found, mut expected) = (0usize, 0usize);
+        let mut exact_lists = Vec::with_capacity(lists.len());
+        for (q, list) in lists.iter().enumerate() {
+            let keep = |r: usize| !(labels.pids[r] == q_pids[q] && labels.camids[r] == q_camids[q]);
+            let truth: Vec<usize> = exact
+                .search(query.row(q), depth, &keep)
+                .iter()
+                .map(|n| n.row)
+                .collect();
+            found += truth.iter().filter(|r| list.contains(r)).count();
+            expected += truth.len();
+            exact_lists.push(truth);
+        }
+        let exact_metrics = scal_eval::evaluate_top_lists(
+            &exact_lists,
+            (&q_pids, &q_camids),
+            (&labels.pids, &labels.camids),
+            args.max_rank as usize,
+        )?;
+        eprintln!(
+            "recall@{depth} against exact search: {:.4}; exact search's top {depth}: mAP {:.2} %, Rank-1 {:.2} %",
+            found as f64 / expected.max(1) as f64,
+            100.0 * exact_metrics.map,
+            100.0 * exact_metrics.rank(1).unwrap_or(0.0)
+        );
+    }
+    Ok(metrics)
 }
 
 /// Distances (re-ranked on request) and metrics of query and gallery features.

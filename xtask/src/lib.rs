@@ -38,6 +38,7 @@ pub mod evaluate;
 pub mod export;
 pub mod extract;
 pub mod hint;
+pub mod index;
 pub mod parity;
 pub mod progress;
 pub mod query;
@@ -64,6 +65,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Your own photos: the nearest gallery images of each query, with a trained checkpoint.
     Query(query::QueryArgs),
+    /// A gallery index for large galleries: build it from features or images, add to it (query --index, evaluate --index search it).
+    Index(index::IndexArgs),
     /// Split summary of a dataset (identities, images, cameras), as torchreid prints it.
     Datasets(datasets::DatasetsArgs),
     /// Generate the synthetic dataset (Market-1501 layout).
@@ -109,6 +112,7 @@ impl Command {
             Command::Extract(args) => args.run(),
             Command::Evaluate(args) => args.run(),
             Command::Query(args) => args.run(),
+            Command::Index(args) => args.run(),
             Command::Datasets(args) => args.run(),
             Command::Synth(args) => args.run(),
             Command::Download(args) => args.run(),

@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use scal_infer::index::{FeatureSource, GalleryIndex};
 use scal_infer::{
-    CacheNote, EmbedOptions, GalleryCache, GalleryFeatures, InferError, Ranking, embed_paths,
-    inside_folder, rank,
+    CacheNote, EmbedOptions, GalleryCache, GalleryFeatures, InferError, Match, Ranking,
+    embed_paths, inside_folder, rank,
 };
 
 use crate::backend::{self, Backend};
@@ -22,8 +23,12 @@ pub struct QueryArgs {
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// Folder of gallery images (any file names; only the folder itself is read).
-    #[arg(long, value_name = "DIR")]
-    pub gallery: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "index")]
+    pub gallery: Option<PathBuf>,
+    /// A gallery index (`cargo xtask index build --checkpoint ... --gallery ...`) searched
+    /// instead of a gallery folder; it must have been built by this --checkpoint (and --flip).
+    #[arg(long, value_name = "INDEX", conflicts_with_all = ["gallery", "cache"])]
+    pub index: Option<PathBuf>,
     /// One query image.
     #[arg(
         long,
@@ -63,6 +68,13 @@ pub struct QueryArgs {
     pub cache: Option<PathBuf>,
 }
 
+/// `--gallery` (clap requires it without `--index`).
+fn gallery_folder(args: &QueryArgs) -> &Path {
+    args.gallery
+        .as_deref()
+        .expect("clap requires --gallery without --index")
+}
+
 /// The cache folder: `--cache`, or the user's cache folder; never inside the gallery.
 fn cache(args: &QueryArgs) -> Result<GalleryCache> {
     let dir = match &args.cache {
@@ -72,7 +84,7 @@ fn cache(args: &QueryArgs) -> Result<GalleryCache> {
             .join("scal")
             .join("query"),
     };
-    GalleryCache::new(dir, &args.gallery).map_err(|e| match e {
+    GalleryCache::new(dir, gallery_folder(args)).map_err(|e| match e {
         InferError::CacheInsideGallery { .. } => {
             anyhow::anyhow!("{e}: give --cache a folder outside it")
         }
@@ -98,8 +110,8 @@ fn gallery_features(
     size: (usize, usize),
     device: &burn::tensor::Device,
 ) -> Result<GalleryFeatures> {
-    let listing = scal_data::list_images(&args.gallery)?;
-    report_skipped(&args.gallery, &listing.skipped);
+    let listing = scal_data::list_images(gallery_folder(args))?;
+    report_skipped(gallery_folder(args), &listing.skipped);
     let notes = &mut |note: CacheNote| {
         if note.is_warning() {
             eprintln!("warning: {note}");
@@ -109,7 +121,7 @@ fn gallery_features(
     };
     Ok(cache(args)?.features(
         (model, &args.checkpoint),
-        (&args.gallery, listing.images),
+        (gallery_folder(args), listing.images),
         embed_options(args, size),
         device,
         notes,
@@ -265,14 +277,49 @@ fn check_html_destination(args: &QueryArgs) -> Result<()> {
     check_replaceable(&figure, "--html", "figure (its page's)", |head| {
         page_is_ours && head.starts_with(b"\x89PNG")
     })?;
-    if inside_folder(html, &args.gallery)? {
+    if let Some(gallery) = &args.gallery
+        && inside_folder(html, gallery)?
+    {
         bail!(
             "--html {} is inside the gallery {}: the page and its figure would be read as photos by the next query; write it outside the gallery",
             html.display(),
-            args.gallery.display()
+            gallery.display()
         );
     }
     Ok(())
+}
+
+/// The nearest rows of a gallery index for each query, named by the index's gallery files
+/// (or `gallery row N` for an index built from features without file names).
+fn rank_in_index(
+    path: &Path,
+    args: &QueryArgs,
+    queries: &[PathBuf],
+    features: &ndarray::Array2<f32>,
+    options: EmbedOptions,
+) -> Result<Vec<Ranking>> {
+    let index = GalleryIndex::open(path)?;
+    let source = FeatureSource::checkpoint(&args.checkpoint, &options)?;
+    index.check_compatible(path, &source, features.ncols())?;
+    let files = &index.header().files;
+    Ok(queries
+        .iter()
+        .zip(features.rows())
+        .map(|(query, row)| Ranking {
+            query: query.clone(),
+            matches: index
+                .search(row, args.top as usize, None)
+                .into_iter()
+                .map(|n| Match {
+                    file: files
+                        .get(n.row)
+                        .cloned()
+                        .unwrap_or_else(|| PathBuf::from(format!("gallery row {}", n.row))),
+                    distance: n.distance,
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 impl QueryArgs {
@@ -304,14 +351,19 @@ fn query(args: &QueryArgs) -> Result<()> {
     let size = (config.height, config.width);
     let options = embed_options(args, size);
     let query_features = embed_paths(&model, &queries, options, &device, &mut |_| {})?;
-    let gallery = gallery_features(args, &model, size, &device)?;
-    if gallery.cached {
-        eprintln!(
-            "gallery features: {} images, from the cache",
-            gallery.files.len()
-        );
-    }
-    let rankings = rank(&queries, &query_features, &gallery, args.top as usize)?;
+    let rankings = match &args.index {
+        Some(index) => rank_in_index(index, args, &queries, &query_features, options)?,
+        None => {
+            let gallery = gallery_features(args, &model, size, &device)?;
+            if gallery.cached {
+                eprintln!(
+                    "gallery features: {} images, from the cache",
+                    gallery.files.len()
+                );
+            }
+            rank(&queries, &query_features, &gallery, args.top as usize)?
+        }
+    };
     if args.json {
         warn_non_utf8_names(&rankings);
     }

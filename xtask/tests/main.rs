@@ -9,6 +9,7 @@ mod datasets_cli;
 mod evaluate_cli;
 mod export_cli;
 mod extract_cli;
+mod index_cli;
 mod query_cli;
 mod reliability_cli;
 mod serve_gate;

@@ -256,6 +256,91 @@ fn query_ranks_the_gallery_as_extract_does_and_caches_it() {
 }
 
 /// `query` of one image with its cache under `cache`.
+#[test]
+fn an_index_of_the_gallery_ranks_as_the_folder_and_refuses_another_model_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, gallery, query) = setup(dir.path());
+    let (ck, q) = (checkpoint.to_str().unwrap(), query.to_str().unwrap());
+    let index = dir.path().join("photos.scalidx");
+    let i = index.to_str().unwrap();
+    let (stdout, _) = ok(&xtask(&[
+        "index",
+        "build",
+        "--checkpoint",
+        ck,
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--out",
+        i,
+        "--no-progress",
+    ]));
+    assert!(stdout.contains("20 gallery rows"), "{stdout}");
+    let cache = dir.path().join("cache");
+    let (from_folder, _) = ok(&xtask(&[
+        "query",
+        "--checkpoint",
+        ck,
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--image",
+        q,
+        "--top",
+        "8",
+        "--json",
+        "--cache",
+        cache.to_str().unwrap(),
+    ]));
+    let (from_index, _) = ok(&xtask(&[
+        "query",
+        "--checkpoint",
+        ck,
+        "--index",
+        i,
+        "--image",
+        q,
+        "--top",
+        "8",
+        "--json",
+    ]));
+    let (a, b) = (json_lines(&from_folder), json_lines(&from_index));
+    let files = |v: &serde_json::Value| -> Vec<String> {
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["file"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(files(&a[0]), files(&b[0]));
+    for (x, y) in a[0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b[0]["matches"].as_array().unwrap())
+    {
+        let (x, y) = (
+            x["distance"].as_f64().unwrap(),
+            y["distance"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() < 1e-4, "{x} against {y}");
+    }
+    // Flip-averaged queries against an index built without flip: refused, naming both.
+    let e = fails(&xtask(&[
+        "query",
+        "--checkpoint",
+        ck,
+        "--index",
+        i,
+        "--image",
+        q,
+        "--flip",
+    ]));
+    assert!(
+        e.contains("photos.scalidx") && e.contains("flip-averaged"),
+        "{e}"
+    );
+}
+
 fn query_one(checkpoint: &Path, gallery: &Path, image: &Path, cache: &Path) -> Output {
     query_with(checkpoint, gallery, image, cache, &[])
 }

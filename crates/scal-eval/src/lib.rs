@@ -42,7 +42,7 @@ pub use distance::{DistanceMetric, pairwise_distances};
 pub use error::EvalError;
 pub use market::{
     CUHK03_CLASSIC_REPEATS, Distance, Metrics, average_precision_per_query,
-    evaluate_cuhk03_classic, evaluate_market1501, top_k_gallery,
+    evaluate_cuhk03_classic, evaluate_market1501, evaluate_top_lists, top_k_gallery,
 };
 pub use rerank::{ReRankParams, re_rank};
 pub use rerank_features::re_rank_features;

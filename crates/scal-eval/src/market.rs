@@ -238,6 +238,97 @@ pub fn evaluate_market1501<T: Distance>(
     summarise(per_query.into_iter().flatten(), max_rank)
 }
 
+/// The Market-1501 evaluation of each query's nearest gallery rows only (an index's answer,
+/// `lists[q]` nearest first, at most `depth` of them after the protocol's exclusions): the
+/// gallery items with the query's identity **and** camera are removed from each list, the
+/// correct matches of the whole gallery are counted from the labels, and a correct match
+/// missing from a list counts as not found. So AP, INP and the CMC are those of the exact
+/// ranking when every correct match lies in the list (and the list is the exact one), and
+/// lower bounds otherwise: AP sums precision at the hits found over all correct matches, INP
+/// is 0 for a query whose last correct match is not in its list, CMC at k ≤ depth is exact
+/// for an exact list. Queries without a correct match in the gallery are skipped.
+///
+/// # Shapes
+/// - `lists`: `[Q]` lists of gallery rows; `q_pids`, `q_camids`: `[Q]`; `g_pids`, `g_camids`: `[G]`
+///
+/// # Errors
+/// Lengths that disagree, a row outside the gallery, `max_rank == 0`, or no valid query.
+pub fn evaluate_top_lists(
+    lists: &[Vec<usize>],
+    (q_pids, q_camids): (&[i64], &[i64]),
+    (g_pids, g_camids): (&[i64], &[i64]),
+    max_rank: usize,
+) -> Result<Metrics, EvalError> {
+    if max_rank == 0 {
+        return Err(EvalError::InvalidParameter {
+            name: "max_rank",
+            problem: "must be at least 1".into(),
+        });
+    }
+    for (what, len, expected) in [
+        ("q_pids length (queries' lists)", q_pids.len(), lists.len()),
+        (
+            "q_camids length (queries' lists)",
+            q_camids.len(),
+            lists.len(),
+        ),
+        (
+            "g_camids length (g_pids length)",
+            g_camids.len(),
+            g_pids.len(),
+        ),
+    ] {
+        if len != expected {
+            return Err(EvalError::ShapeMismatch {
+                what: what.into(),
+                expected,
+                found: len,
+            });
+        }
+    }
+    if let Some(&row) = lists.iter().flatten().find(|&&r| r >= g_pids.len()) {
+        return Err(EvalError::InvalidParameter {
+            name: "lists",
+            problem: format!("row {row} is outside the gallery of {} rows", g_pids.len()),
+        });
+    }
+    // Correct matches of a query = its identity's gallery rows less those of its camera.
+    let mut per_identity: HashMap<i64, usize> = HashMap::new();
+    let mut per_identity_camera: HashMap<(i64, i64), usize> = HashMap::new();
+    for (&p, &c) in g_pids.iter().zip(g_camids) {
+        *per_identity.entry(p).or_default() += 1;
+        *per_identity_camera.entry((p, c)).or_default() += 1;
+    }
+    let per_query = lists.iter().enumerate().filter_map(|(q, list)| {
+        let (pid, cam) = (q_pids[q], q_camids[q]);
+        let matches = per_identity.get(&pid).copied().unwrap_or(0)
+            - per_identity_camera.get(&(pid, cam)).copied().unwrap_or(0);
+        if matches == 0 {
+            return None;
+        }
+        let kept = list
+            .iter()
+            .filter(|&&r| !(g_pids[r] == pid && g_camids[r] == cam));
+        let positions: Vec<usize> = kept
+            .enumerate()
+            .filter(|&(_, &r)| g_pids[r] == pid)
+            .map(|(i, _)| i + 1)
+            .collect();
+        let ap = positions
+            .iter()
+            .enumerate()
+            .map(|(j, &pos)| (j + 1) as f64 / pos as f64)
+            .sum::<f64>()
+            / matches as f64;
+        let inp = match positions.last() {
+            Some(&last) if positions.len() == matches => matches as f64 / last as f64,
+            _ => 0.0,
+        };
+        Some((positions.first().copied().unwrap_or(usize::MAX), ap, inp))
+    });
+    summarise(per_query, max_rank)
+}
+
 /// Each query's average precision under the Market-1501 protocol (as
 /// [`evaluate_market1501`] computes it), `None` for a query without a valid match. For
 /// picking the best and worst queries of a report.

@@ -32,3 +32,65 @@ fn per_query_ap_averages_to_map_and_top_k_skips_same_camera_matches() {
         6
     );
 }
+
+/// Each query's gallery rows in the exact ranking's order (distance, then row), the first `depth`.
+fn exact_lists(distmat: &Array2<f32>, depth: usize) -> Vec<Vec<usize>> {
+    distmat
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[a].total_cmp(&row[b]).then(a.cmp(&b)));
+            order.truncate(depth);
+            order
+        })
+        .collect()
+}
+
+#[test]
+fn top_lists_of_the_whole_gallery_score_as_the_distance_matrix_and_shallow_ones_bound_it() {
+    let split = scal_eval::synthetic::synthetic_split(60, 400, 40, 4, 32, 3);
+    let distmat = scal_eval::pairwise_distances(
+        split.query.view(),
+        split.gallery.view(),
+        scal_eval::DistanceMetric::Euclidean,
+    )
+    .unwrap();
+    let exact = evaluate_market1501(
+        distmat.view(),
+        &split.q_pids,
+        &split.g_pids,
+        &split.q_cams,
+        &split.g_cams,
+        20,
+    )
+    .unwrap();
+    let labels = (
+        (&split.q_pids[..], &split.q_cams[..]),
+        (&split.g_pids[..], &split.g_cams[..]),
+    );
+    let whole =
+        scal_eval::evaluate_top_lists(&exact_lists(&distmat, 400), labels.0, labels.1, 20).unwrap();
+    assert!(
+        (whole.map - exact.map).abs() < 1e-12,
+        "{} against {}",
+        whole.map,
+        exact.map
+    );
+    assert!((whole.minp - exact.minp).abs() < 1e-12);
+    assert_eq!(whole.cmc, exact.cmc);
+    assert_eq!(whole.num_valid_queries, exact.num_valid_queries);
+    // The 30 nearest: the CMC up to 20 is still exact, mAP and mINP are lower bounds.
+    let shallow =
+        scal_eval::evaluate_top_lists(&exact_lists(&distmat, 30), labels.0, labels.1, 20).unwrap();
+    assert_eq!(shallow.cmc, exact.cmc);
+    assert!(shallow.map <= exact.map + 1e-12 && shallow.map > 0.5 * exact.map);
+    assert!(shallow.minp <= exact.minp + 1e-12);
+    assert!(
+        shallow.map < exact.map,
+        "some correct matches lie beyond 30"
+    );
+    // A row outside the gallery is refused by name.
+    let e = scal_eval::evaluate_top_lists(&[vec![400]], (&[1], &[0]), labels.1, 5).unwrap_err();
+    assert!(e.to_string().contains("row 400"), "{e}");
+}

@@ -140,7 +140,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InferError + '_ {
 
 /// SHA-256 (hex) of the checkpoint's identity: its `checksums.sha256` (the digest of every
 /// file), or the weights and configuration themselves for a folder without one.
-fn checkpoint_digest(dir: &Path) -> Result<String, InferError> {
+pub(crate) fn checkpoint_digest(dir: &Path) -> Result<String, InferError> {
     let mut hasher = Sha256::new();
     let sums = dir.join(scal_model::CHECKSUMS_FILE);
     let files: Vec<PathBuf> = if sums.is_file() {

@@ -40,6 +40,7 @@ mod evaluation;
 mod folder;
 mod foreign;
 mod gallery;
+pub mod index;
 #[cfg(feature = "onnx")]
 mod onnx;
 
@@ -104,6 +105,49 @@ pub enum InferError {
     NonFiniteFeature {
         /// The first image with such a feature.
         image: PathBuf,
+    },
+    /// A file could not be written (its previous version, if any, is kept).
+    #[error(transparent)]
+    Write(#[from] scal_fs::FsError),
+    /// A file is not a gallery index.
+    #[error("{} is not a gallery index (it does not start with the index file's magic bytes)", path.display())]
+    NotAnIndex {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A gallery index file is damaged, truncated or inconsistent.
+    #[error("the gallery index {}: {problem}", path.display())]
+    Index {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Features of another dimension than a gallery index's.
+    #[error("the gallery index {} holds {index}-d features; these are {given}-d", path.display())]
+    IndexDimension {
+        /// The index file.
+        path: PathBuf,
+        /// The index's dimension.
+        index: usize,
+        /// The features' dimension.
+        given: usize,
+    },
+    /// Features from another model than a gallery index's.
+    #[error("the gallery index {} was built from {index}; these features are from {given}", path.display())]
+    IndexSource {
+        /// The index file.
+        path: PathBuf,
+        /// What made the index's features.
+        index: String,
+        /// What made the given features.
+        given: String,
+    },
+    /// Features refused by an index they are being added to.
+    #[error("the features to index: {problem}")]
+    IndexInput {
+        /// What is wrong with them.
+        problem: String,
     },
     /// The device did not hand the features back as 32-bit floats.
     #[error("reading features back from the device: {problem}")]
