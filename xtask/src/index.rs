@@ -9,11 +9,11 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use scal_eval::io::{read_features, read_ids};
-use scal_infer::index::{Engine, FeatureSource, GalleryIndex, GalleryLabels, NewRows};
+use scal_infer::index::{Engine, FeatureSource, GalleryIndex, GalleryLabels, INDEX_MAGIC, NewRows};
 use scal_infer::{EmbedOptions, embed_paths};
 
 use crate::backend::{self, Backend};
-use crate::cli::Named;
+use crate::cli::{Named, check_replaceable};
 
 /// Rows handed to the engine between two updates of the progress bar.
 const ROWS_PER_STEP: usize = 4096;
@@ -224,12 +224,10 @@ impl IndexArgs {
 }
 
 fn build(args: &BuildArgs) -> Result<()> {
-    if args.out.is_dir() {
-        bail!(
-            "--out {}: is a folder; give the index file's name",
-            args.out.display()
-        );
-    }
+    // Only an index file is replaced: another file at --out is the user's.
+    check_replaceable(&args.out, "--out", "index", |head| {
+        head.starts_with(INDEX_MAGIC)
+    })?;
     let g = gallery(&args.source)?;
     let (rows, dim) = g.features.dim();
     check_memory(args.engine, rows, dim)?;

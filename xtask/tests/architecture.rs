@@ -905,6 +905,7 @@ const XTASK_COMMAND_MODULES: &[&str] = &[
     "evaluate",
     "export",
     "extract",
+    "index",
     "parity",
     "query",
     "report",

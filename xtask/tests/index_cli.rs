@@ -312,6 +312,20 @@ fn an_index_answers_as_exact_search_grows_and_refuses_bad_files() {
         plain.to_str().unwrap(),
     ]));
     assert!(e.contains("identities and cameras"), "{e}");
+    // --out onto a file that is not an index: the user's file, refused and left as it was.
+    let mine = dir.path().join("notes.txt");
+    std::fs::write(&mine, "my notes").unwrap();
+    let e = fails(&xtask(&[
+        "index",
+        "build",
+        "--features",
+        d200.to_str().unwrap(),
+        "--out",
+        mine.to_str().unwrap(),
+        "--no-progress",
+    ]));
+    assert!(e.contains("notes.txt"), "{e}");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "my notes");
     // Not an index at all.
     let e = fails(&xtask(&[
         "evaluate",

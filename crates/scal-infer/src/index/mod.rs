@@ -27,8 +27,9 @@ pub use exact::ExactSearch;
 
 use crate::InferError;
 
-/// The file's first bytes.
-const MAGIC: &[u8; 8] = b"SCALIDX\0";
+/// An index file's first bytes.
+pub const INDEX_MAGIC: &[u8; 8] = b"SCALIDX\0";
+const MAGIC: &[u8; 8] = INDEX_MAGIC;
 /// The file format this code writes and reads.
 pub const INDEX_FORMAT: u32 = 1;
 
@@ -68,7 +69,7 @@ impl Engine {
         }
     }
 
-    fn from_payload(
+    fn read_payload(
         self,
         payload: &[u8],
         count: usize,
@@ -413,7 +414,7 @@ impl GalleryIndex {
         check_header(&header).map_err(|p| index_error(path, p))?;
         let engine = header
             .engine
-            .from_payload(payload, header.count, header.dim)
+            .read_payload(payload, header.count, header.dim)
             .map_err(|p| index_error(path, p))?;
         if engine.len() != header.count || engine.dim() != header.dim {
             return Err(index_error(
