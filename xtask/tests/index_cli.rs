@@ -90,6 +90,7 @@ fn assert_same(a: &Value, b: &Value, ranks: usize) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one user session, command after command
 fn an_index_answers_as_exact_search_grows_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let whole = split(250, 16, 20, 1);
