@@ -193,24 +193,22 @@ pub fn load_or_compute_exact(
     Ok(exact)
 }
 
-/// Writes the reference as int64 `[Q, K]` to `path`, atomically (temporary file, then rename).
+/// Writes the reference as int64 `[Q, K]` to `path`, whole (scal-fs's staged write).
 fn write_exact(path: &Path, exact: &[[i64; K]]) -> Result<()> {
-    let tmp = path.with_extension(format!("npy.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let file = BufWriter::new(File::create(&tmp)?);
-        let mut writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&[exact.len() as u64, K as u64])
-            .writer(file)
-            .begin_nd()?;
-        writer.extend(exact.iter().flatten().copied())?;
-        writer.finish()
-    };
-    let written = write().and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("{}: cannot write the exact top-{K}", path.display()))?;
+    scal_fs::write_atomically(path, |tmp| {
+        let write = || -> std::io::Result<()> {
+            let file = BufWriter::new(File::create(tmp)?);
+            let mut writer = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&[exact.len() as u64, K as u64])
+                .writer(file)
+                .begin_nd()?;
+            writer.extend(exact.iter().flatten().copied())?;
+            writer.finish()
+        };
+        write().map_err(|e| e.to_string())
+    })
+    .with_context(|| format!("{}: cannot write the exact top-{K}", path.display()))?;
     eprintln!("exact top-{K}: wrote {}", path.display());
     Ok(())
 }
