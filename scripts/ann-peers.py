@@ -73,7 +73,10 @@ def parse_list(text, flag):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", help="features folder (query.npy, gallery.npy, *_pids.npy)")
+    parser.add_argument("folder", nargs="?", help="features folder (query.npy, gallery.npy, *_pids.npy)")
+    parser.add_argument("--table", metavar="RESULTS.jsonl",
+                        help="only print the markdown table of a JSON-lines file (this script's and "
+                             "tools/ann-engines' rows) and exit")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {', '.join(ENGINES)}")
     parser.add_argument("--json", dest="out", help="JSON-lines output, one line per (engine, parameter)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="build threads (default: all cores)")
@@ -87,6 +90,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=39, help="seed of the IVF training sample (default 39)")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.table is None and args.folder is None:
+        parser.error("a features folder is needed (or --table RESULTS.jsonl)")
     args.engines = [e for e in args.engines.split(",") if e]
     unknown = [e for e in args.engines if e not in ENGINES]
     if unknown or not args.engines:
@@ -309,6 +314,30 @@ def fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+def read_rows(path):
+    """The JSON lines of a results file, each checked for the table's fields."""
+    try:
+        with open(path) as f:
+            lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    except OSError as err:
+        raise InputError(f"{path}: {err}")
+    rows = []
+    for n, line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{n}: not JSON ({err})")
+        missing = [k for k in TABLE_FIELDS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise InputError(f"{path}:{n}: missing {', '.join(missing)}")
+        rows.append(row)
+    return rows
+
+
+TABLE_FIELDS = ("engine", "version", "params", "build_s", "memory_mb", "index_bytes", "recall_at_10",
+                "p50_ms", "p99_ms")
+
+
 def print_table(rows):
     print("| engine | params | build s | memory MB | index MB | recall@10 | p50 ms | p99 ms |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -352,6 +381,9 @@ def main(argv=None):
     try:
         if args.worker:
             run_worker(args)
+            return 0
+        if args.table:
+            print_table(read_rows(args.table))
             return 0
         return run_main(args)
     except InputError as err:

@@ -129,6 +129,10 @@ pub struct EvaluateArgs {
     /// With --index: results searched per query (at least --max-rank is used for the CMC).
     #[arg(long, default_value_t = 100, requires = "index", value_parser = clap::value_parser!(u32).range(1..))]
     pub depth: u32,
+    /// With an HNSW index: candidates considered per search (HNSW's efSearch, default
+    /// 256): more finds more of the true neighbours and takes longer. Exact indexes ignore it.
+    #[arg(long, requires = "index", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ef: Option<u32>,
     /// Print one JSON object {"mAP","mINP","cmc","num_valid_queries"} instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -286,8 +290,11 @@ fn from_features(dir: &Path, args: &EvaluateArgs) -> Result<Metrics> {
 /// exclusions applied by the index), with the exact search's recall and mAP beside them when
 /// the folder has the gallery's features.
 fn from_index(dir: &Path, path: &Path, args: &EvaluateArgs) -> Result<Metrics> {
-    use scal_infer::index::{ExactSearch, GalleryIndex, NearestNeighbours};
-    let index = GalleryIndex::open(path)?;
+    use scal_infer::index::GalleryIndex;
+    let mut index = GalleryIndex::open(path)?;
+    if let Some(ef) = args.ef {
+        index.set_search_expansion(ef as usize);
+    }
     let Some(labels) = index.header().labels.clone() else {
         bail!(
             "--index {}: the index does not know its gallery's identities and cameras (build it from a folder with g_pids.npy and g_camids.npy)",
@@ -310,15 +317,21 @@ fn from_index(dir: &Path, path: &Path, args: &EvaluateArgs) -> Result<Metrics> {
     index.check_compatible(path, &index.header().source, query.ncols())?;
     let depth = args.depth.max(args.max_rank) as usize;
     let own = |q: usize| Some((q_pids[q], q_camids[q]));
+    // One query at a time, as a user's query arrives: each one's time is measured.
+    let mut times_ms = Vec::with_capacity(query.nrows());
     let lists: Vec<Vec<usize>> = (0..query.nrows())
         .map(|q| {
-            index
-                .search(query.row(q), depth, own(q))
-                .iter()
-                .map(|n| n.row)
-                .collect()
+            let started = std::time::Instant::now();
+            let found = index.search(query.row(q), depth, own(q));
+            times_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            found.iter().map(|n| n.row).collect()
         })
         .collect();
+    times_ms.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        let at = ((p / 100.0) * times_ms.len() as f64).ceil() as usize;
+        times_ms.get(at.saturating_sub(1)).copied().unwrap_or(0.0)
+    };
     let metrics = scal_eval::evaluate_top_lists(
         &lists,
         (&q_pids, &q_camids),
@@ -326,55 +339,90 @@ fn from_index(dir: &Path, path: &Path, args: &EvaluateArgs) -> Result<Metrics> {
         args.max_rank as usize,
     )?;
     eprintln!(
-        "index {} ({} engine, {} rows): the top {depth} of each query",
+        "index {} ({} engine, {} rows): the top {depth} of each query, {:.3} ms per query at the median, {:.3} at the 99th percentile",
         path.display(),
         index.header().engine.as_str(),
-        index.len()
+        index.len(),
+        percentile(50.0),
+        percentile(99.0)
     );
     let g_path = dir.join("gallery.npy");
     if g_path.is_file() {
-        let gallery = read_features(&g_path)?;
-        if gallery.dim() != (index.len(), query.ncols()) {
-            bail!(
-                "{} is {} x {} but the index holds {} x {}: not the index's gallery",
-                g_path.display(),
-                gallery.nrows(),
-                gallery.ncols(),
-                index.len(),
-                query.ncols()
-            );
-        }
-        let mut exact = ExactSearch::new(gallery.ncols());
-        exact.add(gallery.view()).map_err(anyhow::Error::msg)?;
-        // Recall: the share of the exact search's answers (after the protocol's exclusions)
-        // that the index returned too.
-        let (mut found, mut expected) = (0usize, 0usize);
-        let mut exact_lists = Vec::with_capacity(lists.len());
-        for (q, list) in lists.iter().enumerate() {
-            let keep = |r: usize| !(labels.pids[r] == q_pids[q] && labels.camids[r] == q_camids[q]);
-            let truth: Vec<usize> = exact
-                .search(query.row(q), depth, &keep)
-                .iter()
-                .map(|n| n.row)
-                .collect();
-            found += truth.iter().filter(|r| list.contains(r)).count();
-            expected += truth.len();
-            exact_lists.push(truth);
-        }
-        let exact_metrics = scal_eval::evaluate_top_lists(
-            &exact_lists,
-            (&q_pids, &q_camids),
-            (&labels.pids, &labels.camids),
-            args.max_rank as usize,
-        )?;
-        eprintln!(
-            "recall@{depth} against exact search: {:.4}; exact search's top {depth}: mAP {:.2} %, Rank-1 {:.2} %",
-            found as f64 / expected.max(1) as f64,
-            100.0 * exact_metrics.map,
-            100.0 * exact_metrics.rank(1).unwrap_or(0.0)
-        );
+        let queries = (q_pids.as_slice(), q_camids.as_slice());
+        let max_rank = args.max_rank as usize;
+        compare_with_exact(&g_path, &query, (&lists, depth), queries, &labels, max_rank)?;
     }
     Ok(metrics)
+}
+
+/// Prints the recall of an index's answers `lists` (each query's top `depth`, the protocol's
+/// exclusions applied) against exact search over the gallery features `g_path`, at 10 and at
+/// the depth, and the exact search's mAP and Rank-1 beside them.
+///
+/// # Shapes
+/// - `query`: `[Q, D]`; `lists`: Q lists of gallery rows; `queries`: `([Q], [Q])`
+fn compare_with_exact(
+    g_path: &Path,
+    query: &Array2<f32>,
+    (lists, depth): (&[Vec<usize>], usize),
+    queries: (&[i64], &[i64]),
+    labels: &scal_infer::index::GalleryLabels,
+    max_rank: usize,
+) -> Result<()> {
+    use scal_infer::index::{ExactSearch, NearestNeighbours};
+    let gallery = read_features(g_path)?;
+    if gallery.dim() != (labels.pids.len(), query.ncols()) {
+        bail!(
+            "{} is {} x {} but the index holds {} x {}: not the index's gallery",
+            g_path.display(),
+            gallery.nrows(),
+            gallery.ncols(),
+            labels.pids.len(),
+            query.ncols()
+        );
+    }
+    let mut exact = ExactSearch::new(gallery.ncols());
+    exact.add(gallery.view()).map_err(anyhow::Error::msg)?;
+    // Recall: the share of the exact search's answers (after the protocol's exclusions)
+    // that the index returned too, within the top 10 and within the depth.
+    let (mut found, mut found10, mut expected, mut expected10) = (0usize, 0usize, 0usize, 0usize);
+    let mut exact_lists = Vec::with_capacity(lists.len());
+    for (q, list) in lists.iter().enumerate() {
+        let own = (queries.0[q], queries.1[q]);
+        let keep = |r: usize| (labels.pids[r], labels.camids[r]) != own;
+        let truth: Vec<usize> = exact
+            .search(query.row(q), depth, Some(&keep))
+            .iter()
+            .map(|n| n.row)
+            .collect();
+        found += truth.iter().filter(|r| list.contains(r)).count();
+        expected += truth.len();
+        let (top, truth10) = (&list[..list.len().min(10)], &truth[..truth.len().min(10)]);
+        found10 += truth10.iter().filter(|r| top.contains(r)).count();
+        expected10 += truth10.len();
+        exact_lists.push(truth);
+    }
+    let exact_metrics = scal_eval::evaluate_top_lists(
+        &exact_lists,
+        queries,
+        (&labels.pids, &labels.camids),
+        max_rank,
+    )?;
+    let at_depth = if depth == 10 {
+        String::new()
+    } else {
+        format!(
+            ", recall@{depth}: {:.4}",
+            found as f64 / expected.max(1) as f64
+        )
+    };
+    eprintln!(
+        "recall@10 against exact search: {:.4}{at_depth}; exact search's top {depth}: mAP {:.2} %, Rank-1 {:.2} %",
+        found10 as f64 / expected10.max(1) as f64,
+        100.0 * exact_metrics.map,
+        100.0 * exact_metrics.rank(1).unwrap_or(0.0)
+    );
+    Ok(())
 }
 
 /// Distances (re-ranked on request) and metrics of query and gallery features.

@@ -68,8 +68,10 @@ struct BuildArgs {
     /// The index file to write.
     #[arg(long, value_name = "INDEX")]
     out: PathBuf,
-    /// The search engine.
-    #[arg(long, default_value = "exact", value_parser = engine_parser())]
+    /// The search engine: hnsw-f16 (an HNSW graph, vectors stored as f16: approximate, the
+    /// least memory; chosen by the side by side in docs/benchmarks.md), hnsw (f32 vectors) or
+    /// exact (every row compared: the reference, for galleries small enough to scan).
+    #[arg(long, default_value = "hnsw-f16", value_parser = engine_parser())]
     engine: Engine,
 }
 
@@ -83,7 +85,7 @@ struct AddArgs {
 }
 
 fn engine_parser() -> Named<Engine> {
-    const NAMES: &[&str] = &["exact"];
+    const NAMES: &[&str] = &["exact", "hnsw", "hnsw-f16"];
     Named::new(NAMES, |s| s.parse())
 }
 
@@ -231,7 +233,7 @@ fn build(args: &BuildArgs) -> Result<()> {
     let g = gallery(&args.source)?;
     let (rows, dim) = g.features.dim();
     check_memory(args.engine, rows, dim)?;
-    let mut index = GalleryIndex::new(args.engine, dim, g.source.clone());
+    let mut index = GalleryIndex::new(args.engine, dim, g.source.clone())?;
     add_rows(&mut index, g, args.source.no_progress)?;
     index
         .write(&args.out)

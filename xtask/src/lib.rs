@@ -274,11 +274,11 @@ mod tests {
         ),
         (
             "evaluate",
-            "distmat features checkpoint weights format arch last_stride base_width height width dataset root batch backend distance max_rank metric seed k1 k2 lambda index depth",
+            "distmat features checkpoint weights format arch last_stride base_width height width dataset root batch backend distance max_rank metric seed k1 k2 lambda index depth ef",
         ),
         (
             "query",
-            "checkpoint gallery image queries top batch backend index",
+            "checkpoint gallery image queries top batch backend index ef",
         ),
         ("datasets", "name root"),
         ("synth", "train_ids test_ids cameras seed preset"),

@@ -29,6 +29,10 @@ pub struct QueryArgs {
     /// instead of a gallery folder; it must have been built by this --checkpoint (and --flip).
     #[arg(long, value_name = "INDEX", conflicts_with_all = ["gallery", "cache"])]
     pub index: Option<PathBuf>,
+    /// With an HNSW index: candidates considered per search (HNSW's efSearch, default
+    /// 256): more finds more of the true neighbours and takes longer. Exact indexes ignore it.
+    #[arg(long, requires = "index", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ef: Option<u32>,
     /// One query image.
     #[arg(
         long,
@@ -298,7 +302,10 @@ fn rank_in_index(
     features: &ndarray::Array2<f32>,
     options: EmbedOptions,
 ) -> Result<Vec<Ranking>> {
-    let index = GalleryIndex::open(path)?;
+    let mut index = GalleryIndex::open(path)?;
+    if let Some(ef) = args.ef {
+        index.set_search_expansion(ef as usize);
+    }
     let source = FeatureSource::checkpoint(&args.checkpoint, &options)?;
     index.check_compatible(path, &source, features.ncols())?;
     let files = &index.header().files;

@@ -272,6 +272,8 @@ fn an_index_of_the_gallery_ranks_as_the_folder_and_refuses_another_model_setting
         gallery.to_str().unwrap(),
         "--out",
         i,
+        "--engine",
+        "exact",
         "--no-progress",
     ]));
     assert!(stdout.contains("20 gallery rows"), "{stdout}");

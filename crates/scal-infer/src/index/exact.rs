@@ -83,8 +83,9 @@ impl NearestNeighbours for ExactSearch {
         &self,
         query: ArrayView1<'_, f32>,
         top: usize,
-        keep: &(dyn Fn(usize) -> bool + Sync),
+        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
     ) -> Vec<Neighbour> {
+        let keep = |r: usize| keep.is_none_or(|keep| keep(r));
         let found = self
             .rows
             .axis_chunks_iter(Axis(0), ROWS_PER_TASK)

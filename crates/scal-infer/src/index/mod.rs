@@ -16,6 +16,7 @@
 //! (or none), never half of one.
 
 mod exact;
+mod hnsw;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use exact::ExactSearch;
+pub use hnsw::{
+    CONNECTIVITY, DEFAULT_EXPANSION_SEARCH, EXPANSION_ADD, HnswSearch, Storage as HnswStorage,
+};
 
 use crate::InferError;
 
@@ -49,6 +53,10 @@ pub struct Neighbour {
 pub enum Engine {
     /// Every row compared ([`ExactSearch`]): the reference.
     Exact,
+    /// An HNSW graph with the vectors as `f32` ([`HnswSearch`]): approximate.
+    Hnsw,
+    /// An HNSW graph with the vectors as `f16`: approximate, half the vectors' memory.
+    HnswF16,
 }
 
 impl Engine {
@@ -56,17 +64,26 @@ impl Engine {
     pub fn as_str(self) -> &'static str {
         match self {
             Engine::Exact => "exact",
+            Engine::Hnsw => "hnsw",
+            Engine::HnswF16 => "hnsw-f16",
         }
     }
 
     /// Every engine, by name.
-    pub const ALL: [Engine; 1] = [Engine::Exact];
+    pub const ALL: [Engine; 3] = [Engine::Exact, Engine::Hnsw, Engine::HnswF16];
 
-    /// A new, empty engine for `dim`-dimensional features.
-    pub fn create(self, dim: usize) -> Box<dyn NearestNeighbours> {
-        match self {
+    /// Whether the engine's results are exact (every row compared).
+    pub fn is_exact(self) -> bool {
+        self == Engine::Exact
+    }
+
+    /// A new, empty engine for `dim`-dimensional features. `Err` says why it cannot be made.
+    pub fn create(self, dim: usize) -> Result<Box<dyn NearestNeighbours>, String> {
+        Ok(match self {
             Engine::Exact => Box::new(ExactSearch::new(dim)),
-        }
+            Engine::Hnsw => Box::new(HnswSearch::new(dim, hnsw::Storage::F32)?),
+            Engine::HnswF16 => Box::new(HnswSearch::new(dim, hnsw::Storage::F16)?),
+        })
     }
 
     fn read_payload(
@@ -77,6 +94,18 @@ impl Engine {
     ) -> Result<Box<dyn NearestNeighbours>, String> {
         match self {
             Engine::Exact => Ok(Box::new(ExactSearch::from_payload(payload, count, dim)?)),
+            Engine::Hnsw => Ok(Box::new(HnswSearch::from_payload(
+                payload,
+                count,
+                dim,
+                hnsw::Storage::F32,
+            )?)),
+            Engine::HnswF16 => Ok(Box::new(HnswSearch::from_payload(
+                payload,
+                count,
+                dim,
+                hnsw::Storage::F16,
+            )?)),
         }
     }
 
@@ -84,9 +113,18 @@ impl Engine {
     /// (the features, the engine's structure and the file's bytes while it is written).
     pub fn build_memory_estimate(self, count: usize, dim: usize) -> u64 {
         let features = count as u64 * dim as u64 * 4;
+        let graph = |storage: hnsw::Storage| {
+            // Per row: its stored vector, the bottom layer's 2 M neighbour slots (4 bytes
+            // each), the upper layers' share and usearch's bookkeeping (about 64 bytes).
+            let per_row = (dim * storage.bytes() + 2 * CONNECTIVITY * 4 + 64) as u64;
+            count as u64 * per_row
+        };
         match self {
             // The rows, plus the payload and the file's buffer while it is written.
             Engine::Exact => 3 * features,
+            // The features given, the graph, its payload and the file's buffer.
+            Engine::Hnsw => features + 3 * graph(hnsw::Storage::F32),
+            Engine::HnswF16 => features + 3 * graph(hnsw::Storage::F16),
         }
     }
 }
@@ -119,7 +157,8 @@ pub trait NearestNeighbours: Send + Sync {
     /// # Shapes
     /// - `rows`: `[N, dim]`
     fn add(&mut self, rows: ArrayView2<'_, f32>) -> Result<(), String>;
-    /// The `top` rows nearest `query` among those `keep` accepts, nearest first.
+    /// The `top` rows nearest `query` (among those `keep` accepts, when given), nearest
+    /// first. An approximate engine may miss some of the true nearest rows.
     ///
     /// # Shapes
     /// - `query`: `[dim]`
@@ -127,8 +166,12 @@ pub trait NearestNeighbours: Send + Sync {
         &self,
         query: ArrayView1<'_, f32>,
         top: usize,
-        keep: &(dyn Fn(usize) -> bool + Sync),
+        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
     ) -> Vec<Neighbour>;
+    /// Sets how many candidates an approximate engine considers per search (HNSW's
+    /// efSearch): more finds more of the true neighbours and takes longer. Exact search
+    /// ignores it.
+    fn set_search_expansion(&mut self, _expansion: usize) {}
     /// The engine's own serialisation, read back by [`GalleryIndex::open`].
     fn payload(&self) -> Vec<u8>;
 }
@@ -245,8 +288,24 @@ fn index_error(path: &Path, problem: impl Into<String>) -> InferError {
 
 impl GalleryIndex {
     /// An empty index of `dim`-dimensional features from `source`, searched by `engine`.
-    pub fn new(engine: Engine, dim: usize, source: FeatureSource) -> GalleryIndex {
-        GalleryIndex {
+    ///
+    /// # Errors
+    /// [`InferError::IndexInput`] when the engine cannot be made (a dimension of 0, or the
+    /// engine's own refusal).
+    pub fn new(
+        engine: Engine,
+        dim: usize,
+        source: FeatureSource,
+    ) -> Result<GalleryIndex, InferError> {
+        if dim == 0 {
+            return Err(InferError::IndexInput {
+                problem: "the features have no values (dimension 0)".into(),
+            });
+        }
+        let made = engine
+            .create(dim)
+            .map_err(|problem| InferError::IndexInput { problem })?;
+        Ok(GalleryIndex {
             header: IndexHeader {
                 engine,
                 dim,
@@ -258,8 +317,8 @@ impl GalleryIndex {
                 }),
                 files: Vec::new(),
             },
-            engine: engine.create(dim),
-        }
+            engine: made,
+        })
     }
 
     /// The header: engine, dimension, rows, source, labels and files.
@@ -361,10 +420,17 @@ impl GalleryIndex {
         match (own, &self.header.labels) {
             (Some((pid, cam)), Some(labels)) => {
                 let keep = |r: usize| !(labels.pids[r] == pid && labels.camids[r] == cam);
-                self.engine.search(query, top, &keep)
+                self.engine.search(query, top, Some(&keep))
             }
-            _ => self.engine.search(query, top, &|_| true),
+            _ => self.engine.search(query, top, None),
         }
+    }
+
+    /// Sets how many candidates an approximate engine considers per search (HNSW's
+    /// efSearch; [`DEFAULT_EXPANSION_SEARCH`] unless set): more finds more of the true
+    /// neighbours and takes longer. Exact search ignores it.
+    pub fn set_search_expansion(&mut self, expansion: usize) {
+        self.engine.set_search_expansion(expansion);
     }
 
     /// Writes the index to `path` whole (a staging file renamed into place).

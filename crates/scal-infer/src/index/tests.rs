@@ -27,7 +27,8 @@ fn labels(rows: usize, ids: usize) -> GalleryLabels {
 }
 
 fn built(rows: usize, dim: usize) -> GalleryIndex {
-    let mut index = GalleryIndex::new(Engine::Exact, dim, FeatureSource::Features);
+    let mut index =
+        GalleryIndex::new(Engine::Exact, dim, FeatureSource::Features).expect("an exact index");
     let new = NewRows {
         labels: Some(labels(rows, 7)),
         files: Vec::new(),
@@ -249,4 +250,127 @@ fn added_rows_keep_labels_and_files_only_while_every_row_has_them() {
         .unwrap_err();
     assert!(e.to_string().contains("row 1"), "{e}");
     assert_eq!(index.len(), 45, "a refused add adds nothing");
+}
+
+/// An index of `gallery` (labels of 7 identities) searched by `engine`.
+fn built_with(engine: Engine, gallery: &Array2<f32>) -> GalleryIndex {
+    let mut index =
+        GalleryIndex::new(engine, gallery.ncols(), FeatureSource::Features).expect("an index");
+    let new = NewRows {
+        labels: Some(labels(gallery.nrows(), 7)),
+        files: Vec::new(),
+    };
+    index.add(gallery.view(), new, 500, &mut |_| {}).unwrap();
+    index
+}
+
+/// Mean share of the exact top `k` (with the protocol's exclusion) that `index` returns.
+fn recall_at(index: &GalleryIndex, gallery: &Array2<f32>, queries: &Array2<f32>, k: usize) -> f64 {
+    let l = labels(gallery.nrows(), 7);
+    let mut found = 0;
+    for (q, query) in queries.rows().into_iter().enumerate() {
+        let own = (q as i64 % 7, 1);
+        let truth = brute_force(gallery, query, |r| (l.pids[r], l.camids[r]) != own);
+        let got: Vec<usize> = index
+            .search(query, k, Some(own))
+            .iter()
+            .map(|n| n.row)
+            .collect();
+        assert!(
+            got.iter().all(|&r| (l.pids[r], l.camids[r]) != own),
+            "query {q}: the protocol's exclusion broken"
+        );
+        found += truth[..k].iter().filter(|r| got.contains(r)).count();
+    }
+    found as f64 / (k * queries.nrows()) as f64
+}
+
+#[test]
+fn hnsw_finds_the_exact_neighbours_with_the_protocols_exclusion() {
+    // Identity centres (700) plus noise: each query's neighbours are its identity's rows.
+    let gallery = features(6_000, 32, 700, 11);
+    let queries = features(60, 32, 700, 12);
+    for engine in [Engine::Hnsw, Engine::HnswF16] {
+        let index = built_with(engine, &gallery);
+        assert_eq!(index.len(), 6_000);
+        let recall = recall_at(&index, &gallery, &queries, 10);
+        assert!(recall >= 0.95, "{}: recall@10 {recall}", engine.as_str());
+        // The distances are Euclidean (f16 storage rounds them a little).
+        let q = queries.row(0);
+        let first = index.search(q, 1, None)[0];
+        let d: f32 = gallery
+            .row(first.row)
+            .iter()
+            .zip(q)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            .sqrt();
+        assert!(
+            (first.distance - d).abs() < 1e-2 * d.max(1.0),
+            "{} vs {d}",
+            first.distance
+        );
+    }
+}
+
+#[test]
+fn a_wider_search_expansion_does_not_lose_recall() {
+    let gallery = features(6_000, 32, 700, 13);
+    let queries = features(60, 32, 700, 14);
+    let mut index = built_with(Engine::Hnsw, &gallery);
+    index.set_search_expansion(10);
+    let narrow = recall_at(&index, &gallery, &queries, 10);
+    index.set_search_expansion(512);
+    let wide = recall_at(&index, &gallery, &queries, 10);
+    assert!(
+        wide >= narrow && wide >= 0.95,
+        "ef 10: {narrow}, ef 512: {wide}"
+    );
+}
+
+#[test]
+fn an_hnsw_index_reads_back_grows_and_refuses_a_lying_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gallery.scalidx");
+    let gallery = features(2_000, 16, 200, 21);
+    let index = built_with(Engine::HnswF16, &gallery.slice(s![..1_500, ..]).to_owned());
+    index.write(&path).unwrap();
+    let mut back = GalleryIndex::open(&path).unwrap();
+    assert_eq!(back.header(), index.header());
+    assert_eq!(back.header().engine, Engine::HnswF16);
+    let q = features(1, 16, 200, 22);
+    assert_eq!(
+        back.search(q.row(0), 10, None),
+        index.search(q.row(0), 10, None)
+    );
+    // Rows added after reading back are searchable, numbered after the first ones.
+    let rest = gallery.slice(s![1_500.., ..]);
+    let new = NewRows {
+        labels: Some(GalleryLabels {
+            pids: (1_500..2_000).map(|r| (r % 7) as i64).collect(),
+            camids: (1_500..2_000).map(|r| (r / 7 % 3) as i64).collect(),
+        }),
+        files: Vec::new(),
+    };
+    back.add(rest, new, 100, &mut |_| {}).unwrap();
+    assert_eq!(back.len(), 2_000);
+    let hit = back.search(gallery.row(1_900), 1, None)[0];
+    assert_eq!((hit.row, hit.distance), (1_900, 0.0));
+    // A header that claims fewer rows than the graph holds is refused by name, even with
+    // a checksum that matches (a file written by a careless or hostile tool).
+    let mut lying = back.header().clone();
+    lying.count = 1_999;
+    lying.labels = None;
+    let forged = GalleryIndex {
+        header: lying,
+        engine: Engine::HnswF16
+            .read_payload(&back.engine.payload(), 2_000, 16)
+            .unwrap(),
+    };
+    forged.write(&path).unwrap();
+    let problem = problem_of(GalleryIndex::open(&path));
+    assert!(
+        problem.contains("2000 rows") && problem.contains("1999"),
+        "{problem}"
+    );
 }
