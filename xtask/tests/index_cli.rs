@@ -372,13 +372,17 @@ fn an_hnsw_index_finds_what_exact_search_finds_and_says_its_recall() {
             "--json",
         ]);
         let (_, stderr) = ok(&o);
-        // A query's own identity seen by its own camera is left out by the index too, and at
-        // this size and ef the graph finds the exact top ranks (f16 may reorder near-ties).
+        // A query's own identity seen by its own camera is left out by the index too, and the
+        // graph finds nearly all of the exact top ranks. Not all: on these tight clusters
+        // (10 near-copies per identity) the graph, built by parallel inserts, sometimes misses
+        // a query's farthest positive within the depth (mINP 0.73 to 0.93 against 1 in 3 of
+        // 35 builds; mAP once 0.967), so mINP is not compared and the bounds allow a miss.
         let found = json(&o);
-        for (key, within) in [("mAP", 0.01), ("mINP", 0.05)] {
-            let (x, y) = (found[key].as_f64().unwrap(), exact[key].as_f64().unwrap());
-            assert!((x - y).abs() <= within, "{engine} {key}: {x} against {y}");
-        }
+        let (x, y) = (
+            found["mAP"].as_f64().unwrap(),
+            exact["mAP"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() <= 0.05, "{engine} mAP: {x} against {y}");
         let (x, y) = (
             found["cmc"].as_array().unwrap(),
             exact["cmc"].as_array().unwrap(),
@@ -386,16 +390,19 @@ fn an_hnsw_index_finds_what_exact_search_finds_and_says_its_recall() {
         for r in 0..10 {
             let (a, b) = (x[r].as_f64().unwrap(), y[r].as_f64().unwrap());
             assert!(
-                (a - b).abs() <= 0.01,
+                (a - b).abs() <= 0.05,
                 "{engine} rank {}: {a} against {b}",
                 r + 1
             );
         }
-        assert!(
-            stderr.contains("recall@10 against exact search: 1.0000")
-                && stderr.contains("ms per query at the median"),
-            "{stderr}"
-        );
+        let recall: f64 = stderr
+            .split("recall@10 against exact search: ")
+            .nth(1)
+            .and_then(|rest| rest.get(..6))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no recall@10 in {stderr}"));
+        assert!(recall >= 0.9, "{engine}: recall@10 {recall}");
+        assert!(stderr.contains("ms per query at the median"), "{stderr}");
     }
     // --ef needs an index.
     let refused = fails(&xtask(&["evaluate", "--features", d, "--ef", "10"]));
