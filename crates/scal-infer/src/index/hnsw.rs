@@ -1,14 +1,14 @@
 //! Approximate search on a hierarchical navigable small-world graph (HNSW): usearch's index,
 //! embedded (C++ built by its crate, no service to run). Squared Euclidean distance; the
-//! vectors kept as `f32` or, to halve the memory, as `f16`. Adding is parallel (rayon's
-//! threads); searching is safe from many threads at once.
+//! vectors kept as `f32` or, to halve the memory, as `f16`. Adding is sequential (usearch
+//! 2.26.6's concurrent inserts can strand rows, unum-cloud/USearch#735); searching is safe
+//! from many threads at once.
 //!
 //! The graph's build parameters are fixed here ([`CONNECTIVITY`], [`EXPANSION_ADD`]); the
 //! search's candidate list ([`HnswSearch::set_expansion`]) trades recall for time and is not
 //! stored in the file.
 
 use ndarray::{ArrayView1, ArrayView2};
-use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::{Engine, NearestNeighbours, Neighbour};
@@ -179,7 +179,12 @@ impl NearestNeighbours for HnswSearch {
             .reserve_capacity_and_threads(first + rows.nrows(), thread_slots())
             .map_err(|e| format!("the HNSW graph cannot grow: {e}"))?;
         let index = &self.index;
-        (0..rows.nrows()).into_par_iter().try_for_each(|i| {
+        // One row at a time: usearch 2.26.6's concurrent `add` can leave a node stored but
+        // unreachable by search (unum-cloud/USearch#735, fix proposed in #772; seen here as
+        // gallery rows that no query finds on tight clusters, in 5 of 40 two-thread builds
+        // and none of 40 one-thread builds), and a gallery image that can never be found is
+        // worse than a slower build.
+        (0..rows.nrows()).try_for_each(|i| {
             let row = rows.row(i);
             let owned;
             let values = match row.as_slice() {
