@@ -212,20 +212,12 @@ fn the_papers_critic_cannot_point_along_a_per_identity_planted_reward() {
 /// this test binary ([`compatible_critic_loop_alone`]), where its draws are the seed's.
 #[test]
 fn a_compatible_critic_points_along_a_per_identity_planted_reward() {
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "critic_loop::compatible_critic_loop_alone",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SCAL_TEST_COMPATIBLE_ALONE", "1")
-        .status()
-        .unwrap();
     assert!(
-        status.success(),
-        "the compatible critic's loop, run alone: {status}"
+        crate::common::passes_alone(
+            "critic_loop::compatible_critic_loop_alone",
+            "SCAL_TEST_COMPATIBLE_ALONE"
+        ),
+        "the compatible critic's loop, run alone, failed"
     );
 }
 

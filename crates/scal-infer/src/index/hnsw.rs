@@ -5,8 +5,10 @@
 //! from many threads at once.
 //!
 //! The graph's build parameters are fixed here ([`CONNECTIVITY`], [`EXPANSION_ADD`]); the
-//! search's candidate list ([`HnswSearch::set_expansion`]) trades recall for time and is not
-//! stored in the file.
+//! search's candidate list (efSearch, `set_search_expansion`) trades recall for time and is
+//! not stored in the file.
+
+use std::borrow::Cow;
 
 use ndarray::{ArrayView1, ArrayView2};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
@@ -72,6 +74,14 @@ fn options(dim: usize, storage: Storage) -> IndexOptions {
         expansion_add: EXPANSION_ADD,
         expansion_search: DEFAULT_EXPANSION_SEARCH,
         multi: false,
+    }
+}
+
+/// A row's values as one slice: borrowed when the view is contiguous, copied otherwise.
+fn contiguous<'a>(row: &'a ArrayView1<'_, f32>) -> Cow<'a, [f32]> {
+    match row.as_slice() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(row.to_vec()),
     }
 }
 
@@ -149,12 +159,6 @@ impl HnswSearch {
         }
         Ok(graph)
     }
-
-    /// Candidates considered while searching (efSearch, at least the results asked for):
-    /// more finds more of the true neighbours and takes longer.
-    pub fn set_expansion(&mut self, expansion: usize) {
-        self.index.change_expansion_search(expansion.max(1));
-    }
 }
 
 impl NearestNeighbours for HnswSearch {
@@ -186,16 +190,8 @@ impl NearestNeighbours for HnswSearch {
         // worse than a slower build.
         (0..rows.nrows()).try_for_each(|i| {
             let row = rows.row(i);
-            let owned;
-            let values = match row.as_slice() {
-                Some(values) => values,
-                None => {
-                    owned = row.to_vec();
-                    &owned
-                }
-            };
             index
-                .add((first + i) as u64, values)
+                .add((first + i) as u64, &contiguous(&row))
                 .map_err(|e| format!("the HNSW graph refused row {}: {e}", first + i))
         })?;
         if self.index.size() != first + rows.nrows() {
@@ -217,14 +213,8 @@ impl NearestNeighbours for HnswSearch {
         if top == 0 || self.index.size() == 0 {
             return Vec::new();
         }
-        let owned;
-        let values = match query.as_slice() {
-            Some(values) => values,
-            None => {
-                owned = query.to_vec();
-                &owned
-            }
-        };
+        let values = contiguous(&query);
+        let values: &[f32] = &values;
         let found = match keep {
             Some(keep) => self
                 .index
@@ -244,8 +234,10 @@ impl NearestNeighbours for HnswSearch {
             .collect()
     }
 
+    /// Candidates considered while searching (efSearch; usearch considers at least the
+    /// results asked for).
     fn set_search_expansion(&mut self, expansion: usize) {
-        self.set_expansion(expansion);
+        self.index.change_expansion_search(expansion.max(1));
     }
 
     fn payload(&self) -> Vec<u8> {

@@ -72,17 +72,20 @@ impl Engine {
     /// Every engine, by name.
     pub const ALL: [Engine; 3] = [Engine::Exact, Engine::Hnsw, Engine::HnswF16];
 
-    /// Whether the engine's results are exact (every row compared).
-    pub fn is_exact(self) -> bool {
-        self == Engine::Exact
+    /// How an HNSW engine stores its vectors (`None` for exact search).
+    fn hnsw_storage(self) -> Option<hnsw::Storage> {
+        match self {
+            Engine::Exact => None,
+            Engine::Hnsw => Some(hnsw::Storage::F32),
+            Engine::HnswF16 => Some(hnsw::Storage::F16),
+        }
     }
 
     /// A new, empty engine for `dim`-dimensional features. `Err` says why it cannot be made.
     pub fn create(self, dim: usize) -> Result<Box<dyn NearestNeighbours>, String> {
-        Ok(match self {
-            Engine::Exact => Box::new(ExactSearch::new(dim)),
-            Engine::Hnsw => Box::new(HnswSearch::new(dim, hnsw::Storage::F32)?),
-            Engine::HnswF16 => Box::new(HnswSearch::new(dim, hnsw::Storage::F16)?),
+        Ok(match self.hnsw_storage() {
+            None => Box::new(ExactSearch::new(dim)),
+            Some(storage) => Box::new(HnswSearch::new(dim, storage)?),
         })
     }
 
@@ -92,39 +95,26 @@ impl Engine {
         count: usize,
         dim: usize,
     ) -> Result<Box<dyn NearestNeighbours>, String> {
-        match self {
-            Engine::Exact => Ok(Box::new(ExactSearch::from_payload(payload, count, dim)?)),
-            Engine::Hnsw => Ok(Box::new(HnswSearch::from_payload(
-                payload,
-                count,
-                dim,
-                hnsw::Storage::F32,
-            )?)),
-            Engine::HnswF16 => Ok(Box::new(HnswSearch::from_payload(
-                payload,
-                count,
-                dim,
-                hnsw::Storage::F16,
-            )?)),
-        }
+        Ok(match self.hnsw_storage() {
+            None => Box::new(ExactSearch::from_payload(payload, count, dim)?),
+            Some(storage) => Box::new(HnswSearch::from_payload(payload, count, dim, storage)?),
+        })
     }
 
     /// Bytes of memory a build of `count` × `dim` features needs at its peak, estimated
     /// (the features, the engine's structure and the file's bytes while it is written).
     pub fn build_memory_estimate(self, count: usize, dim: usize) -> u64 {
         let features = count as u64 * dim as u64 * 4;
-        let graph = |storage: hnsw::Storage| {
-            // Per row: its stored vector, the bottom layer's 2 M neighbour slots (4 bytes
-            // each), the upper layers' share and usearch's bookkeeping (about 64 bytes).
-            let per_row = (dim * storage.bytes() + 2 * CONNECTIVITY * 4 + 64) as u64;
-            count as u64 * per_row
-        };
-        match self {
+        match self.hnsw_storage() {
             // The rows, plus the payload and the file's buffer while it is written.
-            Engine::Exact => 3 * features,
-            // The features given, the graph, its payload and the file's buffer.
-            Engine::Hnsw => features + 3 * graph(hnsw::Storage::F32),
-            Engine::HnswF16 => features + 3 * graph(hnsw::Storage::F16),
+            None => 3 * features,
+            // The features given, then the graph, its payload and the file's buffer. Per
+            // row: its stored vector, the bottom layer's 2 M neighbour slots (4 bytes each),
+            // the upper layers' share and usearch's bookkeeping (about 64 bytes).
+            Some(storage) => {
+                let per_row = (dim * storage.bytes() + 2 * CONNECTIVITY * 4 + 64) as u64;
+                features + 3 * count as u64 * per_row
+            }
         }
     }
 }

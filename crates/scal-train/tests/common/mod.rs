@@ -82,3 +82,23 @@ impl scal_train::TrainObserver for StopAtOnce {
         true
     }
 }
+
+/// Runs the ignored test `name` of this binary alone in a child process, with `env` set to 1
+/// (the test does its work only when it sees it), and says whether it passed. Burn's flex
+/// backend draws every random number from one process-wide generator, so a test whose
+/// assertions depend on its draws runs this way, where its draws are its seed's and not
+/// whatever the tests beside it left.
+pub fn passes_alone(name: &str, env: &str) -> bool {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, "1")
+        .status()
+        .unwrap()
+        .success()
+}
